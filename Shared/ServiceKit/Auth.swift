@@ -1,0 +1,136 @@
+import Foundation
+import Hummingbird
+import JWTKit
+import Models
+
+/// The claims of every token this system issues, for people and for services alike.
+package struct TokenClaims: JWTPayload, Equatable {
+    package var sub: SubjectClaim
+    /// The company; absent for platform admins and services.
+    package var cid: String?
+    package var role: String
+    package var ents: [String]
+    package var exp: ExpirationClaim
+    package var nbf: NotBeforeClaim?
+    package var iat: IssuedAtClaim
+
+    package func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+        try nbf?.verifyNotBefore()
+    }
+}
+
+/// A verified caller.
+package struct Identity: Sendable, Equatable {
+    /// A user id, or the calling service's name for `role == .service`.
+    package var subject: String
+    package var companyId: UUID?
+    package var role: Role
+    package var entityIds: Set<UUID>
+
+    package init(subject: String, companyId: UUID?, role: Role, entityIds: Set<UUID>) {
+        self.subject = subject
+        self.companyId = companyId
+        self.role = role
+        self.entityIds = entityIds
+    }
+
+    package var userId: UUID? { role == .service ? nil : UUID(uuidString: subject) }
+    package var isService: Bool { role == .service }
+    package var isPlatformAdmin: Bool { role == .platformAdmin }
+
+    /// 403 unless the caller has one of `roles`.
+    package func require(_ roles: Role...) throws {
+        guard roles.contains(role) else { throw APIError.forbidden }
+    }
+}
+
+/// Issues and verifies HS256 tokens with `JWT_SECRET`.
+package struct TokenService: Sendable {
+    private let keys: JWTKeyCollection
+
+    package init(secret: String) async {
+        keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+    }
+
+    package func issue(subject: String, companyId: UUID?, role: Role, entityIds: [UUID], now: Date = Date(), lifetime: TimeInterval = 12 * 3600) async throws -> String {
+        let claims = TokenClaims(
+            sub: .init(value: subject), cid: companyId?.uuidString.lowercased(), role: role.rawValue,
+            ents: entityIds.map { $0.uuidString.lowercased() }, exp: .init(value: now.addingTimeInterval(lifetime)),
+            nbf: .init(value: now.addingTimeInterval(-5)), iat: .init(value: now))
+        return try await keys.sign(claims)
+    }
+
+    /// The service identity other services accept on `/v1/events` and internal routes.
+    package func serviceToken(for service: ServiceName, lifetime: TimeInterval = 3600) async throws -> String {
+        try await issue(subject: service.rawValue, companyId: nil, role: .service, entityIds: [], lifetime: lifetime)
+    }
+
+    /// Verifies a compact JWT. Only HS256 is accepted: a token naming another algorithm
+    /// (`none` above all) is refused before its signature is looked at.
+    package func verify(_ token: String) async throws(APIError) -> Identity {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[2].isEmpty,
+              let headerData = Data(base64URLEncoded: String(parts[0])),
+              let header = try? JSONDecoder().decode(Header.self, from: headerData),
+              header.alg == "HS256", header.typ == nil || header.typ == "JWT"
+        else { throw APIError.unauthorized }
+        let claims: TokenClaims
+        do {
+            claims = try await keys.verify(token, as: TokenClaims.self)
+        } catch {
+            throw APIError.unauthorized
+        }
+        guard let role = Role(rawValue: claims.role) else { throw APIError.unauthorized }
+        var companyId: UUID?
+        if let cid = claims.cid {
+            guard let parsed = UUID(uuidString: cid) else { throw APIError.unauthorized }
+            companyId = parsed
+        }
+        if role != .service && role != .platformAdmin {
+            guard companyId != nil, UUID(uuidString: claims.sub.value) != nil else { throw APIError.unauthorized }
+        }
+        var entities = Set<UUID>()
+        for entity in claims.ents {
+            guard let id = UUID(uuidString: entity) else { throw APIError.unauthorized }
+            entities.insert(id)
+        }
+        return Identity(subject: claims.sub.value, companyId: companyId, role: role, entityIds: entities)
+    }
+
+    private struct Header: Decodable {
+        var alg: String
+        var typ: String?
+    }
+}
+
+extension Data {
+    package init?(base64URLEncoded text: String) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        self.init(base64Encoded: base64)
+    }
+}
+
+/// Requires a valid bearer token on every route behind it.
+package struct AuthMiddleware: RouterMiddleware {
+    package typealias Context = AppContext
+    let tokens: TokenService
+
+    package init(tokens: TokenService) {
+        self.tokens = tokens
+    }
+
+    package func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.count > 7,
+              header.prefix(7).lowercased() == "bearer "
+        else { throw APIError.unauthorized }
+        var context = context
+        context.identity = try await tokens.verify(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+        if let identity = context.identity {
+            context.logger[metadataKey: "caller"] = "\(identity.role.rawValue):\(identity.subject)"
+        }
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Hummingbird
+import Models
+import NIOCore
+import Synchronization
+
+/// The request context of every service: who is calling, and the body limit.
+package struct AppContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
+    package var identity: Identity?
+
+    package init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        identity = nil
+    }
+
+    package var maxUploadSize: Int { BodyLimit.bytes.load(ordering: .relaxed) }
+    package var requestDecoder: APIRequestDecoder { APIRequestDecoder() }
+    package var responseEncoder: APIResponseEncoder { APIResponseEncoder() }
+
+    /// The caller, or 401 for routes that reached here without authentication.
+    package func requireIdentity() throws -> Identity {
+        guard let identity else { throw APIError.unauthorized }
+        return identity
+    }
+}
+
+/// The body limit is read by every request context; set once at boot from `MAX_BODY_BYTES`.
+package enum BodyLimit {
+    package static let bytes = Atomic<Int>(2 << 20)
+}
+
+/// JSON bodies only, decoded with the house dialect; any failure names the field at fault.
+package struct APIRequestDecoder: RequestDecoder {
+    package func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
+        if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
+            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the body as application/json", field: "body")
+        }
+        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        guard buffer.readableBytes > 0 else {
+            throw APIError(.badRequest, code: "missing_body", message: "a JSON body is required", field: "body")
+        }
+        do {
+            return try JSONCoding.decoder.decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw APIError.fromDecoding(error)
+        }
+    }
+}
+
+package struct APIResponseEncoder: ResponseEncoder {
+    package func encode(_ value: some Encodable, from request: Request, context: some RequestContext) throws -> Response {
+        let data = try JSONCoding.encoder.encode(value)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension Request {
+    /// Decodes the JSON body with the house dialect and the context's size limit.
+    package func decodeJSON<T: Decodable>(as type: T.Type, context: AppContext) async throws -> T {
+        try await context.requestDecoder.decode(type, from: self, context: context)
+    }
+}
+
+/// A Codable value answered with a chosen status (201 for creations, …).
+package struct JSONResponse<Value: Encodable & Sendable>: ResponseGenerator {
+    package var status: HTTPResponse.Status
+    package var value: Value
+
+    package init(_ status: HTTPResponse.Status = .ok, _ value: Value) {
+        self.status = status
+        self.value = value
+    }
+
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        var response = try APIResponseEncoder().encode(value, from: request, context: context)
+        response.status = status
+        return response
+    }
+}

@@ -1,0 +1,163 @@
+import Crypto
+import Foundation
+import Logging
+import PostgresNIO
+
+/// One schema change. Once landed, a migration is never edited: its checksum is recorded and a
+/// changed one stops the service at boot.
+package struct Migration: Sendable {
+    package var name: String
+    package var statements: [String]
+
+    package init(_ name: String, _ statements: [String]) {
+        self.name = name
+        self.statements = statements
+    }
+
+    var checksum: String {
+        SHA256.hash(data: Data(statements.joined(separator: ";\n").utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+package struct MigrationError: Error, CustomStringConvertible {
+    package var description: String
+}
+
+package enum Database {
+    /// A pool whose connections all work in the service's own schema.
+    package static func makeClient(url: String, schema: String, poolSize: Int, logger: Logger) throws -> PostgresClient {
+        let parsed = try DatabaseURL(url)
+        var configuration = PostgresClient.Configuration(
+            host: parsed.host, port: parsed.port, username: parsed.username, password: parsed.password,
+            database: parsed.database, tls: .disable)
+        configuration.options.additionalStartupParameters = [("search_path", schema), ("application_name", schema)]
+        configuration.options.maximumConnections = poolSize
+        configuration.options.minimumConnections = 1
+        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+    }
+
+    /// Applies every migration not yet recorded, in order, each in its own transaction, under an
+    /// advisory lock so replicas starting together apply each one exactly once.
+    package static func migrate(_ client: PostgresClient, schema: String, migrations: [Migration], logger: Logger) async throws {
+        try validateIdentifier(schema)
+        try await client.withConnection { connection in
+            let lockKey = "\(schema).schema_migrations"
+            try await connection.query("SELECT pg_advisory_lock(hashtext(\(lockKey)))", logger: logger)
+            do {
+                try await applyPending(connection, schema: schema, migrations: migrations, logger: logger)
+                try await connection.query("SELECT pg_advisory_unlock(hashtext(\(lockKey)))", logger: logger)
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(lockKey)))", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    private static func applyPending(_ connection: PostgresConnection, schema: String, migrations: [Migration], logger: Logger) async throws {
+        let exists = try await connection.query("SELECT 1 FROM pg_namespace WHERE nspname = \(schema)", logger: logger)
+            .collect().count > 0
+        if !exists {
+            try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA \(schema)"), logger: logger)
+        }
+        try await connection.query(PostgresQuery(unsafeSQL: """
+            CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
+                version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())
+            """), logger: logger)
+        var applied: [Int: (String, String)] = [:]
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT version, name, checksum FROM \(schema).schema_migrations"), logger: logger)
+        for try await (version, name, checksum) in rows.decode((Int, String, String).self) {
+            applied[version] = (name, checksum)
+        }
+        for (index, migration) in migrations.enumerated() {
+            let version = index + 1
+            if let (name, checksum) = applied[version] {
+                guard name == migration.name, checksum == migration.checksum else {
+                    throw MigrationError(description: "migration \(version) of \(schema) was '\(name)' when applied and has changed since; add a new migration instead of editing a landed one")
+                }
+                continue
+            }
+            try await connection.withTransaction(logger: logger) { connection in
+                try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL search_path = \(schema)"), logger: logger)
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (\(version), \(migration.name), \(migration.checksum))",
+                    logger: logger)
+            }
+            logger.info("migration applied", metadata: ["schema": "\(schema)", "version": "\(version)", "name": "\(migration.name)"])
+        }
+    }
+
+    /// The number of migrations recorded, for readiness.
+    package static func appliedCount(_ client: PostgresClient, schema: String, logger: Logger) async throws -> Int {
+        let rows = try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(schema).schema_migrations"), logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    /// Schema names go into DDL, which cannot take bind parameters.
+    package static func validateIdentifier(_ name: String) throws {
+        guard !name.isEmpty, name.count < 64, name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }),
+              name.first?.isLetter == true
+        else { throw MigrationError(description: "'\(name)' is not a valid schema name") }
+    }
+}
+
+/// The kit's own tables, created first in every service's schema.
+package enum KitMigrations {
+    package static let all: [Migration] = [
+        Migration("CreateOutbox", [
+            """
+            CREATE TABLE outbox (
+                id bigserial PRIMARY KEY,
+                event_id uuid NOT NULL,
+                event_type text NOT NULL,
+                subscriber text NOT NULL,
+                payload jsonb NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                next_attempt_at timestamptz NOT NULL DEFAULT now(),
+                attempts int NOT NULL DEFAULT 0,
+                locked_until timestamptz,
+                delivered_at timestamptz,
+                gave_up_at timestamptz,
+                last_error text,
+                UNIQUE (event_id, subscriber))
+            """,
+            "CREATE INDEX outbox_pending ON outbox (next_attempt_at, id) WHERE delivered_at IS NULL AND gave_up_at IS NULL",
+        ]),
+        Migration("CreateInbox", [
+            """
+            CREATE TABLE inbox (
+                event_id uuid NOT NULL,
+                handler text NOT NULL,
+                event_type text NOT NULL,
+                handled_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (event_id, handler))
+            """,
+        ]),
+        Migration("CreateJobs", [
+            """
+            CREATE TABLE jobs (
+                id bigserial PRIMARY KEY,
+                kind text NOT NULL,
+                unique_key text,
+                payload jsonb NOT NULL DEFAULT '{}',
+                run_at timestamptz NOT NULL,
+                state text NOT NULL DEFAULT 'available'
+                    CHECK (state IN ('available', 'running', 'retryable', 'completed', 'discarded', 'cancelled')),
+                attempts int NOT NULL DEFAULT 0,
+                max_attempts int NOT NULL DEFAULT 20,
+                lease_token uuid,
+                locked_until timestamptz,
+                last_error text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                finished_at timestamptz)
+            """,
+            "CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key) WHERE unique_key IS NOT NULL",
+            "CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state IN ('available', 'retryable')",
+            "CREATE INDEX jobs_running ON jobs (locked_until) WHERE state = 'running'",
+        ]),
+    ]
+}

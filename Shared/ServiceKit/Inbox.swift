@@ -1,0 +1,81 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Models
+import PostgresNIO
+
+/// What a service does when an event arrives. Its writes share one transaction with the inbox
+/// row, so an event is handled exactly once however often it is delivered.
+package struct EventHandler: Sendable {
+    /// Stable name; part of the inbox key, so two handlers of one event are tracked apart.
+    package var name: String
+    package var eventType: String
+    package var handle: @Sendable (EventEnvelope, PostgresConnection, Logger) async throws -> Void
+
+    package init(name: String, eventType: String, handle: @escaping @Sendable (EventEnvelope, PostgresConnection, Logger) async throws -> Void) {
+        self.name = name
+        self.eventType = eventType
+        self.handle = handle
+    }
+}
+
+package enum InboxOutcome: String, Codable, Sendable {
+    case handled, duplicate, ignored
+}
+
+package struct Inbox: Sendable {
+    let client: PostgresClient
+    let handlers: [String: [EventHandler]]
+
+    package init(client: PostgresClient, handlers: [EventHandler]) {
+        self.client = client
+        self.handlers = Dictionary(grouping: handlers, by: \.eventType)
+    }
+
+    /// Runs every handler of `event` that has not yet handled it.
+    package func receive(_ event: EventEnvelope, logger: Logger) async throws -> InboxOutcome {
+        guard let handlers = handlers[event.type], !handlers.isEmpty else {
+            Counter(label: "events_received_total", dimensions: [("type", event.type), ("outcome", "ignored")]).increment()
+            return .ignored
+        }
+        var outcome = InboxOutcome.duplicate
+        for handler in handlers {
+            let handled = try await client.withTransaction(logger: logger) { connection in
+                let inserted = try await connection.query("""
+                    INSERT INTO inbox (event_id, handler, event_type) VALUES (\(event.id), \(handler.name), \(event.type))
+                    ON CONFLICT DO NOTHING RETURNING 1
+                    """, logger: logger).collect().count
+                guard inserted == 1 else { return false }
+                try await handler.handle(event, connection, logger)
+                return true
+            }
+            if handled { outcome = .handled }
+        }
+        Counter(label: "events_received_total", dimensions: [("type", event.type), ("outcome", outcome.rawValue)]).increment()
+        return outcome
+    }
+}
+
+/// `POST /v1/events`: the one door events come in by, for service callers only.
+struct EventsController {
+    let inbox: Inbox
+
+    struct Answer: ResponseEncodable {
+        var eventId: UUID
+        var outcome: InboxOutcome
+    }
+
+    func register(on group: RouterGroup<AppContext>) {
+        group.post("/v1/events") { request, context -> Answer in
+            let identity = try context.requireIdentity()
+            try identity.require(.service)
+            let event = try await request.decodeJSON(as: EventEnvelope.self, context: context)
+            guard !event.type.isEmpty, event.type.count <= 100 else {
+                throw APIError.validation("type", "type must name an event")
+            }
+            let outcome = try await inbox.receive(event, logger: context.logger)
+            return Answer(eventId: event.id, outcome: outcome)
+        }
+    }
+}

@@ -1,0 +1,343 @@
+import Foundation
+import Logging
+import Metrics
+import Models
+import PostgresNIO
+import ServiceLifecycle
+
+/// A claimed job, as its handler sees it.
+package struct Job: Sendable {
+    package var id: Int64
+    package var kind: String
+    package var payload: JSONValue
+    package var attempt: Int
+    package var maxAttempts: Int
+    /// When it was due; handlers that schedule follow-ups start from here, so "in order" holds
+    /// even when the virtual clock jumped far past it.
+    package var runAt: Date
+    package var leaseToken: UUID
+
+    package func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try payload.decode(type)
+    }
+}
+
+package struct JobHandler: Sendable {
+    package var kind: String
+    package var maxAttempts: Int
+    /// Runs inside the transaction that completes the job: if the lease was lost meanwhile, the
+    /// completion fails its fencing check and the handler's writes roll back with it.
+    package var handle: @Sendable (Job, PostgresConnection, Logger) async throws -> Void
+
+    package init(kind: String, maxAttempts: Int = 20, handle: @escaping @Sendable (Job, PostgresConnection, Logger) async throws -> Void) {
+        self.kind = kind
+        self.maxAttempts = maxAttempts
+        self.handle = handle
+    }
+}
+
+package struct JobLeaseLost: Error, CustomStringConvertible {
+    package var jobId: Int64
+    package var description: String { "job \(jobId) lost its lease before it finished" }
+}
+
+/// Schedules jobs, inside the caller's transaction when given its connection.
+package struct JobQueue: Sendable {
+    package let service: ServiceName
+
+    package init(service: ServiceName) {
+        self.service = service
+    }
+
+    /// Schedules a job. With a `uniqueKey` already taken, nothing new is written and the first
+    /// job's id is returned.
+    @discardableResult
+    package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, maxAttempts: Int = 20,
+                          on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
+        let json = String(decoding: try JSONCoding.encoder.encode(payload), as: UTF8.self)
+        let inserted = try await connection.query("""
+            INSERT INTO jobs (kind, unique_key, payload, run_at, max_attempts)
+            VALUES (\(kind), \(uniqueKey), \(json)::jsonb, \(runAt), \(maxAttempts))
+            ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+            RETURNING id
+            """, logger: logger)
+        for try await id in inserted.decode(Int64.self) {
+            try await connection.query("SELECT pg_notify(\(WakeChannel.name(service)), 'jobs')", logger: logger)
+            return id
+        }
+        let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(uniqueKey)", logger: logger)
+        for try await id in existing.decode(Int64.self) { return id }
+        throw JobLeaseLost(jobId: -1)
+    }
+
+    /// Cancels a job that has not started (an offer accepted before its timeout, …).
+    package func cancel(uniqueKey: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("""
+            UPDATE jobs SET state = 'cancelled', finished_at = now()
+            WHERE unique_key = \(uniqueKey) AND state IN ('available', 'retryable')
+            """, logger: logger)
+    }
+}
+
+/// Runs due jobs. Workers claim with `FOR UPDATE SKIP LOCKED`, so replicas never run one job
+/// twice; a lease (wall-clock `locked_until`, renewed while the job runs) lets a crashed
+/// worker's job be rescued; completion is fenced by the lease token.
+package struct JobRunner: Service {
+    package struct Settings: Sendable {
+        package var workers = 4
+        package var lease: Duration = .seconds(60)
+        package var pollInterval: Duration = .seconds(1)
+        package var rescueInterval: Duration = .seconds(5)
+        /// How long running jobs may go on after a shutdown starts before they are released.
+        package var shutdownGrace: Duration = .seconds(10)
+        package var backoff = Backoff(base: 2, cap: 3600)
+        package init() {}
+    }
+
+    let client: PostgresClient
+    let clock: any ServiceClock
+    let handlers: [String: JobHandler]
+    let doorbell: Doorbell
+    let logger: Logger
+    let settings: Settings
+    let random: @Sendable () -> Double
+
+    package init(client: PostgresClient, clock: any ServiceClock, handlers: [JobHandler], doorbell: Doorbell, logger: Logger,
+                 settings: Settings = Settings(), random: @escaping @Sendable () -> Double = { Double.random(in: 0...1) }) {
+        self.client = client
+        self.clock = clock
+        self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
+        self.doorbell = doorbell
+        self.logger = logger
+        self.settings = settings
+        self.random = random
+    }
+
+    package func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            for worker in 0..<settings.workers {
+                group.addTask { await workLoop(worker: worker) }
+            }
+            group.addTask { await rescueLoop() }
+        }
+    }
+
+    private func workLoop(worker: Int) async {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                if try await runNext() == nil {
+                    await withGracefulShutdownHandler {
+                        await doorbell.wait(timeout: settings.pollInterval)
+                    } onGracefulShutdown: {
+                        doorbell.ring()
+                    }
+                }
+            } catch {
+                logger.warning("job worker error", metadata: ["worker": "\(worker)", "error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func rescueLoop() async {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                _ = try await rescueExpired()
+                try await recordLag()
+            } catch {
+                logger.warning("job rescue failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: settings.rescueInterval) }
+        }
+    }
+
+    package enum Outcome: Equatable, Sendable {
+        case completed, retrying, discarded, released, leaseLost
+    }
+
+    /// Claims one due job, runs it, and records the outcome. `nil` when nothing was due.
+    @discardableResult
+    package func runNext() async throws -> (jobId: Int64, outcome: Outcome)? {
+        guard let job = try await claim() else { return nil }
+        return (job.id, await execute(job))
+    }
+
+    package func claim() async throws -> Job? {
+        let token = UUID()
+        let leaseSeconds = Double(settings.lease.components.seconds)
+        let rows = try await client.query("""
+            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = \(token),
+                locked_until = now() + make_interval(secs => \(leaseSeconds))
+            WHERE id = (
+                SELECT id FROM jobs
+                WHERE state IN ('available', 'retryable') AND run_at <= \(clock.now)
+                ORDER BY run_at, id LIMIT 1
+                FOR UPDATE SKIP LOCKED)
+            RETURNING id, kind, payload::text, attempts, max_attempts, run_at
+            """, logger: logger)
+        for try await (id, kind, payload, attempts, maxAttempts, runAt) in rows.decode((Int64, String, String, Int, Int, Date).self) {
+            let value = (try? JSONCoding.decoder.decode(JSONValue.self, from: Data(payload.utf8))) ?? .null
+            return Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token)
+        }
+        return nil
+    }
+
+    private enum Race {
+        case finished(Result<Void, any Error>)
+        case shutdownGraceOver
+        case leaseLost
+    }
+
+    package func execute(_ job: Job) async -> Outcome {
+        guard let handler = handlers[job.kind] else {
+            return await fail(job, error: "no handler for job kind \(job.kind)", permanent: true)
+        }
+        let started = ContinuousClock.now
+        let race: Race = await withTaskGroup(of: Race?.self) { group in
+            group.addTask {
+                do {
+                    try await client.withTransaction(logger: logger) { connection in
+                        try await handler.handle(job, connection, logger)
+                        try await complete(job, on: connection)
+                    }
+                    return .finished(.success(()))
+                } catch {
+                    return .finished(.failure(error))
+                }
+            }
+            group.addTask {
+                // Renews the lease while the handler runs; stops when the lease is gone.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: settings.lease / 3)
+                    if Task.isCancelled { return nil }
+                    if (try? await renewLease(job)) == false { return .leaseLost }
+                }
+                return nil
+            }
+            group.addTask {
+                do {
+                    try await gracefulShutdown()
+                    try await Task.sleep(for: settings.shutdownGrace)
+                    return .shutdownGraceOver
+                } catch {
+                    return nil
+                }
+            }
+            var result: Race = .shutdownGraceOver
+            while let next = await group.next() {
+                if let next {
+                    result = next
+                    break
+                }
+            }
+            group.cancelAll()
+            return result
+        }
+        Timer(label: "job_duration_seconds", dimensions: [("kind", job.kind)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(Self.nanoseconds(ContinuousClock.now - started))
+        switch race {
+        case .finished(.success):
+            Counter(label: "jobs_finished_total", dimensions: [("kind", job.kind), ("outcome", "completed")]).increment()
+            return .completed
+        case .finished(.failure(let error as JobLeaseLost)):
+            logger.warning("job finished after losing its lease; its writes were rolled back", metadata: ["job": "\(error.jobId)"])
+            return .leaseLost
+        case .finished(.failure(let error)):
+            return await fail(job, error: String(describing: error), permanent: false)
+        case .leaseLost:
+            logger.warning("job lost its lease while running", metadata: ["job": "\(job.id)"])
+            return .leaseLost
+        case .shutdownGraceOver:
+            await release(job)
+            return .released
+        }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    }
+
+    /// Marks the job completed, only if this worker still holds its lease (fencing).
+    package func complete(_ job: Job, on connection: PostgresConnection) async throws {
+        let updated = try await connection.query("""
+            UPDATE jobs SET state = 'completed', finished_at = now(), lease_token = NULL, locked_until = NULL, last_error = NULL
+            WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+            RETURNING id
+            """, logger: logger).collect().count
+        guard updated == 1 else { throw JobLeaseLost(jobId: job.id) }
+    }
+
+    private func renewLease(_ job: Job) async throws -> Bool {
+        let leaseSeconds = Double(settings.lease.components.seconds)
+        return try await client.query("""
+            UPDATE jobs SET locked_until = now() + make_interval(secs => \(leaseSeconds))
+            WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+            RETURNING id
+            """, logger: logger).collect().count == 1
+    }
+
+    /// Retries with capped exponential backoff and jitter on the service clock, or discards
+    /// (kept, visible) after the last attempt.
+    package func fail(_ job: Job, error: String, permanent: Bool) async -> Outcome {
+        let discard = permanent || job.attempt >= job.maxAttempts
+        let delay = settings.backoff.delay(afterAttempt: job.attempt, unit: random())
+        let retryAt = clock.now.addingTimeInterval(delay)
+        let state = discard ? "discarded" : "retryable"
+        do {
+            let updated = try await client.query("""
+                UPDATE jobs SET state = \(state), last_error = \(error), lease_token = NULL, locked_until = NULL,
+                    run_at = CASE WHEN \(discard) THEN run_at ELSE \(retryAt) END,
+                    finished_at = CASE WHEN \(discard) THEN now() ELSE NULL END
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                RETURNING id
+                """, logger: logger).collect().count
+            guard updated == 1 else { return .leaseLost }
+        } catch {
+            logger.error("job failure not recorded; its lease will expire and it will be rescued", metadata: ["job": "\(job.id)"])
+        }
+        logger.warning("job failed", metadata: ["job": "\(job.id)", "kind": "\(job.kind)", "attempt": "\(job.attempt)", "discarded": "\(discard)", "error": "\(error)"])
+        Counter(label: "jobs_finished_total", dimensions: [("kind", job.kind), ("outcome", discard ? "discarded" : "retrying")]).increment()
+        return discard ? .discarded : .retrying
+    }
+
+    /// Gives a job back untouched (shutdown): due again at once, the attempt not counted.
+    package func release(_ job: Job) async {
+        _ = try? await client.query("""
+            UPDATE jobs SET state = 'retryable', attempts = greatest(attempts - 1, 0), lease_token = NULL, locked_until = NULL
+            WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+            """, logger: logger)
+        logger.notice("job released at shutdown", metadata: ["job": "\(job.id)"])
+    }
+
+    /// Returns running jobs whose lease expired (their worker died) to the queue.
+    @discardableResult
+    package func rescueExpired() async throws -> [Int64] {
+        let rows = try await client.query("""
+            UPDATE jobs SET
+                state = CASE WHEN attempts >= max_attempts THEN 'discarded' ELSE 'retryable' END,
+                finished_at = CASE WHEN attempts >= max_attempts THEN now() ELSE NULL END,
+                lease_token = NULL, locked_until = NULL,
+                last_error = 'lease expired: the worker stopped without finishing'
+            WHERE state = 'running' AND locked_until < now()
+            RETURNING id
+            """, logger: logger)
+        var rescued: [Int64] = []
+        for try await id in rows.decode(Int64.self) { rescued.append(id) }
+        if !rescued.isEmpty {
+            logger.warning("rescued jobs whose lease expired", metadata: ["jobs": "\(rescued)"])
+            doorbell.ring()
+        }
+        return rescued
+    }
+
+    private func recordLag() async throws {
+        let rows = try await client.query("""
+            SELECT count(*)::int, coalesce(extract(epoch FROM \(clock.now)::timestamptz - min(run_at)), 0)::float8
+            FROM jobs WHERE state IN ('available', 'retryable') AND run_at <= \(clock.now)
+            """, logger: logger)
+        for try await (due, lag) in rows.decode((Int, Double).self) {
+            Gauge(label: "jobs_due").record(due)
+            Gauge(label: "jobs_lag_seconds").record(lag)
+        }
+    }
+}

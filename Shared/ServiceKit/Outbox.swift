@@ -1,0 +1,201 @@
+import Foundation
+import Logging
+import Metrics
+import Models
+import PostgresNIO
+import ServiceLifecycle
+
+/// Writes events in the caller's transaction, one row per subscriber; committed with the change
+/// or not at all.
+package struct Outbox: Sendable {
+    package let service: ServiceName
+    package let clock: any ServiceClock
+
+    package init(service: ServiceName, clock: any ServiceClock) {
+        self.service = service
+        self.clock = clock
+    }
+
+    /// Makes an envelope stamped with the service clock.
+    package func envelope(_ type: String, version: Int, companyId: UUID?, subjectId: UUID?, data: some Encodable) throws -> EventEnvelope {
+        EventEnvelope(type: type, version: version, occurredAt: clock.now, companyId: companyId, subjectId: subjectId, data: try JSONValue(encoding: data))
+    }
+
+    /// Stores `event` for every subscriber; `connection` must be inside the change's transaction.
+    package func publish(_ event: EventEnvelope, on connection: PostgresConnection, logger: Logger) async throws {
+        let subscribers = Subscriptions.subscribers(of: event.type)
+        guard !subscribers.isEmpty else { return }
+        let payload = String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self)
+        for subscriber in subscribers {
+            try await connection.query("""
+                INSERT INTO outbox (event_id, event_type, subscriber, payload)
+                VALUES (\(event.id), \(event.type), \(subscriber.rawValue), \(payload)::jsonb)
+                ON CONFLICT (event_id, subscriber) DO NOTHING
+                """, logger: logger)
+        }
+        try await connection.query("SELECT pg_notify(\(WakeChannel.name(service)), 'outbox')", logger: logger)
+    }
+}
+
+package enum WakeChannel {
+    package static func name(_ service: ServiceName) -> String { "wake_\(service.rawValue)" }
+}
+
+/// Capped exponential backoff with jitter: attempt 1 waits about `base`, each later one twice as
+/// long, never more than `cap`; the wait is drawn from [½, 1] of that so retries spread out.
+package struct Backoff: Sendable {
+    package var base: Double
+    package var cap: Double
+
+    package init(base: Double, cap: Double) {
+        self.base = base
+        self.cap = cap
+    }
+
+    package func delay(afterAttempt attempt: Int, unit: Double) -> Double {
+        let exponent = Double(min(max(attempt - 1, 0), 30))
+        let ceiling = min(cap, base * pow(2, exponent))
+        return ceiling * (0.5 + 0.5 * min(max(unit, 0), 1))
+    }
+}
+
+/// Delivers outbox rows to their subscribers' `POST /v1/events` until each answers 2xx.
+/// Retry timing uses the database's wall clock: delivery is infrastructure, not a domain wait,
+/// so a frozen virtual clock never holds events back.
+package struct OutboxDispatcher: Service {
+    let service: ServiceName
+    let client: PostgresClient
+    let peers: PeerClient
+    let doorbell: Doorbell
+    let logger: Logger
+    var batchSize = 32
+    var pollInterval: Duration = .milliseconds(500)
+    var backoff = Backoff(base: 0.5, cap: 300)
+    var retention: TimeInterval = 7 * 86400
+
+    package init(service: ServiceName, client: PostgresClient, peers: PeerClient, doorbell: Doorbell, logger: Logger) {
+        self.service = service
+        self.client = client
+        self.peers = peers
+        self.doorbell = doorbell
+        self.logger = logger
+    }
+
+    package func run() async throws {
+        var lastPrune = ContinuousClock.now
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let delivered = try await dispatchBatch()
+                if ContinuousClock.now - lastPrune > .seconds(600) {
+                    try await prune()
+                    lastPrune = .now
+                }
+                if delivered == 0 {
+                    try await recordLag()
+                    await withGracefulShutdownHandler {
+                        await doorbell.wait(timeout: pollInterval)
+                    } onGracefulShutdown: {
+                        doorbell.ring()
+                    }
+                }
+            } catch {
+                logger.warning("outbox dispatch failed", metadata: ["error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    struct Row {
+        var id: Int64
+        var subscriber: String
+        var payload: String
+        var attempts: Int
+        var eventType: String
+    }
+
+    /// Claims due rows (skipping rows another replica holds), delivers them concurrently.
+    /// Returns how many rows were claimed.
+    package func dispatchBatch() async throws -> Int {
+        let rows = try await client.query("""
+            UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
+            WHERE id IN (
+                SELECT id FROM outbox
+                WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
+                  AND (locked_until IS NULL OR locked_until < now())
+                ORDER BY id LIMIT \(batchSize)
+                FOR UPDATE SKIP LOCKED)
+            RETURNING id, subscriber, payload::text, attempts, event_type
+            """, logger: logger)
+        var claimed: [Row] = []
+        for try await (id, subscriber, payload, attempts, type) in rows.decode((Int64, String, String, Int, String).self) {
+            claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
+        }
+        guard !claimed.isEmpty else { return 0 }
+        await withTaskGroup(of: Void.self) { group in
+            for row in claimed {
+                group.addTask { await deliver(row) }
+            }
+        }
+        return claimed.count
+    }
+
+    private func deliver(_ row: Row) async {
+        guard let subscriber = ServiceName(rawValue: row.subscriber) else {
+            await giveUp(row, reason: "unknown subscriber \(row.subscriber)")
+            return
+        }
+        do {
+            let response = try await peers.postRawJSON(to: subscriber, path: "/v1/events", body: row.payload)
+            switch response.status {
+            case 200..<300:
+                try await client.query(
+                    "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = \(row.id)", logger: logger)
+                Counter(label: "outbox_delivered_total", dimensions: [("subscriber", row.subscriber), ("type", row.eventType)]).increment()
+            case 400, 401, 403, 404, 413, 422:
+                // The receiver says the event itself is wrong: sending it again cannot help.
+                await giveUp(row, reason: "rejected with \(response.status): \(response.body.prefix(500))")
+            default:
+                await retry(row, error: "answered \(response.status): \(response.body.prefix(500))")
+            }
+        } catch {
+            await retry(row, error: String(describing: error))
+        }
+    }
+
+    private func retry(_ row: Row, error: String) async {
+        let seconds = backoff.delay(afterAttempt: row.attempts, unit: Double.random(in: 0...1))
+        Counter(label: "outbox_delivery_failures_total", dimensions: [("subscriber", row.subscriber)]).increment()
+        do {
+            try await client.query("""
+                UPDATE outbox SET locked_until = NULL, last_error = \(error),
+                    next_attempt_at = now() + make_interval(secs => \(seconds))
+                WHERE id = \(row.id)
+                """, logger: logger)
+        } catch {
+            logger.warning("outbox retry not recorded; the lease will expire and retry it", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func giveUp(_ row: Row, reason: String) async {
+        logger.error("outbox event rejected by its subscriber; kept for inspection", metadata: ["id": "\(row.id)", "subscriber": "\(row.subscriber)", "reason": "\(reason)"])
+        Counter(label: "outbox_rejected_total", dimensions: [("subscriber", row.subscriber)]).increment()
+        _ = try? await client.query(
+            "UPDATE outbox SET gave_up_at = now(), locked_until = NULL, last_error = \(reason) WHERE id = \(row.id)", logger: logger)
+    }
+
+    private func prune() async throws {
+        let cutoff = Date().addingTimeInterval(-retention)
+        try await client.query("DELETE FROM outbox WHERE delivered_at < \(cutoff)", logger: logger)
+    }
+
+    private func recordLag() async throws {
+        let rows = try await client.query("""
+            SELECT count(*)::int, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+            FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL
+            """, logger: logger)
+        for try await (pending, lag) in rows.decode((Int, Double).self) {
+            Gauge(label: "outbox_pending").record(pending)
+            Gauge(label: "outbox_lag_seconds").record(lag)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import Hummingbird
+import Logging
+import Models
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// What a service's routes, event handlers and jobs are built from.
+package struct ServiceEnvironment: Sendable {
+    package let config: ServiceConfig
+    package let client: PostgresClient
+    package let clock: any ServiceClock
+    package let tokens: TokenService
+    package let outbox: Outbox
+    package let jobs: JobQueue
+    package let peers: PeerClient
+    package let logger: Logger
+    package var service: ServiceName { config.service }
+}
+
+/// The route groups a service adds to: `open` needs no bearer token (health, signed links,
+/// API-key intake, provider webhooks that verify their own signatures); `authenticated` does.
+package struct ServiceRoutes {
+    package let open: RouterGroup<AppContext>
+    package let authenticated: RouterGroup<AppContext>
+}
+
+/// What a service contributes beyond routes.
+package struct ServiceParts: Sendable {
+    package var migrations: [Migration]
+    package var eventHandlers: [EventHandler] = []
+    package var jobHandlers: [JobHandler] = []
+    /// Work to do once the schema is current, before the service reports ready.
+    package var afterMigrations: [@Sendable () async throws -> Void] = []
+
+    package init(migrations: [Migration], eventHandlers: [EventHandler] = [], jobHandlers: [JobHandler] = []) {
+        self.migrations = migrations
+        self.eventHandlers = eventHandlers
+        self.jobHandlers = jobHandlers
+    }
+}
+
+/// Opens once, when the schema is migrated and the clock loaded; background services wait on it.
+package final class StartupGate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    package init() {}
+
+    package func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    package func wait() async {
+        await withCheckedContinuation { continuation in
+            let isOpen = state.withLock { state in
+                if !state.open { state.waiters.append(continuation) }
+                return state.open
+            }
+            if isOpen { continuation.resume() }
+        }
+    }
+
+    package var isOpen: Bool { state.withLock { $0.open } }
+}
+
+package enum ServiceKit {
+    /// Builds a service: pool, migrations, clock, auth, outbox dispatcher, inbox, job runner,
+    /// health, metrics and admin routes, then the service's own routes from `configure`.
+    package static func buildApplication(
+        config: ServiceConfig,
+        configure: (ServiceEnvironment, ServiceRoutes) async throws -> ServiceParts
+    ) async throws -> some ApplicationProtocol {
+        Observability.bootstrap(logLevel: config.logLevel, format: config.logFormat)
+        BodyLimit.bytes.store(config.maxBodyBytes, ordering: .relaxed)
+        let logger = {
+            var logger = Logger(label: config.service.rawValue)
+            logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
+            return logger
+        }()
+        try Database.validateIdentifier(config.schema)
+
+        let client = try Database.makeClient(url: config.databaseURL, schema: config.schema, poolSize: config.databasePoolSize, logger: logger)
+        let virtualClock = config.clockMode == .virtual ? VirtualClock(.distantPast) : nil
+        let clock: any ServiceClock = virtualClock ?? WallClock()
+        let tokens = await TokenService(secret: config.jwtSecret)
+        let peers = PeerClient(service: config.service, peers: config.peers, tokens: tokens)
+        let environment = ServiceEnvironment(
+            config: config, client: client, clock: clock, tokens: tokens,
+            outbox: Outbox(service: config.service, clock: clock), jobs: JobQueue(service: config.service),
+            peers: peers, logger: logger)
+        let gate = StartupGate()
+        let outboxBell = Doorbell()
+        let jobsBell = Doorbell()
+
+        let router = Router(context: AppContext.self)
+        router.add(middleware: TraceMiddleware())
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: APIErrorMiddleware())
+        let open = router.group()
+        let authenticated = router.group().add(middleware: AuthMiddleware(tokens: tokens))
+
+        let parts = try await configure(environment, ServiceRoutes(open: open, authenticated: authenticated))
+        let migrations = KitMigrations.all + parts.migrations
+        let inbox = Inbox(client: client, handlers: parts.eventHandlers)
+        let unhandled = Subscriptions.events(for: config.service).subtracting(parts.eventHandlers.map(\.eventType))
+        guard unhandled.isEmpty else {
+            throw ConfigError(variable: "Subscriptions", problem: "lists \(unhandled.sorted()) for \(config.service.rawValue), which has no handler for them")
+        }
+
+        HealthController(client: client, schema: config.schema, migrationCount: migrations.count, gate: gate, logger: logger).register(on: open)
+        EventsController(inbox: inbox).register(on: authenticated)
+        if let virtualClock {
+            AdminClockController(client: client, clock: virtualClock, schema: config.schema, jobsBell: jobsBell, logger: logger).register(on: authenticated)
+        }
+
+        let runner = JobRunner(
+            client: client, clock: clock, handlers: parts.jobHandlers, doorbell: jobsBell, logger: logger,
+            settings: { var settings = JobRunner.Settings(); settings.workers = config.jobWorkers; return settings }())
+        let dispatcher = OutboxDispatcher(service: config.service, client: client, peers: peers, doorbell: outboxBell, logger: logger)
+        let listener = WakeListener(
+            service: config.service, client: client, virtualClock: virtualClock, outboxBell: outboxBell, jobsBell: jobsBell, logger: logger)
+
+        var app = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: config.service.rawValue),
+            services: [client, GatedService(gate: gate, base: listener), GatedService(gate: gate, base: dispatcher), GatedService(gate: gate, base: runner)],
+            logger: logger)
+        app.beforeServerStarts {
+            try await Database.migrate(client, schema: config.schema, migrations: migrations, logger: logger)
+            if let virtualClock {
+                virtualClock.advance(to: try await SharedClockStore.load(client, logger: logger))
+            }
+            for step in parts.afterMigrations { try await step() }
+            gate.open()
+            logger.info("service ready", metadata: ["port": "\(config.port)", "clock": "\(config.clockMode.rawValue)"])
+        }
+        return app
+    }
+}
+
+/// Starts `base` only once the gate opens (after migrations), so no worker queries a table
+/// that does not exist yet.
+struct GatedService<Base: Service>: Service {
+    let gate: StartupGate
+    let base: Base
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { await gate.wait() }
+        guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
+        try await base.run()
+    }
+}
+
+/// Listens for this service's wake-ups (a new outbox row, a job due now) and for moves of the
+/// shared virtual clock, and rings the right doorbell. Polling covers any notification missed
+/// while reconnecting.
+struct WakeListener: Service {
+    let service: ServiceName
+    let client: PostgresClient
+    let virtualClock: VirtualClock?
+    let outboxBell: Doorbell
+    let jobsBell: Doorbell
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await client.withConnection { connection in
+                        try await listen(on: connection)
+                    }
+                }
+            } catch {
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                logger.warning("wake listener lost its connection; reconnecting", metadata: ["error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func listen(on connection: PostgresConnection) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await notification in try await connection.listen(WakeChannel.name(service)) {
+                    if notification.payload == "jobs" { jobsBell.ring() } else { outboxBell.ring() }
+                }
+            }
+            if let virtualClock {
+                group.addTask {
+                    let notifications = try await connection.listen(SharedClockStore.channel)
+                    // Catch up with moves made while this connection was not listening.
+                    if let now = try await SharedClockStore.read(client, logger: logger) { virtualClock.advance(to: now) }
+                    jobsBell.ring()
+                    for try await notification in notifications {
+                        if let date = RFC3339.date(from: notification.payload) { virtualClock.advance(to: date) }
+                        jobsBell.ring()
+                    }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}

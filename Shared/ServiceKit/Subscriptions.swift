@@ -1,0 +1,20 @@
+import Models
+
+/// Which service receives which event: the whole flow of the system, in one table.
+/// The outbox writes one row per subscriber listed here, in the transaction of the change.
+package enum Subscriptions {
+    package static let table: [String: [ServiceName]] = [
+        EventType.entityUpserted: [.routing, .automation, .accountability, .smartplans, .notifications],
+        EventType.userUpserted: [.routing, .automation, .accountability, .smartplans, .notifications],
+        EventType.userLoggedIn: [.accountability],
+    ]
+
+    package static func subscribers(of type: String) -> [ServiceName] {
+        table[type] ?? []
+    }
+
+    /// The event types `service` receives.
+    package static func events(for service: ServiceName) -> Set<String> {
+        Set(table.filter { $0.value.contains(service) }.keys)
+    }
+}

@@ -1,0 +1,232 @@
+# Shared by scripts/run and scripts/test: a private PostgreSQL and the six services.
+# Sourced, not run. Honours DATABASE_URL (a superuser URL of a server to use instead of a private
+# one), JWT_SECRET, CLOCK, RUN_DIR, PG_PORT and CONTACTS_PORT … NOTIFICATIONS_PORT.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SERVICES=(contacts routing automation accountability smartplans notifications)
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+CLOCK=${CLOCK:-wall}
+CRM_DATABASE=${CRM_DATABASE:-crm}
+PG_PORT=${PG_PORT:-55432}
+BUILD_CONFIGURATION=${BUILD_CONFIGURATION:-debug}
+export CRM_DATABASE
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+default_port() {
+  case $1 in
+    contacts) echo 8081 ;; routing) echo 8082 ;; automation) echo 8083 ;;
+    accountability) echo 8084 ;; smartplans) echo 8085 ;; notifications) echo 8086 ;;
+  esac
+}
+
+service_port() {
+  local var="${1^^}_PORT"
+  echo "${!var:-$(default_port "$1")}"
+}
+
+service_url() { echo "http://127.0.0.1:$(service_port "$1")"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian keeps initdb and pg_ctl in its versioned folder, not always on PATH.
+pg_bindir() {
+  local dir
+  if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+    dirname "$(readlink -f "$(command -v pg_ctl)")"
+    return
+  fi
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$dir" ] && echo "$dir"
+}
+
+ensure_postgres_installed() {
+  if [ -z "$(pg_bindir)" ] || ! command -v psql >/dev/null 2>&1; then
+    log "PostgreSQL is not installed; installing Debian's postgresql package"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql postgresql-contrib >/dev/null
+  fi
+  [ -n "$(pg_bindir)" ] || die "PostgreSQL server binaries not found after install"
+}
+
+random_secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# A value kept in RUN_DIR so restarts reuse it (tokens stay valid, roles keep their passwords).
+stored_secret() {
+  local file="$RUN_DIR/secrets/$1"
+  mkdir -p "$RUN_DIR/secrets"
+  chmod 700 "$RUN_DIR/secrets"
+  [ -s "$file" ] || { random_secret >"$file"; chmod 600 "$file"; }
+  cat "$file"
+}
+
+# PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user, in a
+# folder that user can reach.
+pg_user_run() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_data_dir() {
+  local dir="$RUN_DIR/pg"
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$RUN_DIR" 2>/dev/null; then
+    dir="/var/tmp/crm-pg-$(echo "$RUN_DIR" | md5sum | cut -c1-12)"
+  fi
+  echo "$dir"
+}
+
+start_private_postgres() {
+  ensure_postgres_installed
+  local bin data
+  bin=$(pg_bindir)
+  data=$(pg_data_dir)
+  mkdir -p "$RUN_DIR"
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    if ! runuser -u postgres -- test -x "$RUN_DIR"; then
+      chmod o+x "$RUN_DIR" 2>/dev/null || true
+    fi
+  fi
+  local superpass
+  superpass=$(stored_secret postgres-superuser)
+  if [ ! -s "$data/PG_VERSION" ]; then
+    log "initialising a private PostgreSQL cluster in $data"
+    mkdir -p "$data"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$data"
+    chmod 700 "$data"
+    local pwfile
+    pwfile=$(mktemp)
+    printf '%s\n' "$superpass" >"$pwfile"
+    [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
+    pg_user_run "$bin/initdb" -D "$data" -U postgres --pwfile="$pwfile" --auth-local=scram-sha-256 --auth-host=scram-sha-256 \
+      -E UTF8 --locale=C.UTF-8 >"$RUN_DIR/initdb.log" 2>&1 || { rm -f "$pwfile"; cat "$RUN_DIR/initdb.log" >&2; die "initdb failed"; }
+    rm -f "$pwfile"
+  fi
+  [ "$data" != "$RUN_DIR/pg" ] && ln -sfn "$data" "$RUN_DIR/pg"
+  if ! pg_user_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    pg_user_run "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $data -c max_connections=300 -c fsync=${PG_FSYNC:-on} -c shared_buffers=256MB" \
+      start >/dev/null || { tail -20 "$data/server.log" >&2; die "PostgreSQL did not start"; }
+  fi
+  export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGPASSWORD=$superpass
+  SUPERUSER_URL="postgres://postgres:$superpass@127.0.0.1:$PG_PORT/postgres"
+}
+
+stop_private_postgres() {
+  local data
+  data=$(pg_data_dir)
+  [ -s "$data/PG_VERSION" ] || return 0
+  pg_user_run "$(pg_bindir)/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Sets PGHOST … from DATABASE_URL (a superuser URL) or starts the private server.
+prepare_database() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    command -v psql >/dev/null 2>&1 || ensure_postgres_installed
+    eval "$(python3 - "$DATABASE_URL" <<'PY'
+import sys, shlex
+from urllib.parse import urlparse, unquote
+u = urlparse(sys.argv[1])
+print(f"export PGHOST={shlex.quote(u.hostname or '127.0.0.1')} PGPORT={u.port or 5432} "
+      f"PGUSER={shlex.quote(unquote(u.username or 'postgres'))} PGPASSWORD={shlex.quote(unquote(u.password or ''))}")
+PY
+)"
+    SUPERUSER_URL=$DATABASE_URL
+    PRIVATE_PG=0
+  else
+    start_private_postgres
+    PRIVATE_PG=1
+  fi
+  for svc in "${SERVICES[@]}"; do
+    export "CRM_PASSWORD_${svc^^}=$(stored_secret "db-$svc")"
+  done
+  "$ROOT/deploy/postgres/init-db.sh"
+}
+
+service_database_url() {
+  local var="CRM_PASSWORD_${1^^}"
+  echo "postgres://$1:${!var}@$PGHOST:$PGPORT/$CRM_DATABASE"
+}
+
+build_services() {
+  log "building ($BUILD_CONFIGURATION)"
+  (cd "$ROOT" && swift build -c "$BUILD_CONFIGURATION" >"$RUN_DIR/build.log" 2>&1) || { tail -40 "$RUN_DIR/build.log" >&2; die "swift build failed"; }
+  BIN_DIR=$(cd "$ROOT" && swift build -c "$BUILD_CONFIGURATION" --show-bin-path)
+}
+
+start_services() {
+  mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids"
+  JWT_SECRET=${JWT_SECRET:-$(stored_secret jwt)}
+  PLATFORM_ADMIN_EMAIL=${PLATFORM_ADMIN_EMAIL:-platform-admin@example.com}
+  PLATFORM_ADMIN_PASSWORD=${PLATFORM_ADMIN_PASSWORD:-$(stored_secret platform-admin)}
+  export JWT_SECRET PLATFORM_ADMIN_EMAIL PLATFORM_ADMIN_PASSWORD
+  local peers=() svc
+  for svc in "${SERVICES[@]}"; do peers+=("PEERS_${svc^^}=$(service_url "$svc")"); done
+  for svc in "${SERVICES[@]}"; do
+    stop_service "$svc"
+    env "${peers[@]}" PORT="$(service_port "$svc")" DATABASE_URL="$(service_database_url "$svc")" CLOCK="$CLOCK" \
+      LOG_LEVEL="${LOG_LEVEL:-info}" BCRYPT_COST="${BCRYPT_COST:-12}" \
+      "$BIN_DIR/$svc" >>"$RUN_DIR/logs/$svc.log" 2>&1 &
+    echo $! >"$RUN_DIR/pids/$svc"
+  done
+  wait_ready
+}
+
+wait_ready() {
+  local svc deadline=$((SECONDS + ${READY_TIMEOUT:-120}))
+  for svc in "${SERVICES[@]}"; do
+    until curl -fsS "$(service_url "$svc")/health/ready" >/dev/null 2>&1; do
+      if ! kill -0 "$(cat "$RUN_DIR/pids/$svc")" 2>/dev/null; then
+        tail -20 "$RUN_DIR/logs/$svc.log" >&2
+        die "$svc exited during start (log: $RUN_DIR/logs/$svc.log)"
+      fi
+      [ $SECONDS -lt $deadline ] || die "$svc not ready in time (log: $RUN_DIR/logs/$svc.log)"
+      sleep 0.2
+    done
+  done
+  log "all six services are ready"
+}
+
+stop_service() {
+  local file="$RUN_DIR/pids/$1" pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+stop_stack() {
+  local svc
+  for svc in "${SERVICES[@]}"; do stop_service "$svc" & done
+  wait
+  [ "${PRIVATE_PG:-0}" = 1 ] && stop_private_postgres
+  return 0
+}
+
+# JSON over HTTP with curl; prints the body, fails on a non-2xx answer.
+api() {
+  local method=$1 url=$2 token=${3:-} body=${4:-}
+  local args=(-sS -X "$method" -H 'Content-Type: application/json' -w '\n%{http_code}')
+  [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
+  [ -n "$body" ] && args+=(--data "$body")
+  local out code
+  out=$(curl "${args[@]}" "$url")
+  code=${out##*$'\n'}
+  out=${out%$'\n'*}
+  printf '%s' "$out"
+  [[ $code == 2* ]]
+}
+
+json_field() { python3 -c 'import json,sys; d=json.load(sys.stdin)
+for k in sys.argv[1].split("."): d=d[k]
+print(d)' "$1"; }
+
+platform_admin_token() {
+  api POST "$(service_url contacts)/v1/auth/login" "" \
+    "{\"email\":\"$PLATFORM_ADMIN_EMAIL\",\"password\":\"$PLATFORM_ADMIN_PASSWORD\"}" | json_field token
+}
