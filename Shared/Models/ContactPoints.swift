@@ -65,7 +65,7 @@ public struct EmailAddress: Codable, Sendable, Hashable, CustomStringConvertible
         guard trimmed.utf8.count <= 254, let at = trimmed.lastIndex(of: "@") else { return nil }
         let local = trimmed[..<at]
         let domain = trimmed[trimmed.index(after: at)...]
-        guard !local.isEmpty, local.utf8.count <= 64, !domain.isEmpty,
+        guard !local.isEmpty, local.utf8.count <= 64, !local.contains("@"), !domain.isEmpty,
               !trimmed.contains(where: { $0.isWhitespace || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }),
               local.first != ".", local.last != ".", !local.contains(".."),
               domain.contains("."), !domain.hasPrefix("."), !domain.hasSuffix("."), !domain.contains(".."),

@@ -65,10 +65,12 @@ package struct APIError: HTTPResponseError, Sendable, Equatable {
             return error
         case let error as DecodingError:
             return fromDecoding(error)
+        case is NIOTooManyBytesError:
+            return APIError(.contentTooLarge, code: "body_too_large", message: "the request body is larger than this service accepts", field: "body")
         case let error as HTTPError:
             switch error.status {
             case .contentTooLarge:
-                return APIError(.contentTooLarge, code: "body_too_large", message: "the request body is larger than this service accepts")
+                return APIError(.contentTooLarge, code: "body_too_large", message: "the request body is larger than this service accepts", field: "body")
             case .notFound:
                 return APIError(.notFound, code: "not_found", message: error.body ?? "no such route")
             case .methodNotAllowed:

@@ -66,7 +66,7 @@ package enum SharedClockStore {
 
     /// Moves the shared clock forward (never back) and tells every service.
     package static func advance(_ client: PostgresClient, to date: Date, logger: Logger) async throws -> Date {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             let rows = try await connection.query(
                 "UPDATE platform.clock SET now = greatest(now, \(date)) WHERE id = 1 RETURNING now", logger: logger)
             var result = date

@@ -161,3 +161,19 @@ package enum KitMigrations {
         ]),
     ]
 }
+
+extension PostgresClient {
+    /// `withTransaction` that throws the closure's own error when the rollback went through, so
+    /// callers see an `APIError` or `JobLeaseLost` rather than its wrapper.
+    package func transaction<Result>(
+        logger: Logger, isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> sending Result
+    ) async throws -> sending Result {
+        do {
+            return try await withTransaction(logger: logger, isolation: isolation, body)
+        } catch let error as PostgresTransactionError {
+            if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
+            throw error
+        }
+    }
+}

@@ -41,7 +41,7 @@ package struct Inbox: Sendable {
         }
         var outcome = InboxOutcome.duplicate
         for handler in handlers {
-            let handled = try await client.withTransaction(logger: logger) { connection in
+            let handled = try await client.transaction(logger: logger) { connection in
                 let inserted = try await connection.query("""
                     INSERT INTO inbox (event_id, handler, event_type) VALUES (\(event.id), \(handler.name), \(event.type))
                     ON CONFLICT DO NOTHING RETURNING 1

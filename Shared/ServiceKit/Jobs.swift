@@ -196,7 +196,7 @@ package struct JobRunner: Service {
         let race: Race = await withTaskGroup(of: Race?.self) { group in
             group.addTask {
                 do {
-                    try await client.withTransaction(logger: logger) { connection in
+                    try await client.transaction(logger: logger) { connection in
                         try await handler.handle(job, connection, logger)
                         try await complete(job, on: connection)
                     }

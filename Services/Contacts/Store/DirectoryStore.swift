@@ -14,7 +14,7 @@ struct DirectoryStore: Sendable {
     // MARK: Companies
 
     func createCompany(_ company: Company, root: Entity, admin: User, passwordHash: String) async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             try await connection.query("""
                 INSERT INTO companies (id, name, bypass_listing_agent, created_at)
                 VALUES (\(company.id), \(company.name), \(company.bypassListingAgent), \(company.createdAt))
@@ -37,14 +37,14 @@ struct DirectoryStore: Sendable {
     }
 
     func createEntity(_ entity: Entity) async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             try await insertEntity(entity, on: connection)
         }
     }
 
     /// Saves `entity` if it is still at `expectedVersion - 1`; false when someone changed it meanwhile.
     func updateEntity(_ entity: Entity) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             let hours = String(decoding: try JSONCoding.encoder.encode(entity.officeHours), as: UTF8.self)
             let updated = try await connection.query("""
                 UPDATE entities SET name = \(entity.name), time_zone = \(entity.timeZone), office_hours = \(hours)::jsonb,
@@ -124,14 +124,14 @@ struct DirectoryStore: Sendable {
     }
 
     func createUser(_ user: User, passwordHash: String?) async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             try await insertUser(user, passwordHash: passwordHash, on: connection)
         }
     }
 
     /// Saves `user` if it is still at `version - 1`; false when someone changed it meanwhile.
     func updateUser(_ user: User, passwordHash: String?) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             let updated = try await connection.query("""
                 UPDATE users SET role = \(user.role.rawValue), entity_ids = \(user.entityIds), first_name = \(user.firstName),
                     last_name = \(user.lastName), email = \(user.email), mobile_phone = \(user.mobilePhone), time_zone = \(user.timeZone),
@@ -212,7 +212,7 @@ struct DirectoryStore: Sendable {
     // MARK: Logins
 
     func recordLogin(user: User, at: Date) async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             try await connection.query(
                 "INSERT INTO logins (user_id, at) VALUES (\(user.id), \(at))", logger: logger)
             if let companyId = user.companyId {

@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+@testable import ServiceKit
+import Models
+
+@Suite("Bearer tokens (X-1)")
+struct AuthTests {
+    static let secret = String(repeating: "k", count: 40)
+
+    func base64URL(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    @Test("a token it issued verifies, with its claims")
+    func roundTrip() async throws {
+        let tokens = await TokenService(secret: Self.secret)
+        let company = UUID(), entity = UUID(), user = UUID()
+        let token = try await tokens.issue(subject: user.uuidString, companyId: company, role: .officeAdmin, entityIds: [entity])
+        let identity = try await tokens.verify(token)
+        #expect(identity.userId == user)
+        #expect(identity.companyId == company)
+        #expect(identity.role == .officeAdmin)
+        #expect(identity.entityIds == [entity])
+    }
+
+    @Test("service tokens carry the service name")
+    func serviceToken() async throws {
+        let tokens = await TokenService(secret: Self.secret)
+        let identity = try await tokens.verify(try await tokens.serviceToken(for: .routing))
+        #expect(identity.isService)
+        #expect(identity.subject == "routing")
+    }
+
+    @Test("expired, not-yet-valid, wrong-signature, alg none and malformed tokens are refused")
+    func refused() async throws {
+        let tokens = await TokenService(secret: Self.secret)
+        let other = await TokenService(secret: String(repeating: "x", count: 40))
+        let company = UUID()
+        let expired = try await tokens.issue(subject: UUID().uuidString, companyId: company, role: .agent, entityIds: [],
+                                             now: Date().addingTimeInterval(-7200), lifetime: 3600)
+        let future = try await tokens.issue(subject: UUID().uuidString, companyId: company, role: .agent, entityIds: [],
+                                            now: Date().addingTimeInterval(3600), lifetime: 3600)
+        let forged = try await other.issue(subject: UUID().uuidString, companyId: company, role: .companyAdmin, entityIds: [])
+        let valid = try await tokens.issue(subject: UUID().uuidString, companyId: company, role: .agent, entityIds: [])
+        let parts = valid.split(separator: ".").map(String.init)
+        let noneHeader = base64URL(Data(#"{"alg":"none","typ":"JWT"}"#.utf8))
+        let algNone = "\(noneHeader).\(parts[1])."
+        let algNoneSigned = "\(noneHeader).\(parts[1]).\(parts[2])"
+        let hs512Header = base64URL(Data(#"{"alg":"HS512","typ":"JWT"}"#.utf8))
+        let otherAlg = "\(hs512Header).\(parts[1]).\(parts[2])"
+        // Same header and signature, claims changed to company admin.
+        var claims = try JSONSerialization.jsonObject(with: Data(base64URLEncoded: parts[1])!) as! [String: Any]
+        claims["role"] = "company_admin"
+        let tampered = "\(parts[0]).\(base64URL(try JSONSerialization.data(withJSONObject: claims))).\(parts[2])"
+        for token in [expired, future, forged, algNone, algNoneSigned, otherAlg, tampered, "", "abc", "a.b.c", "\(parts[0]).\(parts[1])"] {
+            await #expect(throws: APIError.unauthorized) { try await tokens.verify(token) }
+        }
+    }
+
+    @Test("a person's token without a company is refused")
+    func personWithoutCompany() async throws {
+        let tokens = await TokenService(secret: Self.secret)
+        let token = try await tokens.issue(subject: UUID().uuidString, companyId: nil, role: .agent, entityIds: [])
+        await #expect(throws: APIError.unauthorized) { try await tokens.verify(token) }
+    }
+}

@@ -1,0 +1,148 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import Models
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import ServiceLifecycle
+import Testing
+@testable import ServiceKit
+
+@Suite("Outbox and inbox: events delivered until confirmed, handled exactly once (X-3)")
+struct EventFlowTests {
+    static let secret = String(repeating: "e", count: 40)
+    let effects = Migration("CreateEffects", ["CREATE TABLE effects (event_id uuid, handler text)"])
+
+    func counter(_ name: String) -> EventHandler {
+        EventHandler(name: name, eventType: EventType.userUpserted) { event, connection, logger in
+            try await connection.query("INSERT INTO effects VALUES (\(event.id), \(name))", logger: logger)
+        }
+    }
+
+    func effectCount(_ client: PostgresClient) async throws -> Int {
+        let rows = try await client.query("SELECT count(*)::int FROM effects", logger: TestDatabase.logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    func event() throws -> EventEnvelope {
+        let user = UUID(), company = UUID()
+        return EventEnvelope(type: EventType.userUpserted, version: 1, occurredAt: Date(), companyId: company, subjectId: user,
+                             data: try JSONValue(encoding: UserUpserted(
+                                userId: user, companyId: company, role: .agent, entityIds: [], firstName: "A", lastName: "B",
+                                email: "a@b.example", mobilePhone: nil, timeZone: "UTC", rotation: Rotation(inRotation: true), active: true)))
+    }
+
+    @Test("a duplicate event is handled once, even when copies arrive at the same moment")
+    func duplicates() async throws {
+        try await TestDatabase.withSchema(migrations: [effects]) { client, _ in
+            let inbox = Inbox(client: client, handlers: [counter("first"), counter("second")])
+            let event = try event()
+            #expect(try await inbox.receive(event, logger: TestDatabase.logger) == .handled)
+            #expect(try await inbox.receive(event, logger: TestDatabase.logger) == .duplicate)
+            #expect(try await effectCount(client) == 2)
+
+            let concurrent = try self.event()
+            let outcomes = try await withThrowingTaskGroup(of: InboxOutcome?.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try? await inbox.receive(concurrent, logger: TestDatabase.logger) }
+                }
+                var outcomes: [InboxOutcome?] = []
+                for try await outcome in group { outcomes.append(outcome) }
+                return outcomes
+            }
+            #expect(outcomes.filter { $0 == .handled }.count >= 1)
+            #expect(try await effectCount(client) == 4)
+        }
+    }
+
+    @Test("a handler that fails leaves no inbox row, so the redelivery is handled")
+    func failedHandlerRetried() async throws {
+        try await TestDatabase.withSchema(migrations: [effects]) { client, _ in
+            struct Boom: Error {}
+            let failing = EventHandler(name: "h", eventType: EventType.userUpserted) { event, connection, logger in
+                try await connection.query("INSERT INTO effects VALUES (\(event.id), 'h')", logger: logger)
+                throw Boom()
+            }
+            let event = try event()
+            await #expect(throws: Boom.self) { try await Inbox(client: client, handlers: [failing]).receive(event, logger: TestDatabase.logger) }
+            #expect(try await effectCount(client) == 0)
+            #expect(try await Inbox(client: client, handlers: [counter("h")]).receive(event, logger: TestDatabase.logger) == .handled)
+            #expect(try await effectCount(client) == 1)
+        }
+    }
+
+    @Test("an event is delivered even when the receiver was down when it was published")
+    func deliveredAfterReceiverComesUp() async throws {
+        try await TestDatabase.withSchema(migrations: [effects]) { senderClient, _ in
+            try await TestDatabase.withSchema(migrations: [effects]) { receiverClient, _ in
+                let port = try await Self.freePort()
+                let tokens = await TokenService(secret: Self.secret)
+                let peers = PeerClient(service: .contacts, peers: Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, "http://127.0.0.1:\(port)") }),
+                                       tokens: tokens, timeout: .seconds(2))
+                let outbox = Outbox(service: .contacts, clock: WallClock())
+                let event = try event()
+                try await senderClient.transaction(logger: TestDatabase.logger) { connection in
+                    try await outbox.publish(event, on: connection, logger: TestDatabase.logger)
+                }
+                let subscribers = Subscriptions.subscribers(of: event.type).count
+                var dispatcher = OutboxDispatcher(service: .contacts, client: senderClient, peers: peers, doorbell: Doorbell(), logger: TestDatabase.logger)
+                dispatcher.backoff = Backoff(base: 0.2, cap: 0.5)
+                // Nobody listens yet: the attempt fails and the rows stay pending.
+                #expect(try await dispatcher.dispatchBatch() == subscribers)
+                #expect(try await pending(senderClient) == subscribers)
+
+                let router = Router(context: AppContext.self)
+                router.add(middleware: APIErrorMiddleware())
+                EventsController(inbox: Inbox(client: receiverClient, handlers: [counter("h")]))
+                    .register(on: router.group().add(middleware: AuthMiddleware(tokens: tokens)))
+                let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: TestDatabase.logger)
+                let group = ServiceGroup(configuration: .init(services: [app], logger: TestDatabase.logger))
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask { try await group.run() }
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    while try await pending(senderClient) > 0, ContinuousClock.now < deadline {
+                        _ = try await dispatcher.dispatchBatch()
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                    await group.triggerGracefulShutdown()
+                    try await tasks.waitForAll()
+                }
+                #expect(try await pending(senderClient) == 0)
+                // Every subscriber row reached the same receiver here; its inbox handled the event once.
+                #expect(try await effectCount(receiverClient) == 1)
+            }
+        }
+    }
+
+    @Test("an event the receiver rejects as malformed is kept, not retried forever")
+    func rejectedKept() async throws {
+        try await TestDatabase.withSchema { client, _ in
+            try await client.query("""
+                INSERT INTO outbox (event_id, event_type, subscriber, payload) VALUES (\(UUID()), 'x', 'nobody', '{}'::jsonb)
+                """, logger: TestDatabase.logger)
+            let tokens = await TokenService(secret: Self.secret)
+            let dispatcher = OutboxDispatcher(service: .contacts, client: client, peers: PeerClient(service: .contacts, peers: [:], tokens: tokens),
+                                              doorbell: Doorbell(), logger: TestDatabase.logger)
+            #expect(try await dispatcher.dispatchBatch() == 1)
+            #expect(try await pending(client) == 0)
+            let rows = try await client.query("SELECT count(*)::int FROM outbox WHERE gave_up_at IS NOT NULL", logger: TestDatabase.logger)
+            for try await count in rows.decode(Int.self) { #expect(count == 1) }
+        }
+    }
+
+    func pending(_ client: PostgresClient) async throws -> Int {
+        let rows = try await client.query("SELECT count(*)::int FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL", logger: TestDatabase.logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port ?? 0
+        try await channel.close()
+        return port
+    }
+}

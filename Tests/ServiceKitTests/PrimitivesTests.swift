@@ -1,0 +1,87 @@
+import Foundation
+import Models
+import Testing
+@testable import ServiceKit
+
+@Suite("Backoff, doorbell, trace context, clocks")
+struct PrimitivesTests {
+    @Test("backoff doubles per attempt, is capped, and jitters within [½, 1] of its ceiling")
+    func backoff() {
+        let backoff = Backoff(base: 2, cap: 60)
+        #expect(backoff.delay(afterAttempt: 1, unit: 1) == 2)
+        #expect(backoff.delay(afterAttempt: 2, unit: 1) == 4)
+        #expect(backoff.delay(afterAttempt: 3, unit: 0) == 4)
+        #expect(backoff.delay(afterAttempt: 10, unit: 1) == 60)
+        #expect(backoff.delay(afterAttempt: 1000, unit: 1) == 60)
+        for attempt in 1...12 {
+            let low = backoff.delay(afterAttempt: attempt, unit: 0)
+            let high = backoff.delay(afterAttempt: attempt, unit: 1)
+            #expect(low * 2 == high)
+            #expect(high <= 60)
+        }
+    }
+
+    @Test("a ring before anyone waits is kept; a waiter is woken by a ring; a wait without ring times out")
+    func doorbell() async {
+        let bell = Doorbell()
+        bell.ring()
+        let early = ContinuousClock.now
+        await bell.wait(timeout: .seconds(10))
+        #expect(ContinuousClock.now - early < .seconds(5))
+
+        let timeoutStart = ContinuousClock.now
+        await bell.wait(timeout: .milliseconds(100))
+        #expect(ContinuousClock.now - timeoutStart >= .milliseconds(90))
+
+        let started = ContinuousClock.now
+        async let waited: Void = bell.wait(timeout: .seconds(10))
+        try? await Task.sleep(for: .milliseconds(50))
+        bell.ring()
+        await waited
+        #expect(ContinuousClock.now - started < .seconds(5))
+    }
+
+    @Test("the virtual clock only moves forward")
+    func virtualClock() {
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        let clock = VirtualClock(start)
+        clock.advance(to: start.addingTimeInterval(60))
+        clock.advance(to: start)
+        #expect(clock.now == start.addingTimeInterval(60))
+    }
+
+    @Test("traceparent: a valid header's trace id is kept, an invalid one is replaced")
+    func traceparent() {
+        #expect(TraceMiddleware<AppContext>.traceId(of: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(TraceMiddleware<AppContext>.traceId(of: "00-00000000000000000000000000000000-00f067aa0ba902b7-01") == nil)
+        #expect(TraceMiddleware<AppContext>.traceId(of: "garbage") == nil)
+    }
+
+    @Test("subscriptions: every event type names at least one subscriber, and no service subscribes to itself")
+    func subscriptions() {
+        for (type, subscribers) in Subscriptions.table {
+            #expect(!subscribers.isEmpty, "\(type)")
+        }
+        #expect(!Subscriptions.subscribers(of: EventType.userUpserted).contains(.contacts))
+        #expect(Subscriptions.events(for: .accountability).contains(EventType.userLoggedIn))
+    }
+
+    @Test("phone numbers normalise to E.164; bad ones are refused")
+    func phones() {
+        #expect(PhoneNumber("(312) 555-0123")?.e164 == "+13125550123")
+        #expect(PhoneNumber("1-312-555-0123")?.e164 == "+13125550123")
+        #expect(PhoneNumber("+44 20 7946 0958")?.e164 == "+442079460958")
+        #expect(PhoneNumber("+13125550123")?.northAmericanAreaCode == "312")
+        for bad in ["", "555-0123", "abc", "+1 (312) 555-0123 ext 4", "(112) 555-0123", "++13125550123", "+0123456789"] {
+            #expect(PhoneNumber(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("e-mail addresses are trimmed, lower-cased and checked")
+    func emails() {
+        #expect(EmailAddress(" Jane.Doe@Example.COM ")?.value == "jane.doe@example.com")
+        for bad in ["", "jane", "jane@", "@example.com", "jane@example", "jane doe@example.com", "jane@@example.com", "jane@example.c0m", "a..b@example.com"] {
+            #expect(EmailAddress(bad) == nil, "\(bad)")
+        }
+    }
+}
