@@ -91,8 +91,56 @@ public enum RFC3339 {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
+    /// Strict RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, every field in range and the
+    /// day existing in its month (no minute 99, no 31 February).
     public static func date(from text: String) -> Date? {
-        if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
-        return try? Date.ISO8601FormatStyle().parse(text)
+        let chars = Array(text.utf8)
+        guard chars.count >= 20, chars.count <= 40 else { return nil }
+        func number(_ start: Int, _ length: Int) -> Int? {
+            guard start + length <= chars.count else { return nil }
+            var value = 0
+            for byte in chars[start..<(start + length)] {
+                guard byte >= 48, byte <= 57 else { return nil }
+                value = value * 10 + Int(byte - 48)
+            }
+            return value
+        }
+        guard let year = number(0, 4), chars[4] == 45, let month = number(5, 2), chars[7] == 45, let day = number(8, 2),
+              chars[10] == 84 || chars[10] == 116, let hour = number(11, 2), chars[13] == 58, let minute = number(14, 2),
+              chars[16] == 58, let second = number(17, 2),
+              (1...12).contains(month), (1...31).contains(day), (0...23).contains(hour), (0...59).contains(minute), (0...59).contains(second)
+        else { return nil }
+        var index = 19
+        var nanoseconds = 0
+        if chars[index] == 46 {
+            index += 1
+            var digits = 0
+            while index < chars.count, chars[index] >= 48, chars[index] <= 57 {
+                if digits < 9 { nanoseconds = nanoseconds * 10 + Int(chars[index] - 48) }
+                digits += 1
+                index += 1
+            }
+            guard digits > 0 else { return nil }
+            for _ in digits..<9 where digits < 9 { nanoseconds *= 10 }
+        }
+        guard index < chars.count else { return nil }
+        var offsetSeconds = 0
+        switch chars[index] {
+        case 90, 122:
+            guard index + 1 == chars.count else { return nil }
+        case 43, 45:
+            guard index + 6 == chars.count, let hours = number(index + 1, 2), chars[index + 3] == 58, let minutes = number(index + 4, 2),
+                  (0...23).contains(hours), (0...59).contains(minutes)
+            else { return nil }
+            offsetSeconds = (hours * 3600 + minutes * 60) * (chars[index] == 45 ? -1 : 1)
+        default:
+            return nil
+        }
+        var calendar = Calendar(identifier: .gregorian)
+        guard let utc = TimeZone(identifier: "UTC") else { return nil }
+        calendar.timeZone = utc
+        let components = DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
+        guard components.isValidDate(in: calendar), let date = calendar.date(from: components) else { return nil }
+        return date.addingTimeInterval(Double(nanoseconds) / 1e9 - Double(offsetSeconds))
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Models
 import NIOCore
+import Synchronization
 
 /// The one error every route answers with: `{"error": {"code", "message", "field"}}`.
 package struct APIError: HTTPResponseError, Sendable, Equatable {
@@ -135,15 +136,56 @@ package struct APIError: HTTPResponseError, Sendable, Equatable {
     }
 }
 
+/// The methods each route path answers, filled once the routes are registered, so a known path
+/// asked with another method gets 405 and an `Allow` header rather than 404.
+package final class RouteMethods: Sendable {
+    private let table = Mutex<[(segments: [Substring], methods: [String])]>([])
+
+    package init() {}
+
+    package func load(_ routes: [(path: String, method: String)]) {
+        let grouped = Dictionary(grouping: routes, by: \.path)
+        table.withLock { table in
+            table = grouped.map { path, routes in
+                (path.split(separator: "/"), Array(Set(routes.map(\.method))).sorted())
+            }
+        }
+    }
+
+    /// The methods of the first route template that `path` matches; nil when none does.
+    package func allowed(for path: String) -> [String]? {
+        let segments = path.split(separator: "/")
+        return table.withLock { table in
+            table.first { template in
+                template.segments.count == segments.count
+                    && zip(template.segments, segments).allSatisfy { pattern, segment in
+                        pattern == segment || (pattern.hasPrefix("{") && pattern.hasSuffix("}")) || pattern.hasPrefix(":")
+                    }
+            }?.methods
+        }
+    }
+}
+
 /// Turns every thrown error into the JSON error shape, and logs the ones that are ours (5xx).
 package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    package init() {}
+    let routeMethods: RouteMethods?
+
+    package init(routeMethods: RouteMethods? = nil) {
+        self.routeMethods = routeMethods
+    }
 
     package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch {
-            let apiError = APIError.from(error)
+            var apiError = APIError.from(error)
+            if apiError.status == .notFound, apiError.message == "no such route",
+               let allowed = routeMethods?.allowed(for: request.uri.path), !allowed.contains(request.method.rawValue) {
+                apiError = APIError(.methodNotAllowed, code: "method_not_allowed", message: "\(request.uri.path) answers \(allowed.joined(separator: ", ")) only")
+                var response = try apiError.response(from: request, context: context)
+                response.headers[.allow] = allowed.joined(separator: ", ")
+                return response
+            }
             if apiError.status.code >= 500 {
                 context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
             }

@@ -40,11 +40,37 @@ package struct APIRequestDecoder: RequestDecoder {
         guard buffer.readableBytes > 0 else {
             throw APIError(.badRequest, code: "missing_body", message: "a JSON body is required", field: "body")
         }
+        let bytes = Array(buffer.readableBytesView)
+        if Self.containsNUL(bytes) {
+            throw APIError(.badRequest, code: "nul_character", message: "text may not contain the NUL character (\\u0000)", field: "body")
+        }
         do {
-            return try JSONCoding.decoder.decode(T.self, from: Data(buffer.readableBytesView))
+            return try JSONCoding.decoder.decode(T.self, from: Data(bytes))
         } catch let error as DecodingError {
             throw APIError.fromDecoding(error)
         }
+    }
+}
+
+extension APIRequestDecoder {
+    /// True when the JSON has a raw NUL byte or a `\u0000` escape (one not itself escaped):
+    /// PostgreSQL text cannot hold NUL, so no field of ours can.
+    static func containsNUL(_ bytes: [UInt8]) -> Bool {
+        let escape: [UInt8] = Array("u0000".utf8)
+        var backslashes = 0
+        for (index, byte) in bytes.enumerated() {
+            if byte == 0 { return true }
+            if byte == UInt8(ascii: "\\") {
+                backslashes += 1
+                continue
+            }
+            if backslashes % 2 == 1, byte == UInt8(ascii: "u"), index + 4 < bytes.count,
+               Array(bytes[index..<(index + 5)]) == escape {
+                return true
+            }
+            backslashes = 0
+        }
+        return false
     }
 }
 

@@ -74,6 +74,9 @@ struct EventsController {
             guard !event.type.isEmpty, event.type.count <= 100 else {
                 throw APIError.validation("type", "type must name an event")
             }
+            guard event.version >= 1 else {
+                throw APIError.validation("version", "version must be 1 or more")
+            }
             let outcome = try await inbox.receive(event, logger: context.logger)
             return Answer(eventId: event.id, outcome: outcome)
         }

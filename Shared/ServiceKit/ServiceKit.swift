@@ -101,7 +101,8 @@ package enum ServiceKit {
         let router = Router(context: AppContext.self)
         router.add(middleware: TraceMiddleware())
         router.add(middleware: MetricsMiddleware())
-        router.add(middleware: APIErrorMiddleware())
+        let routeMethods = RouteMethods()
+        router.add(middleware: APIErrorMiddleware(routeMethods: routeMethods))
         let open = router.group()
         let authenticated = router.group().add(middleware: AuthMiddleware(tokens: tokens))
 
@@ -118,6 +119,8 @@ package enum ServiceKit {
         if let virtualClock {
             AdminClockController(client: client, clock: virtualClock, schema: config.schema, jobsBell: jobsBell, logger: logger).register(on: authenticated)
         }
+
+        routeMethods.load(router.routes.map { ("\($0.path)", $0.method.rawValue) })
 
         let runner = JobRunner(
             client: client, clock: clock, handlers: parts.jobHandlers, doorbell: jobsBell, logger: logger,

@@ -87,3 +87,15 @@ struct APIErrorTests {
         }
     }
 }
+
+@Suite("NUL characters in JSON bodies (X-2)")
+struct NULTests {
+    /// `\U0000` is no JSON escape at all: the JSON decoder refuses it as malformed.
+    @Test("raw and escaped NULs are found; an escaped backslash before u0000 is text", arguments: [
+        (#"{"a":"x\u0000y"}"#, true), (#"{"a":"x\U0000"}"#, false), ("{\"a\":\"\u{0}\"}", true),
+        (#"{"a":"x\\u0000"}"#, false), (#"{"a":"x\\\u0000"}"#, true), (#"{"a":"\u0001"}"#, false), (#"{"a":"plain"}"#, false),
+    ])
+    func detection(json: String, expected: Bool) {
+        #expect(APIRequestDecoder.containsNUL(Array(json.utf8)) == expected)
+    }
+}

@@ -85,3 +85,24 @@ struct PrimitivesTests {
         }
     }
 }
+
+@Suite("RFC 3339 times")
+struct RFC3339Tests {
+    @Test("well-formed times parse, with fractions and offsets")
+    func valid() throws {
+        let base = try #require(RFC3339.date(from: "2026-03-08T08:00:00Z"))
+        #expect(RFC3339.date(from: "2026-03-08T02:00:00-06:00") == base)
+        #expect(RFC3339.date(from: "2026-03-08t08:00:00.5z") == base.addingTimeInterval(0.5))
+        #expect(RFC3339.date(from: "2024-02-29T00:00:00Z") != nil)
+        #expect(RFC3339.date(from: RFC3339.string(from: base)) == base)
+    }
+
+    @Test("out-of-range fields and malformed shapes are refused", arguments: [
+        "2024-01-01T12:99:00Z", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z",
+        "2024-01-01 12:00:00Z", "2024-01-01T12:00:00", "2024-01-01T12:00:00+2:00", "2024-01-01T12:00:00.Z",
+        "2024-01-01", "", "2024-01-01T12:00:00Zjunk", "2024-01-01T12:00:00+24:00",
+    ])
+    func invalid(text: String) {
+        #expect(RFC3339.date(from: text) == nil)
+    }
+}

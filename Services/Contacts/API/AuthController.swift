@@ -26,8 +26,8 @@ struct AuthController {
     func register(open: RouterGroup<AppContext>, authenticated: RouterGroup<AppContext>) {
         open.post("/v1/auth/login") { request, context -> Session in
             let login = try await request.decodeJSON(as: Login.self, context: context)
-            guard login.password.utf8.count <= 72, login.email.utf8.count <= 254 else { throw Self.invalid }
-            let found = try await store.user(email: login.email)
+            guard login.password.utf8.count <= 72, let email = EmailAddress(login.email) else { throw Self.invalid }
+            let found = try await store.user(email: email.value)
             let valid = try await hasher.verify(login.password, hash: found?.1 ?? hasher.decoyHash)
             guard let (user, hash) = found, hash != nil, valid, user.active else { throw Self.invalid }
             let issuedAt = Date()

@@ -1,0 +1,158 @@
+import AsyncHTTPClient
+import Foundation
+import JWTKit
+import Models
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The running stack, as scripts/test started it: over HTTP only, with tokens.
+struct Stack: Sendable {
+    struct NotConfigured: Error, CustomStringConvertible {
+        var variable: String
+        var description: String { "\(variable) is not set: run the integration tests with scripts/test, which starts the stack" }
+    }
+
+    let urls: [ServiceName: String]
+    let jwtSecret: String
+    let platformAdminEmail: String
+    let platformAdminPassword: String
+
+    static func fromEnvironment() throws -> Stack {
+        let environment = ProcessInfo.processInfo.environment
+        func require(_ name: String) throws -> String {
+            guard let value = environment[name], !value.isEmpty else { throw NotConfigured(variable: name) }
+            return value
+        }
+        var urls: [ServiceName: String] = [:]
+        for service in ServiceName.allCases {
+            urls[service] = try require("STACK_\(service.rawValue.uppercased())_URL")
+        }
+        return Stack(urls: urls, jwtSecret: try require("JWT_SECRET"), platformAdminEmail: try require("PLATFORM_ADMIN_EMAIL"),
+                     platformAdminPassword: try require("PLATFORM_ADMIN_PASSWORD"))
+    }
+
+    struct Answer: Sendable {
+        var status: Int
+        var body: JSONValue
+        var text: String
+        var headers: HTTPHeaders
+
+        subscript(_ key: String) -> JSONValue? { body[key] }
+        var errorField: String? { if case .string(let field)? = body["error"]?["field"] { field } else { nil } }
+        var errorCode: String? { if case .string(let code)? = body["error"]?["code"] { code } else { nil } }
+    }
+
+    func call(_ method: HTTPMethod, _ service: ServiceName, _ path: String, token: String? = nil, json: String? = nil,
+              headers: [(String, String)] = []) async throws -> Answer {
+        var request = HTTPClientRequest(url: urls[service]! + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let buffer = try await response.body.collect(upTo: 16 << 20)
+        let text = String(buffer: buffer)
+        let body = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .null
+        return Answer(status: Int(response.status.code), body: body, text: text, headers: response.headers)
+    }
+
+    /// Encodes a value as a JSON body string.
+    static func json(_ object: [String: Any]) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: object)) ?? Data(), as: UTF8.self)
+    }
+
+    func login(_ email: String, _ password: String) async throws -> String {
+        let answer = try await call(.POST, .contacts, "/v1/auth/login", json: Self.json(["email": email, "password": password]))
+        guard answer.status == 200, case .string(let token)? = answer["token"] else {
+            throw StackError(message: "login of \(email) failed: \(answer.status) \(answer.text)")
+        }
+        return token
+    }
+
+    func platformAdminToken() async throws -> String {
+        try await login(platformAdminEmail, platformAdminPassword)
+    }
+
+    /// A token signed with the stack's secret: how services identify themselves to each other.
+    func serviceToken(_ service: ServiceName = .contacts) async throws -> String {
+        try await sign(subject: service.rawValue, role: "service", companyId: nil, expiresIn: 600)
+    }
+
+    func sign(subject: String, role: String, companyId: String?, expiresIn: TimeInterval, secret: String? = nil) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret ?? jwtSecret), digestAlgorithm: .sha256)
+        return try await keys.sign(Claims(sub: .init(value: subject), cid: companyId, role: role, ents: [],
+                                          exp: .init(value: Date().addingTimeInterval(expiresIn)), iat: .init(value: Date())))
+    }
+
+    struct Claims: JWTPayload {
+        var sub: SubjectClaim
+        var cid: String?
+        var role: String
+        var ents: [String]
+        var exp: ExpirationClaim
+        var iat: IssuedAtClaim
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    /// Waits until no service has due jobs, running jobs or undelivered events.
+    func waitUntilIdle(timeout: Duration = .seconds(30)) async throws {
+        let token = try await serviceToken()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var idle = true
+            for service in ServiceName.allCases {
+                let answer = try await call(.GET, service, "/v1/admin/idle", token: token)
+                if answer["idle"] != .bool(true) { idle = false }
+            }
+            if idle { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw StackError(message: "the stack did not become idle within \(timeout)")
+    }
+
+    /// A Prometheus counter's value, summed over series whose labels contain every `labels` pair.
+    func metric(_ service: ServiceName, _ name: String, _ labels: [String: String] = [:]) async throws -> Double {
+        let answer = try await call(.GET, service, "/metrics")
+        var total = 0.0
+        for line in answer.text.split(separator: "\n") where line.hasPrefix(name + "{") || line.hasPrefix(name + " ") {
+            guard labels.allSatisfy({ line.contains("\($0.key)=\"\($0.value)\"") }) else { continue }
+            total += Double(line.split(separator: " ").last ?? "0") ?? 0
+        }
+        return total
+    }
+
+    /// A new company with its admin; returns the admin's token and the ids.
+    func newCompany(_ name: String = "Test Realty \(UUID().uuidString.prefix(6))") async throws -> Brokerage {
+        let email = "admin-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let answer = try await call(.POST, .contacts, "/v1/companies", token: try await platformAdminToken(), json: Self.json([
+            "name": name, "timeZone": "America/Chicago",
+            "admin": ["firstName": "Ada", "lastName": "Admin", "email": email, "password": "correct horse battery"],
+        ]))
+        guard answer.status == 201, case .string(let token)? = answer["adminToken"],
+              case .string(let companyId)? = answer["company"]?["id"], case .string(let rootId)? = answer["rootEntity"]?["id"]
+        else { throw StackError(message: "company creation failed: \(answer.status) \(answer.text)") }
+        return Brokerage(adminToken: token, adminEmail: email, companyId: companyId, rootEntityId: rootId)
+    }
+
+    struct Brokerage: Sendable {
+        var adminToken: String
+        var adminEmail: String
+        var companyId: String
+        var rootEntityId: String
+    }
+}
+
+struct StackError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+extension JSONValue {
+    var string: String? { if case .string(let value) = self { value } else { nil } }
+    var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+}
