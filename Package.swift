@@ -37,13 +37,13 @@ func serviceTests(_ name: String) -> Target {
 }
 
 let services = ["Contacts", "Routing", "Automation", "Accountability", "SmartPlans", "Notifications"]
+/// A service gets its test target with its first domain rules.
+let servicesWithTests = ["Contacts"]
 
 let package = Package(
     name: "brokerage-crm",
     platforms: [.macOS(.v15)],
-    products: services.map { .executable(name: $0.lowercased(), targets: [$0]) } + [
-        .executable(name: "bench", targets: ["Bench"]),
-    ],
+    products: services.map { .executable(name: $0.lowercased(), targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
@@ -56,7 +56,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swiftcsv/SwiftCSV.git", from: "0.10.0"),
     ],
     targets: [
         .target(name: "Models", path: "Shared/Models", swiftSettings: swiftSettings),
@@ -78,23 +78,15 @@ let package = Package(
             path: "Shared/ServiceKit",
             swiftSettings: swiftSettings
         ),
-        serviceTarget("Contacts", extra: [.product(name: "HummingbirdBcrypt", package: "hummingbird-auth")]),
+        serviceTarget("Contacts", extra: [
+            .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            .product(name: "SwiftCSV", package: "SwiftCSV"),
+        ]),
         serviceTarget("Routing"),
         serviceTarget("Automation"),
         serviceTarget("Accountability"),
         serviceTarget("SmartPlans"),
         serviceTarget("Notifications"),
-        .executableTarget(
-            name: "Bench",
-            dependencies: [
-                "ServiceKit", "Models",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ],
-            path: "Tools/bench",
-            swiftSettings: swiftSettings
-        ),
         .testTarget(
             name: "ServiceKitTests",
             dependencies: [
@@ -115,5 +107,5 @@ let package = Package(
             path: "Tests/IntegrationTests",
             swiftSettings: swiftSettings
         ),
-    ] + services.map(serviceTests)
+    ] + servicesWithTests.map(serviceTests)
 )

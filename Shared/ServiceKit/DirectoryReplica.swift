@@ -67,13 +67,13 @@ package enum DirectoryReplica {
     }
 
     static func upsertEntity(_ event: EventEnvelope, on connection: PostgresConnection, logger: Logger) async throws {
-        let entity = try event.data.decode(EntityUpserted.self)
+        let entity = try event.data.decode(Entity.self)
         let hours = String(decoding: try JSONCoding.encoder.encode(entity.officeHours), as: UTF8.self)
         // An older version arriving late changes nothing.
         try await connection.query("""
             INSERT INTO directory_entities (id, company_id, parent_id, kind, name, time_zone, office_hours, version)
-            VALUES (\(entity.entityId), \(entity.companyId), \(entity.parentId), \(entity.kind.rawValue), \(entity.name),
-                    \(entity.timeZone), \(hours)::jsonb, \(event.version))
+            VALUES (\(entity.id), \(entity.companyId), \(entity.parentId), \(entity.kind.rawValue), \(entity.name),
+                    \(entity.timeZone), \(hours)::jsonb, \(entity.version))
             ON CONFLICT (id) DO UPDATE SET parent_id = EXCLUDED.parent_id, kind = EXCLUDED.kind, name = EXCLUDED.name,
                 time_zone = EXCLUDED.time_zone, office_hours = EXCLUDED.office_hours, version = EXCLUDED.version
             WHERE directory_entities.version < EXCLUDED.version
@@ -81,13 +81,16 @@ package enum DirectoryReplica {
     }
 
     static func upsertUser(_ event: EventEnvelope, on connection: PostgresConnection, logger: Logger) async throws {
-        let user = try event.data.decode(UserUpserted.self)
+        let user = try event.data.decode(User.self)
+        guard let companyId = user.companyId else {
+            throw APIError.validation("data.companyId", "a directory user belongs to a company")
+        }
         try await connection.query("""
             INSERT INTO directory_users (id, company_id, role, entity_ids, first_name, last_name, email, mobile_phone,
                 time_zone, in_rotation, rotation_until, active, version)
-            VALUES (\(user.userId), \(user.companyId), \(user.role.rawValue), \(user.entityIds), \(user.firstName), \(user.lastName),
+            VALUES (\(user.id), \(companyId), \(user.role.rawValue), \(user.entityIds), \(user.firstName), \(user.lastName),
                     \(user.email), \(user.mobilePhone), \(user.timeZone), \(user.rotation.inRotation), \(user.rotation.until),
-                    \(user.active), \(event.version))
+                    \(user.active), \(user.version))
             ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, entity_ids = EXCLUDED.entity_ids,
                 first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
                 mobile_phone = EXCLUDED.mobile_phone, time_zone = EXCLUDED.time_zone, in_rotation = EXCLUDED.in_rotation,

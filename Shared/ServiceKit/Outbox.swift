@@ -23,16 +23,33 @@ package struct Outbox: Sendable {
 
     /// Stores `event` for every subscriber; `connection` must be inside the change's transaction.
     package func publish(_ event: EventEnvelope, on connection: PostgresConnection, logger: Logger) async throws {
-        let subscribers = Subscriptions.subscribers(of: event.type)
-        guard !subscribers.isEmpty else { return }
-        let payload = String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self)
-        for subscriber in subscribers {
-            try await connection.query("""
-                INSERT INTO outbox (event_id, event_type, subscriber, payload)
-                VALUES (\(event.id), \(event.type), \(subscriber.rawValue), \(payload)::jsonb)
-                ON CONFLICT (event_id, subscriber) DO NOTHING
-                """, logger: logger)
+        try await publish([event], on: connection, logger: logger)
+    }
+
+    /// Stores many events in one statement (one row per event and subscriber).
+    package func publish(_ events: [EventEnvelope], on connection: PostgresConnection, logger: Logger) async throws {
+        var eventIds: [UUID] = []
+        var types: [String] = []
+        var subscribers: [String] = []
+        var payloads: [String] = []
+        for event in events {
+            let targets = Subscriptions.subscribers(of: event.type)
+            guard !targets.isEmpty else { continue }
+            let payload = String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self)
+            for subscriber in targets {
+                eventIds.append(event.id)
+                types.append(event.type)
+                subscribers.append(subscriber.rawValue)
+                payloads.append(payload)
+            }
         }
+        guard !eventIds.isEmpty else { return }
+        try await connection.query("""
+            INSERT INTO outbox (event_id, event_type, subscriber, payload)
+            SELECT event_id, event_type, subscriber, payload::jsonb
+            FROM unnest(\(eventIds), \(types), \(subscribers), \(payloads)) AS e(event_id, event_type, subscriber, payload)
+            ON CONFLICT (event_id, subscriber) DO NOTHING
+            """, logger: logger)
         try await connection.query("SELECT pg_notify(\(WakeChannel.name(service)), 'outbox')", logger: logger)
     }
 }

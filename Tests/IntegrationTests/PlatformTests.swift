@@ -190,9 +190,10 @@ struct PlatformTests {
         let event = Stack.json([
             "id": UUID().uuidString, "type": "user.upserted", "version": 1, "occurredAt": "2026-01-01T00:00:00Z",
             "companyId": brokerage.companyId, "subjectId": UUID().uuidString,
-            "data": ["userId": UUID().uuidString, "companyId": brokerage.companyId, "role": "agent", "entityIds": [String](),
+            "data": ["id": UUID().uuidString, "companyId": brokerage.companyId, "role": "agent", "entityIds": [String](),
                      "firstName": "R", "lastName": "Peat", "email": "r@example.com", "timeZone": "UTC",
-                     "rotation": ["inRotation": true], "active": true],
+                     "rotation": ["inRotation": true], "prefersPush": false, "active": true, "version": 1,
+                     "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"],
         ])
         let first = try await stack.call(.POST, .routing, "/v1/events", token: service, json: event)
         let second = try await stack.call(.POST, .routing, "/v1/events", token: service, json: event)

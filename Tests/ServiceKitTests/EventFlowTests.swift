@@ -30,9 +30,10 @@ struct EventFlowTests {
     func event() throws -> EventEnvelope {
         let user = UUID(), company = UUID()
         return EventEnvelope(type: EventType.userUpserted, version: 1, occurredAt: Date(), companyId: company, subjectId: user,
-                             data: try JSONValue(encoding: UserUpserted(
-                                userId: user, companyId: company, role: .agent, entityIds: [], firstName: "A", lastName: "B",
-                                email: "a@b.example", mobilePhone: nil, timeZone: "UTC", rotation: Rotation(inRotation: true), active: true)))
+                             data: try JSONValue(encoding: User(
+                                id: user, companyId: company, role: .agent, entityIds: [], firstName: "A", lastName: "B",
+                                email: "a@b.example", mobilePhone: nil, timeZone: "UTC", rotation: Rotation(inRotation: true),
+                                prefersPush: false, active: true, version: 1, createdAt: Date(), updatedAt: Date())))
     }
 
     @Test("a duplicate event is handled once, even when copies arrive at the same moment")

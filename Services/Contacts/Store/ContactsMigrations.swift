@@ -62,5 +62,126 @@ enum ContactsMigrations {
             """,
             "CREATE INDEX logins_user ON logins (user_id, at DESC)",
         ]),
+        Migration("CreateLeadSources", [
+            """
+            CREATE TABLE lead_sources (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL REFERENCES companies (id),
+                entity_id uuid NOT NULL REFERENCES entities (id),
+                name text NOT NULL,
+                origin text NOT NULL CHECK (origin IN ('website', 'dropbox', 'zapier')),
+                agent_id uuid REFERENCES users (id),
+                key_prefix text NOT NULL,
+                key_hash bytea NOT NULL UNIQUE,
+                active boolean NOT NULL DEFAULT true,
+                created_at timestamptz NOT NULL)
+            """,
+            "CREATE INDEX lead_sources_company ON lead_sources (company_id)",
+        ]),
+        Migration("CreatePonds", [
+            """
+            CREATE TABLE ponds (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL REFERENCES companies (id),
+                entity_id uuid NOT NULL REFERENCES entities (id),
+                name text NOT NULL,
+                created_at timestamptz NOT NULL)
+            """,
+        ]),
+        Migration("CreateContacts", [
+            """
+            CREATE TABLE contacts (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL REFERENCES companies (id),
+                owner_entity_id uuid NOT NULL REFERENCES entities (id),
+                status text NOT NULL,
+                first_name text,
+                last_name text,
+                emails text[] NOT NULL DEFAULT '{}',
+                phones text[] NOT NULL DEFAULT '{}',
+                lead_type text,
+                source text,
+                source_id uuid REFERENCES lead_sources (id),
+                tags text[] NOT NULL DEFAULT '{}',
+                assigned_agent_id uuid REFERENCES users (id),
+                lender_id uuid REFERENCES users (id),
+                pond_id uuid REFERENCES ponds (id),
+                address jsonb,
+                search_interest jsonb,
+                listing jsonb,
+                agent_site_agent_id uuid REFERENCES users (id),
+                origin text NOT NULL,
+                behavioral_alerts boolean NOT NULL DEFAULT true,
+                version int NOT NULL DEFAULT 1,
+                created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL,
+                deleted_at timestamptz)
+            """,
+            "CREATE INDEX contacts_list ON contacts (company_id, created_at DESC, id DESC) WHERE deleted_at IS NULL",
+            "CREATE INDEX contacts_status ON contacts (company_id, status) WHERE deleted_at IS NULL",
+            "CREATE INDEX contacts_agent ON contacts (assigned_agent_id) WHERE deleted_at IS NULL",
+            "CREATE INDEX contacts_tags ON contacts USING gin (tags)",
+            """
+            CREATE TABLE contact_points (
+                company_id uuid NOT NULL,
+                kind text NOT NULL CHECK (kind IN ('email', 'phone')),
+                value text NOT NULL,
+                contact_id uuid NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
+                PRIMARY KEY (company_id, kind, value))
+            """,
+            "CREATE INDEX contact_points_contact ON contact_points (contact_id)",
+        ]),
+        Migration("CreateTimeline", [
+            """
+            CREATE TABLE timeline (
+                id uuid PRIMARY KEY,
+                contact_id uuid NOT NULL REFERENCES contacts (id),
+                company_id uuid NOT NULL,
+                kind text NOT NULL,
+                at timestamptz NOT NULL,
+                seq bigserial,
+                actor jsonb NOT NULL,
+                summary text NOT NULL,
+                data jsonb NOT NULL DEFAULT '{}')
+            """,
+            "CREATE INDEX timeline_contact ON timeline (contact_id, at DESC, seq DESC)",
+        ]),
+        Migration("CreateTasks", [
+            """
+            CREATE TABLE tasks (
+                id uuid PRIMARY KEY,
+                contact_id uuid NOT NULL REFERENCES contacts (id),
+                company_id uuid NOT NULL,
+                kind text NOT NULL CHECK (kind IN ('task', 'call', 'text')),
+                title text NOT NULL,
+                description text,
+                links text[] NOT NULL DEFAULT '{}',
+                priority text NOT NULL DEFAULT 'none',
+                due_at timestamptz,
+                assignee_id uuid REFERENCES users (id),
+                completed_at timestamptz,
+                call_outcome text,
+                version int NOT NULL DEFAULT 1,
+                created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL)
+            """,
+            "CREATE INDEX tasks_contact ON tasks (contact_id, created_at)",
+            "CREATE INDEX tasks_assignee ON tasks (assignee_id, due_at) WHERE completed_at IS NULL",
+        ]),
+        Migration("CreateTransactionIntegrations", [
+            """
+            CREATE TABLE transaction_integrations (
+                company_id uuid PRIMARY KEY REFERENCES companies (id),
+                secret text NOT NULL,
+                created_at timestamptz NOT NULL)
+            """,
+            """
+            CREATE TABLE transaction_deliveries (
+                company_id uuid NOT NULL,
+                delivery_id text NOT NULL,
+                received_at timestamptz NOT NULL,
+                PRIMARY KEY (company_id, delivery_id))
+            """,
+        ]),
     ]
 }

@@ -59,10 +59,7 @@ struct DirectoryStore: Sendable {
     }
 
     private func publishEntity(_ entity: Entity, on connection: PostgresConnection) async throws {
-        let event = try outbox.envelope(
-            EventType.entityUpserted, version: entity.version, companyId: entity.companyId, subjectId: entity.id,
-            data: EntityUpserted(entityId: entity.id, companyId: entity.companyId, parentId: entity.parentId, kind: entity.kind,
-                                 name: entity.name, timeZone: entity.timeZone, officeHours: entity.officeHours))
+        let event = try outbox.envelope(EventType.entityUpserted, version: entity.version, companyId: entity.companyId, subjectId: entity.id, data: entity)
         try await outbox.publish(event, on: connection, logger: logger)
     }
 
@@ -149,11 +146,7 @@ struct DirectoryStore: Sendable {
 
     private func publishUser(_ user: User, on connection: PostgresConnection) async throws {
         guard let companyId = user.companyId else { return }
-        let event = try outbox.envelope(
-            EventType.userUpserted, version: user.version, companyId: companyId, subjectId: user.id,
-            data: UserUpserted(userId: user.id, companyId: companyId, role: user.role, entityIds: user.entityIds,
-                               firstName: user.firstName, lastName: user.lastName, email: user.email, mobilePhone: user.mobilePhone,
-                               timeZone: user.timeZone, rotation: user.rotation, active: user.active))
+        let event = try outbox.envelope(EventType.userUpserted, version: user.version, companyId: companyId, subjectId: user.id, data: user)
         try await outbox.publish(event, on: connection, logger: logger)
     }
 
