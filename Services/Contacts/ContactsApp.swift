@@ -9,6 +9,8 @@ func buildContacts(config: ServiceConfig) async throws -> some ApplicationProtoc
     let cost = config.reader.int(forKey: "bcrypt.cost", default: 12)
     guard (4...16).contains(cost) else { throw ConfigError(variable: "BCRYPT_COST", problem: "must be from 4 to 16") }
     let platformAdmin = try platformAdminSettings(config)
+    let importMaxBytes = config.reader.int(forKey: "import.max.bytes", default: 32 << 20)
+    guard (1024...(256 << 20)).contains(importMaxBytes) else { throw ConfigError(variable: "IMPORT_MAX_BYTES", problem: "must be from 1 KiB to 256 MiB") }
     let hasher = try await PasswordHasher(cost: UInt8(cost))
     return try await ServiceKit.buildApplication(config: config) { environment, routes in
         let store = DirectoryStore(client: environment.client, outbox: environment.outbox, logger: environment.logger)
@@ -18,6 +20,22 @@ func buildContacts(config: ServiceConfig) async throws -> some ApplicationProtoc
         CompaniesController(store: store, tokens: environment.tokens, hasher: hasher, clock: environment.clock).register(on: routes.authenticated)
         EntitiesController(store: store, access: access, clock: environment.clock).register(on: routes.authenticated)
         UsersController(store: store, access: access, hasher: hasher, clock: environment.clock).register(on: routes.authenticated)
+
+        let clock = environment.clock
+        let contacts = ContactStore(client: environment.client, outbox: environment.outbox, logger: environment.logger)
+        let crm = CRMStore(client: environment.client, contacts: contacts, outbox: environment.outbox, logger: environment.logger)
+        let writer = ContactWriter(store: contacts, outbox: environment.outbox, clock: clock)
+        let contactAccess = ContactAccess(access: access, contacts: contacts, directory: store)
+        ContactsController(store: contacts, writer: writer, access: contactAccess, clock: clock).register(on: routes.authenticated)
+        LeadsController(crm: crm, contacts: contacts, writer: writer, access: contactAccess, clock: clock)
+            .register(open: routes.open, authenticated: routes.authenticated)
+        ImportController(contacts: contacts, directory: store, access: contactAccess, outbox: environment.outbox, clock: clock,
+                         maxBytes: importMaxBytes).register(on: routes.authenticated)
+        ActivityController(contacts: contacts, crm: crm, outbox: environment.outbox, access: contactAccess, clock: clock)
+            .register(on: routes.authenticated)
+        PondsController(crm: crm, contacts: contacts, writer: writer, access: contactAccess, clock: clock).register(on: routes.authenticated)
+        TransactionsController(crm: crm, contacts: contacts, writer: writer, access: contactAccess, clock: clock)
+            .register(open: routes.open, authenticated: routes.authenticated)
         var parts = ServiceParts(migrations: ContactsMigrations.all)
         if let platformAdmin {
             parts.afterMigrations.append {

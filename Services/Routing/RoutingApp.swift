@@ -3,9 +3,10 @@ import Models
 import ServiceKit
 
 /// Wires the routing service. Until its own features land it keeps only the kit's routes and the
-/// directory replica its features will read.
+/// directory and contact replicas its features will read.
 func buildRouting(config: ServiceConfig) async throws -> some ApplicationProtocol {
     try await ServiceKit.buildApplication(config: config) { _, _ in
-        ServiceParts(migrations: DirectoryReplica.migrations, eventHandlers: DirectoryReplica.handlers(for: .routing))
+        ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations,
+                     eventHandlers: DirectoryReplica.handlers(for: .routing) + ContactReplica.handlers(for: .routing))
     }
 }

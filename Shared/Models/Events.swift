@@ -28,6 +28,39 @@ public enum EventType {
     public static let entityUpserted = "entity.upserted"
     public static let userUpserted = "user.upserted"
     public static let userLoggedIn = "user.logged_in"
+    /// Contact events carry `ContactChanged`: the contact after the change, who, and what (ST-11).
+    public static let contactCreated = "contact.created"
+    public static let contactUpdated = "contact.updated"
+    public static let contactStatusChanged = "contact.status_changed"
+    public static let contactTagsChanged = "contact.tags_changed"
+    public static let contactAssigned = "contact.assigned"
+    public static let contactDeleted = "contact.deleted"
+    /// A batch of imported contacts (`ContactsImported`): one event per few hundred rows.
+    public static let contactsImported = "contacts.imported"
+    /// A call, text or e-mail logged with a contact (`CommunicationLogged`).
+    public static let communicationLogged = "communication.logged"
+    /// All the contact events that carry `ContactChanged`.
+    public static let contactChanges = [contactCreated, contactUpdated, contactStatusChanged, contactTagsChanged, contactAssigned, contactDeleted]
+}
+
+public struct ContactsImported: Codable, Sendable, Hashable {
+    public var contacts: [Contact]
+    public var actor: Actor
+    public init(contacts: [Contact], actor: Actor) {
+        self.contacts = contacts
+        self.actor = actor
+    }
+}
+
+public struct CommunicationLogged: Codable, Sendable, Hashable {
+    public var communication: Communication
+    public var contact: Contact
+    public var actor: Actor
+    public init(communication: Communication, contact: Contact, actor: Actor) {
+        self.communication = communication
+        self.contact = contact
+        self.actor = actor
+    }
 }
 
 public struct UserLoggedIn: Codable, Sendable, Hashable {

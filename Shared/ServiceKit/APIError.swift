@@ -89,7 +89,7 @@ package struct APIError: HTTPResponseError, Sendable, Equatable {
         }
     }
 
-    static func fromDecoding(_ error: DecodingError) -> APIError {
+    package static func fromDecoding(_ error: DecodingError) -> APIError {
         switch error {
         case .keyNotFound(let key, let context):
             let field = path(context.codingPath + [key])

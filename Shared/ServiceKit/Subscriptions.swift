@@ -7,7 +7,18 @@ package enum Subscriptions {
         EventType.entityUpserted: [.routing, .automation, .accountability, .smartplans, .notifications],
         EventType.userUpserted: [.routing, .automation, .accountability, .smartplans, .notifications],
         EventType.userLoggedIn: [.accountability],
+        EventType.contactCreated: contactReaders,
+        EventType.contactUpdated: contactReaders,
+        EventType.contactStatusChanged: contactReaders,
+        EventType.contactTagsChanged: contactReaders,
+        EventType.contactAssigned: contactReaders,
+        EventType.contactDeleted: contactReaders,
+        EventType.contactsImported: contactReaders,
+        EventType.communicationLogged: [.automation, .accountability],
     ]
+
+    /// The services that decide on contacts (routing, behaviors, accountability, plans).
+    static let contactReaders: [ServiceName] = [.routing, .automation, .accountability, .smartplans]
 
     package static func subscribers(of type: String) -> [ServiceName] {
         table[type] ?? []

@@ -52,6 +52,7 @@ struct ContactFilter: Sendable {
     var assignedAgentId: UUID?
     var source: String?
     var pondId: UUID?
+    var lenderId: UUID?
     var createdFrom: Date?
     var createdTo: Date?
     var sort: Sort = .createdDesc
@@ -209,7 +210,74 @@ struct ContactStore: Sendable {
         }
     }
 
+    /// Writes an import in one transaction with a handful of statements whatever its size:
+    /// new contacts, changed contacts (each still at its read version), their contact points,
+    /// timeline entries and events. False when a contact changed meanwhile.
+    func importBatch(creates: [Contact], updates: [Contact], timeline: [TimelineEntry], events: [EventEnvelope]) async throws -> Bool {
+        try await client.transaction(logger: logger) { connection in
+            if !creates.isEmpty {
+                let json = String(decoding: try JSONCoding.encoder.encode(creates), as: UTF8.self)
+                try await connection.query("""
+                    INSERT INTO contacts (id, company_id, owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source,
+                        tags, assigned_agent_id, address, search_interest, origin, behavioral_alerts, version, created_at, updated_at)
+                    SELECT id, "companyId", "ownerEntityId", status, "firstName", "lastName", emails, phones, "leadType", source,
+                        tags, "assignedAgentId", address, "searchInterest", origin, "behavioralAlerts", version, "createdAt", "updatedAt"
+                    FROM jsonb_to_recordset(\(json)::jsonb) AS x(id uuid, "companyId" uuid, "ownerEntityId" uuid, status text,
+                        "firstName" text, "lastName" text, emails text[], phones text[], "leadType" text, source text, tags text[],
+                        "assignedAgentId" uuid, address jsonb, "searchInterest" jsonb, origin text, "behavioralAlerts" boolean,
+                        version int, "createdAt" timestamptz, "updatedAt" timestamptz)
+                    """, logger: logger)
+            }
+            if !updates.isEmpty {
+                let json = String(decoding: try JSONCoding.encoder.encode(updates), as: UTF8.self)
+                let changed = try await connection.query("""
+                    UPDATE contacts c SET status = x.status, first_name = x."firstName", last_name = x."lastName", emails = x.emails,
+                        phones = x.phones, lead_type = x."leadType", source = x.source, tags = x.tags, assigned_agent_id = x."assignedAgentId",
+                        address = x.address, search_interest = x."searchInterest", behavioral_alerts = x."behavioralAlerts",
+                        version = x.version, updated_at = x."updatedAt"
+                    FROM jsonb_to_recordset(\(json)::jsonb) AS x(id uuid, status text, "firstName" text, "lastName" text, emails text[],
+                        phones text[], "leadType" text, source text, tags text[], "assignedAgentId" uuid, address jsonb,
+                        "searchInterest" jsonb, "behavioralAlerts" boolean, version int, "updatedAt" timestamptz)
+                    WHERE c.id = x.id AND c.version = x.version - 1 AND c.deleted_at IS NULL
+                    RETURNING c.id
+                    """, logger: logger).collect().count
+                guard changed == updates.count else { return false }
+                try await connection.query("DELETE FROM contact_points WHERE contact_id = ANY(\(updates.map(\.id)))", logger: logger)
+            }
+            let all = creates + updates
+            var companies: [UUID] = [], kinds: [String] = [], values: [String] = [], owners: [UUID] = []
+            for contact in all {
+                for email in contact.emails { companies.append(contact.companyId); kinds.append("email"); values.append(email); owners.append(contact.id) }
+                for phone in contact.phones { companies.append(contact.companyId); kinds.append("phone"); values.append(phone); owners.append(contact.id) }
+            }
+            if !values.isEmpty {
+                let claimed = try await connection.query("""
+                    INSERT INTO contact_points (company_id, kind, value, contact_id)
+                    SELECT * FROM unnest(\(companies), \(kinds), \(values), \(owners))
+                    ON CONFLICT DO NOTHING RETURNING 1
+                    """, logger: logger).collect().count
+                // Another request took one of these e-mails or phones meanwhile.
+                guard claimed == values.count else { return false }
+            }
+            if let companyId = all.first?.companyId {
+                try await appendBatch(timeline.map { ($0, companyId) }, on: connection)
+            }
+            try await outbox.publish(events, on: connection, logger: logger)
+            return true
+        }
+    }
+
     // MARK: Reads
+
+    func contacts(_ ids: [UUID], companyId: UUID) async throws -> [Contact] {
+        guard !ids.isEmpty else { return [] }
+        var bindings = PostgresBindings()
+        try bindings.append(ids, context: .default)
+        try bindings.append(companyId, context: .default)
+        return try await decode(try await client.query(PostgresQuery(
+            unsafeSQL: "SELECT \(Self.columns) FROM contacts WHERE id = ANY($1) AND company_id = $2 AND deleted_at IS NULL", binds: bindings),
+            logger: logger))
+    }
 
     func contact(_ id: UUID, companyId: UUID) async throws -> Contact? {
         let rows = try await client.query(PostgresQuery(
@@ -248,6 +316,7 @@ struct ContactStore: Sendable {
         if let agent = filter.assignedAgentId { conditions.append("assigned_agent_id = \(try bind(agent))") }
         if let source = filter.source { conditions.append("source = \(try bind(source))") }
         if let pond = filter.pondId { conditions.append("pond_id = \(try bind(pond))") }
+        if let lender = filter.lenderId { conditions.append("lender_id = \(try bind(lender))") }
         if let from = filter.createdFrom { conditions.append("created_at >= \(try bind(from))") }
         if let to = filter.createdTo { conditions.append("created_at < \(try bind(to))") }
         let column = filter.sort.column
@@ -257,6 +326,10 @@ struct ContactStore: Sendable {
         }
         let sql = "SELECT \(Self.columns) FROM contacts WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(column) \(direction), id \(direction) LIMIT \(try bind(filter.limit))"
         return try await decode(try await client.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger))
+    }
+
+    func pondExists(_ id: UUID, companyId: UUID) async throws -> Bool {
+        try await client.query("SELECT 1 FROM ponds WHERE id = \(id) AND company_id = \(companyId)", logger: logger).collect().count == 1
     }
 
     func decode(_ rows: PostgresRowSequence) async throws -> [Contact] {

@@ -1,0 +1,237 @@
+import Foundation
+import Hummingbird
+import Models
+import ServiceKit
+
+extension TimelineEntry: ResponseEncodable {}
+extension Communication: ResponseEncodable {}
+extension ContactTask: ResponseEncodable {}
+
+/// A contact's timeline (ST-9), notes, logged communications and tasks (ST-10).
+struct ActivityController {
+    let contacts: ContactStore
+    let crm: CRMStore
+    let outbox: Outbox
+    let access: ContactAccess
+    let clock: any ServiceClock
+
+    struct Note: Decodable {
+        var body: String
+    }
+
+    struct NewCommunication: Decodable {
+        var channel: CommunicationChannel
+        var direction: CommunicationDirection?
+        var outcome: CallOutcome?
+        var subject: String?
+        var body: String?
+        var at: Date?
+    }
+
+    struct NewTask: Decodable {
+        var kind: ContactTask.Kind
+        var title: String
+        var description: String?
+        var links: [String]?
+        var priority: ContactTask.Priority?
+        var dueAt: Date?
+        var assigneeId: UUID?
+    }
+
+    struct TaskPatch: Decodable {
+        var title: String?
+        var description: String?
+        var links: [String]?
+        var priority: ContactTask.Priority?
+        var dueAt: Date?
+        var assigneeId: UUID?
+    }
+
+    struct Completion: Decodable {
+        var outcome: CallOutcome?
+        var note: String?
+    }
+
+    func register(on group: RouterGroup<AppContext>) {
+        group.get("/v1/contacts/{id}/timeline") { request, context -> Page<TimelineEntry> in
+            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), try context.requireIdentity())
+            let query = request.uri.queryParameters
+            var limit = 50
+            if let text = query["limit"] {
+                guard let value = Int(String(text)), (1...200).contains(value) else { throw APIError.validation("limit", "limit must be from 1 to 200") }
+                limit = value
+            }
+            var before: (Date, Int64)?
+            if let text = query["cursor"] {
+                let parts = String(text).split(separator: "_")
+                guard parts.count == 2, let millis = Int64(parts[0]), let seq = Int64(parts[1]) else {
+                    throw APIError.validation("cursor", "cursor is not one this service gave out")
+                }
+                before = (Date(timeIntervalSince1970: Double(millis) / 1000), seq)
+            }
+            let entries = try await contacts.timeline(contactId: contact.id, before: before, limit: limit + 1)
+            let page = Array(entries.prefix(limit))
+            let next = entries.count > limit ? page.last.map { "\(Int64(($0.0.at.timeIntervalSince1970 * 1000).rounded(.down)))_\($0.1)" } : nil
+            return Page(items: page.map(\.0), nextCursor: next)
+        }
+
+        group.post("/v1/contacts/{id}/notes") { request, context -> JSONResponse<TimelineEntry> in
+            let identity = try context.requireIdentity()
+            try access.requireWriter(identity)
+            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let note = try await request.decodeJSON(as: Note.self, context: context)
+            guard let body = try ContactRules.optionalText(note.body, field: "body", maxLength: 10_000) else {
+                throw APIError.validation("body", "body must not be empty")
+            }
+            let entry = TimelineEntry(contactId: contact.id, kind: "note", at: clock.now, actor: try await access.actor(identity),
+                                      summary: body, data: .object(["body": .string(body)]))
+            try await contacts.addTimeline(entry, events: [])
+            return JSONResponse(.created, entry)
+        }
+
+        group.post("/v1/contacts/{id}/communications") { request, context -> JSONResponse<Communication> in
+            let identity = try context.requireIdentity()
+            try access.requireWriter(identity)
+            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let input = try await request.decodeJSON(as: NewCommunication.self, context: context)
+            if input.channel == .call, input.outcome == nil {
+                throw APIError.validation("outcome", "a logged call needs its outcome", code: "missing_field")
+            }
+            if input.channel != .call, input.outcome != nil {
+                throw APIError.validation("outcome", "only calls have an outcome")
+            }
+            let now = clock.now
+            if let at = input.at, at > now.addingTimeInterval(300) {
+                throw APIError.validation("at", "a communication cannot be logged in the future")
+            }
+            let communication = Communication(
+                id: UUID(), contactId: contact.id, companyId: contact.companyId, channel: input.channel,
+                direction: input.direction ?? .outbound, outcome: input.outcome,
+                subject: try ContactRules.optionalText(input.subject, field: "subject", maxLength: 300),
+                body: try ContactRules.optionalText(input.body, field: "body", maxLength: 10_000), userId: identity.userId, at: input.at ?? now)
+            try await log(communication, contact: contact, actor: try await access.actor(identity))
+            return JSONResponse(.created, communication)
+        }
+
+        group.get("/v1/contacts/{id}/tasks") { _, context -> Page<ContactTask> in
+            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), try context.requireIdentity())
+            return Page(items: try await crm.tasks(contactId: contact.id), nextCursor: nil)
+        }
+
+        group.post("/v1/contacts/{id}/tasks") { request, context -> JSONResponse<ContactTask> in
+            let identity = try context.requireIdentity()
+            try access.requireWriter(identity)
+            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let input = try await request.decodeJSON(as: NewTask.self, context: context)
+            let assignee = input.assigneeId ?? contact.assignedAgentId ?? identity.userId
+            if let assignee { _ = try await access.assignableAgent(assignee, companyId: contact.companyId, field: "assigneeId") }
+            let now = clock.now
+            let task = ContactTask(
+                id: UUID(), contactId: contact.id, companyId: contact.companyId, kind: input.kind,
+                title: try DirectoryRules.name(input.title, field: "title", maxLength: 200),
+                description: try ContactRules.optionalText(input.description, field: "description", maxLength: 5_000),
+                links: try links(input.links ?? []), priority: input.priority ?? .none, dueAt: input.dueAt, assigneeId: assignee,
+                completedAt: nil, callOutcome: nil, version: 1, createdAt: now, updatedAt: now)
+            let entry = TimelineEntry(contactId: contact.id, kind: "task", at: now, actor: try await access.actor(identity),
+                                      summary: "\(task.kind == .task ? "Task" : task.kind == .call ? "Call task" : "Text task") added: \(task.title)",
+                                      data: .object(["taskId": .string(task.id.uuidString.lowercased())]))
+            try await crm.createTask(task, timeline: entry)
+            return JSONResponse(.created, task)
+        }
+
+        group.patch("/v1/tasks/{id}") { request, context -> ContactTask in
+            let identity = try context.requireIdentity()
+            try access.requireWriter(identity)
+            var (task, _) = try await visibleTask(try context.parameters.require("id", as: UUID.self), identity)
+            let patch = try await request.decodeJSON(as: TaskPatch.self, context: context)
+            if let title = patch.title { task.title = try DirectoryRules.name(title, field: "title", maxLength: 200) }
+            if let description = patch.description { task.description = try ContactRules.optionalText(description, field: "description", maxLength: 5_000) }
+            if let links = patch.links { task.links = try self.links(links) }
+            if let priority = patch.priority { task.priority = priority }
+            if let due = patch.dueAt { task.dueAt = due }
+            if let assignee = patch.assigneeId {
+                _ = try await access.assignableAgent(assignee, companyId: task.companyId, field: "assigneeId")
+                task.assigneeId = assignee
+            }
+            task.version += 1
+            task.updatedAt = clock.now
+            guard try await crm.updateTask(task, timeline: [], events: []) else {
+                throw APIError.conflict("the task changed meanwhile; read it again", code: "version_conflict")
+            }
+            return task
+        }
+
+        group.post("/v1/tasks/{id}/completion") { request, context -> ContactTask in
+            let identity = try context.requireIdentity()
+            try access.requireWriter(identity)
+            var (task, contact) = try await visibleTask(try context.parameters.require("id", as: UUID.self), identity)
+            guard task.completedAt == nil else { throw APIError.conflict("the task is already completed", code: "already_completed") }
+            let completion = try await request.decodeJSON(as: Completion.self, context: context)
+            if task.kind != .call, completion.outcome != nil { throw APIError.validation("outcome", "only call tasks have an outcome") }
+            let now = clock.now
+            let actor = try await access.actor(identity)
+            task.completedAt = now
+            task.callOutcome = task.kind == .call ? (completion.outcome ?? .contacted) : nil
+            task.version += 1
+            task.updatedAt = now
+            var timeline = [TimelineEntry(contactId: task.contactId, kind: "task_completed", at: now, actor: actor,
+                                          summary: "Completed: \(task.title)", data: .object(["taskId": .string(task.id.uuidString.lowercased())]))]
+            var events: [EventEnvelope] = []
+            if task.kind == .call, let outcome = task.callOutcome {
+                // ST-10: completing a call task logs the call.
+                let call = Communication(id: UUID(), contactId: contact.id, companyId: contact.companyId, channel: .call, direction: .outbound,
+                                         outcome: outcome, subject: task.title,
+                                         body: try ContactRules.optionalText(completion.note, field: "note", maxLength: 10_000),
+                                         userId: identity.userId, at: now)
+                timeline.append(communicationEntry(call, actor: actor))
+                events.append(try outbox.envelope(EventType.communicationLogged, version: contact.version, companyId: contact.companyId,
+                                                  subjectId: contact.id, data: CommunicationLogged(communication: call, contact: contact, actor: actor)))
+            }
+            guard try await crm.updateTask(task, timeline: timeline, events: events) else {
+                throw APIError.conflict("the task changed meanwhile; read it again", code: "version_conflict")
+            }
+            return task
+        }
+    }
+
+    /// Records a communication on the timeline and publishes it (BA-10, AC-3, AC-6 react to it).
+    func log(_ communication: Communication, contact: Contact, actor: Actor) async throws {
+        let event = try outbox.envelope(EventType.communicationLogged, version: contact.version, companyId: contact.companyId, subjectId: contact.id,
+                                        data: CommunicationLogged(communication: communication, contact: contact, actor: actor))
+        try await contacts.addTimeline(communicationEntry(communication, actor: actor), events: [event])
+    }
+
+    func communicationEntry(_ item: Communication, actor: Actor) -> TimelineEntry {
+        var summary = "\(item.direction == .inbound ? "Inbound" : "Outbound") \(item.channel.rawValue)"
+        if let outcome = item.outcome { summary += ": \(outcome.rawValue.replacingOccurrences(of: "_", with: " "))" }
+        if let subject = item.subject { summary += " — \(subject)" }
+        return TimelineEntry(contactId: item.contactId, kind: "communication", at: item.at, actor: actor, summary: summary,
+                             data: .object(["communicationId": .string(item.id.uuidString.lowercased()), "channel": .string(item.channel.rawValue),
+                                            "direction": .string(item.direction.rawValue), "outcome": item.outcome.map { .string($0.rawValue) } ?? .null,
+                                            "body": item.body.map(JSONValue.string) ?? .null]))
+    }
+
+    private func visibleTask(_ id: UUID, _ identity: Identity) async throws -> (ContactTask, Contact) {
+        let companyId = try access.access.companyId(of: identity)
+        guard let task = try await crm.task(id, companyId: companyId) else { throw APIError.notFound("task \(id)") }
+        do {
+            return (task, try await access.visible(task.contactId, identity))
+        } catch let error as APIError where error.status == .notFound {
+            // An agent may see a task assigned to them on a contact they do not hold.
+            guard task.assigneeId == identity.userId, let contact = try await contacts.contact(task.contactId, companyId: companyId) else {
+                throw APIError.notFound("task \(id)")
+            }
+            return (task, contact)
+        }
+    }
+
+    private func links(_ values: [String]) throws -> [String] {
+        guard values.count <= 20 else { throw APIError.validation("links", "at most 20 links") }
+        return try values.enumerated().map { index, value in
+            guard let url = URL(string: value), ["http", "https"].contains(url.scheme ?? ""), url.host != nil, value.count <= 2000 else {
+                throw APIError.validation("links[\(index)]", "links must be http(s) URLs")
+            }
+            return value
+        }
+    }
+}

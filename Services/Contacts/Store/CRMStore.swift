@@ -1,0 +1,208 @@
+import Crypto
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+struct LeadSource: Codable, Sendable, Hashable {
+    var id: UUID
+    var companyId: UUID
+    var entityId: UUID
+    var name: String
+    var origin: CreationOrigin
+    /// Set for an agent's own website: its leads always go to that agent (RT-17).
+    var agentId: UUID?
+    /// The first characters of the key, so admins can tell keys apart.
+    var keyPrefix: String
+    var active: Bool
+    var createdAt: Date
+}
+
+struct Pond: Codable, Sendable, Hashable {
+    var id: UUID
+    var companyId: UUID
+    var entityId: UUID
+    var name: String
+    var createdAt: Date
+}
+
+struct ContactTask: Codable, Sendable, Hashable {
+    enum Kind: String, Codable, Sendable, CaseIterable { case task, call, text }
+    enum Priority: String, Codable, Sendable, CaseIterable { case none, high, medium, low }
+
+    var id: UUID
+    var contactId: UUID
+    var companyId: UUID
+    var kind: Kind
+    var title: String
+    var description: String?
+    var links: [String]
+    var priority: Priority
+    var dueAt: Date?
+    var assigneeId: UUID?
+    var completedAt: Date?
+    var callOutcome: CallOutcome?
+    var version: Int
+    var createdAt: Date
+    var updatedAt: Date
+}
+
+/// SQL for lead sources, ponds, tasks, communications and the transaction integration.
+struct CRMStore: Sendable {
+    let client: PostgresClient
+    let contacts: ContactStore
+    let outbox: Outbox
+    let logger: Logger
+
+    static func keyHash(_ key: String) -> [UInt8] {
+        Array(SHA256.hash(data: Data(key.utf8)))
+    }
+
+    // MARK: Lead sources
+
+    func createSource(_ source: LeadSource, key: String) async throws {
+        try await client.query("""
+            INSERT INTO lead_sources (id, company_id, entity_id, name, origin, agent_id, key_prefix, key_hash, active, created_at)
+            VALUES (\(source.id), \(source.companyId), \(source.entityId), \(source.name), \(source.origin.rawValue), \(source.agentId),
+                    \(source.keyPrefix), \(ByteBuffer(bytes: Self.keyHash(key))), true, \(source.createdAt))
+            """, logger: logger)
+    }
+
+    private static let sourceColumns = "id, company_id, entity_id, name, origin, agent_id, key_prefix, active, created_at"
+
+    func source(key: String) async throws -> LeadSource? {
+        let rows = try await client.query("""
+            SELECT id, company_id, entity_id, name, origin, agent_id, key_prefix, active, created_at
+            FROM lead_sources WHERE key_hash = \(ByteBuffer(bytes: Self.keyHash(key))) AND active
+            """, logger: logger)
+        return try await decodeSources(rows).first
+    }
+
+    func sources(companyId: UUID) async throws -> [LeadSource] {
+        try await decodeSources(try await client.query("""
+            SELECT id, company_id, entity_id, name, origin, agent_id, key_prefix, active, created_at
+            FROM lead_sources WHERE company_id = \(companyId) ORDER BY created_at, id
+            """, logger: logger))
+    }
+
+    func deactivateSource(_ id: UUID, companyId: UUID) async throws -> Bool {
+        try await client.query("UPDATE lead_sources SET active = false WHERE id = \(id) AND company_id = \(companyId) RETURNING id",
+                               logger: logger).collect().count == 1
+    }
+
+    private func decodeSources(_ rows: PostgresRowSequence) async throws -> [LeadSource] {
+        var result: [LeadSource] = []
+        for try await (id, company, entity, name, origin, agent, prefix, active, created)
+            in rows.decode((UUID, UUID, UUID, String, String, UUID?, String, Bool, Date).self) {
+            result.append(LeadSource(id: id, companyId: company, entityId: entity, name: name, origin: CreationOrigin(rawValue: origin) ?? .website,
+                                     agentId: agent, keyPrefix: prefix, active: active, createdAt: created))
+        }
+        return result
+    }
+
+    // MARK: Ponds
+
+    func createPond(_ pond: Pond) async throws {
+        try await client.query("""
+            INSERT INTO ponds (id, company_id, entity_id, name, created_at)
+            VALUES (\(pond.id), \(pond.companyId), \(pond.entityId), \(pond.name), \(pond.createdAt))
+            """, logger: logger)
+    }
+
+    func ponds(companyId: UUID) async throws -> [Pond] {
+        let rows = try await client.query(
+            "SELECT id, company_id, entity_id, name, created_at FROM ponds WHERE company_id = \(companyId) ORDER BY created_at, id", logger: logger)
+        var result: [Pond] = []
+        for try await (id, company, entity, name, created) in rows.decode((UUID, UUID, UUID, String, Date).self) {
+            result.append(Pond(id: id, companyId: company, entityId: entity, name: name, createdAt: created))
+        }
+        return result
+    }
+
+    // MARK: Tasks
+
+    private static let taskColumns = """
+        id, contact_id, company_id, kind, title, description, links, priority, due_at, assignee_id, completed_at, call_outcome,
+        version, created_at, updated_at
+        """
+
+    func createTask(_ task: ContactTask, timeline: TimelineEntry) async throws {
+        try await client.transaction(logger: logger) { connection in
+            try await connection.query("""
+                INSERT INTO tasks (id, contact_id, company_id, kind, title, description, links, priority, due_at, assignee_id,
+                    version, created_at, updated_at)
+                VALUES (\(task.id), \(task.contactId), \(task.companyId), \(task.kind.rawValue), \(task.title), \(task.description),
+                    \(task.links), \(task.priority.rawValue), \(task.dueAt), \(task.assigneeId), \(task.version), \(task.createdAt), \(task.updatedAt))
+                """, logger: logger)
+            try await contacts.append([timeline], on: connection)
+        }
+    }
+
+    /// Saves a changed task if it is still at `version - 1`; with the timeline entries and
+    /// events of the change.
+    func updateTask(_ task: ContactTask, timeline: [TimelineEntry], events: [EventEnvelope], communication: Communication? = nil) async throws -> Bool {
+        try await client.transaction(logger: logger) { connection in
+            let updated = try await connection.query("""
+                UPDATE tasks SET title = \(task.title), description = \(task.description), links = \(task.links),
+                    priority = \(task.priority.rawValue), due_at = \(task.dueAt), assignee_id = \(task.assigneeId),
+                    completed_at = \(task.completedAt), call_outcome = \(task.callOutcome?.rawValue), version = \(task.version),
+                    updated_at = \(task.updatedAt)
+                WHERE id = \(task.id) AND version = \(task.version - 1)
+                RETURNING id
+                """, logger: logger).collect().count
+            guard updated == 1 else { return false }
+            try await contacts.append(timeline, on: connection)
+            try await outbox.publish(events, on: connection, logger: logger)
+            return true
+        }
+    }
+
+    func task(_ id: UUID, companyId: UUID) async throws -> ContactTask? {
+        try await decodeTasks(try await client.query(PostgresQuery(
+            unsafeSQL: "SELECT \(Self.taskColumns) FROM tasks WHERE id = $1 AND company_id = $2", binds: try Bindings.of(id, companyId)),
+            logger: logger)).first
+    }
+
+    func tasks(contactId: UUID) async throws -> [ContactTask] {
+        try await decodeTasks(try await client.query(PostgresQuery(
+            unsafeSQL: "SELECT \(Self.taskColumns) FROM tasks WHERE contact_id = $1 ORDER BY completed_at NULLS FIRST, due_at NULLS LAST, created_at",
+            binds: try Bindings.of(contactId, contactId)), logger: logger))
+    }
+
+    private func decodeTasks(_ rows: PostgresRowSequence) async throws -> [ContactTask] {
+        var result: [ContactTask] = []
+        for try await (id, contact, company, kind, title, description, links, priority, due, assignee, completed, outcome, version, created, updated)
+            in rows.decode((UUID, UUID, UUID, String, String, String?, [String], String, Date?, UUID?, Date?, String?, Int, Date, Date).self) {
+            result.append(ContactTask(
+                id: id, contactId: contact, companyId: company, kind: ContactTask.Kind(rawValue: kind) ?? .task, title: title,
+                description: description, links: links, priority: ContactTask.Priority(rawValue: priority) ?? .none, dueAt: due,
+                assigneeId: assignee, completedAt: completed, callOutcome: outcome.flatMap(CallOutcome.init(rawValue:)),
+                version: version, createdAt: created, updatedAt: updated))
+        }
+        return result
+    }
+
+    // MARK: Transaction integration
+
+    func integrationSecret(companyId: UUID) async throws -> String? {
+        let rows = try await client.query("SELECT secret FROM transaction_integrations WHERE company_id = \(companyId)", logger: logger)
+        for try await secret in rows.decode(String.self) { return secret }
+        return nil
+    }
+
+    func setIntegrationSecret(_ secret: String, companyId: UUID, at: Date) async throws {
+        try await client.query("""
+            INSERT INTO transaction_integrations (company_id, secret, created_at) VALUES (\(companyId), \(secret), \(at))
+            ON CONFLICT (company_id) DO UPDATE SET secret = EXCLUDED.secret, created_at = EXCLUDED.created_at
+            """, logger: logger)
+    }
+
+    /// Records a webhook delivery id; false when it was seen before (a replay).
+    func recordDelivery(_ id: String, companyId: UUID, at: Date) async throws -> Bool {
+        try await client.query("""
+            INSERT INTO transaction_deliveries (company_id, delivery_id, received_at) VALUES (\(companyId), \(id), \(at))
+            ON CONFLICT DO NOTHING RETURNING 1
+            """, logger: logger).collect().count == 1
+    }
+}

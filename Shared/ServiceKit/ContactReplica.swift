@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+
+/// The slice of each contact that routing, automation, accountability and SmartPlans decide on
+/// (status, assignment, tags, origin, contact points, alerts flag), kept from contacts' events so
+/// none of them reads contacts' schema. Each event carries the whole contact after the change;
+/// an older version arriving late changes nothing.
+package enum ContactReplica {
+    package static let migrations: [Migration] = [
+        Migration("CreateContactReplica", [
+            """
+            CREATE TABLE contact_replica (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                owner_entity_id uuid NOT NULL,
+                status text NOT NULL,
+                assigned_agent_id uuid,
+                tags text[] NOT NULL,
+                origin text NOT NULL,
+                phones text[] NOT NULL,
+                emails text[] NOT NULL,
+                behavioral_alerts boolean NOT NULL,
+                deleted boolean NOT NULL DEFAULT false,
+                version int NOT NULL,
+                created_at timestamptz NOT NULL,
+                snapshot jsonb NOT NULL)
+            """,
+            "CREATE INDEX contact_replica_agent ON contact_replica (assigned_agent_id)",
+            """
+            CREATE TABLE communication_replica (
+                id uuid PRIMARY KEY,
+                contact_id uuid NOT NULL,
+                channel text NOT NULL,
+                direction text NOT NULL,
+                outcome text,
+                user_id uuid,
+                at timestamptz NOT NULL)
+            """,
+            "CREATE INDEX communication_replica_contact ON communication_replica (contact_id, at DESC)",
+        ]),
+    ]
+
+    package static func handlers(for service: ServiceName) -> [EventHandler] {
+        let wanted = Subscriptions.events(for: service)
+        var handlers = EventType.contactChanges.map { type in
+            EventHandler(name: "replica.contact", eventType: type) { event, connection, logger in
+                let changed = try event.data.decode(ContactChanged.self)
+                try await upsert([changed.contact], deleted: type == EventType.contactDeleted, on: connection, logger: logger)
+            }
+        }
+        handlers.append(EventHandler(name: "replica.import", eventType: EventType.contactsImported) { event, connection, logger in
+            try await upsert(try event.data.decode(ContactsImported.self).contacts, deleted: false, on: connection, logger: logger)
+        })
+        handlers.append(EventHandler(name: "replica.communication", eventType: EventType.communicationLogged) { event, connection, logger in
+            let logged = try event.data.decode(CommunicationLogged.self)
+            try await upsert([logged.contact], deleted: false, on: connection, logger: logger)
+            let item = logged.communication
+            try await connection.query("""
+                INSERT INTO communication_replica (id, contact_id, channel, direction, outcome, user_id, at)
+                VALUES (\(item.id), \(item.contactId), \(item.channel.rawValue), \(item.direction.rawValue), \(item.outcome?.rawValue),
+                        \(item.userId), \(item.at))
+                ON CONFLICT (id) DO NOTHING
+                """, logger: logger)
+        })
+        return handlers.filter { wanted.contains($0.eventType) }
+    }
+
+    static func upsert(_ contacts: [Contact], deleted: Bool, on connection: PostgresConnection, logger: Logger) async throws {
+        guard !contacts.isEmpty else { return }
+        let snapshots = String(decoding: try JSONCoding.encoder.encode(contacts), as: UTF8.self)
+        try await connection.query("""
+            INSERT INTO contact_replica (id, company_id, owner_entity_id, status, assigned_agent_id, tags, origin, phones, emails,
+                behavioral_alerts, deleted, version, created_at, snapshot)
+            SELECT (c->>'id')::uuid, (c->>'companyId')::uuid, (c->>'ownerEntityId')::uuid, c->>'status', (c->>'assignedAgentId')::uuid,
+                ARRAY(SELECT jsonb_array_elements_text(c->'tags')), c->>'origin',
+                ARRAY(SELECT jsonb_array_elements_text(c->'phones')), ARRAY(SELECT jsonb_array_elements_text(c->'emails')),
+                (c->>'behavioralAlerts')::boolean, \(deleted), (c->>'version')::int, (c->>'createdAt')::timestamptz, c
+            FROM jsonb_array_elements(\(snapshots)::jsonb) AS c
+            ON CONFLICT (id) DO UPDATE SET owner_entity_id = EXCLUDED.owner_entity_id, status = EXCLUDED.status,
+                assigned_agent_id = EXCLUDED.assigned_agent_id, tags = EXCLUDED.tags, phones = EXCLUDED.phones, emails = EXCLUDED.emails,
+                behavioral_alerts = EXCLUDED.behavioral_alerts, deleted = contact_replica.deleted OR EXCLUDED.deleted,
+                version = EXCLUDED.version, snapshot = EXCLUDED.snapshot
+            WHERE contact_replica.version < EXCLUDED.version OR (EXCLUDED.deleted AND NOT contact_replica.deleted)
+            """, logger: logger)
+    }
+}
