@@ -103,6 +103,7 @@ let package = Package(
                 "Models",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/IntegrationTests",
             swiftSettings: swiftSettings

@@ -60,6 +60,22 @@ struct Stack: Sendable {
         return Answer(status: Int(response.status.code), body: body, text: text, headers: response.headers)
     }
 
+    /// A request with a raw body of any content type.
+    func callRaw(_ method: HTTPMethod, _ service: ServiceName, _ path: String, token: String?, body: String, contentType: String,
+                 headers: [(String, String)] = []) async throws -> Answer {
+        var request = HTTPClientRequest(url: urls[service]! + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        request.headers.add(name: "Content-Type", value: contentType)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(string: body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let buffer = try await response.body.collect(upTo: 16 << 20)
+        let text = String(buffer: buffer)
+        return Answer(status: Int(response.status.code), body: (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .null,
+                      text: text, headers: response.headers)
+    }
+
     /// Encodes a value as a JSON body string.
     static func json(_ object: [String: Any]) -> String {
         String(decoding: (try? JSONSerialization.data(withJSONObject: object)) ?? Data(), as: UTF8.self)

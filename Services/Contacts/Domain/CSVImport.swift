@@ -64,6 +64,11 @@ enum CSVImport {
         guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw APIError.badRequest("the CSV is empty", field: "body", code: "malformed_csv")
         }
+        // Quotes come in pairs in valid CSV ("" escapes one); an odd count is a quote never closed,
+        // which SwiftCSV would read as one field running to the end of the file.
+        guard body.utf8.reduce(0, { $0 + ($1 == UInt8(ascii: "\"") ? 1 : 0) }) % 2 == 0 else {
+            throw APIError.badRequest("the CSV has a quoted field that is never closed", field: "body", code: "malformed_csv")
+        }
         let csv: CSV<Enumerated>
         do {
             csv = try CSV<Enumerated>(string: body, delimiter: .comma, loadColumns: false)
