@@ -43,7 +43,7 @@ let servicesWithTests = ["Contacts"]
 let package = Package(
     name: "brokerage-crm",
     platforms: [.macOS(.v15)],
-    products: services.map { .executable(name: $0.lowercased(), targets: [$0]) },
+    products: services.map { .executable(name: $0.lowercased(), targets: [$0]) } + [.executable(name: "bench", targets: ["Bench"])],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
@@ -57,6 +57,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swiftcsv/SwiftCSV.git", from: "0.10.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(name: "Models", path: "Shared/Models", swiftSettings: swiftSettings),
@@ -87,6 +88,17 @@ let package = Package(
         serviceTarget("Accountability"),
         serviceTarget("SmartPlans"),
         serviceTarget("Notifications"),
+        .executableTarget(
+            name: "Bench",
+            dependencies: [
+                "Models",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Tools/bench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ServiceKitTests",
             dependencies: [

@@ -1,0 +1,251 @@
+import AsyncHTTPClient
+import Foundation
+import Histogram
+import Logging
+import Models
+import NIOCore
+import NIOHTTP1
+import PostgresNIO
+import Synchronization
+
+/// `swift run -c release bench <scenario>`: drives a running stack (started by scripts/run,
+/// best with BUILD_CONFIGURATION=release) and prints each figure beside a floor measured in the
+/// same run. Scenarios: `import` (a 10,000-row CSV against a bare multi-row INSERT of the same
+/// rows) and `intake` (leads at a steady rate against a bare HTTP round trip).
+///
+/// Settings from the environment: RUN_DIR (where scripts/run keeps its secrets; default .run),
+/// CONTACTS_URL, PG_PORT, BENCH_ROWS, BENCH_RATE, BENCH_SECONDS.
+@main
+struct Bench {
+    static func main() async throws {
+        let arguments = CommandLine.arguments.dropFirst()
+        guard let scenario = arguments.first, ["import", "intake"].contains(scenario) else {
+            print("usage: bench import|intake")
+            exit(2)
+        }
+        let setup = try Setup.fromEnvironment()
+        switch scenario {
+        case "import": try await importScenario(setup)
+        default: try await intakeScenario(setup)
+        }
+    }
+
+    struct Setup {
+        var contactsURL: String
+        var runDir: String
+        var pgPort: Int
+        var rows: Int
+        var rate: Int
+        var seconds: Int
+
+        static func fromEnvironment() throws -> Setup {
+            let environment = ProcessInfo.processInfo.environment
+            return Setup(contactsURL: environment["CONTACTS_URL"] ?? "http://127.0.0.1:\(environment["CONTACTS_PORT"] ?? "8081")",
+                         runDir: environment["RUN_DIR"] ?? ".run", pgPort: Int(environment["PG_PORT"] ?? "") ?? 55432,
+                         rows: Int(environment["BENCH_ROWS"] ?? "") ?? 10_000, rate: Int(environment["BENCH_RATE"] ?? "") ?? 500,
+                         seconds: Int(environment["BENCH_SECONDS"] ?? "") ?? 10)
+        }
+
+        func secret(_ name: String) throws -> String {
+            try String(contentsOfFile: "\(runDir)/secrets/\(name)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    // MARK: HTTP
+
+    static func call(_ method: HTTPMethod, _ url: String, token: String? = nil, headers: [(String, String)] = [], body: String? = nil,
+                     contentType: String = "application/json") async throws -> (Int, JSONValue) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: contentType)
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+        let buffer = try await response.body.collect(upTo: 64 << 20)
+        return (Int(response.status.code), (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))) ?? .null)
+    }
+
+    static func json(_ object: [String: Any]) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: object)) ?? Data(), as: UTF8.self)
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// A fresh brokerage for this run: its admin token and root entity.
+    static func company(_ setup: Setup) async throws -> (token: String, root: String) {
+        let (status, login) = try await call(.POST, setup.contactsURL + "/v1/auth/login", body: json([
+            "email": ProcessInfo.processInfo.environment["PLATFORM_ADMIN_EMAIL"] ?? "platform-admin@example.com",
+            "password": try setup.secret("platform-admin"),
+        ]))
+        guard status == 200, case .string(let platform)? = login["token"] else { throw Failure(description: "platform admin login failed (\(status))") }
+        let (created, answer) = try await call(.POST, setup.contactsURL + "/v1/companies", token: platform, body: json([
+            "name": "Bench Realty \(UUID().uuidString.prefix(6))", "timeZone": "America/Chicago",
+            "admin": ["firstName": "Bench", "lastName": "Admin", "email": "bench-\(UUID().uuidString.prefix(8).lowercased())@example.com",
+                      "password": "bench password 1"],
+        ]))
+        guard created == 201, case .string(let token)? = answer["adminToken"], case .string(let root)? = answer["rootEntity"]?["id"] else {
+            throw Failure(description: "company creation failed (\(created))")
+        }
+        return (token, root)
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    }
+
+    static func line(_ figure: String, _ value: Double, unit: String, floor: Double) {
+        print(String(format: "%-44@ %10.1f %@   floor %10.1f %@   ratio %6.2fx", figure as NSString, value, unit, floor, unit, value / max(floor, 0.001)))
+    }
+
+    // MARK: import
+
+    static func importScenario(_ setup: Setup) async throws {
+        let (token, _) = try await company(setup)
+        let run = String(UUID().uuidString.prefix(6)).lowercased()
+        let statuses = ["new_lead", "sphere", "client", "prospect"]
+        var rows: [(first: String, last: String, email: String, phone: String, status: String, tags: String)] = []
+        for index in 0..<setup.rows {
+            let email = "bench\(index)-\(run)@example.com"
+            let phone = String(format: "+1312%07d", 2_000_000 + index)
+            rows.append((first: "First\(index)", last: "Last\(index)", email: email, phone: phone, status: statuses[index % 4],
+                         tags: index % 3 == 0 ? "buyer;hot" : "seller"))
+        }
+        var csv = "First Name,Last Name,Email,Phone,Status,Tags,Source\n"
+        for row in rows { csv += "\(row.first),\(row.last),\(row.email),\(row.phone),\(row.status),\"\(row.tags)\",bench\n" }
+
+        let floor = try await importFloor(setup, rows: rows.map { ($0.first, $0.last, $0.email, $0.phone, $0.status) })
+
+        let start = ContinuousClock.now
+        let (status, answer) = try await call(.POST, setup.contactsURL + "/v1/contacts/import", token: token, body: csv, contentType: "text/csv")
+        let took = milliseconds(since: start)
+        guard status == 200, answer["imported"] == .number(Double(setup.rows)) else {
+            throw Failure(description: "import answered \(status): \(answer)")
+        }
+        let again = ContinuousClock.now
+        let (reStatus, reAnswer) = try await call(.POST, setup.contactsURL + "/v1/contacts/import", token: token, body: csv, contentType: "text/csv")
+        let reTook = milliseconds(since: again)
+        guard reStatus == 200, reAnswer["imported"] == .number(0) else { throw Failure(description: "re-import answered \(reStatus): \(reAnswer)") }
+        print("bench import: \(setup.rows) rows (\(csv.utf8.count / 1024) KiB), floor = the same rows by one bare multi-row INSERT and commit")
+        line("import \(setup.rows) rows", took, unit: "ms", floor: floor)
+        line("re-import (all matched, nothing new)", reTook, unit: "ms", floor: floor)
+        print(String(format: "import throughput: %.0f rows/s (target: within 5x of the floor)", Double(setup.rows) / (took / 1000)))
+    }
+
+    /// The same rows, into a table shaped like contacts, by one multi-row INSERT; the median of three.
+    static func importFloor(_ setup: Setup, rows: [(String, String, String, String, String)]) async throws -> Double {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        var configuration = PostgresClient.Configuration(host: "127.0.0.1", port: setup.pgPort, username: "postgres",
+                                                         password: try setup.secret("postgres-superuser"), database: "crm", tls: .disable)
+        configuration.options.maximumConnections = 2
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Double?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            var timings: [Double] = []
+            for _ in 0..<3 {
+                let table = "bench_floor_\(UUID().uuidString.prefix(8).lowercased())"
+                try await client.query(PostgresQuery(unsafeSQL: "CREATE TABLE public.\(table) (LIKE contacts.contacts INCLUDING DEFAULTS)"), logger: logger)
+                let ids = rows.map { _ in UUID() }
+                let start = ContinuousClock.now
+                try await client.withTransaction(logger: logger) { connection in
+                    var bindings = PostgresBindings()
+                    try bindings.append(ids, context: .default)
+                    try bindings.append(rows.map(\.0), context: .default)
+                    try bindings.append(rows.map(\.1), context: .default)
+                    try bindings.append(rows.map(\.2), context: .default)
+                    try bindings.append(rows.map(\.3), context: .default)
+                    try bindings.append(rows.map(\.4), context: .default)
+                    try await connection.query(PostgresQuery(unsafeSQL: """
+                        INSERT INTO public.\(table) (id, company_id, owner_entity_id, status, first_name, last_name, emails, phones, origin,
+                            created_at, updated_at)
+                        SELECT id, id, id, status, first, last, ARRAY[email], ARRAY[phone], 'import', now(), now()
+                        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS r(id, first, last, email, phone, status)
+                        """, binds: bindings), logger: logger)
+                }
+                timings.append(milliseconds(since: start))
+                try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE public.\(table)"), logger: logger)
+            }
+            group.cancelAll()
+            return timings.sorted()[1]
+        }
+    }
+
+    // MARK: intake
+
+    static func intakeScenario(_ setup: Setup) async throws {
+        let (token, root) = try await company(setup)
+        let (status, source) = try await call(.POST, setup.contactsURL + "/v1/lead-sources", token: token, body: json([
+            "name": "Bench site", "origin": "website", "entityId": root,
+        ]))
+        guard status == 201, case .string(let key)? = source["apiKey"] else { throw Failure(description: "lead source creation failed (\(status))") }
+        let total = setup.rate * setup.seconds
+        print("bench intake: \(total) leads at \(setup.rate)/s, floor = GET /health/live at the same rate (bare HTTP round trip)")
+
+        let floor = try await steadyLoad(rate: setup.rate, count: max(total / 2, 1)) { _ in
+            let (code, _) = try await call(.GET, setup.contactsURL + "/health/live")
+            return code == 200
+        }
+        let run = UUID().uuidString.prefix(6).lowercased()
+        let intake = try await steadyLoad(rate: setup.rate, count: total) { index in
+            let (code, _) = try await call(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: json([
+                "firstName": "Lead\(index)", "lastName": "Bench", "email": "lead\(index)-\(run)@example.com",
+                "phone": String(format: "+1773%07d", 2_000_000 + index), "tags": ["bench"],
+                "searchInterest": ["area": "Lincoln Park", "priceMin": 300000, "priceMax": 500000],
+            ]))
+            return code == 201
+        }
+        line("intake p50", intake.p50, unit: "ms", floor: floor.p50)
+        line("intake p99 (target <= 20 ms)", intake.p99, unit: "ms", floor: floor.p99)
+        line("intake max", intake.max, unit: "ms", floor: floor.max)
+        line("intake throughput (target >= 500/s)", intake.throughput, unit: "/s", floor: floor.throughput)
+        print("intake failures: \(intake.failures) of \(total)")
+    }
+
+    final class Recorder: Sendable {
+        let state = Mutex((histogram: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three), failures: 0))
+    }
+
+    struct LoadResult {
+        var p50: Double
+        var p99: Double
+        var max: Double
+        var throughput: Double
+        var failures: Int
+    }
+
+    /// Open loop: request i starts at i/rate whatever the others do, so a slow answer cannot
+    /// hide the queue it causes (latency counts from the planned start).
+    static func steadyLoad(rate: Int, count: Int, _ request: @escaping @Sendable (Int) async throws -> Bool) async throws -> LoadResult {
+        let start = ContinuousClock.now
+        let interval = Duration.nanoseconds(1_000_000_000 / Int64(rate))
+        let recorded = Recorder()
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<count {
+                let planned = start + interval * index
+                try? await Task.sleep(until: planned, clock: .continuous)
+                group.addTask {
+                    let ok = (try? await request(index)) ?? false
+                    let elapsed = ContinuousClock.now - planned
+                    let micros = UInt64(max(0, elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000))
+                    recorded.state.withLock { state in
+                        _ = state.histogram.record(micros)
+                        if !ok { state.failures += 1 }
+                    }
+                }
+            }
+        }
+        let (histogram, failures) = recorded.state.withLock { ($0.histogram, $0.failures) }
+        let seconds = milliseconds(since: start) / 1000
+        return LoadResult(p50: Double(histogram.valueAtPercentile(50)) / 1000, p99: Double(histogram.valueAtPercentile(99)) / 1000,
+                          max: Double(histogram.max) / 1000, throughput: Double(count) / seconds, failures: failures)
+    }
+}
