@@ -152,16 +152,23 @@ package final class RouteMethods: Sendable {
         }
     }
 
-    /// The methods of the first route template that `path` matches; nil when none does.
+    /// The methods of the most literal route template `path` matches (`/v1/contacts/import`
+    /// before `/v1/contacts/{id}`); nil when none does.
     package func allowed(for path: String) -> [String]? {
         let segments = path.split(separator: "/")
         return table.withLock { table in
-            table.first { template in
-                template.segments.count == segments.count
-                    && zip(template.segments, segments).allSatisfy { pattern, segment in
-                        pattern == segment || (pattern.hasPrefix("{") && pattern.hasSuffix("}")) || pattern.hasPrefix(":")
+            table.compactMap { template -> (literals: Int, methods: [String])? in
+                guard template.segments.count == segments.count else { return nil }
+                var literals = 0
+                for (pattern, segment) in zip(template.segments, segments) {
+                    if pattern == segment {
+                        literals += 1
+                    } else if !(pattern.hasPrefix("{") && pattern.hasSuffix("}")) && !pattern.hasPrefix(":") {
+                        return nil
                     }
-            }?.methods
+                }
+                return (literals, template.methods)
+            }.max { $0.literals < $1.literals }?.methods
         }
     }
 }

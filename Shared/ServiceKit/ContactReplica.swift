@@ -46,15 +46,15 @@ package enum ContactReplica {
         let wanted = Subscriptions.events(for: service)
         var handlers = EventType.contactChanges.map { type in
             EventHandler(name: "replica.contact", eventType: type) { event, connection, logger in
-                let changed = try event.data.decode(ContactChanged.self)
+                let changed = try event.data(ContactChanged.self)
                 try await upsert([changed.contact], deleted: type == EventType.contactDeleted, on: connection, logger: logger)
             }
         }
         handlers.append(EventHandler(name: "replica.import", eventType: EventType.contactsImported) { event, connection, logger in
-            try await upsert(try event.data.decode(ContactsImported.self).contacts, deleted: false, on: connection, logger: logger)
+            try await upsert(try event.data(ContactsImported.self).contacts, deleted: false, on: connection, logger: logger)
         })
         handlers.append(EventHandler(name: "replica.communication", eventType: EventType.communicationLogged) { event, connection, logger in
-            let logged = try event.data.decode(CommunicationLogged.self)
+            let logged = try event.data(CommunicationLogged.self)
             try await upsert([logged.contact], deleted: false, on: connection, logger: logger)
             let item = logged.communication
             try await connection.query("""

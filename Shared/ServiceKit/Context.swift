@@ -18,6 +18,15 @@ package struct AppContext: RequestContext {
     package var requestDecoder: APIRequestDecoder { APIRequestDecoder() }
     package var responseEncoder: APIResponseEncoder { APIResponseEncoder() }
 
+    /// A UUID path parameter; anything else names no resource, so it is "no such route" (404,
+    /// or 405 where the path exists for other methods).
+    package func pathID(_ name: String) throws -> UUID {
+        guard let text = parameters.get(name), let id = UUID(uuidString: text) else {
+            throw APIError(.notFound, code: "not_found", message: "no such route")
+        }
+        return id
+    }
+
     /// The caller, or 401 for routes that reached here without authentication.
     package func requireIdentity() throws -> Identity {
         guard let identity else { throw APIError.unauthorized }

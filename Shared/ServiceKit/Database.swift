@@ -159,6 +159,18 @@ package enum KitMigrations {
             "CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state IN ('available', 'retryable')",
             "CREATE INDEX jobs_running ON jobs (locked_until) WHERE state = 'running'",
         ]),
+        // One NOTIFY per statement that adds outbox rows, sent on commit, so publishing costs no
+        // extra round trip.
+        Migration("OutboxAddNotifyTrigger", [
+            """
+            CREATE FUNCTION outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('wake_' || TG_TABLE_SCHEMA, 'outbox');
+                RETURN NULL;
+            END $$
+            """,
+            "CREATE TRIGGER outbox_wake AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_wake()",
+        ]),
     ]
 }
 

@@ -57,7 +57,7 @@ package enum DirectoryReplica {
                 try await upsertUser(event, on: connection, logger: logger)
             },
             EventHandler(name: "directory.login", eventType: EventType.userLoggedIn) { event, connection, logger in
-                let login = try event.data.decode(UserLoggedIn.self)
+                let login = try event.data(UserLoggedIn.self)
                 try await connection.query("""
                     UPDATE directory_users SET last_login_at = greatest(coalesce(last_login_at, \(login.at)), \(login.at))
                     WHERE id = \(login.userId)
@@ -66,8 +66,8 @@ package enum DirectoryReplica {
         ].filter { wanted.contains($0.eventType) }
     }
 
-    static func upsertEntity(_ event: EventEnvelope, on connection: PostgresConnection, logger: Logger) async throws {
-        let entity = try event.data.decode(Entity.self)
+    static func upsertEntity(_ event: ReceivedEvent, on connection: PostgresConnection, logger: Logger) async throws {
+        let entity = try event.data(Entity.self)
         let hours = String(decoding: try JSONCoding.encoder.encode(entity.officeHours), as: UTF8.self)
         // An older version arriving late changes nothing.
         try await connection.query("""
@@ -80,8 +80,8 @@ package enum DirectoryReplica {
             """, logger: logger)
     }
 
-    static func upsertUser(_ event: EventEnvelope, on connection: PostgresConnection, logger: Logger) async throws {
-        let user = try event.data.decode(User.self)
+    static func upsertUser(_ event: ReceivedEvent, on connection: PostgresConnection, logger: Logger) async throws {
+        let user = try event.data(User.self)
         guard let companyId = user.companyId else {
             throw APIError.validation("data.companyId", "a directory user belongs to a company")
         }

@@ -11,9 +11,9 @@ package struct EventHandler: Sendable {
     /// Stable name; part of the inbox key, so two handlers of one event are tracked apart.
     package var name: String
     package var eventType: String
-    package var handle: @Sendable (EventEnvelope, PostgresConnection, Logger) async throws -> Void
+    package var handle: @Sendable (ReceivedEvent, PostgresConnection, Logger) async throws -> Void
 
-    package init(name: String, eventType: String, handle: @escaping @Sendable (EventEnvelope, PostgresConnection, Logger) async throws -> Void) {
+    package init(name: String, eventType: String, handle: @escaping @Sendable (ReceivedEvent, PostgresConnection, Logger) async throws -> Void) {
         self.name = name
         self.eventType = eventType
         self.handle = handle
@@ -34,7 +34,7 @@ package struct Inbox: Sendable {
     }
 
     /// Runs every handler of `event` that has not yet handled it.
-    package func receive(_ event: EventEnvelope, logger: Logger) async throws -> InboxOutcome {
+    package func receive(_ event: ReceivedEvent, logger: Logger) async throws -> InboxOutcome {
         guard let handlers = handlers[event.type], !handlers.isEmpty else {
             Counter(label: "events_received_total", dimensions: [("type", event.type), ("outcome", "ignored")]).increment()
             return .ignored
@@ -66,19 +66,44 @@ struct EventsController {
         var outcome: InboxOutcome
     }
 
+    struct BatchAnswer: ResponseEncodable {
+        var results: [Answer]
+    }
+
     func register(on group: RouterGroup<AppContext>) {
-        group.post("/v1/events") { request, context -> Answer in
+        group.post("/v1/events") { request, context -> Response in
             let identity = try context.requireIdentity()
             try identity.require(.service)
-            let event = try await request.decodeJSON(as: EventEnvelope.self, context: context)
-            guard !event.type.isEmpty, event.type.count <= 100 else {
-                throw APIError.validation("type", "type must name an event")
+            let body = try await request.body.collect(upTo: context.maxUploadSize)
+            let bytes = Array(body.readableBytesView)
+            guard !APIRequestDecoder.containsNUL(bytes) else {
+                throw APIError(.badRequest, code: "nul_character", message: "text may not contain the NUL character", field: "body")
             }
-            guard event.version >= 1 else {
-                throw APIError.validation("version", "version must be 1 or more")
+            // A batch from an outbox: one envelope per line, each handled (and deduplicated) on its own.
+            if request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true {
+                var results: [Answer] = []
+                for line in bytes.split(separator: UInt8(ascii: "\n")) where !line.allSatisfy({ $0 == 32 || $0 == 13 }) {
+                    results.append(try await handle(Array(line), logger: context.logger))
+                }
+                return try BatchAnswer(results: results).response(from: request, context: context)
             }
-            let outcome = try await inbox.receive(event, logger: context.logger)
-            return Answer(eventId: event.id, outcome: outcome)
+            return try await handle(bytes, logger: context.logger).response(from: request, context: context)
         }
+    }
+
+    private func handle(_ bytes: [UInt8], logger: Logger) async throws -> Answer {
+        let event: ReceivedEvent
+        do {
+            event = try ReceivedEvent(body: Data(bytes))
+        } catch let error as DecodingError {
+            throw APIError.fromDecoding(error)
+        }
+        guard !event.type.isEmpty, event.type.count <= 100 else {
+            throw APIError.validation("type", "type must name an event")
+        }
+        guard event.version >= 1 else {
+            throw APIError.validation("version", "version must be 1 or more")
+        }
+        return Answer(eventId: event.id, outcome: try await inbox.receive(event, logger: logger))
     }
 }

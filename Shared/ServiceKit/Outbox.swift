@@ -17,17 +17,17 @@ package struct Outbox: Sendable {
     }
 
     /// Makes an envelope stamped with the service clock.
-    package func envelope(_ type: String, version: Int, companyId: UUID?, subjectId: UUID?, data: some Encodable) throws -> EventEnvelope {
-        EventEnvelope(type: type, version: version, occurredAt: clock.now, companyId: companyId, subjectId: subjectId, data: try JSONValue(encoding: data))
+    package func envelope(_ type: String, version: Int, companyId: UUID?, subjectId: UUID?, data: some Encodable) throws -> OutgoingEvent {
+        try OutgoingEvent(header: EventHeader(type: type, version: version, occurredAt: clock.now, companyId: companyId, subjectId: subjectId), data: data)
     }
 
     /// Stores `event` for every subscriber; `connection` must be inside the change's transaction.
-    package func publish(_ event: EventEnvelope, on connection: PostgresConnection, logger: Logger) async throws {
+    package func publish(_ event: OutgoingEvent, on connection: PostgresConnection, logger: Logger) async throws {
         try await publish([event], on: connection, logger: logger)
     }
 
     /// Stores many events in one statement (one row per event and subscriber).
-    package func publish(_ events: [EventEnvelope], on connection: PostgresConnection, logger: Logger) async throws {
+    package func publish(_ events: [OutgoingEvent], on connection: PostgresConnection, logger: Logger) async throws {
         var eventIds: [UUID] = []
         var types: [String] = []
         var subscribers: [String] = []
@@ -35,7 +35,7 @@ package struct Outbox: Sendable {
         for event in events {
             let targets = Subscriptions.subscribers(of: event.type)
             guard !targets.isEmpty else { continue }
-            let payload = String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self)
+            let payload = try event.json()
             for subscriber in targets {
                 eventIds.append(event.id)
                 types.append(event.type)
@@ -50,7 +50,6 @@ package struct Outbox: Sendable {
             FROM unnest(\(eventIds), \(types), \(subscribers), \(payloads)) AS e(event_id, event_type, subscriber, payload)
             ON CONFLICT (event_id, subscriber) DO NOTHING
             """, logger: logger)
-        try await connection.query("SELECT pg_notify(\(WakeChannel.name(service)), 'outbox')", logger: logger)
     }
 }
 
@@ -100,6 +99,7 @@ package struct OutboxDispatcher: Service {
 
     package func run() async throws {
         var lastPrune = ContinuousClock.now
+        var lastLag = ContinuousClock.now - .seconds(60)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let delivered = try await dispatchBatch()
@@ -107,8 +107,11 @@ package struct OutboxDispatcher: Service {
                     try await prune()
                     lastPrune = .now
                 }
-                if delivered == 0 {
+                if ContinuousClock.now - lastLag > .seconds(5) {
                     try await recordLag()
+                    lastLag = .now
+                }
+                if delivered == 0 {
                     await withGracefulShutdownHandler {
                         await doorbell.wait(timeout: pollInterval)
                     } onGracefulShutdown: {
@@ -148,39 +151,61 @@ package struct OutboxDispatcher: Service {
             claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
         }
         guard !claimed.isEmpty else { return 0 }
-        await withTaskGroup(of: Void.self) { group in
-            for row in claimed {
-                group.addTask { await deliver(row) }
+        let delivered = await withTaskGroup(of: [Int64].self) { group in
+            // First attempts travel together per subscriber; retries go alone, so one bad event in a
+            // rejected batch is found and given up without holding the others.
+            for (_, rows) in Dictionary(grouping: claimed.filter { $0.attempts == 1 }, by: \.subscriber) {
+                group.addTask { await deliver(rows) }
             }
+            for row in claimed where row.attempts > 1 {
+                group.addTask { await deliver([row]) }
+            }
+            var delivered: [Int64] = []
+            for await ids in group { delivered += ids }
+            return delivered
+        }
+        if !delivered.isEmpty {
+            try await client.query(
+                "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY(\(delivered))", logger: logger)
         }
         return claimed.count
     }
 
-    private func deliver(_ row: Row) async {
-        guard let subscriber = ServiceName(rawValue: row.subscriber) else {
-            await giveUp(row, reason: "unknown subscriber \(row.subscriber)")
-            return
+    /// Delivers one subscriber's rows: one event as JSON, several as NDJSON in one request.
+    /// Returns the ids delivered; failures are rescheduled or given up here.
+    private func deliver(_ rows: [Row]) async -> [Int64] {
+        guard let first = rows.first, let subscriber = ServiceName(rawValue: first.subscriber) else {
+            for row in rows { await giveUp(row, reason: "unknown subscriber \(row.subscriber)") }
+            return []
         }
         do {
-            let response = try await peers.postRawJSON(to: subscriber, path: "/v1/events", body: row.payload)
+            let response = rows.count == 1
+                ? try await peers.postRawJSON(to: subscriber, path: "/v1/events", body: first.payload)
+                : try await peers.postRaw(to: subscriber, path: "/v1/events", body: rows.map(\.payload).joined(separator: "\n"),
+                                          contentType: "application/x-ndjson")
             switch response.status {
             case 200..<300:
-                try await client.query(
-                    "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = \(row.id)", logger: logger)
-                Counter(label: "outbox_delivered_total", dimensions: [("subscriber", row.subscriber), ("type", row.eventType)]).increment()
-            case 400, 401, 403, 404, 413, 422:
+                for row in rows {
+                    Counter(label: "outbox_delivered_total", dimensions: [("subscriber", row.subscriber), ("type", row.eventType)]).increment()
+                }
+                return rows.map(\.id)
+            case 400, 401, 403, 404, 413, 422 where rows.count == 1:
                 // The receiver says the event itself is wrong: sending it again cannot help.
-                await giveUp(row, reason: "rejected with \(response.status): \(response.body.prefix(500))")
+                await giveUp(first, reason: "rejected with \(response.status): \(response.body.prefix(500))")
+            case 400, 401, 403, 404, 413, 422:
+                // One of the batch is wrong; each goes alone next time, so only that one is given up.
+                for row in rows { await retry(row, error: "batch rejected with \(response.status): \(response.body.prefix(300))", immediately: true) }
             default:
-                await retry(row, error: "answered \(response.status): \(response.body.prefix(500))")
+                for row in rows { await retry(row, error: "answered \(response.status): \(response.body.prefix(500))") }
             }
         } catch {
-            await retry(row, error: String(describing: error))
+            for row in rows { await retry(row, error: String(describing: error)) }
         }
+        return []
     }
 
-    private func retry(_ row: Row, error: String) async {
-        let seconds = backoff.delay(afterAttempt: row.attempts, unit: Double.random(in: 0...1))
+    private func retry(_ row: Row, error: String, immediately: Bool = false) async {
+        let seconds = immediately ? 0 : backoff.delay(afterAttempt: row.attempts, unit: Double.random(in: 0...1))
         Counter(label: "outbox_delivery_failures_total", dimensions: [("subscriber", row.subscriber)]).increment()
         do {
             try await client.query("""

@@ -54,6 +54,11 @@ package final class PeerClient: Sendable {
         try await send(.POST, to: peer, path: path, body: body, headers: extra, attempts: 1)
     }
 
+    /// POSTs an encoded body of another content type (NDJSON batches of events).
+    package func postRaw(to peer: ServiceName, path: String, body: String, contentType: String) async throws -> Response {
+        try await send(.POST, to: peer, path: path, body: body, headers: [], attempts: 1, contentType: contentType)
+    }
+
     /// POSTs a Codable body; retried only when the caller says the call is idempotent
     /// (it carries an `Idempotency-Key`, say).
     package func post(to peer: ServiceName, path: String, body: some Encodable, headers: [(String, String)] = [], idempotent: Bool = false) async throws -> Response {
@@ -66,7 +71,8 @@ package final class PeerClient: Sendable {
         try await send(.GET, to: peer, path: path, body: nil, headers: [], attempts: 3)
     }
 
-    private func send(_ method: HTTPMethod, to peer: ServiceName, path: String, body: String?, headers extra: [(String, String)], attempts: Int) async throws -> Response {
+    private func send(_ method: HTTPMethod, to peer: ServiceName, path: String, body: String?, headers extra: [(String, String)], attempts: Int,
+                      contentType: String = "application/json") async throws -> Response {
         guard let base = peers[peer] else { throw Unreachable(service: peer, underlying: "no base URL configured") }
         var request = HTTPClientRequest(url: base + path)
         request.method = method
@@ -77,7 +83,7 @@ package final class PeerClient: Sendable {
         }
         for (name, value) in extra { request.headers.add(name: name, value: value) }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(string: body))
         }
         var lastError: (any Error)?

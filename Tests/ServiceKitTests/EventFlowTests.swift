@@ -27,13 +27,13 @@ struct EventFlowTests {
         return 0
     }
 
-    func event() throws -> EventEnvelope {
+    func event() throws -> ReceivedEvent {
         let user = UUID(), company = UUID()
-        return EventEnvelope(type: EventType.userUpserted, version: 1, occurredAt: Date(), companyId: company, subjectId: user,
+        return try ReceivedEvent(OutgoingEvent(EventEnvelope(type: EventType.userUpserted, version: 1, occurredAt: Date(), companyId: company, subjectId: user,
                              data: try JSONValue(encoding: User(
                                 id: user, companyId: company, role: .agent, entityIds: [], firstName: "A", lastName: "B",
                                 email: "a@b.example", mobilePhone: nil, timeZone: "UTC", rotation: Rotation(inRotation: true),
-                                prefersPush: false, active: true, version: 1, createdAt: Date(), updatedAt: Date())))
+                                prefersPush: false, active: true, version: 1, createdAt: Date(), updatedAt: Date())))))
     }
 
     @Test("a duplicate event is handled once, even when copies arrive at the same moment")
@@ -86,7 +86,7 @@ struct EventFlowTests {
                 let outbox = Outbox(service: .contacts, clock: WallClock())
                 let event = try event()
                 try await senderClient.transaction(logger: TestDatabase.logger) { connection in
-                    try await outbox.publish(event, on: connection, logger: TestDatabase.logger)
+                    try await outbox.publish(try OutgoingEvent(header: event.header, data: try event.data(User.self)), on: connection, logger: TestDatabase.logger)
                 }
                 let subscribers = Subscriptions.subscribers(of: event.type).count
                 var dispatcher = OutboxDispatcher(service: .contacts, client: senderClient, peers: peers, doorbell: Doorbell(), logger: TestDatabase.logger)
@@ -145,5 +145,22 @@ struct EventFlowTests {
         let port = channel.localAddress?.port ?? 0
         try await channel.close()
         return port
+    }
+}
+
+@Suite("Event wire format")
+struct EventWireTests {
+    @Test("an outgoing event's JSON is the envelope; a receiver reads header and typed payload from it")
+    func roundTrip() throws {
+        let login = UserLoggedIn(userId: UUID(), companyId: UUID(), at: Date(timeIntervalSince1970: 1_800_000_000))
+        let outgoing = try OutgoingEvent(header: EventHeader(type: EventType.userLoggedIn, version: 3, occurredAt: Date(timeIntervalSince1970: 1_800_000_001),
+                                                             companyId: login.companyId, subjectId: login.userId), data: login)
+        let envelope = try JSONCoding.decoder.decode(EventEnvelope.self, from: Data(try outgoing.json().utf8))
+        #expect(envelope.id == outgoing.id)
+        #expect(envelope.version == 3)
+        let received = try ReceivedEvent(outgoing)
+        #expect(try received.data(UserLoggedIn.self) == login)
+        #expect(throws: APIError.self) { try received.data(User.self) }
+        #expect(throws: DecodingError.self) { try ReceivedEvent(body: Data(#"{"id":"\#(UUID())","type":"x","version":1,"occurredAt":"2026-01-01T00:00:00Z"}"#.utf8)) }
     }
 }

@@ -54,7 +54,7 @@ struct ActivityController {
 
     func register(on group: RouterGroup<AppContext>) {
         group.get("/v1/contacts/{id}/timeline") { request, context -> Page<TimelineEntry> in
-            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), try context.requireIdentity())
+            let contact = try await access.visible(try context.pathID("id"), try context.requireIdentity())
             let query = request.uri.queryParameters
             var limit = 50
             if let text = query["limit"] {
@@ -78,21 +78,21 @@ struct ActivityController {
         group.post("/v1/contacts/{id}/notes") { request, context -> JSONResponse<TimelineEntry> in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
-            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let contact = try await access.visible(try context.pathID("id"), identity)
             let note = try await request.decodeJSON(as: Note.self, context: context)
             guard let body = try ContactRules.optionalText(note.body, field: "body", maxLength: 10_000) else {
                 throw APIError.validation("body", "body must not be empty")
             }
             let entry = TimelineEntry(contactId: contact.id, kind: "note", at: clock.now, actor: try await access.actor(identity),
                                       summary: body, data: .object(["body": .string(body)]))
-            try await contacts.addTimeline(entry, events: [])
+            try await contacts.addTimeline(entry, companyId: contact.companyId, events: [])
             return JSONResponse(.created, entry)
         }
 
         group.post("/v1/contacts/{id}/communications") { request, context -> JSONResponse<Communication> in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
-            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let contact = try await access.visible(try context.pathID("id"), identity)
             let input = try await request.decodeJSON(as: NewCommunication.self, context: context)
             if input.channel == .call, input.outcome == nil {
                 throw APIError.validation("outcome", "a logged call needs its outcome", code: "missing_field")
@@ -114,14 +114,14 @@ struct ActivityController {
         }
 
         group.get("/v1/contacts/{id}/tasks") { _, context -> Page<ContactTask> in
-            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), try context.requireIdentity())
+            let contact = try await access.visible(try context.pathID("id"), try context.requireIdentity())
             return Page(items: try await crm.tasks(contactId: contact.id), nextCursor: nil)
         }
 
         group.post("/v1/contacts/{id}/tasks") { request, context -> JSONResponse<ContactTask> in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
-            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let contact = try await access.visible(try context.pathID("id"), identity)
             let input = try await request.decodeJSON(as: NewTask.self, context: context)
             let assignee = input.assigneeId ?? contact.assignedAgentId ?? identity.userId
             if let assignee { _ = try await access.assignableAgent(assignee, companyId: contact.companyId, field: "assigneeId") }
@@ -142,7 +142,7 @@ struct ActivityController {
         group.patch("/v1/tasks/{id}") { request, context -> ContactTask in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
-            var (task, _) = try await visibleTask(try context.parameters.require("id", as: UUID.self), identity)
+            var (task, _) = try await visibleTask(try context.pathID("id"), identity)
             let patch = try await request.decodeJSON(as: TaskPatch.self, context: context)
             if let title = patch.title { task.title = try DirectoryRules.name(title, field: "title", maxLength: 200) }
             if let description = patch.description { task.description = try ContactRules.optionalText(description, field: "description", maxLength: 5_000) }
@@ -164,7 +164,7 @@ struct ActivityController {
         group.post("/v1/tasks/{id}/completion") { request, context -> ContactTask in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
-            var (task, contact) = try await visibleTask(try context.parameters.require("id", as: UUID.self), identity)
+            var (task, contact) = try await visibleTask(try context.pathID("id"), identity)
             guard task.completedAt == nil else { throw APIError.conflict("the task is already completed", code: "already_completed") }
             let completion = try await request.decodeJSON(as: Completion.self, context: context)
             if task.kind != .call, completion.outcome != nil { throw APIError.validation("outcome", "only call tasks have an outcome") }
@@ -176,7 +176,7 @@ struct ActivityController {
             task.updatedAt = now
             var timeline = [TimelineEntry(contactId: task.contactId, kind: "task_completed", at: now, actor: actor,
                                           summary: "Completed: \(task.title)", data: .object(["taskId": .string(task.id.uuidString.lowercased())]))]
-            var events: [EventEnvelope] = []
+            var events: [OutgoingEvent] = []
             if task.kind == .call, let outcome = task.callOutcome {
                 // ST-10: completing a call task logs the call.
                 let call = Communication(id: UUID(), contactId: contact.id, companyId: contact.companyId, channel: .call, direction: .outbound,
@@ -198,7 +198,7 @@ struct ActivityController {
     func log(_ communication: Communication, contact: Contact, actor: Actor) async throws {
         let event = try outbox.envelope(EventType.communicationLogged, version: contact.version, companyId: contact.companyId, subjectId: contact.id,
                                         data: CommunicationLogged(communication: communication, contact: contact, actor: actor))
-        try await contacts.addTimeline(communicationEntry(communication, actor: actor), events: [event])
+        try await contacts.addTimeline(communicationEntry(communication, actor: actor), companyId: contact.companyId, events: [event])
     }
 
     func communicationEntry(_ item: Communication, actor: Actor) -> TimelineEntry {

@@ -115,13 +115,13 @@ struct ContactsController {
         }
 
         group.get("/v1/contacts/{id}") { _, context -> Contact in
-            try await access.visible(try context.parameters.require("id", as: UUID.self), try context.requireIdentity())
+            try await access.visible(try context.pathID("id"), try context.requireIdentity())
         }
 
         group.patch("/v1/contacts/{id}") { request, context -> Contact in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
-            let old = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let old = try await access.visible(try context.pathID("id"), identity)
             let patch = try await request.decodeJSON(as: ContactPatch.self, context: context)
             var draft = ContactDraft(firstName: patch.firstName ?? old.firstName, lastName: patch.lastName ?? old.lastName,
                                      emails: patch.emails ?? old.emails.compactMap(EmailAddress.init),
@@ -155,7 +155,7 @@ struct ContactsController {
         group.delete("/v1/contacts/{id}") { _, context -> HTTPResponse.Status in
             let identity = try context.requireIdentity()
             try identity.require(.teamAdmin, .officeAdmin, .companyAdmin)
-            let contact = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let contact = try await access.visible(try context.pathID("id"), identity)
             try await writer.delete(contact, actor: try await access.actor(identity))
             return .noContent
         }
@@ -163,7 +163,7 @@ struct ContactsController {
         group.post("/v1/contacts/{id}/status") { request, context -> Contact in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
-            let old = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let old = try await access.visible(try context.pathID("id"), identity)
             let change = try await request.decodeJSON(as: StatusChange.self, context: context)
             var contact = old
             contact.status = change.status
@@ -181,7 +181,7 @@ struct ContactsController {
         group.post("/v1/contacts/{id}/assignment") { request, context -> Contact in
             let identity = try context.requireIdentity()
             try identity.require(.teamAdmin, .officeAdmin, .companyAdmin)
-            let old = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+            let old = try await access.visible(try context.pathID("id"), identity)
             let assignment = try await request.decodeJSON(as: Assignment.self, context: context)
             var contact = old
             switch (assignment.agentId, assignment.pondId) {
@@ -205,7 +205,7 @@ struct ContactsController {
     private func changeTag(_ context: AppContext, add: Bool) async throws -> Contact {
         let identity = try context.requireIdentity()
         try access.requireWriter(identity)
-        let old = try await access.visible(try context.parameters.require("id", as: UUID.self), identity)
+        let old = try await access.visible(try context.pathID("id"), identity)
         let raw = try context.parameters.require("tag")
         let tag = try ContactRules.tag(raw.removingPercentEncoding ?? raw, field: "tag")
         var contact = old

@@ -56,12 +56,12 @@ struct EntitiesController {
         }
         group.get("/v1/entities/{id}") { _, context -> Entity in
             let identity = try context.requireIdentity()
-            return try await visibleEntity(try context.parameters.require("id", as: UUID.self), identity: identity)
+            return try await visibleEntity(try context.pathID("id"), identity: identity)
         }
         group.patch("/v1/entities/{id}") { request, context -> Entity in
             let identity = try context.requireIdentity()
             try access.requireAdmin(identity)
-            var entity = try await visibleEntity(try context.parameters.require("id", as: UUID.self), identity: identity)
+            var entity = try await visibleEntity(try context.pathID("id"), identity: identity)
             let patch = try await request.decodeJSON(as: EntityPatch.self, context: context)
             if let name = patch.name { entity.name = try DirectoryRules.name(name, field: "name") }
             if let timeZone = patch.timeZone { entity.timeZone = try DirectoryRules.timeZone(timeZone) }

@@ -123,7 +123,7 @@ struct ImportController {
         }
         let creates = created.compactMap { current[$0] }
         let updates = updatedSet.compactMap { current[$0] }
-        var events: [EventEnvelope] = []
+        var events: [OutgoingEvent] = []
         let changed = creates + updates
         for start in stride(from: 0, to: changed.count, by: Self.eventBatch) {
             let batch = Array(changed[start..<min(start + Self.eventBatch, changed.count)])

@@ -80,7 +80,7 @@ struct LeadsController {
         authenticated.delete("/v1/lead-sources/{id}") { _, context -> HTTPResponse.Status in
             let identity = try context.requireIdentity()
             try identity.require(.companyAdmin, .officeAdmin, .teamAdmin)
-            let id = try context.parameters.require("id", as: UUID.self)
+            let id = try context.pathID("id")
             guard try await crm.deactivateSource(id, companyId: try access.access.companyId(of: identity)) else {
                 throw APIError.notFound("lead source \(id)")
             }

@@ -43,7 +43,7 @@ struct PondsController {
         }
         group.get("/v1/ponds/{id}/contacts") { _, context -> Page<Contact> in
             let identity = try context.requireIdentity()
-            let pond = try await memberPond(try context.parameters.require("id", as: UUID.self), identity)
+            let pond = try await memberPond(try context.pathID("id"), identity)
             var filter = ContactFilter(companyId: pond.companyId)
             filter.pondId = pond.id
             filter.limit = 200
@@ -52,7 +52,7 @@ struct PondsController {
         group.post("/v1/ponds/{id}/claims") { request, context -> Contact in
             let identity = try context.requireIdentity()
             try identity.require(.agent, .teamAdmin, .officeAdmin, .companyAdmin)
-            let pond = try await memberPond(try context.parameters.require("id", as: UUID.self), identity)
+            let pond = try await memberPond(try context.pathID("id"), identity)
             let claim = try await request.decodeJSON(as: Claim.self, context: context)
             guard let userId = identity.userId, let old = try await contacts.contact(claim.contactId, companyId: pond.companyId), old.pondId == pond.id else {
                 throw APIError.validation("contactId", "the contact is not in this pond", code: "not_in_pond")

@@ -112,11 +112,11 @@ struct UsersController {
         }
         group.get("/v1/users/{id}") { _, context -> User in
             let identity = try context.requireIdentity()
-            return try await access.visibleUser(try context.parameters.require("id", as: UUID.self), identity: identity).0
+            return try await access.visibleUser(try context.pathID("id"), identity: identity).0
         }
         group.patch("/v1/users/{id}") { request, context -> User in
             let identity = try context.requireIdentity()
-            var (user, _) = try await access.visibleUser(try context.parameters.require("id", as: UUID.self), identity: identity)
+            var (user, _) = try await access.visibleUser(try context.pathID("id"), identity: identity)
             let patch = try await request.decodeJSON(as: UserPatch.self, context: context)
             if !identity.role.isAdmin || identity.userId == user.id {
                 // People change their own profile; roles, entities and rotation are an admin's to change.

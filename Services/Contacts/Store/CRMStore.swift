@@ -135,13 +135,13 @@ struct CRMStore: Sendable {
                 VALUES (\(task.id), \(task.contactId), \(task.companyId), \(task.kind.rawValue), \(task.title), \(task.description),
                     \(task.links), \(task.priority.rawValue), \(task.dueAt), \(task.assigneeId), \(task.version), \(task.createdAt), \(task.updatedAt))
                 """, logger: logger)
-            try await contacts.append([timeline], on: connection)
+            try await contacts.append([timeline], companyId: task.companyId, on: connection)
         }
     }
 
     /// Saves a changed task if it is still at `version - 1`; with the timeline entries and
     /// events of the change.
-    func updateTask(_ task: ContactTask, timeline: [TimelineEntry], events: [EventEnvelope], communication: Communication? = nil) async throws -> Bool {
+    func updateTask(_ task: ContactTask, timeline: [TimelineEntry], events: [OutgoingEvent], communication: Communication? = nil) async throws -> Bool {
         try await client.transaction(logger: logger) { connection in
             let updated = try await connection.query("""
                 UPDATE tasks SET title = \(task.title), description = \(task.description), links = \(task.links),
@@ -152,7 +152,7 @@ struct CRMStore: Sendable {
                 RETURNING id
                 """, logger: logger).collect().count
             guard updated == 1 else { return false }
-            try await contacts.append(timeline, on: connection)
+            try await contacts.append(timeline, companyId: task.companyId, on: connection)
             try await outbox.publish(events, on: connection, logger: logger)
             return true
         }

@@ -30,7 +30,7 @@ struct TimelineEntry: Codable, Sendable, Hashable {
 struct ContactWrite: Sendable {
     var contact: Contact
     var timeline: [TimelineEntry]
-    var events: [EventEnvelope]
+    var events: [OutgoingEvent]
 }
 
 /// Which contacts a list shows (ST-6).
@@ -85,7 +85,7 @@ struct ContactStore: Sendable {
         try await client.transaction(logger: logger) { connection in
             try await insert(write.contact, on: connection)
             try await claimPoints(of: write.contact, on: connection)
-            try await append(write.timeline, on: connection)
+            try await append(write.timeline, companyId: write.contact.companyId, on: connection)
             try await outbox.publish(write.events, on: connection, logger: logger)
         }
     }
@@ -99,7 +99,7 @@ struct ContactStore: Sendable {
                 try await connection.query("DELETE FROM contact_points WHERE contact_id = \(write.contact.id)", logger: logger)
                 try await claimPoints(of: write.contact, on: connection)
             }
-            try await append(write.timeline, on: connection)
+            try await append(write.timeline, companyId: write.contact.companyId, on: connection)
             try await outbox.publish(write.events, on: connection, logger: logger)
             return true
         }
@@ -113,7 +113,7 @@ struct ContactStore: Sendable {
                 """, logger: logger).collect().count
             guard updated == 1 else { return false }
             try await connection.query("DELETE FROM contact_points WHERE contact_id = \(write.contact.id)", logger: logger)
-            try await append(write.timeline, on: connection)
+            try await append(write.timeline, companyId: write.contact.companyId, on: connection)
             try await outbox.publish(write.events, on: connection, logger: logger)
             return true
         }
@@ -168,12 +168,7 @@ struct ContactStore: Sendable {
         }
     }
 
-    func append(_ entries: [TimelineEntry], on connection: PostgresConnection) async throws {
-        guard !entries.isEmpty else { return }
-        let companyRows = try await connection.query("SELECT company_id FROM contacts WHERE id = \(entries[0].contactId)", logger: logger)
-        var companyId: UUID?
-        for try await id in companyRows.decode(UUID.self) { companyId = id }
-        guard let companyId else { return }
+    func append(_ entries: [TimelineEntry], companyId: UUID, on connection: PostgresConnection) async throws {
         try await appendBatch(entries.map { ($0, companyId) }, on: connection)
     }
 
@@ -203,9 +198,9 @@ struct ContactStore: Sendable {
             """, logger: logger)
     }
 
-    func addTimeline(_ entry: TimelineEntry, events: [EventEnvelope]) async throws {
+    func addTimeline(_ entry: TimelineEntry, companyId: UUID, events: [OutgoingEvent]) async throws {
         try await client.transaction(logger: logger) { connection in
-            try await append([entry], on: connection)
+            try await append([entry], companyId: companyId, on: connection)
             try await outbox.publish(events, on: connection, logger: logger)
         }
     }
@@ -213,7 +208,7 @@ struct ContactStore: Sendable {
     /// Writes an import in one transaction with a handful of statements whatever its size:
     /// new contacts, changed contacts (each still at its read version), their contact points,
     /// timeline entries and events. False when a contact changed meanwhile.
-    func importBatch(creates: [Contact], updates: [Contact], timeline: [TimelineEntry], events: [EventEnvelope]) async throws -> Bool {
+    func importBatch(creates: [Contact], updates: [Contact], timeline: [TimelineEntry], events: [OutgoingEvent]) async throws -> Bool {
         try await client.transaction(logger: logger) { connection in
             if !creates.isEmpty {
                 let json = String(decoding: try JSONCoding.encoder.encode(creates), as: UTF8.self)
