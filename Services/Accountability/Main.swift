@@ -3,8 +3,7 @@ import ServiceKit
 
 @main
 struct Main {
-    static func main() async throws {
-        let app = try await buildAccountability(config: try ServiceConfig(service: .accountability))
-        try await app.runService()
+    static func main() async {
+        await ServiceKit.main(.accountability, build: buildAccountability)
     }
 }

@@ -3,8 +3,7 @@ import ServiceKit
 
 @main
 struct Main {
-    static func main() async throws {
-        let app = try await buildAutomation(config: try ServiceConfig(service: .automation))
-        try await app.runService()
+    static func main() async {
+        await ServiceKit.main(.automation, build: buildAutomation)
     }
 }

@@ -3,8 +3,7 @@ import ServiceKit
 
 @main
 struct Main {
-    static func main() async throws {
-        let app = try await buildContacts(config: try ServiceConfig(service: .contacts))
-        try await app.runService()
+    static func main() async {
+        await ServiceKit.main(.contacts, build: buildContacts)
     }
 }

@@ -3,8 +3,7 @@ import ServiceKit
 
 @main
 struct Main {
-    static func main() async throws {
-        let app = try await buildNotifications(config: try ServiceConfig(service: .notifications))
-        try await app.runService()
+    static func main() async {
+        await ServiceKit.main(.notifications, build: buildNotifications)
     }
 }

@@ -3,8 +3,7 @@ import ServiceKit
 
 @main
 struct Main {
-    static func main() async throws {
-        let app = try await buildRouting(config: try ServiceConfig(service: .routing))
-        try await app.runService()
+    static func main() async {
+        await ServiceKit.main(.routing, build: buildRouting)
     }
 }

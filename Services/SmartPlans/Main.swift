@@ -3,8 +3,7 @@ import ServiceKit
 
 @main
 struct Main {
-    static func main() async throws {
-        let app = try await buildSmartPlans(config: try ServiceConfig(service: .smartplans))
-        try await app.runService()
+    static func main() async {
+        await ServiceKit.main(.smartplans, build: buildSmartPlans)
     }
 }

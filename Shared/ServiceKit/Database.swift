@@ -37,14 +37,19 @@ package enum Database {
     }
 
     /// Applies every migration not yet recorded, in order, each in its own transaction, under an
-    /// advisory lock so replicas starting together apply each one exactly once.
-    package static func migrate(_ client: PostgresClient, schema: String, migrations: [Migration], logger: Logger) async throws {
+    /// advisory lock so replicas starting together apply each one exactly once. Each track (the
+    /// kit's, the service's) is numbered on its own, so a new kit migration never renumbers a
+    /// service's.
+    package static func migrate(_ client: PostgresClient, schema: String, tracks: [(String, [Migration])], logger: Logger) async throws {
         try validateIdentifier(schema)
         try await client.withConnection { connection in
             let lockKey = "\(schema).schema_migrations"
             try await connection.query("SELECT pg_advisory_lock(hashtext(\(lockKey)))", logger: logger)
             do {
-                try await applyPending(connection, schema: schema, migrations: migrations, logger: logger)
+                try await prepare(connection, schema: schema, logger: logger)
+                for (track, migrations) in tracks {
+                    try await applyPending(connection, schema: schema, track: track, migrations: migrations, logger: logger)
+                }
                 try await connection.query("SELECT pg_advisory_unlock(hashtext(\(lockKey)))", logger: logger)
             } catch {
                 _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext(\(lockKey)))", logger: logger)
@@ -53,7 +58,7 @@ package enum Database {
         }
     }
 
-    private static func applyPending(_ connection: PostgresConnection, schema: String, migrations: [Migration], logger: Logger) async throws {
+    private static func prepare(_ connection: PostgresConnection, schema: String, logger: Logger) async throws {
         let exists = try await connection.query("SELECT 1 FROM pg_namespace WHERE nspname = \(schema)", logger: logger)
             .collect().count > 0
         if !exists {
@@ -61,11 +66,15 @@ package enum Database {
         }
         try await connection.query(PostgresQuery(unsafeSQL: """
             CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
-                version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now())
+                track text NOT NULL, version int NOT NULL, name text NOT NULL, checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (track, version))
             """), logger: logger)
+    }
+
+    private static func applyPending(_ connection: PostgresConnection, schema: String, track: String, migrations: [Migration], logger: Logger) async throws {
         var applied: [Int: (String, String)] = [:]
-        let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT version, name, checksum FROM \(schema).schema_migrations"), logger: logger)
+        let rows = try await connection.query(PostgresQuery(
+            unsafeSQL: "SELECT version, name, checksum FROM \(schema).schema_migrations WHERE track = $1", binds: try trackBinding(track)), logger: logger)
         for try await (version, name, checksum) in rows.decode((Int, String, String).self) {
             applied[version] = (name, checksum)
         }
@@ -73,7 +82,7 @@ package enum Database {
             let version = index + 1
             if let (name, checksum) = applied[version] {
                 guard name == migration.name, checksum == migration.checksum else {
-                    throw MigrationError(description: "migration \(version) of \(schema) was '\(name)' when applied and has changed since; add a new migration instead of editing a landed one")
+                    throw MigrationError(description: "migration \(track) \(version) of \(schema) was '\(name)' when applied and has changed since; add a new migration instead of editing a landed one")
                 }
                 continue
             }
@@ -83,11 +92,17 @@ package enum Database {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
                 try await connection.query(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (\(version), \(migration.name), \(migration.checksum))",
+                    "INSERT INTO schema_migrations (track, version, name, checksum) VALUES (\(track), \(version), \(migration.name), \(migration.checksum))",
                     logger: logger)
             }
-            logger.info("migration applied", metadata: ["schema": "\(schema)", "version": "\(version)", "name": "\(migration.name)"])
+            logger.info("migration applied", metadata: ["schema": "\(schema)", "track": "\(track)", "version": "\(version)", "name": "\(migration.name)"])
         }
+    }
+
+    private static func trackBinding(_ track: String) throws -> PostgresBindings {
+        var bindings = PostgresBindings()
+        try bindings.append(track, context: .default)
+        return bindings
     }
 
     /// The number of migrations recorded, for readiness.

@@ -70,6 +70,18 @@ package final class StartupGate: Sendable {
 }
 
 package enum ServiceKit {
+    /// The whole of a service's `main`: configuration, build, run; a failure to start is one
+    /// clear line on stderr and exit status 1, not a crash.
+    package static func main<App: ApplicationProtocol>(_ service: ServiceName, build: (ServiceConfig) async throws -> App) async {
+        do {
+            let app = try await build(try ServiceConfig(service: service))
+            try await app.runService()
+        } catch {
+            FileHandle.standardError.write(Data("\(service.rawValue): \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
     /// Builds a service: pool, migrations, clock, auth, outbox dispatcher, inbox, job runner,
     /// health, metrics and admin routes, then the service's own routes from `configure`.
     package static func buildApplication(
@@ -107,14 +119,15 @@ package enum ServiceKit {
         let authenticated = router.group().add(middleware: AuthMiddleware(tokens: tokens))
 
         let parts = try await configure(environment, ServiceRoutes(open: open, authenticated: authenticated))
-        let migrations = KitMigrations.all + parts.migrations
+        let tracks = [("kit", KitMigrations.all), ("service", parts.migrations)]
+        let migrationCount = KitMigrations.all.count + parts.migrations.count
         let inbox = Inbox(client: client, handlers: parts.eventHandlers)
         let unhandled = Subscriptions.events(for: config.service).subtracting(parts.eventHandlers.map(\.eventType))
         guard unhandled.isEmpty else {
             throw ConfigError(variable: "Subscriptions", problem: "lists \(unhandled.sorted()) for \(config.service.rawValue), which has no handler for them")
         }
 
-        HealthController(client: client, schema: config.schema, migrationCount: migrations.count, gate: gate, logger: logger).register(on: open)
+        HealthController(client: client, schema: config.schema, migrationCount: migrationCount, gate: gate, logger: logger).register(on: open)
         EventsController(inbox: inbox).register(on: authenticated)
         if let virtualClock {
             AdminClockController(client: client, clock: virtualClock, schema: config.schema, jobsBell: jobsBell, logger: logger).register(on: authenticated)
@@ -135,7 +148,7 @@ package enum ServiceKit {
             services: [client, GatedService(gate: gate, base: listener), GatedService(gate: gate, base: dispatcher), GatedService(gate: gate, base: runner)],
             logger: logger)
         app.beforeServerStarts {
-            try await Database.migrate(client, schema: config.schema, migrations: migrations, logger: logger)
+            try await Database.migrate(client, schema: config.schema, tracks: tracks, logger: logger)
             if let virtualClock {
                 virtualClock.advance(to: try await SharedClockStore.load(client, logger: logger))
             }

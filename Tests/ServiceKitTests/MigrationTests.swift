@@ -14,18 +14,21 @@ struct MigrationTests {
         try await TestDatabase.withClient(schema: String(schema)) { client in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<4 {
-                    group.addTask { try await Database.migrate(client, schema: String(schema), migrations: extra, logger: TestDatabase.logger) }
+                    group.addTask { try await Database.migrate(client, schema: String(schema), tracks: [("service", extra)], logger: TestDatabase.logger) }
                 }
                 try await group.waitForAll()
             }
             #expect(try await Database.appliedCount(client, schema: String(schema), logger: TestDatabase.logger) == 2)
             // Applying again is a no-op.
-            try await Database.migrate(client, schema: String(schema), migrations: extra, logger: TestDatabase.logger)
+            try await Database.migrate(client, schema: String(schema), tracks: [("service", extra)], logger: TestDatabase.logger)
             #expect(try await Database.appliedCount(client, schema: String(schema), logger: TestDatabase.logger) == 2)
+            // A new migration on another track does not renumber this one.
+            try await Database.migrate(client, schema: String(schema), tracks: [("kit", [Migration("KitThing", ["CREATE TABLE kit_thing (id int)"])]), ("service", extra)], logger: TestDatabase.logger)
+            #expect(try await Database.appliedCount(client, schema: String(schema), logger: TestDatabase.logger) == 3)
             // A landed migration that was edited stops the boot.
             let edited = [extra[0], Migration("WidgetsAddName", ["ALTER TABLE widgets ADD COLUMN title text"])]
             await #expect(throws: MigrationError.self) {
-                try await Database.migrate(client, schema: String(schema), migrations: edited, logger: TestDatabase.logger)
+                try await Database.migrate(client, schema: String(schema), tracks: [("service", edited)], logger: TestDatabase.logger)
             }
             try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"), logger: TestDatabase.logger)
         }

@@ -27,7 +27,7 @@ enum TestDatabase {
     static func withSchema<T: Sendable>(migrations: [Migration] = [], _ body: @Sendable (PostgresClient, String) async throws -> T) async throws -> T {
         let schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
         return try await withClient(schema: String(schema)) { client in
-            try await Database.migrate(client, schema: String(schema), migrations: KitMigrations.all + migrations, logger: logger)
+            try await Database.migrate(client, schema: String(schema), tracks: [("kit", KitMigrations.all), ("service", migrations)], logger: logger)
             defer { }
             do {
                 let result = try await body(client, String(schema))
