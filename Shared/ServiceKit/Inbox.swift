@@ -33,6 +33,50 @@ package struct Inbox: Sendable {
         self.handlers = Dictionary(grouping: handlers, by: \.eventType)
     }
 
+    /// Handles a batch in one transaction: one statement records every (event, handler) pair
+    /// not seen before, and only those handlers run. If any fails, the whole batch rolls back
+    /// (the sender then retries each event on its own).
+    package func receive(batch events: [ReceivedEvent], logger: Logger) async throws -> [InboxOutcome] {
+        var ids: [UUID] = [], names: [String] = [], types: [String] = []
+        for event in events {
+            for handler in handlers[event.type] ?? [] {
+                ids.append(event.id)
+                names.append(handler.name)
+                types.append(event.type)
+            }
+        }
+        let outcomes: [InboxOutcome] = try await client.transaction(logger: logger) { connection in
+            var fresh = Set<String>()
+            if !ids.isEmpty {
+                let rows = try await connection.query("""
+                    INSERT INTO inbox (event_id, handler, event_type)
+                    SELECT * FROM unnest(\(ids), \(names), \(types))
+                    ON CONFLICT DO NOTHING RETURNING event_id, handler
+                    """, logger: logger)
+                for try await (id, name) in rows.decode((UUID, String).self) { fresh.insert("\(id)/\(name)") }
+            }
+            var outcomes: [InboxOutcome] = []
+            for event in events {
+                guard let eventHandlers = handlers[event.type], !eventHandlers.isEmpty else {
+                    outcomes.append(.ignored)
+                    continue
+                }
+                var outcome = InboxOutcome.duplicate
+                // Removed as it runs: a second copy in the same batch is a duplicate.
+                for handler in eventHandlers where fresh.remove("\(event.id)/\(handler.name)") != nil {
+                    try await handler.handle(event, connection, logger)
+                    outcome = .handled
+                }
+                outcomes.append(outcome)
+            }
+            return outcomes
+        }
+        for (event, outcome) in zip(events, outcomes) {
+            Counter(label: "events_received_total", dimensions: [("type", event.type), ("outcome", outcome.rawValue)]).increment()
+        }
+        return outcomes
+    }
+
     /// Runs every handler of `event` that has not yet handled it.
     package func receive(_ event: ReceivedEvent, logger: Logger) async throws -> InboxOutcome {
         guard let handlers = handlers[event.type], !handlers.isEmpty else {
@@ -81,17 +125,25 @@ struct EventsController {
             }
             // A batch from an outbox: one envelope per line, each handled (and deduplicated) on its own.
             if request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") == true {
-                var results: [Answer] = []
+                var events: [ReceivedEvent] = []
                 for line in bytes.split(separator: UInt8(ascii: "\n")) where !line.allSatisfy({ $0 == 32 || $0 == 13 }) {
-                    results.append(try await handle(Array(line), logger: context.logger))
+                    events.append(try Self.validated(Array(line)))
                 }
-                return try BatchAnswer(results: results).response(from: request, context: context)
+                guard events.count <= 1000 else { throw APIError(.contentTooLarge, code: "batch_too_large", message: "at most 1000 events at once", field: "body") }
+                let outcomes = try await inbox.receive(batch: events, logger: context.logger)
+                return try BatchAnswer(results: zip(events, outcomes).map { Answer(eventId: $0.id, outcome: $1) })
+                    .response(from: request, context: context)
             }
             return try await handle(bytes, logger: context.logger).response(from: request, context: context)
         }
     }
 
     private func handle(_ bytes: [UInt8], logger: Logger) async throws -> Answer {
+        let event = try Self.validated(bytes)
+        return Answer(eventId: event.id, outcome: try await inbox.receive(event, logger: logger))
+    }
+
+    static func validated(_ bytes: [UInt8]) throws -> ReceivedEvent {
         let event: ReceivedEvent
         do {
             event = try ReceivedEvent(body: Data(bytes))
@@ -104,6 +156,6 @@ struct EventsController {
         guard event.version >= 1 else {
             throw APIError.validation("version", "version must be 1 or more")
         }
-        return Answer(eventId: event.id, outcome: try await inbox.receive(event, logger: logger))
+        return event
     }
 }

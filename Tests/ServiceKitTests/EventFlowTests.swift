@@ -164,3 +164,34 @@ struct EventWireTests {
         #expect(throws: DecodingError.self) { try ReceivedEvent(body: Data(#"{"id":"\#(UUID())","type":"x","version":1,"occurredAt":"2026-01-01T00:00:00Z"}"#.utf8)) }
     }
 }
+
+@Suite("Inbox batches (X-3)")
+struct InboxBatchTests {
+    let effects = Migration("CreateEffects", ["CREATE TABLE effects (event_id uuid, handler text)"])
+
+    func event() throws -> ReceivedEvent {
+        try ReceivedEvent(OutgoingEvent(header: EventHeader(type: EventType.userLoggedIn, version: 1, occurredAt: Date(), companyId: UUID(), subjectId: UUID()),
+                                        data: UserLoggedIn(userId: UUID(), companyId: UUID(), at: Date())))
+    }
+
+    @Test("a batch handles each new event once, skips the ones seen before, and rolls back whole when a handler fails")
+    func batch() async throws {
+        try await TestDatabase.withSchema(migrations: [effects]) { client, _ in
+            let recording = EventHandler(name: "h", eventType: EventType.userLoggedIn) { event, connection, logger in
+                try await connection.query("INSERT INTO effects VALUES (\(event.id), 'h')", logger: logger)
+            }
+            let inbox = Inbox(client: client, handlers: [recording])
+            let (first, second) = (try event(), try event())
+            #expect(try await inbox.receive(first, logger: TestDatabase.logger) == .handled)
+            #expect(try await inbox.receive(batch: [first, second, second], logger: TestDatabase.logger) == [.duplicate, .handled, .duplicate])
+            let rows = try await client.query("SELECT count(*)::int FROM effects", logger: TestDatabase.logger)
+            for try await count in rows.decode(Int.self) { #expect(count == 2) }
+
+            struct Boom: Error {}
+            let failing = EventHandler(name: "h", eventType: EventType.userLoggedIn) { event, _, _ in throw Boom() }
+            let third = try event()
+            await #expect(throws: Boom.self) { try await Inbox(client: client, handlers: [failing]).receive(batch: [third], logger: TestDatabase.logger) }
+            #expect(try await inbox.receive(batch: [third], logger: TestDatabase.logger) == [.handled])
+        }
+    }
+}
