@@ -189,10 +189,11 @@ package struct OutboxDispatcher: Service {
                     Counter(label: "outbox_delivered_total", dimensions: [("subscriber", row.subscriber), ("type", row.eventType)]).increment()
                 }
                 return rows.map(\.id)
-            case 400, 401, 403, 404, 413, 422 where rows.count == 1:
-                // The receiver says the event itself is wrong: sending it again cannot help.
+            case 400, 413, 422 where rows.count == 1:
+                // The receiver says the event itself is wrong: sending it again cannot help. An
+                // auth or routing failure (401, 403, 404) is a configuration to fix, so it retries.
                 await giveUp(first, reason: "rejected with \(response.status): \(response.body.prefix(500))")
-            case 400, 401, 403, 404, 413, 422:
+            case 400, 413, 422:
                 // One of the batch is wrong; each goes alone next time, so only that one is given up.
                 for row in rows { await retry(row, error: "batch rejected with \(response.status): \(response.body.prefix(300))", immediately: true) }
             default:

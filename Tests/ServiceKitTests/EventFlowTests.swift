@@ -195,3 +195,43 @@ struct InboxBatchTests {
         }
     }
 }
+
+@Suite("Outbox retries on auth failures (X-3)")
+struct OutboxAuthRetryTests {
+    @Test("X-3: a receiver that refuses the sender's token (another JWT_SECRET) is retried, never given up")
+    func wrongSecretRetried() async throws {
+        try await TestDatabase.withSchema { senderClient, _ in
+            try await TestDatabase.withSchema { receiverClient, _ in
+                let port = try await EventFlowTests.freePort()
+                let senderTokens = await TokenService(secret: String(repeating: "a", count: 40))
+                let receiverTokens = await TokenService(secret: String(repeating: "b", count: 40))
+                let router = Router(context: AppContext.self)
+                router.add(middleware: APIErrorMiddleware())
+                EventsController(inbox: Inbox(client: receiverClient, handlers: []))
+                    .register(on: router.group().add(middleware: AuthMiddleware(tokens: receiverTokens)))
+                let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: TestDatabase.logger)
+                let group = ServiceGroup(configuration: .init(services: [app], logger: TestDatabase.logger))
+                let peers = PeerClient(service: .contacts, peers: Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, "http://127.0.0.1:\(port)") }),
+                                       tokens: senderTokens)
+                let outbox = Outbox(service: .contacts, clock: WallClock())
+                try await senderClient.transaction(logger: TestDatabase.logger) { connection in
+                    try await outbox.publish(try OutgoingEvent(header: EventHeader(type: EventType.userLoggedIn, version: 1, occurredAt: Date(),
+                                                                                   companyId: UUID(), subjectId: UUID()),
+                                                               data: UserLoggedIn(userId: UUID(), companyId: UUID(), at: Date())),
+                                             on: connection, logger: TestDatabase.logger)
+                }
+                let dispatcher = OutboxDispatcher(service: .contacts, client: senderClient, peers: peers, doorbell: Doorbell(), logger: TestDatabase.logger)
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask { try await group.run() }
+                    try await Task.sleep(for: .milliseconds(300))
+                    #expect(try await dispatcher.dispatchBatch() == 1)
+                    await group.triggerGracefulShutdown()
+                    try await tasks.waitForAll()
+                }
+                let rows = try await senderClient.query(
+                    "SELECT count(*)::int FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL AND last_error LIKE '%401%'", logger: TestDatabase.logger)
+                for try await pending in rows.decode(Int.self) { #expect(pending == 1) }
+            }
+        }
+    }
+}
