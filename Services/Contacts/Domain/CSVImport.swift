@@ -71,7 +71,8 @@ enum CSVImport {
         }
         let csv: CSV<Enumerated>
         do {
-            csv = try CSV<Enumerated>(string: body, delimiter: .comma, loadColumns: false)
+            // Only the header here; the rows are read once, below, as they are (not padded).
+            csv = try CSV<Enumerated>(string: body, delimiter: .comma, loadColumns: false, rowLimit: 1)
         } catch {
             throw APIError.badRequest("the CSV cannot be read: \(describe(error))", field: "body", code: "malformed_csv")
         }

@@ -4,6 +4,7 @@ import Logging
 import Models
 import PostgresNIO
 import ServiceKit
+import Synchronization
 
 struct LeadSource: Codable, Sendable, Hashable {
     var id: UUID
@@ -54,6 +55,9 @@ struct CRMStore: Sendable {
     let contacts: ContactStore
     let outbox: Outbox
     let logger: Logger
+    /// Lead intake looks its source up on every lead; a deactivated key stops working on this
+    /// replica at once and on others within the cache's lifetime.
+    let sourceCache = SourceCache()
 
     static func keyHash(_ key: String) -> [UInt8] {
         Array(SHA256.hash(data: Data(key.utf8)))
@@ -72,11 +76,14 @@ struct CRMStore: Sendable {
     private static let sourceColumns = "id, company_id, entity_id, name, origin, agent_id, key_prefix, active, created_at"
 
     func source(key: String) async throws -> LeadSource? {
+        if let cached = sourceCache.lookup(key) { return cached }
         let rows = try await client.query("""
             SELECT id, company_id, entity_id, name, origin, agent_id, key_prefix, active, created_at
             FROM lead_sources WHERE key_hash = \(ByteBuffer(bytes: Self.keyHash(key))) AND active
             """, logger: logger)
-        return try await decodeSources(rows).first
+        let source = try await decodeSources(rows).first
+        if let source { sourceCache.store(key, source) }
+        return source
     }
 
     func sources(companyId: UUID) async throws -> [LeadSource] {
@@ -87,7 +94,8 @@ struct CRMStore: Sendable {
     }
 
     func deactivateSource(_ id: UUID, companyId: UUID) async throws -> Bool {
-        try await client.query("UPDATE lead_sources SET active = false WHERE id = \(id) AND company_id = \(companyId) RETURNING id",
+        sourceCache.removeAll()
+        return try await client.query("UPDATE lead_sources SET active = false WHERE id = \(id) AND company_id = \(companyId) RETURNING id",
                                logger: logger).collect().count == 1
     }
 
@@ -204,5 +212,31 @@ struct CRMStore: Sendable {
             INSERT INTO transaction_deliveries (company_id, delivery_id, received_at) VALUES (\(companyId), \(id), \(at))
             ON CONFLICT DO NOTHING RETURNING 1
             """, logger: logger).collect().count == 1
+    }
+}
+
+/// Known API keys (by their hash) for a few seconds.
+final class SourceCache: Sendable {
+    private let entries = Mutex<[[UInt8]: (LeadSource, ContinuousClock.Instant)]>([:])
+    static let lifetime: Duration = .seconds(10)
+
+    func lookup(_ key: String) -> LeadSource? {
+        let hash = CRMStore.keyHash(key)
+        return entries.withLock { entries in
+            guard let (source, stored) = entries[hash], ContinuousClock.now - stored < Self.lifetime else { return nil }
+            return source
+        }
+    }
+
+    func store(_ key: String, _ source: LeadSource) {
+        let hash = CRMStore.keyHash(key)
+        entries.withLock { entries in
+            if entries.count > 10_000 { entries.removeAll() }
+            entries[hash] = (source, .now)
+        }
+    }
+
+    func removeAll() {
+        entries.withLock { $0.removeAll() }
     }
 }
