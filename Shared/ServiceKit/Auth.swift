@@ -106,6 +106,12 @@ package struct TokenService: Sendable {
 }
 
 extension Data {
+    /// Base64 with the URL-safe alphabet and no padding (cursors, keys).
+    package func base64URLEncodedString() -> String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
     package init?(base64URLEncoded text: String) {
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
@@ -132,5 +138,12 @@ package struct AuthMiddleware: RouterMiddleware {
             context.logger[metadataKey: "caller"] = "\(identity.role.rawValue):\(identity.subject)"
         }
         return try await next(request, context)
+    }
+}
+
+extension Sequence<UInt8> {
+    /// Lower-case hex, two digits a byte (checksums, signatures, secrets).
+    package var hexString: String {
+        map { String(format: "%02x", $0) }.joined()
     }
 }

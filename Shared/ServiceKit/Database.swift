@@ -15,7 +15,7 @@ package struct Migration: Sendable {
     }
 
     var checksum: String {
-        SHA256.hash(data: Data(statements.joined(separator: ";\n").utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(statements.joined(separator: ";\n").utf8)).hexString
     }
 }
 
@@ -74,7 +74,7 @@ package enum Database {
     private static func applyPending(_ connection: PostgresConnection, schema: String, track: String, migrations: [Migration], logger: Logger) async throws {
         var applied: [Int: (String, String)] = [:]
         let rows = try await connection.query(PostgresQuery(
-            unsafeSQL: "SELECT version, name, checksum FROM \(schema).schema_migrations WHERE track = $1", binds: try trackBinding(track)), logger: logger)
+            unsafeSQL: "SELECT version, name, checksum FROM \(schema).schema_migrations WHERE track = $1", binds: try .of(track)), logger: logger)
         for try await (version, name, checksum) in rows.decode((Int, String, String).self) {
             applied[version] = (name, checksum)
         }
@@ -97,12 +97,6 @@ package enum Database {
             }
             logger.info("migration applied", metadata: ["schema": "\(schema)", "track": "\(track)", "version": "\(version)", "name": "\(migration.name)"])
         }
-    }
-
-    private static func trackBinding(_ track: String) throws -> PostgresBindings {
-        var bindings = PostgresBindings()
-        try bindings.append(track, context: .default)
-        return bindings
     }
 
     /// The number of migrations recorded, for readiness.
@@ -202,5 +196,15 @@ extension PostgresClient {
             if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
             throw error
         }
+    }
+}
+
+extension PostgresBindings {
+    /// Bindings for a query built with `PostgresQuery(unsafeSQL:)` (column lists kept in one
+    /// place); the values are still bound, never spliced.
+    package static func of<each Value: PostgresEncodable & Sendable>(_ values: repeat each Value) throws -> PostgresBindings {
+        var bindings = PostgresBindings()
+        repeat try bindings.append(each values, context: .default)
+        return bindings
     }
 }

@@ -113,7 +113,7 @@ package struct TraceMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     static func randomHex(_ bytes: Int) -> String {
-        (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        (0..<bytes).map { _ in UInt8.random(in: 0...255) }.hexString
     }
 }
 

@@ -37,7 +37,7 @@ struct JobQueueTests {
         throw JobLeaseLost(jobId: id)
     }
 
-    @Test("two workers never run the same job")
+    @Test("X-5: two workers never run the same job")
     func noDoubleRun() async throws {
         try await TestDatabase.withSchema { client, _ in
             let clock = ManualClock()

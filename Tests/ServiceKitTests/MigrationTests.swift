@@ -8,7 +8,7 @@ struct MigrationTests {
     let extra = [Migration("CreateWidgets", ["CREATE TABLE widgets (id int PRIMARY KEY)"]),
                  Migration("WidgetsAddName", ["ALTER TABLE widgets ADD COLUMN name text"])]
 
-    @Test("replicas migrating at once apply each migration exactly once")
+    @Test("X-5: replicas migrating at once apply each migration exactly once")
     func concurrent() async throws {
         let schema = "m_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         try await TestDatabase.withClient(schema: String(schema)) { client in

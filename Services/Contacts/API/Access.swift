@@ -99,7 +99,6 @@ struct Paging {
     }
 
     static func cursor(after id: UUID) -> String {
-        Data(id.uuidString.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        Data(id.uuidString.utf8).base64URLEncodedString()
     }
 }

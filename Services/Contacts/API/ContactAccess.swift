@@ -75,6 +75,22 @@ struct ContactAccess: Sendable {
         return user
     }
 
+    /// The entity that owns a new contact: the one asked for if the caller may use it (admins:
+    /// what they manage; others: their own entities), else the caller's first entity.
+    func ownerEntity(_ requested: UUID?, identity: Identity, scope: Scope) async throws -> UUID {
+        let allowed: Set<UUID>? = identity.role.isAdmin ? scope.ownerEntities : identity.entityIds
+        if let requested {
+            guard try await directory.entity(requested, companyId: scope.companyId) != nil, allowed?.contains(requested) ?? true else {
+                throw APIError.validation("ownerEntityId", "ownerEntityId is not an entity you may use")
+            }
+            return requested
+        }
+        guard let first = identity.entityIds.sorted(by: { $0.uuidString < $1.uuidString }).first else {
+            throw APIError.validation("ownerEntityId", "ownerEntityId is required")
+        }
+        return first
+    }
+
     func lender(_ id: UUID, companyId: UUID, field: String) async throws {
         guard let (user, _) = try await directory.user(id), user.companyId == companyId, user.active, user.role == .lender else {
             throw APIError.validation(field, "\(field) names no lender of this company")

@@ -71,7 +71,7 @@ struct ContactsController {
             let scope = try await access.scope(identity)
             var draft = try ContactRules.validate(input.draft)
             draft.status = try ContactRules.initialStatus(draft.status, origin: .manual)
-            let owner = try await ownerEntity(input.ownerEntityId, identity: identity, scope: scope)
+            let owner = try await access.ownerEntity(input.ownerEntityId, identity: identity, scope: scope)
             var agent = draft.assignedAgentId
             if identity.role == .agent {
                 // Agents keep what they enter; they do not hand contacts to others.
@@ -147,7 +147,7 @@ struct ContactsController {
             if let behavioral = patch.behavioralAlerts { contact.behavioralAlerts = behavioral }
             if let owner = patch.ownerEntityId, owner != old.ownerEntityId {
                 guard identity.role.isAdmin else { throw APIError.forbidden }
-                contact.ownerEntityId = try await ownerEntity(owner, identity: identity, scope: try await access.scope(identity))
+                contact.ownerEntityId = try await access.ownerEntity(owner, identity: identity, scope: try await access.scope(identity))
             }
             return try await writer.write(old: old, new: contact, actor: try await access.actor(identity))
         }
@@ -218,22 +218,6 @@ struct ContactsController {
         }
         return try await writer.write(old: old, new: contact, actor: try await access.actor(identity))
     }
-
-    /// The entity that owns a new contact: the one asked for if the caller may use it, else the
-    /// caller's first entity.
-    private func ownerEntity(_ requested: UUID?, identity: Identity, scope: ContactAccess.Scope) async throws -> UUID {
-        let allowed: Set<UUID>? = identity.role.isAdmin ? scope.ownerEntities : identity.entityIds
-        if let requested {
-            guard try await access.directory.entity(requested, companyId: scope.companyId) != nil, allowed?.contains(requested) ?? true else {
-                throw APIError.validation("ownerEntityId", "ownerEntityId is not an entity you may use")
-            }
-            return requested
-        }
-        guard let first = identity.entityIds.sorted(by: { $0.uuidString < $1.uuidString }).first else {
-            throw APIError.validation("ownerEntityId", "ownerEntityId is required")
-        }
-        return first
-    }
 }
 
 /// The query string of `GET /v1/contacts` (ST-6).
@@ -295,8 +279,7 @@ enum ContactQuery {
     static func cursor(after contact: Contact, sort: ContactFilter.Sort) -> String {
         let value = Cursor(sort: sort.rawValue, at: sort.column == "created_at" ? contact.createdAt : contact.updatedAt, id: contact.id)
         let data = (try? JSONCoding.encoder.encode(value)) ?? Data()
-        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        return data.base64URLEncodedString()
     }
 
     static func cursor(_ text: String, sort: ContactFilter.Sort) throws -> (Date, UUID) {

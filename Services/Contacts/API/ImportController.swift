@@ -149,16 +149,14 @@ struct ImportController {
     }
 
     private func ownerEntity(_ request: Request, identity: Identity, scope: ContactAccess.Scope) async throws -> UUID {
+        var requested: UUID?
         if let text = request.uri.queryParameters["ownerEntityId"] {
-            guard let id = UUID(uuidString: String(text)), try await directory.entity(id, companyId: scope.companyId) != nil,
-                  (identity.role.isAdmin ? scope.ownerEntities : identity.entityIds)?.contains(id) ?? true
-            else { throw APIError.validation("ownerEntityId", "ownerEntityId is not an entity you may use") }
-            return id
+            guard let id = UUID(uuidString: String(text)) else {
+                throw APIError.validation("ownerEntityId", "ownerEntityId is not an entity you may use")
+            }
+            requested = id
         }
-        guard let first = identity.entityIds.sorted(by: { $0.uuidString < $1.uuidString }).first else {
-            throw APIError.validation("ownerEntityId", "ownerEntityId is required")
-        }
-        return first
+        return try await access.ownerEntity(requested, identity: identity, scope: scope)
     }
 }
 

@@ -124,7 +124,6 @@ struct LeadsController {
     /// `lk_` and 32 random bytes, URL-safe.
     static func newKey() -> String {
         let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-        return "lk_" + bytes.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        return "lk_" + bytes.base64URLEncodedString()
     }
 }

@@ -41,7 +41,7 @@ struct TransactionsController {
         authenticated.post("/v1/integrations/transactions/secret") { _, context -> Secret in
             let identity = try context.requireIdentity()
             try identity.require(.companyAdmin)
-            let secret = "whsec_" + SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.map { String(format: "%02x", $0) }.joined()
+            let secret = "whsec_" + SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.hexString
             try await crm.setIntegrationSecret(secret, companyId: try access.access.companyId(of: identity), at: clock.now)
             return Secret(secret: secret)
         }
@@ -100,7 +100,7 @@ struct TransactionsController {
         message.append(UInt8(ascii: "."))
         message += body
         let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(secret.utf8)))
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return mac.hexString
     }
 
     /// Constant-time comparison of the hex signatures.

@@ -168,14 +168,14 @@ struct CRMStore: Sendable {
 
     func task(_ id: UUID, companyId: UUID) async throws -> ContactTask? {
         try await decodeTasks(try await client.query(PostgresQuery(
-            unsafeSQL: "SELECT \(Self.taskColumns) FROM tasks WHERE id = $1 AND company_id = $2", binds: try Bindings.of(id, companyId)),
+            unsafeSQL: "SELECT \(Self.taskColumns) FROM tasks WHERE id = $1 AND company_id = $2", binds: try .of(id, companyId)),
             logger: logger)).first
     }
 
     func tasks(contactId: UUID) async throws -> [ContactTask] {
         try await decodeTasks(try await client.query(PostgresQuery(
             unsafeSQL: "SELECT \(Self.taskColumns) FROM tasks WHERE contact_id = $1 ORDER BY completed_at NULLS FIRST, due_at NULLS LAST, created_at",
-            binds: try Bindings.of(contactId, contactId)), logger: logger))
+            binds: try .of(contactId)), logger: logger))
     }
 
     private func decodeTasks(_ rows: PostgresRowSequence) async throws -> [ContactTask] {

@@ -277,7 +277,7 @@ struct ContactStore: Sendable {
     func contact(_ id: UUID, companyId: UUID) async throws -> Contact? {
         let rows = try await client.query(PostgresQuery(
             unsafeSQL: "SELECT \(Self.columns) FROM contacts WHERE id = $1 AND company_id = $2 AND deleted_at IS NULL",
-            binds: try Bindings.of(id, companyId)), logger: logger)
+            binds: try .of(id, companyId)), logger: logger)
         return try await decode(rows).first
     }
 
@@ -382,14 +382,5 @@ struct ContactJSON {
         address = try contact.address.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }
         searchInterest = try contact.searchInterest.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }
         listing = try contact.listing.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }
-    }
-}
-
-enum Bindings {
-    static func of(_ first: some PostgresEncodable & Sendable, _ second: some PostgresEncodable & Sendable) throws -> PostgresBindings {
-        var bindings = PostgresBindings()
-        try bindings.append(first, context: .default)
-        try bindings.append(second, context: .default)
-        return bindings
     }
 }

@@ -156,11 +156,11 @@ struct DirectoryStore: Sendable {
         """
 
     func user(_ id: UUID) async throws -> (User, String?)? {
-        try await users(PostgresQuery(unsafeSQL: "SELECT \(Self.userColumns) FROM users WHERE id = $1", binds: try bind(id))).first
+        try await users(PostgresQuery(unsafeSQL: "SELECT \(Self.userColumns) FROM users WHERE id = $1", binds: try .of(id))).first
     }
 
     func user(email: String) async throws -> (User, String?)? {
-        try await users(PostgresQuery(unsafeSQL: "SELECT \(Self.userColumns) FROM users WHERE lower(email) = lower($1)", binds: try bind(email))).first
+        try await users(PostgresQuery(unsafeSQL: "SELECT \(Self.userColumns) FROM users WHERE lower(email) = lower($1)", binds: try .of(email))).first
     }
 
     /// One page of a company's users, optionally only those in `entities`, ordered by id.
@@ -179,12 +179,6 @@ struct DirectoryStore: Sendable {
         try bindings.append(limit, context: .default)
         sql += " ORDER BY id LIMIT $\(bindings.count)"
         return try await users(PostgresQuery(unsafeSQL: sql, binds: bindings)).map(\.0)
-    }
-
-    private func bind(_ value: some PostgresEncodable & Sendable) throws -> PostgresBindings {
-        var bindings = PostgresBindings()
-        try bindings.append(value, context: .default)
-        return bindings
     }
 
     private func users(_ query: PostgresQuery) async throws -> [(User, String?)] {
