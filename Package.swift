@@ -38,7 +38,7 @@ func serviceTests(_ name: String) -> Target {
 
 let services = ["Contacts", "Routing", "Automation", "Accountability", "SmartPlans", "Notifications"]
 /// A service gets its test target with its first domain rules.
-let servicesWithTests = ["Contacts"]
+let servicesWithTests = ["Contacts", "Notifications"]
 
 let package = Package(
     name: "brokerage-crm",
@@ -87,7 +87,11 @@ let package = Package(
         serviceTarget("Automation"),
         serviceTarget("Accountability"),
         serviceTarget("SmartPlans"),
-        serviceTarget("Notifications"),
+        serviceTarget("Notifications", extra: [
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Configuration", package: "swift-configuration"),
+        ]),
         .executableTarget(
             name: "Bench",
             dependencies: [

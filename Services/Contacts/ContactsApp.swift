@@ -36,7 +36,8 @@ func buildContacts(config: ServiceConfig) async throws -> some ApplicationProtoc
         PondsController(crm: crm, contacts: contacts, writer: writer, access: contactAccess, clock: clock).register(on: routes.authenticated)
         TransactionsController(crm: crm, contacts: contacts, writer: writer, access: contactAccess, clock: clock)
             .register(open: routes.open, authenticated: routes.authenticated)
-        var parts = ServiceParts(migrations: ContactsMigrations.all)
+        var parts = ServiceParts(migrations: ContactsMigrations.all,
+                                 eventHandlers: [MessageTimeline(contacts: contacts, outbox: environment.outbox).handler])
         if let platformAdmin {
             parts.afterMigrations.append {
                 try await store.upsertPlatformAdmin(email: platformAdmin.email, passwordHash: try await hasher.hash(platformAdmin.password),

@@ -39,6 +39,10 @@ public enum EventType {
     public static let contactsImported = "contacts.imported"
     /// A call, text or e-mail logged with a contact (`CommunicationLogged`).
     public static let communicationLogged = "communication.logged"
+    /// A message of the delivery log changed state or arrived (`MessageUpdated`).
+    public static let messageUpdated = "message.updated"
+    /// Keys pressed on a voice call (`MessageKeypress`), for the service that asked.
+    public static let messageKeypress = "message.keypress"
     /// All the contact events that carry `ContactChanged`.
     public static let contactChanges = [contactCreated, contactUpdated, contactStatusChanged, contactTagsChanged, contactAssigned, contactDeleted]
 }

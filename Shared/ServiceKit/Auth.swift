@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import JWTKit
@@ -145,5 +146,27 @@ extension Sequence<UInt8> {
     /// Lower-case hex, two digits a byte (checksums, signatures, secrets).
     package var hexString: String {
         map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Compares two secrets' bytes in time that depends only on their length, so a forger learns
+/// nothing from how fast a wrong signature is refused.
+package func constantTimeEquals(_ left: some Collection<UInt8>, _ right: some Collection<UInt8>) -> Bool {
+    guard left.count == right.count else { return false }
+    return zip(left, right).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+}
+
+/// The signature of our own signed webhooks (transaction management, inbound e-mail): hex
+/// HMAC-SHA256 of "<timestamp>.<raw body>" with the shared secret.
+package enum WebhookSignature {
+    package static func sign(secret: String, timestamp: String, body: [UInt8]) -> String {
+        var message = Array(timestamp.utf8)
+        message.append(UInt8(ascii: "."))
+        message += body
+        return HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(secret.utf8))).hexString
+    }
+
+    package static func verify(signature: String, secret: String, timestamp: String, body: [UInt8]) -> Bool {
+        constantTimeEquals(Array(sign(secret: secret, timestamp: timestamp, body: body).utf8), Array(signature.lowercased().utf8))
     }
 }

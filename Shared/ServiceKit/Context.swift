@@ -115,3 +115,33 @@ package struct JSONResponse<Value: Encodable & Sendable>: ResponseGenerator {
         return response
     }
 }
+
+/// `limit` and `cursor` query parameters of every list.
+package struct Paging: Sendable {
+    package var limit: Int
+    package var after: UUID?
+
+    package init(_ request: Request) throws {
+        let query = request.uri.queryParameters
+        if let text = query["limit"].map(String.init) {
+            guard let value = Int(text), (1...200).contains(value) else {
+                throw APIError.validation("limit", "limit must be a whole number from 1 to 200")
+            }
+            limit = value
+        } else {
+            limit = 50
+        }
+        if let cursor = query["cursor"].map(String.init) {
+            guard let data = Data(base64URLEncoded: cursor), let text = String(data: data, encoding: .utf8), let id = UUID(uuidString: text) else {
+                throw APIError.validation("cursor", "cursor is not one this service gave out")
+            }
+            after = id
+        }
+    }
+
+    package static func cursor(after id: UUID) -> String {
+        Data(id.uuidString.utf8).base64URLEncodedString()
+    }
+}
+
+extension Page: ResponseEncodable {}

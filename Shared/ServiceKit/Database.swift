@@ -208,3 +208,11 @@ extension PostgresBindings {
         return bindings
     }
 }
+
+extension PostgresRowSequence {
+    /// The first row's single column, or nil when there is no row.
+    package func first<Value: PostgresDecodable>(_ type: Value.Type) async throws -> Value? {
+        for try await value in decode(Value.self) { return value }
+        return nil
+    }
+}

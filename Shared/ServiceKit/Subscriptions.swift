@@ -15,10 +15,13 @@ package enum Subscriptions {
         EventType.contactDeleted: contactReaders,
         EventType.contactsImported: contactReaders,
         EventType.communicationLogged: [.automation, .accountability],
+        EventType.messageUpdated: [.contacts],
+        EventType.messageKeypress: [.routing],
     ]
 
-    /// The services that decide on contacts (routing, behaviors, accountability, plans).
-    static let contactReaders: [ServiceName] = [.routing, .automation, .accountability, .smartplans]
+    /// The services that decide on contacts (routing, behaviors, accountability, plans) and the
+    /// one that resolves them to numbers, addresses and time zones (notifications).
+    static let contactReaders: [ServiceName] = [.routing, .automation, .accountability, .smartplans, .notifications]
 
     package static func subscribers(of type: String) -> [ServiceName] {
         table[type] ?? []

@@ -207,7 +207,7 @@ struct ContactsTests {
     @Test("ST-7, ST-11: archiving is a status change every automation service hears about exactly once")
     func archiveReachesAutomation() async throws {
         try await stack.waitUntilIdle()
-        let readers: [ServiceName] = [.routing, .automation, .accountability, .smartplans]
+        let readers: [ServiceName] = [.routing, .automation, .accountability, .smartplans, .notifications]
         var before: [ServiceName: Double] = [:]
         for service in readers {
             before[service] = try await stack.metric(service, "events_received_total", ["type": "contact.status_changed", "outcome": "handled"])

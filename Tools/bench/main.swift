@@ -19,19 +19,21 @@ import Synchronization
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
-        guard let scenario = arguments.first, ["import", "intake"].contains(scenario) else {
-            print("usage: bench import|intake")
+        guard let scenario = arguments.first, ["import", "intake", "messages"].contains(scenario) else {
+            print("usage: bench import|intake|messages")
             exit(2)
         }
         let setup = try Setup.fromEnvironment()
         switch scenario {
         case "import": try await importScenario(setup)
+        case "messages": try await messagesScenario(setup)
         default: try await intakeScenario(setup)
         }
     }
 
     struct Setup {
         var contactsURL: String
+        var notificationsURL: String
         var runDir: String
         var pgPort: Int
         var rows: Int
@@ -41,6 +43,7 @@ struct Bench {
         static func fromEnvironment() throws -> Setup {
             let environment = ProcessInfo.processInfo.environment
             return Setup(contactsURL: environment["CONTACTS_URL"] ?? "http://127.0.0.1:\(environment["CONTACTS_PORT"] ?? "8081")",
+                         notificationsURL: environment["NOTIFICATIONS_URL"] ?? "http://127.0.0.1:\(environment["NOTIFICATIONS_PORT"] ?? "8086")",
                          runDir: environment["RUN_DIR"] ?? ".run", pgPort: Int(environment["PG_PORT"] ?? "") ?? 55432,
                          rows: Int(environment["BENCH_ROWS"] ?? "") ?? 10_000, rate: Int(environment["BENCH_RATE"] ?? "") ?? 500,
                          seconds: Int(environment["BENCH_SECONDS"] ?? "") ?? 10)
@@ -208,6 +211,52 @@ struct Bench {
         line("intake max", intake.max, unit: "ms", floor: floor.max)
         line("intake throughput (target >= 500/s)", intake.throughput, unit: "/s", floor: floor.throughput)
         print("intake failures: \(intake.failures) of \(total)")
+    }
+
+    /// Messages accepted by POST /v1/messages at a steady rate, then the time until the local
+    /// provider has recorded every one (pushes to a user: no quiet hours, no consent lookups
+    /// beyond the opt-out ledger).
+    static func messagesScenario(_ setup: Setup) async throws {
+        let rate = Int(ProcessInfo.processInfo.environment["BENCH_RATE"] ?? "") ?? 1000
+        let (token, _) = try await company(setup)
+        let (_, me) = try await call(.GET, setup.contactsURL + "/v1/auth/me", token: token)
+        guard case .string(let userId)? = me["id"] ?? me["user"]?["id"] else { throw Failure(description: "no user id in /v1/auth/me") }
+        let total = rate * setup.seconds
+        print("bench messages: \(total) pushes at \(rate)/s through the local provider, floor = GET /health/live at the same rate")
+        let floor = try await steadyLoad(rate: rate, count: max(total / 2, 1)) { _ in
+            let (code, _) = try await call(.GET, setup.notificationsURL + "/health/live")
+            return code == 200
+        }
+        let sentBefore = try await sentCount(setup)
+        let run = UUID().uuidString.prefix(8)
+        let started = ContinuousClock.now
+        let accept = try await steadyLoad(rate: rate, count: total) { index in
+            let (code, _) = try await call(.POST, setup.notificationsURL + "/v1/messages", token: token, headers: [("Idempotency-Key", "\(run)-\(index)")],
+                                           body: json(["channel": "push", "userId": userId, "subject": "New lead", "body": "Lead \(index) is waiting",
+                                                       "purpose": "manual"]))
+            return code == 202
+        }
+        var sent = 0.0
+        while ContinuousClock.now - started < .seconds(300) {
+            sent = try await sentCount(setup) - sentBefore
+            if sent >= Double(total - accept.failures) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let seconds = milliseconds(since: started) / 1000
+        line("accept p50", accept.p50, unit: "ms", floor: floor.p50)
+        line("accept p99 (target <= 15 ms)", accept.p99, unit: "ms", floor: floor.p99)
+        line("accept throughput", accept.throughput, unit: "/s", floor: floor.throughput)
+        line("accepted -> sent throughput (target >= 1000/s)", sent / seconds, unit: "/s", floor: floor.throughput)
+        print("messages: \(Int(sent)) of \(total) sent in \(String(format: "%.1f", seconds)) s, accept failures: \(accept.failures)")
+    }
+
+    static func sentCount(_ setup: Setup) async throws -> Double {
+        var request = HTTPClientRequest(url: setup.notificationsURL + "/metrics")
+        request.method = .GET
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let text = String(buffer: try await response.body.collect(upTo: 16 << 20))
+        return text.split(separator: "\n").filter { $0.hasPrefix("jobs_finished_total{") && $0.contains("message.send") && $0.contains("completed") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
     }
 
     final class Recorder: Sendable {

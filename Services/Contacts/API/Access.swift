@@ -74,31 +74,3 @@ struct PasswordHasher: Sendable {
 extension PSQLError {
     var isUniqueViolation: Bool { serverInfo?[.sqlState] == "23505" }
 }
-
-/// `limit` and `cursor` query parameters of every list.
-struct Paging {
-    var limit: Int
-    var after: UUID?
-
-    init(_ request: Request) throws {
-        let query = request.uri.queryParameters
-        if let text = query["limit"].map(String.init) {
-            guard let value = Int(text), (1...200).contains(value) else {
-                throw APIError.validation("limit", "limit must be a whole number from 1 to 200")
-            }
-            limit = value
-        } else {
-            limit = 50
-        }
-        if let cursor = query["cursor"].map(String.init) {
-            guard let data = Data(base64URLEncoded: cursor), let text = String(data: data, encoding: .utf8), let id = UUID(uuidString: text) else {
-                throw APIError.validation("cursor", "cursor is not one this service gave out")
-            }
-            after = id
-        }
-    }
-
-    static func cursor(after id: UUID) -> String {
-        Data(id.uuidString.utf8).base64URLEncodedString()
-    }
-}

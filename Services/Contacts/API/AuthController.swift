@@ -50,4 +50,3 @@ struct AuthController {
 
 extension User: ResponseEncodable {}
 extension Entity: ResponseEncodable {}
-extension Page: ResponseEncodable {}

@@ -56,7 +56,7 @@ struct TransactionsController {
             guard abs(Date().timeIntervalSince1970 - Double(timestamp)) <= Self.tolerance else { throw forged }
             let body = try await request.body.collect(upTo: context.maxUploadSize)
             guard let secret = try await crm.integrationSecret(companyId: companyId),
-                  Self.verify(signature: String(signature.dropFirst(7)), secret: secret, timestamp: timestampText, body: Array(body.readableBytesView))
+                  WebhookSignature.verify(signature: String(signature.dropFirst(7)), secret: secret, timestamp: timestampText, body: Array(body.readableBytesView))
             else { throw forged }
             let delivery: Delivery
             do {
@@ -93,21 +93,5 @@ struct TransactionsController {
         case "closed", "sold", "complete", "completed": .closed
         default: nil
         }
-    }
-
-    static func signature(secret: String, timestamp: String, body: [UInt8]) -> String {
-        var message = Array(timestamp.utf8)
-        message.append(UInt8(ascii: "."))
-        message += body
-        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(secret.utf8)))
-        return mac.hexString
-    }
-
-    /// Constant-time comparison of the hex signatures.
-    static func verify(signature: String, secret: String, timestamp: String, body: [UInt8]) -> Bool {
-        let expected = Array(self.signature(secret: secret, timestamp: timestamp, body: body).utf8)
-        let given = Array(signature.lowercased().utf8)
-        guard expected.count == given.count else { return false }
-        return zip(expected, given).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

@@ -174,7 +174,14 @@ struct ContactStore: Sendable {
 
     /// One statement for many entries (imports write thousands).
     func appendBatch(_ entries: [(TimelineEntry, UUID)], on connection: PostgresConnection) async throws {
-        guard !entries.isEmpty else { return }
+        _ = try await writeTimeline(entries, replacingNewer: nil, on: connection)
+    }
+
+    /// Inserts entries; with `replacingNewer`, an entry whose id exists is replaced when its data
+    /// field of that name (a version number) is higher, so a message's entry follows its state
+    /// whatever order the updates arrive in. Answers the ids written.
+    func writeTimeline(_ entries: [(TimelineEntry, UUID)], replacingNewer field: String?, on connection: PostgresConnection) async throws -> Set<UUID> {
+        guard !entries.isEmpty else { return [] }
         struct Row: Encodable {
             var id: UUID
             var contact_id: UUID
@@ -190,12 +197,22 @@ struct ContactStore: Sendable {
                 summary: entry.summary, data: entry.data)
         }
         let json = String(decoding: try JSONCoding.encoder.encode(rows), as: UTF8.self)
-        try await connection.query("""
+        let conflict = field.map { name in
+            """
+            ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
+                WHERE (timeline.data->>'\(name)')::numeric < (EXCLUDED.data->>'\(name)')::numeric
+            """
+        } ?? ""
+        let result = try await connection.query(PostgresQuery(unsafeSQL: """
             INSERT INTO timeline (id, contact_id, company_id, kind, at, actor, summary, data)
             SELECT id, contact_id, company_id, kind, at, actor, summary, data
-            FROM jsonb_to_recordset(\(json)::jsonb)
+            FROM jsonb_to_recordset($1::jsonb)
                 AS x(id uuid, contact_id uuid, company_id uuid, kind text, at timestamptz, actor jsonb, summary text, data jsonb)
-            """, logger: logger)
+            \(conflict) \(field == nil ? "" : "RETURNING id")
+            """, binds: try .of(json)), logger: logger)
+        var written: Set<UUID> = []
+        for try await id in result.decode(UUID.self) { written.insert(id) }
+        return written
     }
 
     func addTimeline(_ entry: TimelineEntry, companyId: UUID, events: [OutgoingEvent]) async throws {

@@ -1,0 +1,132 @@
+import Foundation
+import Hummingbird
+import Models
+import ServiceKit
+
+/// `/v1/consent`: the company's Do-Not-Call list and the opt-out ledger per number (NT-5).
+struct ConsentController {
+    let store: MessageStore
+    let clock: any ServiceClock
+
+    struct DNCImport: Decodable {
+        var numbers: [String]
+        var source: String?
+        /// Services name the company; people act for their own.
+        var companyId: UUID?
+    }
+
+    struct RowError: Codable, Sendable {
+        var index: Int
+        var field: String
+        var message: String
+    }
+
+    struct DNCImported: ResponseEncodable {
+        var added: Int
+        var alreadyListed: Int
+        var errors: [RowError]
+    }
+
+    struct DNCEntry: ResponseEncodable {
+        var number: String
+        var listed: Bool
+        var source: String?
+        var addedBy: String?
+        var addedAt: Date?
+    }
+
+    struct OptOutRequest: Decodable {
+        var number: String
+        var how: String
+    }
+
+    struct OptOutStatus: ResponseEncodable {
+        var number: String
+        var optedOut: Bool
+        var history: [OptOutEntry]
+    }
+
+    func register(on group: RouterGroup<AppContext>) {
+        group.post("/v1/consent/dnc") { request, context -> JSONResponse<DNCImported> in
+            let identity = try context.requireIdentity()
+            let body = try await request.decodeJSON(as: DNCImport.self, context: context)
+            let company = try Self.company(identity, given: body.companyId, adminOnly: true)
+            guard (1...50_000).contains(body.numbers.count) else { throw APIError.validation("numbers", "give 1 to 50,000 numbers") }
+            let source = body.source ?? "manual"
+            guard !source.isEmpty, source.count <= 100 else { throw APIError.validation("source", "source must be 1 to 100 characters") }
+            var valid: [String] = []
+            var errors: [RowError] = []
+            for (index, text) in body.numbers.enumerated() {
+                if let phone = PhoneNumber(text) {
+                    valid.append(phone.e164)
+                } else {
+                    errors.append(RowError(index: index, field: "numbers[\(index)]", message: "not a phone number"))
+                }
+            }
+            let unique = Array(Set(valid))
+            let added = unique.isEmpty ? 0 : try await store.addDNC(unique, companyId: company, source: source, by: identity.subject, at: clock.now)
+            return JSONResponse(.ok, DNCImported(added: added, alreadyListed: unique.count - added, errors: errors))
+        }
+
+        group.get("/v1/consent/dnc") { request, context -> DNCEntry in
+            let identity = try context.requireIdentity()
+            let number = try Self.number(request)
+            let company = try Self.company(identity, given: try Self.companyQuery(request), adminOnly: false)
+            guard let entry = try await store.dnc(number, companyId: company) else { return DNCEntry(number: number, listed: false) }
+            return DNCEntry(number: number, listed: true, source: entry.source, addedBy: entry.addedBy, addedAt: entry.addedAt)
+        }
+
+        group.delete("/v1/consent/dnc") { request, context -> Response in
+            let identity = try context.requireIdentity()
+            let number = try Self.number(request)
+            let company = try Self.company(identity, given: try Self.companyQuery(request), adminOnly: true)
+            guard try await store.removeDNC(number, companyId: company) else { throw APIError.notFound("DNC entry \(number)") }
+            return Response(status: .noContent)
+        }
+
+        group.get("/v1/consent/opt-outs") { request, context -> OptOutStatus in
+            _ = try context.requireIdentity()
+            let number = try Self.number(request)
+            let status = try await store.optOutHistory(number)
+            return OptOutStatus(number: number, optedOut: status.optedOut, history: status.history)
+        }
+
+        // Recording an opt-out someone asked for another way (a call, an e-mail). Opting back in
+        // is the recipient's own word only: START from their phone.
+        group.post("/v1/consent/opt-outs") { request, context -> JSONResponse<OptOutStatus> in
+            let identity = try context.requireIdentity()
+            let body = try await request.decodeJSON(as: OptOutRequest.self, context: context)
+            guard let phone = PhoneNumber(body.number) else { throw APIError.validation("number", "not a phone number") }
+            let how = body.how.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !how.isEmpty, how.count <= 200 else { throw APIError.validation("how", "how must be 1 to 200 characters") }
+            try await store.client.transaction(logger: store.logger) { connection in
+                try await store.recordConsent(number: phone.e164, optOut: true, how: how, by: identity.subject, at: clock.now, on: connection)
+            }
+            let status = try await store.optOutHistory(phone.e164)
+            return JSONResponse(.created, OptOutStatus(number: phone.e164, optedOut: status.optedOut, history: status.history))
+        }
+    }
+
+    static func number(_ request: Request) throws -> String {
+        guard let text = request.uri.queryParameters["number"].map(String.init) else { throw APIError.validation("number", "number is required") }
+        guard let phone = PhoneNumber(text) else { throw APIError.validation("number", "not a phone number") }
+        return phone.e164
+    }
+
+    static func companyQuery(_ request: Request) throws -> UUID? {
+        guard let text = request.uri.queryParameters["companyId"].map(String.init) else { return nil }
+        guard let id = UUID(uuidString: text) else { throw APIError.validation("companyId", "companyId must be a UUID") }
+        return id
+    }
+
+    static func company(_ identity: Identity, given: UUID?, adminOnly: Bool) throws -> UUID {
+        if identity.isService {
+            guard let given else { throw APIError.validation("companyId", "services name the company") }
+            return given
+        }
+        guard let company = identity.companyId else { throw APIError.forbidden }
+        if let given, given != company { throw APIError.notFound("company \(given)") }
+        if adminOnly && !identity.role.isAdmin { throw APIError.forbidden }
+        return company
+    }
+}

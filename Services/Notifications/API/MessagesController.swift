@@ -1,0 +1,226 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Models
+import NIOCore
+import PostgresNIO
+import ServiceKit
+
+extension Message: ResponseEncodable {}
+
+/// `/v1/messages`: every text, e-mail, call and push goes out here (NT-1), and the delivery
+/// log answers what became of it (NT-3).
+struct MessagesController {
+    let store: MessageStore
+    let sender: Sender
+    let recipients: Recipients
+    let clock: any ServiceClock
+
+    struct NewMessage: Codable, Sendable {
+        var channel: MessageChannel
+        var contactId: UUID?
+        var userId: UUID?
+        var subject: String?
+        var body: String
+        var purpose: MessagePurpose
+        var window: SendingWindow?
+        var gather: GatherSpec?
+        var reference: String?
+    }
+
+    struct Attempts: ResponseEncodable {
+        var items: [AttemptRecord]
+    }
+
+    func register(on group: RouterGroup<AppContext>) {
+        group.post("/v1/messages") { request, context -> Response in
+            let identity = try context.requireIdentity()
+            let key = try Self.idempotencyKey(request)
+            let new = try await request.decodeJSON(as: NewMessage.self, context: context)
+            try Self.validate(new, identity: identity)
+            let fingerprint = SHA256.hash(data: try JSONCoding.encoder.encode(new)).hexString
+            let caller = "\(identity.role.rawValue):\(identity.subject)"
+            return try await store.client.transaction(logger: store.logger) { connection in
+                guard try await store.lockKey(caller: caller, key: key, on: connection) else {
+                    throw APIError(.conflict, code: "request_in_progress", message: "a request with this Idempotency-Key is still being processed",
+                                   field: "Idempotency-Key")
+                }
+                switch try await store.keyState(caller: caller, key: key, fingerprint: fingerprint, on: connection) {
+                case .replay(let status, let response):
+                    return Self.raw(status: status, json: response, replayed: true)
+                case .mismatch:
+                    throw APIError(.unprocessableContent, code: "idempotency_key_reused",
+                                   message: "this Idempotency-Key was used with a different request body", field: "Idempotency-Key")
+                case .new:
+                    break
+                }
+                let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity)
+                var message = try await accept(new, recipient: recipient, identity: identity, on: connection)
+                message.attempts = 0
+                let json = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
+                try await store.storeKey(caller: caller, key: key, fingerprint: fingerprint, status: 202, response: json, at: clock.now, on: connection)
+                return Self.raw(status: 202, json: json, replayed: false)
+            }
+        }
+
+        group.get("/v1/messages") { request, context -> Page<Message> in
+            let identity = try context.requireIdentity()
+            let query = request.uri.queryParameters
+            let paging = try Paging(request)
+            let contactId = try query["contactId"].map { try Self.uuid(String($0), field: "contactId") }
+            let userId = try query["userId"].map { try Self.uuid(String($0), field: "userId") }
+            var state: MessageState?
+            if let text = query["state"].map(String.init) {
+                guard let value = MessageState(rawValue: text) else {
+                    throw APIError.validation("state", "state must be one of \(MessageState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                state = value
+            }
+            var list = MessageStore.ListQuery(companyId: nil, contactId: contactId, userId: userId, state: state, after: paging.after, limit: paging.limit + 1)
+            if !identity.isService {
+                guard let company = identity.companyId else { throw APIError.forbidden }
+                list.companyId = company
+                if !identity.role.isAdmin {
+                    // Agents and lenders read the log of their own contacts and of themselves.
+                    if let contactId {
+                        try await recipients.requireVisibleContact(contactId, identity: identity)
+                    } else if userId != identity.userId {
+                        throw APIError.validation("contactId", "give contactId of one of your contacts, or your own userId")
+                    }
+                }
+            }
+            let items = try await store.list(list)
+            let page = Array(items.prefix(paging.limit))
+            return Page(items: page, nextCursor: items.count > paging.limit ? page.last.map { Paging.cursor(after: $0.id) } : nil)
+        }
+
+        group.get("/v1/messages/{id}") { _, context -> Message in
+            try await visibleMessage(try context.pathID("id"), identity: try context.requireIdentity())
+        }
+
+        group.get("/v1/messages/{id}/attempts") { _, context -> Attempts in
+            let message = try await visibleMessage(try context.pathID("id"), identity: try context.requireIdentity())
+            return Attempts(items: try await store.attempts(message.id))
+        }
+    }
+
+    /// Stores a new outbound message with the compliance decision of now, and its send job.
+    func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, on connection: PostgresConnection) async throws -> Message {
+        let now = clock.now
+        let address: String?
+        switch new.channel {
+        case .sms, .voice: address = recipient.phone
+        case .email: address = recipient.email
+        case .push: address = recipient.userId?.uuidString.lowercased()
+        }
+        var message = Message(id: UUID(), companyId: recipient.companyId, channel: new.channel, direction: .outbound, purpose: new.purpose,
+                              state: .queued, reason: nil, contactId: recipient.contactId, userId: recipient.userId, to: address ?? "",
+                              from: nil, subject: new.subject, body: new.body, window: new.window, gather: new.gather, digits: nil,
+                              holdUntil: nil, attempts: 0, provider: nil, providerId: nil, reference: new.reference,
+                              requestedBy: identity.isService ? identity.subject : (identity.userId?.uuidString.lowercased() ?? identity.subject),
+                              createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)
+        message.from = sender.providers.sender(for: new.channel)
+        let decision: SendDecision = address == nil
+            ? .suppress(reason: new.channel == .email ? "no_email_address" : "no_phone_number")
+            : try await sender.decide(message, recipient: recipient, on: connection)
+        try await sender.apply(decision, to: &message, on: connection)
+        try await store.insert(message, on: connection)
+        try await store.publishUpdate(message, on: connection)
+        return message
+    }
+
+    func visibleMessage(_ id: UUID, identity: Identity) async throws -> Message {
+        guard let message = try await store.message(id) else { throw APIError.notFound("message \(id)") }
+        if identity.isService { return message }
+        guard identity.companyId == message.companyId else { throw APIError.notFound("message \(id)") }
+        if identity.role.isAdmin || message.userId == identity.userId || message.requestedBy == identity.userId?.uuidString.lowercased() {
+            return message
+        }
+        if let contactId = message.contactId, (try? await recipients.requireVisibleContact(contactId, identity: identity)) != nil { return message }
+        throw APIError.notFound("message \(id)")
+    }
+
+    /// The IETF draft's header is a structured-field string (`"abc"`); a bare token is taken too.
+    static func idempotencyKey(_ request: Request) throws -> String {
+        guard let header = request.headers[.init("Idempotency-Key")!] else {
+            throw APIError(.badRequest, code: "idempotency_key_missing", message: "send an Idempotency-Key header", field: "Idempotency-Key")
+        }
+        var key = header.trimmingCharacters(in: .whitespaces)
+        if key.count >= 2, key.hasPrefix("\""), key.hasSuffix("\"") { key = String(key.dropFirst().dropLast()) }
+        guard (1...255).contains(key.utf8.count), key.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) && $0 != "\"" && $0 != "\\" }) else {
+            throw APIError(.badRequest, code: "idempotency_key_invalid", message: "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                           field: "Idempotency-Key")
+        }
+        return key
+    }
+
+    static func validate(_ new: NewMessage, identity: Identity) throws {
+        guard (new.contactId == nil) != (new.userId == nil) else {
+            throw APIError.validation("contactId", "give exactly one recipient: contactId or userId")
+        }
+        switch new.purpose {
+        case .compliance:
+            throw APIError.validation("purpose", "purpose must be automated or manual")
+        case .automated where !identity.isService:
+            throw APIError.validation("purpose", "people send manual messages; automated ones come from the services")
+        default:
+            break
+        }
+        if !identity.isService && identity.companyId == nil { throw APIError.forbidden }
+        if new.channel == .push && new.userId == nil { throw APIError.validation("userId", "push notifications go to users") }
+        let limits: [MessageChannel: Int] = [.sms: 1600, .voice: 4000, .email: 100_000, .push: 2000]
+        let trimmed = new.body.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, new.body.count <= limits[new.channel, default: 1600] else {
+            throw APIError.validation("body", "body must be 1 to \(limits[new.channel, default: 1600]) characters for \(new.channel.rawValue)")
+        }
+        switch new.channel {
+        case .email:
+            guard let subject = new.subject, !subject.trimmingCharacters(in: .whitespaces).isEmpty, subject.count <= 200,
+                  !subject.contains(where: \.isNewline) else {
+                throw APIError.validation("subject", "an e-mail needs a subject of 1 to 200 characters on one line")
+            }
+        case .push:
+            if let subject = new.subject, subject.count > 200 { throw APIError.validation("subject", "a push title is at most 200 characters") }
+        case .sms, .voice:
+            if new.subject != nil { throw APIError.validation("subject", "only e-mails and pushes have a subject") }
+        }
+        if let gather = new.gather {
+            guard new.channel == .voice else { throw APIError.validation("gather", "only voice calls gather keypresses") }
+            guard (1...10).contains(gather.numDigits) else { throw APIError.validation("gather.numDigits", "numDigits must be from 1 to 10") }
+            if let timeout = gather.timeoutSeconds, !(1...60).contains(timeout) {
+                throw APIError.validation("gather.timeoutSeconds", "timeoutSeconds must be from 1 to 60")
+            }
+        }
+        if let reference = new.reference, reference.isEmpty || reference.count > 200 {
+            throw APIError.validation("reference", "reference must be 1 to 200 characters")
+        }
+        if let window = new.window {
+            if window.entityId != nil {
+                guard window.start == nil, window.end == nil, window.timeZone == nil else {
+                    throw APIError.validation("window", "give either entityId or start, end and timeZone")
+                }
+            } else {
+                guard let start = window.start, let open = WeeklyWindow.minutes(start) else {
+                    throw APIError.validation("window.start", "start must be a local time HH:MM")
+                }
+                guard let end = window.end, let close = WeeklyWindow.minutes(end), close > open else {
+                    throw APIError.validation("window.end", "end must be a local time HH:MM after start")
+                }
+                guard let zone = window.timeZone, TimeZone(identifier: zone) != nil, zone.contains("/") || zone == "UTC" else {
+                    throw APIError.validation("window.timeZone", "timeZone must be an IANA time zone such as America/Chicago")
+                }
+            }
+        }
+    }
+
+    static func uuid(_ text: String, field: String) throws -> UUID {
+        guard let id = UUID(uuidString: text) else { throw APIError.validation(field, "\(field) must be a UUID") }
+        return id
+    }
+
+    static func raw(status: Int, json: String, replayed: Bool) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if replayed { headers[.init("Idempotent-Replayed")!] = "true" }
+        return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
+    }
+}

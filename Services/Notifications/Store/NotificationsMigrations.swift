@@ -1,0 +1,111 @@
+import ServiceKit
+
+/// Notifications' own tables, in the order they were added.
+enum NotificationsMigrations {
+    static let all: [Migration] = DirectoryReplica.migrations + ContactReplica.migrations + [
+        Migration("CreateMessages", [
+            """
+            CREATE TABLE messages (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                channel text NOT NULL,
+                direction text NOT NULL,
+                purpose text NOT NULL,
+                state text NOT NULL,
+                contact_id uuid,
+                user_id uuid,
+                to_address text NOT NULL,
+                provider text,
+                provider_id text,
+                created_at timestamptz NOT NULL,
+                sent_at timestamptz,
+                doc jsonb NOT NULL)
+            """,
+            "CREATE INDEX messages_contact ON messages (contact_id, created_at DESC, id DESC) WHERE contact_id IS NOT NULL",
+            "CREATE INDEX messages_user ON messages (user_id, created_at DESC, id DESC) WHERE user_id IS NOT NULL",
+            "CREATE INDEX messages_company ON messages (company_id, created_at DESC, id DESC)",
+            "CREATE UNIQUE INDEX messages_provider_id ON messages (provider, provider_id, company_id) WHERE provider_id IS NOT NULL",
+            """
+            CREATE INDEX messages_automated_sent ON messages (to_address, sent_at)
+                WHERE purpose = 'automated' AND direction = 'outbound' AND sent_at IS NOT NULL
+            """,
+        ]),
+        Migration("CreateIdempotencyKeys", [
+            """
+            CREATE TABLE idempotency_keys (
+                caller text NOT NULL,
+                key text NOT NULL,
+                fingerprint text NOT NULL,
+                status int NOT NULL,
+                response text NOT NULL,
+                created_at timestamptz NOT NULL,
+                PRIMARY KEY (caller, key))
+            """,
+        ]),
+        Migration("CreateMessageAttempts", [
+            // No foreign key: the sender holds the message row while another connection writes
+            // the attempt, and a key-share lock would wait on it.
+            """
+            CREATE TABLE message_attempts (
+                message_id uuid NOT NULL,
+                number int NOT NULL,
+                started_at timestamptz NOT NULL,
+                finished_at timestamptz,
+                outcome text NOT NULL,
+                provider_id text,
+                error text,
+                PRIMARY KEY (message_id, number))
+            """,
+        ]),
+        Migration("CreateConsent", [
+            """
+            CREATE TABLE dnc_numbers (
+                company_id uuid NOT NULL,
+                number text NOT NULL,
+                source text NOT NULL,
+                added_by text NOT NULL,
+                added_at timestamptz NOT NULL,
+                PRIMARY KEY (company_id, number))
+            """,
+            """
+            CREATE TABLE opt_out_ledger (
+                id uuid PRIMARY KEY,
+                number text NOT NULL,
+                action text NOT NULL,
+                how text NOT NULL,
+                recorded_by text NOT NULL,
+                at timestamptz NOT NULL,
+                seq bigserial)
+            """,
+            "CREATE INDEX opt_out_ledger_number ON opt_out_ledger (number, seq DESC)",
+            """
+            CREATE TABLE opt_outs (
+                number text PRIMARY KEY,
+                opted_out boolean NOT NULL,
+                updated_at timestamptz NOT NULL)
+            """,
+        ]),
+        Migration("CreateWebhookReceipts", [
+            """
+            CREATE TABLE webhook_receipts (
+                provider text NOT NULL,
+                provider_id text NOT NULL,
+                kind text NOT NULL,
+                received_at timestamptz NOT NULL,
+                PRIMARY KEY (provider, provider_id, kind))
+            """,
+        ]),
+        Migration("CreateLocalDeliveries", [
+            """
+            CREATE TABLE local_deliveries (
+                id text PRIMARY KEY,
+                message_id uuid NOT NULL UNIQUE,
+                channel text NOT NULL,
+                to_address text NOT NULL,
+                subject text,
+                body text NOT NULL,
+                at timestamptz NOT NULL)
+            """,
+        ]),
+    ]
+}

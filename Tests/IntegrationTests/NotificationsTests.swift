@@ -1,0 +1,432 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Models
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The notifications service over HTTP, against the Twilio-compatible test provider that
+/// scripts/test starts (SPEC section 6).
+@Suite("Notifications (NT-1 … NT-7)", .serialized)
+struct NotificationsTests {
+    let stack: Stack
+    let provider: String
+    let authToken: String
+    let accountSid: String
+    let publicURL: String
+
+    init() throws {
+        stack = try Stack.fromEnvironment()
+        let environment = ProcessInfo.processInfo.environment
+        guard let provider = environment["STACK_PROVIDER_URL"], let token = environment["TWILIO_AUTH_TOKEN"],
+              let sid = environment["TWILIO_ACCOUNT_SID"], let publicURL = environment["PUBLIC_URL"] else {
+            throw Stack.NotConfigured(variable: "STACK_PROVIDER_URL, TWILIO_AUTH_TOKEN, TWILIO_ACCOUNT_SID, PUBLIC_URL")
+        }
+        self.provider = provider
+        self.authToken = token
+        self.accountSid = sid
+        self.publicURL = publicURL
+    }
+
+    static func randomPhone() -> String { "+1312555\(String(format: "%04d", Int.random(in: 1000...9999)))" }
+
+    func contact(_ brokerage: Stack.Brokerage, phone: String, email: String? = nil, state: String? = nil) async throws -> String {
+        var body: [String: Any] = ["status": "new_lead", "firstName": "Nora", "lastName": "Notify", "phones": [phone]]
+        if let email { body["emails"] = [email] }
+        if let state { body["address"] = ["state": state] }
+        let answer = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json(body))
+        let id = try #require(answer["id"]?.string, "\(answer.text)")
+        try await stack.waitUntilIdle()
+        return id
+    }
+
+    func send(_ token: String, key: String? = UUID().uuidString, _ body: [String: Any]) async throws -> Stack.Answer {
+        try await stack.call(.POST, .notifications, "/v1/messages", token: token, json: Stack.json(body),
+                             headers: key.map { [("Idempotency-Key", $0)] } ?? [])
+    }
+
+    func message(_ id: String) async throws -> Stack.Answer {
+        try await stack.call(.GET, .notifications, "/v1/messages/\(id)", token: try await stack.serviceToken())
+    }
+
+    func providerRequests(to: String) async throws -> [JSONValue] {
+        var request = HTTPClientRequest(url: "\(provider)/_control/requests?to=\(to.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? to)")
+        request.method = .GET
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 8 << 20)
+        return (try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)))["requests"]?.array ?? []
+    }
+
+    func script(to: String, _ responses: [[String: Any]]) async throws {
+        var request = HTTPClientRequest(url: "\(provider)/_control/script")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: Stack.json(["to": to, "responses": responses])))
+        _ = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+    }
+
+    /// Signs like Twilio: URL, then sorted name+value pairs, HMAC-SHA1, base64.
+    func twilioSignature(path: String, fields: [(String, String)], token: String? = nil) -> String {
+        let data = fields.sorted { $0.0 < $1.0 }.reduce(publicURL + path) { $0 + $1.0 + $1.1 }
+        let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Data(data.utf8), using: SymmetricKey(data: Data((token ?? authToken).utf8)))
+        return Data(mac).base64EncodedString()
+    }
+
+    func webhook(_ path: String, _ fields: [(String, String)], signature: String? = nil) async throws -> Stack.Answer {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        let body = fields.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&")
+        return try await stack.callRaw(.POST, .notifications, path, token: nil, body: body, contentType: "application/x-www-form-urlencoded",
+                                       headers: [("X-Twilio-Signature", signature ?? twilioSignature(path: path, fields: fields))])
+    }
+
+    func inboundText(from: String, body: String, sid: String = "SM\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased())") async throws -> Stack.Answer {
+        try await webhook("/webhooks/twilio/messages", [("MessageSid", sid), ("From", from), ("To", "+13125550100"), ("Body", body),
+                                                         ("AccountSid", accountSid)])
+    }
+
+    func clock() async throws -> Date {
+        let answer = try await stack.call(.GET, .notifications, "/v1/admin/clock", token: try await stack.serviceToken())
+        return try #require(answer["now"]?.string.flatMap(RFC3339.date(from:)))
+    }
+
+    func setClock(_ date: Date) async throws {
+        let answer = try await stack.call(.POST, .notifications, "/v1/admin/clock", token: try await stack.serviceToken(),
+                                          json: Stack.json(["now": RFC3339.string(from: date)]))
+        #expect(answer.status == 200, "\(answer.text)")
+        try await stack.waitUntilIdle()
+    }
+
+    /// Moves the shared clock to the next 16:00 UTC (10:00 or 11:00 in Chicago), inside every
+    /// sending window, so automated messages go at once.
+    func moveToDaytime() async throws {
+        let now = try await clock()
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .gmt
+        let next = try #require(calendar.nextDate(after: now, matching: DateComponents(hour: 16, minute: 0), matchingPolicy: .nextTime))
+        try await setClock(next)
+    }
+
+    @Test("NT-1: the Idempotency-Key: missing is 400, the same key answers the first result and sends once, another body is 422, concurrent retries never send twice")
+    func idempotency() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone)
+        let body: [String: Any] = ["channel": "sms", "contactId": contactId, "body": "Hi Nora, this is Ada.", "purpose": "manual"]
+        let missing = try await send(brokerage.adminToken, key: nil, body)
+        #expect(missing.status == 400)
+        #expect(missing.errorField == "Idempotency-Key")
+        let key = UUID().uuidString
+        let first = try await send(brokerage.adminToken, key: key, body)
+        #expect(first.status == 202, "\(first.text)")
+        let again = try await send(brokerage.adminToken, key: "\"\(key)\"", body)
+        #expect(again.status == 202)
+        #expect(again.text == first.text)
+        #expect(again.headers.first(name: "Idempotent-Replayed") == "true")
+        var changed = body
+        changed["body"] = "Something else"
+        let mismatch = try await send(brokerage.adminToken, key: key, changed)
+        #expect(mismatch.status == 422)
+        #expect(mismatch.errorCode == "idempotency_key_reused")
+
+        let racedKey = UUID().uuidString
+        let json = Stack.json(body)
+        let stack = stack
+        let answers = try await withThrowingTaskGroup(of: Stack.Answer.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await stack.call(.POST, .notifications, "/v1/messages", token: brokerage.adminToken, json: json, headers: [("Idempotency-Key", racedKey)])
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.allSatisfy { $0.status == 202 || $0.status == 409 }, "\(answers.map(\.status))")
+        #expect(Set(answers.filter { $0.status == 202 }.compactMap { $0["id"]?.string }).count == 1)
+        #expect(answers.filter { $0.status == 409 }.allSatisfy { $0.errorCode == "request_in_progress" })
+        try await stack.waitUntilIdle()
+        let log = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)
+        #expect(log["items"]?.array?.count == 2, "one message per key: \(log.text)")
+        let sent = try await providerRequests(to: phone).filter { $0["path"]?.string?.hasSuffix("/Messages.json") == true }
+        #expect(sent.count == 2)
+    }
+
+    @Test("NT-2, NT-3, NT-6: a text goes out in Twilio's wire format, its status callback marks it delivered, forged and replayed callbacks change nothing, and the contact's timeline shows it")
+    func twilioWireFormat() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone)
+        let accepted = try await send(brokerage.adminToken, ["channel": "sms", "contactId": contactId, "body": "Tour at 5? Reply YES & I'll book.", "purpose": "manual"])
+        #expect(accepted.status == 202, "\(accepted.text)")
+        #expect(accepted["state"] == .string("queued"))
+        let id = try #require(accepted["id"]?.string)
+        try await stack.waitUntilIdle()
+        let sent = try await message(id)
+        #expect(sent["state"] == .string("sent"), "\(sent.text)")
+        let sid = try #require(sent["providerId"]?.string)
+        #expect(sid.hasPrefix("SM"))
+        let request = try #require(try await providerRequests(to: phone).first)
+        #expect(request["path"]?.string == "/2010-04-01/Accounts/\(accountSid)/Messages.json")
+        #expect(request["contentType"]?.string == "application/x-www-form-urlencoded")
+        #expect(request["authorization"]?.string == "Basic " + Data("\(accountSid):\(authToken)".utf8).base64EncodedString())
+        #expect(request["idempotencyKey"]?.string == id.lowercased())
+        #expect(request["fields"]?["To"] == .string(phone))
+        #expect(request["fields"]?["From"] == .string("+13125550100"))
+        #expect(request["fields"]?["Body"] == .string("Tour at 5? Reply YES & I'll book."))
+        #expect(request["fields"]?["StatusCallback"] == .string("\(publicURL)/webhooks/twilio/status"))
+
+        let fields = [("MessageSid", sid), ("MessageStatus", "delivered"), ("AccountSid", accountSid)]
+        let forged = try await webhook("/webhooks/twilio/status", fields, signature: twilioSignature(path: "/webhooks/twilio/status", fields: fields, token: "wrong-token-0123456789"))
+        #expect(forged.status == 403)
+        let unsigned = try await stack.callRaw(.POST, .notifications, "/webhooks/twilio/status", token: nil, body: "MessageSid=\(sid)&MessageStatus=delivered",
+                                               contentType: "application/x-www-form-urlencoded")
+        #expect(unsigned.status == 403)
+        #expect(try await message(id)["state"] == .string("sent"))
+        let callback = try await webhook("/webhooks/twilio/status", fields)
+        #expect(callback.status == 204)
+        let replay = try await webhook("/webhooks/twilio/status", fields)
+        #expect(replay.status == 204)
+        let delivered = try await message(id)
+        #expect(delivered["state"] == .string("delivered"))
+        #expect(delivered["version"] == .number(3), "queued, sent, delivered: the replay changed nothing")
+        try await stack.waitUntilIdle()
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(contactId)/timeline", token: brokerage.adminToken)
+        let entry = try #require(timeline["items"]?.array?.first { $0["kind"] == .string("message") }, "\(timeline.text)")
+        #expect(entry["data"]?["state"] == .string("delivered"))
+    }
+
+    @Test("NT-5: STOP in any case with punctuation opts out at once with exactly one confirmation; later texts are suppressed; START opts back in; HELP gets help; a forged inbound changes nothing")
+    func optOutWords() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone)
+        let service = try await stack.serviceToken(.smartplans)
+        let forgedFields = [("MessageSid", "SMforged"), ("From", phone), ("To", "+13125550100"), ("Body", "STOP")]
+        let forged = try await webhook("/webhooks/twilio/messages", forgedFields, signature: "bm90IGEgc2lnbmF0dXJl")
+        #expect(forged.status == 403)
+        #expect(try await stack.call(.GET, .notifications, "/v1/consent/opt-outs?number=%2B\(phone.dropFirst())", token: brokerage.adminToken)["optedOut"] == .bool(false))
+
+        let notAKeyword = try await inboundText(from: phone, body: "please don't stop texting me")
+        #expect(notAKeyword.status == 200)
+        let sid = "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        #expect(try await inboundText(from: phone, body: "  Stop! ", sid: sid).status == 200)
+        #expect(try await inboundText(from: phone, body: "  Stop! ", sid: sid).status == 200, "a replayed webhook")
+        #expect(try await inboundText(from: phone, body: "opt out").status == 200)
+        try await stack.waitUntilIdle()
+        let consent = try await stack.call(.GET, .notifications, "/v1/consent/opt-outs?number=%2B\(phone.dropFirst())", token: brokerage.adminToken)
+        #expect(consent["optedOut"] == .bool(true), "\(consent.text)")
+        #expect(consent["history"]?.array?.count == 2)
+        let confirmations = try await providerRequests(to: phone).filter { $0["fields"]?["Body"]?.string?.contains("unsubscribed") == true }
+        #expect(confirmations.count == 1, "exactly one confirmation")
+        #expect(confirmations.first?["fields"]?["Body"]?.string?.contains("START") == true)
+
+        try await moveToDaytime()
+        let automated = try await send(service, ["channel": "sms", "contactId": contactId, "body": "New listings for you", "purpose": "automated"])
+        #expect(automated["state"] == .string("suppressed"))
+        #expect(automated["reason"] == .string("opted_out"))
+        let manual = try await send(brokerage.adminToken, ["channel": "sms", "contactId": contactId, "body": "Just checking in", "purpose": "manual"])
+        #expect(manual["state"] == .string("suppressed"), "manual messages respect opt-outs too")
+
+        #expect(try await inboundText(from: phone, body: "Start").status == 200)
+        #expect(try await inboundText(from: phone, body: "help").status == 200)
+        try await stack.waitUntilIdle()
+        #expect(try await stack.call(.GET, .notifications, "/v1/consent/opt-outs?number=%2B\(phone.dropFirst())", token: brokerage.adminToken)["optedOut"] == .bool(false))
+        let bodies = try await providerRequests(to: phone).compactMap { $0["fields"]?["Body"]?.string }
+        #expect(bodies.contains { $0.contains("subscribed again") })
+        #expect(bodies.contains { $0.contains("reply STOP to unsubscribe") })
+        let again = try await send(service, ["channel": "sms", "contactId": contactId, "body": "New listings for you", "purpose": "automated"])
+        #expect(again["state"] == .string("queued"))
+
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(contactId)/timeline?limit=200", token: brokerage.adminToken)
+        let inbound = timeline["items"]?.array?.filter { $0["kind"] == .string("communication") && $0["data"]?["direction"] == .string("inbound") } ?? []
+        #expect(inbound.count == 5, "every distinct inbound text is on the timeline once (NT-6): \(timeline.text)")
+    }
+
+    @Test("NT-5, NT-4: an automated text at 22:30 the night before daylight saving starts is held, not dropped, until 08:00 local — 13:00 UTC, not 14:00 — and then sent")
+    func quietHoursAcrossDST() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone)
+        let now = try await clock()
+        var chicago = Calendar(identifier: .gregorian)
+        chicago.timeZone = try #require(TimeZone(identifier: "America/Chicago"))
+        var year = chicago.component(.year, from: now)
+        var saturday: Date
+        repeat {
+            // The second Sunday of March, and 22:30 on the Saturday before it.
+            let march = try #require(chicago.date(from: DateComponents(year: year, month: 3, day: 1)))
+            let sunday = try #require(chicago.nextDate(after: march.addingTimeInterval(-1), matching: DateComponents(weekday: 1), matchingPolicy: .nextTime))
+            let secondSunday = try #require(chicago.date(byAdding: .day, value: 7, to: sunday))
+            saturday = try #require(chicago.date(byAdding: DateComponents(day: -1, hour: 22, minute: 30), to: secondSunday))
+            year += 1
+        } while saturday <= now
+        try await setClock(saturday)
+        let service = try await stack.serviceToken(.smartplans)
+        let held = try await send(service, ["channel": "sms", "contactId": contactId, "body": "Open house tomorrow!", "purpose": "automated"])
+        #expect(held.status == 202)
+        #expect(held["state"] == .string("held"), "\(held.text)")
+        #expect(held["reason"] == .string("quiet_hours"))
+        let until = try #require(held["holdUntil"]?.string.flatMap(RFC3339.date(from:)))
+        #expect(until.timeIntervalSince(saturday) == 8.5 * 3600, "22:30 CST to 08:00 CDT is 8.5 hours, not 9.5")
+        #expect(chicago.component(.hour, from: until) == 8)
+        let id = try #require(held["id"]?.string)
+        try await setClock(until.addingTimeInterval(-60))
+        #expect(try await message(id)["state"] == .string("held"))
+        #expect(try await providerRequests(to: phone).isEmpty)
+        try await setClock(until)
+        try await stack.waitUntilIdle()
+        #expect(try await message(id)["state"] == .string("sent"))
+        #expect(try await providerRequests(to: phone).count == 1)
+
+        // A fixed window asked by the caller (NT-4): 10:00–19:00 in Chicago holds until 10:00.
+        let windowed = try await send(service, ["channel": "sms", "contactId": contactId, "body": "Price drop", "purpose": "automated",
+                                                "window": ["start": "10:00", "end": "19:00", "timeZone": "America/Chicago"]])
+        #expect(windowed["state"] == .string("held"))
+        #expect(windowed["reason"] == .string("sending_window"))
+        let windowOpens = try #require(windowed["holdUntil"]?.string.flatMap(RFC3339.date(from:)))
+        #expect(abs(windowOpens.timeIntervalSince(until) - 2 * 3600) < 1, "10:00 is two hours after 08:00")
+    }
+
+    @Test("NT-5: stricter state rules — a Florida contact gets at most 3 automated texts in 24 hours; the 4th is held until the first leaves the window")
+    func stateCap() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone, state: "FL")
+        try await moveToDaytime()
+        let service = try await stack.serviceToken(.automation)
+        var states: [String] = []
+        for index in 0..<4 {
+            let answer = try await send(service, ["channel": "sms", "contactId": contactId, "body": "Update \(index)", "purpose": "automated"])
+            states.append(answer["state"]?.string ?? answer.text)
+            try await stack.waitUntilIdle()
+        }
+        #expect(states == ["queued", "queued", "queued", "held"])
+        let log = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)&state=held", token: brokerage.adminToken)
+        #expect(log["items"]?.array?.first?["reason"] == .string("daily_cap"))
+    }
+
+    @Test("NT-5: the Do-Not-Call list — bulk import reports bad rows, listed numbers are never texted or called, manual or not, and each suppression is logged")
+    func doNotCall() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone)
+        let imported = try await stack.call(.POST, .notifications, "/v1/consent/dnc", token: brokerage.adminToken,
+                                            json: Stack.json(["numbers": [phone, "not a number", "(312) 555-0000"], "source": "national registry"]))
+        #expect(imported.status == 200, "\(imported.text)")
+        #expect(imported["added"] == .number(2))
+        #expect(imported["errors"]?.array?.first?["field"] == .string("numbers[1]"))
+        let lookup = try await stack.call(.GET, .notifications, "/v1/consent/dnc?number=%2B\(phone.dropFirst())", token: brokerage.adminToken)
+        #expect(lookup["listed"] == .bool(true))
+        #expect(lookup["source"] == .string("national registry"))
+        let call = try await send(brokerage.adminToken, ["channel": "voice", "contactId": contactId, "body": "Hello", "purpose": "manual"])
+        #expect(call["state"] == .string("suppressed"))
+        #expect(call["reason"] == .string("dnc"))
+        let other = try await stack.newCompany()
+        let elsewhere = try await stack.call(.GET, .notifications, "/v1/consent/dnc?number=%2B\(phone.dropFirst())", token: other.adminToken)
+        #expect(elsewhere["listed"] == .bool(false), "each brokerage keeps its own list")
+        let agentLookup = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: other.adminToken)
+        #expect(agentLookup["items"]?.array?.isEmpty == true, "another company sees none of these messages")
+    }
+
+    @Test("NT-7: a 500 and Twilio's 20429 are retried with backoff; 21211 fails at once; 21610 fails and records the opt-out")
+    func retries() async throws {
+        let brokerage = try await stack.newCompany()
+        try await moveToDaytime()
+        let service = try await stack.serviceToken(.automation)
+        let flaky = Self.randomPhone()
+        let flakyContact = try await contact(brokerage, phone: flaky)
+        try await script(to: flaky, [["status": 500], ["status": 429, "code": 20429]])
+        let first = try await send(service, ["channel": "sms", "contactId": flakyContact, "body": "Retry me", "purpose": "automated"])
+        let id = try #require(first["id"]?.string)
+        try await stack.waitUntilIdle()
+        #expect(try await message(id)["state"] == .string("queued"))
+        for _ in 0..<2 {
+            try await setClock(try await clock().addingTimeInterval(600))
+            try await stack.waitUntilIdle()
+        }
+        let sent = try await message(id)
+        #expect(sent["state"] == .string("sent"), "\(sent.text)")
+        #expect(sent["attempts"] == .number(3))
+        let attempts = try await stack.call(.GET, .notifications, "/v1/messages/\(id)/attempts", token: service)
+        #expect(attempts["items"]?.array?.compactMap { $0["outcome"]?.string } == ["transient", "transient", "sent"])
+
+        let invalid = Self.randomPhone()
+        try await script(to: invalid, [["status": 400, "code": 21211]])
+        let invalidId = try #require(try await send(service, ["channel": "sms", "contactId": try await contact(brokerage, phone: invalid),
+                                                              "body": "Hello", "purpose": "automated"])["id"]?.string)
+        try await stack.waitUntilIdle()
+        let failed = try await message(invalidId)
+        #expect(failed["state"] == .string("failed"))
+        #expect(failed["reason"] == .string("provider_21211"))
+        #expect(failed["attempts"] == .number(1))
+
+        let unsubscribed = Self.randomPhone()
+        try await script(to: unsubscribed, [["status": 400, "code": 21610]])
+        let unsubscribedId = try #require(try await send(service, ["channel": "sms", "contactId": try await contact(brokerage, phone: unsubscribed),
+                                                                   "body": "Hello", "purpose": "automated"])["id"]?.string)
+        try await stack.waitUntilIdle()
+        #expect(try await message(unsubscribedId)["reason"] == .string("provider_21610"))
+        let consent = try await stack.call(.GET, .notifications, "/v1/consent/opt-outs?number=%2B\(unsubscribed.dropFirst())", token: brokerage.adminToken)
+        #expect(consent["optedOut"] == .bool(true))
+    }
+
+    @Test("NT-1, NT-6: a voice call answers with TwiML <Say> and <Gather>; the keypress is recorded once and published to the service that asked")
+    func voiceGather() async throws {
+        let brokerage = try await stack.newCompany()
+        try await moveToDaytime()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone)
+        let routing = try await stack.serviceToken(.routing)
+        let call = try await send(routing, ["channel": "voice", "contactId": contactId, "body": "New lead: press 1 to accept, 2 to decline.",
+                                            "purpose": "automated", "gather": ["numDigits": 1], "reference": "offer-123"])
+        let id = try #require(call["id"]?.string)
+        try await stack.waitUntilIdle()
+        let request = try #require(try await providerRequests(to: phone).first)
+        #expect(request["path"]?.string == "/2010-04-01/Accounts/\(accountSid)/Calls.json")
+        #expect(request["fields"]?["Url"] == .string("\(publicURL)/webhooks/twilio/voice/\(id.lowercased())"))
+        let twiml = try await webhook("/webhooks/twilio/voice/\(id)", [("CallSid", "CA1"), ("AccountSid", accountSid)])
+        #expect(twiml.status == 200)
+        #expect(twiml.text.contains("<Gather input=\"dtmf\" numDigits=\"1\""))
+        #expect(twiml.text.contains("<Say>New lead: press 1 to accept, 2 to decline.</Say>"))
+        let before = try await stack.metric(.routing, "events_received_total", ["type": "message.keypress", "outcome": "handled"])
+        let fields = [("CallSid", "CA1"), ("Digits", "1"), ("AccountSid", accountSid)]
+        #expect(try await webhook("/webhooks/twilio/gather/\(id)", fields).status == 200)
+        #expect(try await webhook("/webhooks/twilio/gather/\(id)", fields).status == 200)
+        #expect(try await webhook("/webhooks/twilio/gather/\(id)", [("CallSid", "CA1"), ("Digits", "2")], signature: "Zm9yZ2Vk").status == 403)
+        try await stack.waitUntilIdle()
+        #expect(try await message(id)["digits"] == .string("1"))
+        let after = try await stack.metric(.routing, "events_received_total", ["type": "message.keypress", "outcome": "handled"])
+        #expect(after - before == 1)
+    }
+
+    @Test("X-1, X-2: bad input names the field; agents reach only their contacts; people cannot send automated messages")
+    func badInputAndAccess() async throws {
+        let brokerage = try await stack.newCompany()
+        let contactId = try await contact(brokerage, phone: Self.randomPhone())
+        let cases: [([String: Any], String)] = [
+            (["channel": "fax", "contactId": contactId, "body": "x", "purpose": "manual"], "channel"),
+            (["channel": "sms", "body": "x", "purpose": "manual"], "contactId"),
+            (["channel": "sms", "contactId": contactId, "body": "", "purpose": "manual"], "body"),
+            (["channel": "email", "contactId": contactId, "body": "x", "purpose": "manual"], "subject"),
+            (["channel": "sms", "contactId": contactId, "body": "x", "purpose": "automated"], "purpose"),
+            (["channel": "sms", "contactId": contactId, "body": "x", "purpose": "manual", "gather": ["numDigits": 1]], "gather"),
+            (["channel": "sms", "contactId": contactId, "body": "x", "purpose": "manual", "window": ["start": "19:00", "end": "10:00", "timeZone": "America/Chicago"]], "window.end"),
+            (["channel": "sms", "contactId": contactId, "body": "x", "purpose": "manual", "window": ["start": "10:00", "end": "19:00", "timeZone": "Mars/Olympus"]], "window.timeZone"),
+        ]
+        for (body, field) in cases {
+            let answer = try await send(brokerage.adminToken, body)
+            #expect(answer.status == 422 || answer.status == 400, "\(field): \(answer.text)")
+            #expect(answer.errorField == field, "\(answer.text)")
+        }
+        let email = "agent-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        _ = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+            "role": "agent", "firstName": "Al", "lastName": "Agent", "email": email, "password": "agent password 1", "entityIds": [brokerage.rootEntityId],
+        ]))
+        let agent = try await stack.login(email, "agent password 1")
+        let notTheirs = try await send(agent, ["channel": "sms", "contactId": contactId, "body": "hi", "purpose": "manual"])
+        #expect(notTheirs.status == 404)
+        let other = try await stack.newCompany()
+        #expect(try await send(other.adminToken, ["channel": "sms", "contactId": contactId, "body": "hi", "purpose": "manual"]).status == 404)
+        #expect(try await stack.call(.GET, .notifications, "/v1/messages/\(UUID().uuidString)", token: brokerage.adminToken).status == 404)
+        #expect(try await stack.call(.POST, .notifications, "/v1/messages", json: "{}", headers: [("Idempotency-Key", "k")]).status == 401)
+    }
+}

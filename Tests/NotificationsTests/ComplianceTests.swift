@@ -1,0 +1,117 @@
+import Foundation
+import Models
+import Testing
+@testable import Notifications
+
+@Suite("Notifications domain rules (NT-4, NT-5, NT-6, NT-7)")
+struct ComplianceTests {
+    let chicago = TimeZone(identifier: "America/Chicago")!
+
+    func date(_ text: String) -> Date { RFC3339.date(from: text)! }
+
+    @Test("NT-5: opt-out, opt-in and help words in any case, with spaces and punctuation; other texts are not keywords")
+    func keywords() {
+        for word in ["STOP", "stop", "  Stop! ", "StopAll", "unsubscribe", "CANCEL.", "end", "Quit", "revoke", "optout", "Opt Out", "opt   out"] {
+            #expect(InboundKeyword(body: word) == .optOut, "\(word)")
+        }
+        for word in ["START", "yes", "Unstop!"] { #expect(InboundKeyword(body: word) == .optIn, "\(word)") }
+        for word in ["HELP", "info?"] { #expect(InboundKeyword(body: word) == .help, "\(word)") }
+        for text in ["please stop", "stop it", "", "STOPP", "Yes please"] { #expect(InboundKeyword(body: text) == nil, "\(text)") }
+    }
+
+    @Test("NT-5: 08:00 local across the spring-forward and fall-back weekends is the right UTC instant")
+    func windowsAcrossDST() {
+        let quiet = WeeklyWindow.daily(open: 8 * 60, close: 21 * 60, timeZone: chicago)
+        // Saturday 2027-03-13 22:30 CST → Sunday 08:00 CDT = 13:00Z.
+        #expect(quiet.nextOpening(atOrAfter: date("2027-03-14T04:30:00Z")) == date("2027-03-14T13:00:00Z"))
+        // Saturday 2026-10-31 22:30 CDT → Sunday 08:00 CST = 14:00Z.
+        #expect(quiet.nextOpening(atOrAfter: date("2026-11-01T03:30:00Z")) == date("2026-11-01T14:00:00Z"))
+        #expect(quiet.isOpen(at: date("2027-03-14T13:00:00Z")))
+        #expect(!quiet.isOpen(at: date("2027-03-14T12:59:00Z")))
+        #expect(!quiet.isOpen(at: date("2027-03-15T02:00:00Z")), "21:00 CDT is closed")
+    }
+
+    @Test("NT-4: office hours skip the weekend; an intersection of windows finds the first instant all are open")
+    func officeHours() {
+        let office = WeeklyWindow.officeHours(OfficeHoursDay.standardWeek, timeZone: chicago)
+        // Friday 2026-11-27 18:00 CST → Monday 09:00 CST.
+        #expect(office.nextOpening(atOrAfter: date("2026-11-28T00:00:00Z")) == date("2026-11-30T15:00:00Z"))
+        let evening = WeeklyWindow.daily(open: 16 * 60, close: 18 * 60, timeZone: chicago)
+        #expect(earliestCommonOpening([office, evening], atOrAfter: date("2026-11-30T15:00:00Z")) == date("2026-11-30T22:00:00Z"))
+        let never = WeeklyWindow(timeZone: chicago, days: [:])
+        #expect(never.nextOpening(atOrAfter: date("2026-11-30T15:00:00Z")) == nil)
+    }
+
+    @Test("NT-5: opt-outs and DNC suppress texts and calls; quiet hours hold automated texts only; Florida caps at 3 a day")
+    func decisions() {
+        let policy = CompliancePolicy()
+        let night = date("2026-11-24T04:00:00Z") // 22:00 in Chicago
+        var context = SendContext(channel: .sms, purpose: .automated, address: "+13125550123", optedOut: false, onDNC: false,
+                                  recipientTimeZone: chicago, recipientState: "IL", window: nil, automatedSentInLastDay: [])
+        #expect(policy.decide(context, now: night) == .hold(until: date("2026-11-24T14:00:00Z"), reason: "quiet_hours"))
+        context.purpose = .manual
+        #expect(policy.decide(context, now: night) == .send, "manual messages are not held by quiet hours")
+        context.optedOut = true
+        #expect(policy.decide(context, now: night) == .suppress(reason: "opted_out"))
+        context.optedOut = false
+        context.onDNC = true
+        #expect(policy.decide(context, now: night) == .suppress(reason: "dnc"))
+        context.onDNC = false
+        context.purpose = .automated
+        context.recipientState = "FL"
+        let noon = date("2026-11-24T18:00:00Z")
+        context.automatedSentInLastDay = [date("2026-11-24T15:00:00Z"), date("2026-11-24T16:00:00Z"), date("2026-11-24T17:00:00Z")]
+        #expect(policy.decide(context, now: noon) == .hold(until: date("2026-11-25T15:00:00Z"), reason: "daily_cap"))
+        context.automatedSentInLastDay.removeFirst()
+        #expect(policy.decide(context, now: noon) == .send)
+        // Florida's calling hours end at 20:00, not 21:00.
+        #expect(policy.decide(context, now: date("2026-11-25T02:30:00Z")) == .hold(until: date("2026-11-25T14:00:00Z"), reason: "quiet_hours"))
+    }
+
+    @Test("NT-5: state rules parse from configuration; contacts are placed by state, else by area code")
+    func stateRulesAndZones() throws {
+        let rules = try StateRule.parse("TX=09:00-20:00/2, Georgia=08:00-21:00")
+        #expect(rules["TX"] == StateRule(open: 540, close: 1200, maxPerDay: 2))
+        #expect(rules["GA"] == StateRule(open: 480, close: 1260, maxPerDay: nil))
+        #expect(throws: StateRuleError.self) { try StateRule.parse("XX=08:00-20:00") }
+        #expect(throws: StateRuleError.self) { try StateRule.parse("FL=20:00-08:00") }
+        #expect(RecipientZone.resolve(state: "fl", phone: nil)?.state == "FL")
+        #expect(RecipientZone.resolve(state: nil, phone: "+13125550123")?.timeZone.identifier == "America/Chicago")
+        #expect(RecipientZone.resolve(state: nil, phone: "+12125550123")?.timeZone.identifier == "America/New_York")
+        #expect(RecipientZone.resolve(state: nil, phone: "+18085550123")?.timeZone.identifier == "Pacific/Honolulu")
+        #expect(RecipientZone.resolve(state: nil, phone: "+442071234567") == nil)
+    }
+
+    @Test("NT-6: X-Twilio-Signature matches Twilio's documented example and refuses any change")
+    func twilioSignature() {
+        // The example of Twilio's "Webhooks security" page.
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+        let parameters = [("CallSid", "CA1234567890ABCDE"), ("Caller", "+12349013030"), ("Digits", "1234"), ("From", "+12349013030"),
+                          ("To", "+18005551212")]
+        let token = "12345"
+        let signature = TwilioSignature.compute(url: url, parameters: parameters, authToken: token)
+        #expect(signature == "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+        #expect(TwilioSignature.verify(signature: signature, url: url, parameters: parameters, authToken: token))
+        #expect(!TwilioSignature.verify(signature: signature, url: url + "&x=1", parameters: parameters, authToken: token))
+        #expect(!TwilioSignature.verify(signature: signature, url: url, parameters: parameters.dropLast(), authToken: token))
+        #expect(!TwilioSignature.verify(signature: signature, url: url, parameters: parameters, authToken: "54321"))
+        let body = Array(#"{"a":1}"#.utf8)
+        let hash = "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
+        let jsonURL = "https://example.com/hook?bodySHA256=\(hash)"
+        let jsonSignature = TwilioSignature.compute(url: jsonURL, parameters: [], authToken: token)
+        #expect(TwilioSignature.verifyJSON(signature: jsonSignature, url: jsonURL, body: body, authToken: token))
+        #expect(!TwilioSignature.verifyJSON(signature: jsonSignature, url: jsonURL, body: body + [32], authToken: token))
+    }
+
+    @Test("NT-7: transient provider failures are retried, permanent ones are not, 21610 records an opt-out")
+    func providerFailures() {
+        #expect(ProviderFailure.classify(httpStatus: 500, twilioCode: nil) == .transient("http_500"))
+        #expect(ProviderFailure.classify(httpStatus: 429, twilioCode: 20429) == .transient("provider_20429"))
+        #expect(ProviderFailure.classify(httpStatus: 400, twilioCode: 30003) == .transient("provider_30003"))
+        for code in [21211, 21614, 21606, 30005, 30006] {
+            #expect(ProviderFailure.classify(httpStatus: 400, twilioCode: code) == .permanent("provider_\(code)"))
+        }
+        #expect(ProviderFailure.classify(httpStatus: 400, twilioCode: 21610) == .unsubscribed)
+        #expect(ProviderFailure.classify(httpStatus: 401, twilioCode: nil) == .permanent("http_401"))
+    }
+}
