@@ -169,4 +169,21 @@ package enum WebhookSignature {
     package static func verify(signature: String, secret: String, timestamp: String, body: [UInt8]) -> Bool {
         constantTimeEquals(Array(sign(secret: secret, timestamp: timestamp, body: body).utf8), Array(signature.lowercased().utf8))
     }
+
+    /// How old a signed request may be before it counts as a replay.
+    package static let tolerance: TimeInterval = 300
+
+    /// `X-Timestamp` (Unix seconds) and the hex of `X-Signature: sha256=<hex>`; nil when unsigned.
+    package static func headers(of request: Request) -> (timestamp: String, signature: String)? {
+        guard let timestamp = request.headers[.init("X-Timestamp")!], Int64(timestamp) != nil,
+              let signature = request.headers[.init("X-Signature")!], signature.hasPrefix("sha256=") else { return nil }
+        return (timestamp, String(signature.dropFirst(7)))
+    }
+
+    /// Fresh and signed with `secret`. Freshness is a security check, so it reads the wall
+    /// clock, not the service clock.
+    package static func verify(_ signed: (timestamp: String, signature: String), secret: String, body: [UInt8]) -> Bool {
+        guard let seconds = Double(signed.timestamp), abs(Date().timeIntervalSince1970 - seconds) <= tolerance else { return false }
+        return verify(signature: signed.signature, secret: secret, timestamp: signed.timestamp, body: body)
+    }
 }

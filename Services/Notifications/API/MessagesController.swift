@@ -55,8 +55,7 @@ struct MessagesController {
                     break
                 }
                 let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity)
-                var message = try await accept(new, recipient: recipient, identity: identity, on: connection)
-                message.attempts = 0
+                let message = try await accept(new, recipient: recipient, identity: identity, on: connection)
                 let json = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
                 try await store.storeKey(caller: caller, key: key, fingerprint: fingerprint, status: 202, response: json, at: clock.now, on: connection)
                 return Self.raw(status: 202, json: json, replayed: false)

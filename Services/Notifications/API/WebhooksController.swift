@@ -83,10 +83,8 @@ struct WebhooksController {
                 var text: String
             }
             let body = try await request.body.collect(upTo: context.maxUploadSize)
-            guard let secret = settings.emailSecret, let timestamp = request.headers[.init("X-Timestamp")!],
-                  let seconds = Double(timestamp), abs(Date().timeIntervalSince1970 - seconds) <= 300,
-                  let signature = request.headers[.init("X-Signature")!], signature.hasPrefix("sha256="),
-                  WebhookSignature.verify(signature: String(signature.dropFirst(7)), secret: secret, timestamp: timestamp, body: Array(body.readableBytesView))
+            guard let secret = settings.emailSecret, let signed = WebhookSignature.headers(of: request),
+                  WebhookSignature.verify(signed, secret: secret, body: Array(body.readableBytesView))
             else { throw APIError(.forbidden, code: "bad_signature", message: "the webhook's signature does not verify") }
             let email: InboundEmail
             do {
@@ -166,13 +164,12 @@ struct WebhooksController {
 
     /// Twilio's delivery receipts move a message forward only: sent → delivered or failed.
     func statusCallback(sid: String, status: String, errorCode: Int?) async throws {
-        guard let found = try await store.message(provider: "twilio", providerId: sid) else {
-            store.logger.notice("status callback for a message this service did not send", metadata: ["sid": "\(sid)"])
-            return
-        }
         let now = clock.now
         try await store.client.transaction(logger: store.logger) { connection in
-            guard var message = try await store.lockMessage(found.id, on: connection) else { return }
+            guard var message = try await store.lockMessage(provider: "twilio", providerId: sid, on: connection) else {
+                store.logger.notice("status callback for a message this service did not send", metadata: ["sid": "\(sid)"])
+                return
+            }
             let next: (MessageState, String?)?
             switch status {
             case "delivered", "read", "completed", "answered": next = (.delivered, nil)

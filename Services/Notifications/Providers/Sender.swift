@@ -24,9 +24,9 @@ struct Sender: Sendable {
     func decide(_ message: Message, recipient: Recipient?, on connection: PostgresConnection) async throws -> SendDecision {
         if message.purpose == .compliance { return .send }
         let now = clock.now
-        let facts = try await store.consent(number: message.channel == .email || message.channel == .push ? nil : message.to,
-                                            email: message.channel == .email ? message.to : nil,
-                                            companyId: message.companyId, since: now.addingTimeInterval(-24 * 3600), on: connection)
+        let facts = message.channel == .push
+            ? (optedOut: false, onDNC: false, recentAutomated: [])
+            : try await store.consent(address: message.to, companyId: message.companyId, since: now.addingTimeInterval(-24 * 3600), on: connection)
         var window: WeeklyWindow?
         if let requested = message.window {
             window = try await sendingWindow(requested, companyId: message.companyId)
@@ -79,7 +79,8 @@ struct Sender: Sendable {
     func run(_ id: UUID, job: Job, on connection: PostgresConnection) async throws {
         guard var message = try await store.lockMessage(id, on: connection), message.state == .queued || message.state == .held else { return }
         if message.state == .held, let until = message.holdUntil, until > clock.now { return }
-        let recipient = try await message.contactId.asyncMap { try await store.contactRecipient($0) } ?? nil
+        var recipient: Recipient?
+        if let contactId = message.contactId { recipient = try await store.contactRecipient(contactId) }
         let decision = try await decide(message, recipient: recipient, on: connection)
         guard decision == .send else {
             try await apply(decision, to: &message, on: connection)
@@ -92,7 +93,7 @@ struct Sender: Sendable {
         if let unrecorded = earlier.last(where: { $0.outcome == "in_flight" }) {
             if let providerId = await provider.find(message, attemptStarted: unrecorded.startedAt) {
                 try await store.finishAttempt(id, number: unrecorded.number, outcome: "reconciled", providerId: providerId, error: nil, at: clock.now)
-                try await markSent(&message, provider: provider.name, providerId: providerId, on: connection)
+                try await markSent(&message, provider: provider.name, providerId: providerId, attempts: unrecorded.number, on: connection)
                 return
             }
             try await store.finishAttempt(id, number: unrecorded.number, outcome: "not_found_at_provider", providerId: nil, error: nil, at: clock.now)
@@ -102,27 +103,27 @@ struct Sender: Sendable {
         switch result {
         case .accepted(let providerId):
             try await store.finishAttempt(id, number: number, outcome: "sent", providerId: providerId, error: nil, at: clock.now)
-            try await markSent(&message, provider: provider.name, providerId: providerId, on: connection)
+            try await markSent(&message, provider: provider.name, providerId: providerId, attempts: number, on: connection)
         case .failed(.transient(let reason)):
             try await store.finishAttempt(id, number: number, outcome: "transient", providerId: nil, error: reason, at: clock.now)
             guard job.attempt < job.maxAttempts else {
-                try await markFailed(&message, reason: "gave_up_\(reason)", on: connection)
+                try await markFailed(&message, reason: "gave_up_\(reason)", attempts: number, on: connection)
                 return
             }
             // The job table retries with backoff and jitter on the service clock (NT-7).
             throw TransientProviderFailure(reason: reason)
         case .failed(.permanent(let reason)):
             try await store.finishAttempt(id, number: number, outcome: "permanent", providerId: nil, error: reason, at: clock.now)
-            try await markFailed(&message, reason: reason, on: connection)
+            try await markFailed(&message, reason: reason, attempts: number, on: connection)
         case .failed(.unsubscribed):
             try await store.finishAttempt(id, number: number, outcome: "permanent", providerId: nil, error: "provider_21610", at: clock.now)
             try await store.recordConsent(number: message.to, optOut: true, how: "provider reported the number unsubscribed (21610)",
                                           by: provider.name, at: clock.now, on: connection)
-            try await markFailed(&message, reason: "provider_21610", on: connection)
+            try await markFailed(&message, reason: "provider_21610", attempts: number, on: connection)
         }
     }
 
-    private func markSent(_ message: inout Message, provider: String, providerId: String, on connection: PostgresConnection) async throws {
+    private func markSent(_ message: inout Message, provider: String, providerId: String, attempts: Int, on connection: PostgresConnection) async throws {
         let now = clock.now
         message.state = .sent
         message.reason = nil
@@ -131,16 +132,16 @@ struct Sender: Sendable {
         message.providerId = providerId
         message.sentAt = now
         message.updatedAt = now
-        message.attempts += 1
+        message.attempts = attempts
         try await store.save(&message, on: connection)
         try await store.publishUpdate(message, on: connection)
     }
 
-    private func markFailed(_ message: inout Message, reason: String, on connection: PostgresConnection) async throws {
+    private func markFailed(_ message: inout Message, reason: String, attempts: Int, on connection: PostgresConnection) async throws {
         message.state = .failed
         message.reason = reason
         message.updatedAt = clock.now
-        message.attempts += 1
+        message.attempts = attempts
         try await store.save(&message, on: connection)
         try await store.publishUpdate(message, on: connection)
     }
@@ -149,13 +150,4 @@ struct Sender: Sendable {
 struct TransientProviderFailure: Error, CustomStringConvertible {
     var reason: String
     var description: String { "transient provider failure: \(reason)" }
-}
-
-extension Optional {
-    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        switch self {
-        case .some(let value): try await transform(value)
-        case .none: nil
-        }
-    }
 }

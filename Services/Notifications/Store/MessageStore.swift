@@ -15,6 +15,17 @@ struct Recipient: Sendable {
     var timeZone: TimeZone?
     var ownerEntityId: UUID?
     var assignedAgentId: UUID?
+
+    /// The contact's zone and state: its address, else its phone's area code, else its owner
+    /// entity's zone (with no state rule then).
+    mutating func place(addressState: String?, entityZone: String?) {
+        if let resolved = RecipientZone.resolve(state: addressState, phone: phone) {
+            timeZone = resolved.timeZone
+            state = resolved.state
+        } else {
+            timeZone = entityZone.flatMap(TimeZone.init(identifier:))
+        }
+    }
 }
 
 struct AttemptRecord: Codable, Sendable, Hashable {
@@ -49,12 +60,7 @@ struct MessageStore: Sendable {
             """, logger: logger)
         for try await (company, phone, email, state, owner, agent, entityZone) in rows.decode((UUID, String?, String?, String?, UUID, UUID?, String?).self) {
             var recipient = Recipient(companyId: company, contactId: id, phone: phone, email: email, ownerEntityId: owner, assignedAgentId: agent)
-            if let resolved = RecipientZone.resolve(state: state, phone: phone) {
-                recipient.timeZone = resolved.timeZone
-                recipient.state = resolved.state
-            } else {
-                recipient.timeZone = entityZone.flatMap(TimeZone.init(identifier:))
-            }
+            recipient.place(addressState: state, entityZone: entityZone)
             return recipient
         }
         return nil
@@ -65,12 +71,7 @@ struct MessageStore: Sendable {
         let phone = contact.phones.first
         var recipient = Recipient(companyId: contact.companyId, contactId: contact.id, phone: phone, email: contact.emails.first,
                                   ownerEntityId: contact.ownerEntityId, assignedAgentId: contact.assignedAgentId)
-        if let resolved = RecipientZone.resolve(state: contact.address?.state, phone: phone) {
-            recipient.timeZone = resolved.timeZone
-            recipient.state = resolved.state
-        } else {
-            recipient.timeZone = entityZone.flatMap(TimeZone.init(identifier:))
-        }
+        recipient.place(addressState: contact.address?.state, entityZone: entityZone)
         return recipient
     }
 
@@ -103,9 +104,8 @@ struct MessageStore: Sendable {
 
     // MARK: compliance facts
 
-    func consent(number: String?, email: String?, companyId: UUID, since: Date, on connection: PostgresConnection) async throws
+    func consent(address: String, companyId: UUID, since: Date, on connection: PostgresConnection) async throws
         -> (optedOut: Bool, onDNC: Bool, recentAutomated: [Date]) {
-        let address = number ?? email ?? ""
         let rows = try await connection.query("""
             SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = \(address)), false),
                    EXISTS (SELECT 1 FROM dnc_numbers WHERE company_id = \(companyId) AND number = \(address)),
@@ -156,9 +156,13 @@ struct MessageStore: Sendable {
         return try await decode(rows).first
     }
 
-    func message(provider: String, providerId: String) async throws -> Message? {
-        let rows = try await client.query(PostgresQuery(
-            unsafeSQL: "SELECT \(Self.selectColumns) FROM messages m WHERE m.provider = $1 AND m.provider_id = $2 AND m.direction = 'outbound'",
+    /// The outbound message a provider knows by `providerId`, locked like `lockMessage`.
+    func lockMessage(provider: String, providerId: String, on connection: PostgresConnection) async throws -> Message? {
+        let rows = try await connection.query(PostgresQuery(
+            unsafeSQL: """
+                SELECT \(Self.selectColumns) FROM messages m WHERE m.provider = $1 AND m.provider_id = $2 AND m.direction = 'outbound'
+                FOR NO KEY UPDATE
+                """,
             binds: try .of(provider, providerId)), logger: logger)
         return try await decode(rows).first
     }
