@@ -54,7 +54,7 @@ struct MessagesController {
                 case .new:
                     break
                 }
-                let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity)
+                let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
                 let message = try await accept(new, recipient: recipient, identity: identity, on: connection)
                 let json = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
                 try await store.storeKey(caller: caller, key: key, fingerprint: fingerprint, status: 202, response: json, at: clock.now, on: connection)

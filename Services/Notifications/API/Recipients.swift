@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import PostgresNIO
 import ServiceKit
 
 /// Finds who a message is for and whether the caller may reach them: services anyone,
@@ -8,9 +9,9 @@ struct Recipients: Sendable {
     let store: MessageStore
     let peers: PeerClient
 
-    func resolve(contactId: UUID?, userId: UUID?, identity: Identity) async throws -> Recipient {
+    func resolve(contactId: UUID?, userId: UUID?, identity: Identity, on connection: PostgresConnection) async throws -> Recipient {
         if let contactId {
-            let recipient = try await contact(contactId)
+            let recipient = try await contact(contactId, on: connection)
             guard let recipient, identity.isService || identity.companyId == recipient.companyId else {
                 throw APIError.notFound("contact \(contactId)")
             }
@@ -19,7 +20,7 @@ struct Recipients: Sendable {
             }
             return recipient
         }
-        guard let userId, let recipient = try await store.userRecipient(userId),
+        guard let userId, let recipient = try await store.userRecipient(userId, on: connection),
               identity.isService || identity.companyId == recipient.companyId else {
             throw APIError.notFound("user \(userId?.uuidString.lowercased() ?? "")")
         }
@@ -27,16 +28,18 @@ struct Recipients: Sendable {
     }
 
     func requireVisibleContact(_ id: UUID, identity: Identity) async throws {
-        _ = try await resolve(contactId: id, userId: nil, identity: identity)
+        _ = try await store.client.withConnection { connection in
+            try await resolve(contactId: id, userId: nil, identity: identity, on: connection)
+        }
     }
 
     /// The replica first; a contact created a moment ago may not have reached it yet, so
     /// contacts itself is asked then.
-    private func contact(_ id: UUID) async throws -> Recipient? {
-        if let found = try await store.contactRecipient(id) { return found }
+    private func contact(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
+        if let found = try await store.contactRecipient(id, on: connection) { return found }
         let response = try await peers.get(from: .contacts, path: "/v1/contacts/\(id.uuidString.lowercased())")
         guard response.status == 200 else { return nil }
         let contact = try JSONCoding.decoder.decode(Contact.self, from: Data(response.body.utf8))
-        return store.recipient(from: contact, entityZone: try await store.entityZone(contact.ownerEntityId))
+        return store.recipient(from: contact, entityZone: try await store.entityZone(contact.ownerEntityId, on: connection))
     }
 }

@@ -29,7 +29,7 @@ struct Sender: Sendable {
             : try await store.consent(address: message.to, companyId: message.companyId, since: now.addingTimeInterval(-24 * 3600), on: connection)
         var window: WeeklyWindow?
         if let requested = message.window {
-            window = try await sendingWindow(requested, companyId: message.companyId)
+            window = try await sendingWindow(requested, companyId: message.companyId, on: connection)
             if window == nil { return .suppress(reason: "window_entity_unknown") }
         }
         let context = SendContext(channel: message.channel, purpose: message.purpose, address: message.to, optedOut: facts.optedOut,
@@ -38,8 +38,8 @@ struct Sender: Sendable {
         return policy.decide(context, now: now)
     }
 
-    func sendingWindow(_ requested: SendingWindow, companyId: UUID) async throws -> WeeklyWindow? {
-        if let entity = requested.entityId { return try await store.officeHours(entity, companyId: companyId) }
+    func sendingWindow(_ requested: SendingWindow, companyId: UUID, on connection: PostgresConnection) async throws -> WeeklyWindow? {
+        if let entity = requested.entityId { return try await store.officeHours(entity, companyId: companyId, on: connection) }
         guard let start = requested.start.flatMap(WeeklyWindow.minutes), let end = requested.end.flatMap(WeeklyWindow.minutes),
               let zone = requested.timeZone.flatMap(TimeZone.init(identifier:)) else { return nil }
         return .daily(open: start, close: end, timeZone: zone)
@@ -80,7 +80,7 @@ struct Sender: Sendable {
         guard var message = try await store.lockMessage(id, on: connection), message.state == .queued || message.state == .held else { return }
         if message.state == .held, let until = message.holdUntil, until > clock.now { return }
         var recipient: Recipient?
-        if let contactId = message.contactId { recipient = try await store.contactRecipient(contactId) }
+        if let contactId = message.contactId { recipient = try await store.contactRecipient(contactId, on: connection) }
         let decision = try await decide(message, recipient: recipient, on: connection)
         guard decision == .send else {
             try await apply(decision, to: &message, on: connection)

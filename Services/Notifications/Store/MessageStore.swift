@@ -52,8 +52,11 @@ struct MessageStore: Sendable {
 
     // MARK: recipients
 
-    func contactRecipient(_ id: UUID) async throws -> Recipient? {
-        let rows = try await client.query("""
+    // Recipient reads run on the caller's connection: a request already holds one for its
+    // transaction, and taking a second from the pool under load starves the pool.
+
+    func contactRecipient(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
+        let rows = try await connection.query("""
             SELECT c.company_id, c.phones[1], c.emails[1], c.snapshot->'address'->>'state', c.owner_entity_id, c.assigned_agent_id, e.time_zone
             FROM contact_replica c LEFT JOIN directory_entities e ON e.id = c.owner_entity_id
             WHERE c.id = \(id) AND NOT c.deleted
@@ -75,12 +78,12 @@ struct MessageStore: Sendable {
         return recipient
     }
 
-    func entityZone(_ id: UUID) async throws -> String? {
-        try await client.query("SELECT time_zone FROM directory_entities WHERE id = \(id)", logger: logger).first(String.self)
+    func entityZone(_ id: UUID, on connection: PostgresConnection) async throws -> String? {
+        try await connection.query("SELECT time_zone FROM directory_entities WHERE id = \(id)", logger: logger).first(String.self)
     }
 
-    func userRecipient(_ id: UUID) async throws -> Recipient? {
-        let rows = try await client.query("""
+    func userRecipient(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
+        let rows = try await connection.query("""
             SELECT company_id, mobile_phone, email FROM directory_users WHERE id = \(id) AND active
             """, logger: logger)
         for try await (company, phone, email) in rows.decode((UUID, String?, String).self) {
@@ -90,8 +93,8 @@ struct MessageStore: Sendable {
     }
 
     /// An entity's office hours as a window (NT-4), nil when the entity is unknown.
-    func officeHours(_ entityId: UUID, companyId: UUID) async throws -> WeeklyWindow? {
-        let rows = try await client.query("""
+    func officeHours(_ entityId: UUID, companyId: UUID, on connection: PostgresConnection) async throws -> WeeklyWindow? {
+        let rows = try await connection.query("""
             SELECT time_zone, office_hours::text FROM directory_entities WHERE id = \(entityId) AND company_id = \(companyId)
             """, logger: logger)
         for try await (zone, hours) in rows.decode((String, String).self) {
