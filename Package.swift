@@ -38,7 +38,7 @@ func serviceTests(_ name: String) -> Target {
 
 let services = ["Contacts", "Routing", "Automation", "Accountability", "SmartPlans", "Notifications"]
 /// A service gets its test target with its first domain rules.
-let servicesWithTests = ["Contacts", "Notifications"]
+let servicesWithTests = ["Contacts", "Routing", "Notifications"]
 
 let package = Package(
     name: "brokerage-crm",
@@ -58,6 +58,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swiftcsv/SwiftCSV.git", from: "0.10.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .target(name: "Models", path: "Shared/Models", swiftSettings: swiftSettings),
@@ -83,7 +84,10 @@ let package = Package(
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             .product(name: "SwiftCSV", package: "SwiftCSV"),
         ]),
-        serviceTarget("Routing"),
+        serviceTarget("Routing", extra: [
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Mustache", package: "swift-mustache"),
+        ]),
         serviceTarget("Automation"),
         serviceTarget("Accountability"),
         serviceTarget("SmartPlans"),

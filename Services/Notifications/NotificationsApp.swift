@@ -21,7 +21,7 @@ func buildNotifications(config: ServiceConfig) async throws -> some ApplicationP
         let recipients = Recipients(store: store, peers: environment.peers)
         MessagesController(store: store, sender: sender, recipients: recipients, clock: environment.clock).register(on: routes.authenticated)
         ConsentController(store: store, clock: environment.clock).register(on: routes.authenticated)
-        WebhooksController(store: store, sender: sender, settings: settings.webhooks, clock: environment.clock).register(on: routes.open)
+        WebhooksController(store: store, sender: sender, settings: settings.webhooks, peers: environment.peers, clock: environment.clock).register(on: routes.open)
         return ServiceParts(migrations: NotificationsMigrations.all,
                             eventHandlers: DirectoryReplica.handlers(for: .notifications) + ContactReplica.handlers(for: .notifications),
                             jobHandlers: [sender.jobHandler])
@@ -56,16 +56,12 @@ struct NotificationSettings: Sendable {
             return value
         }
         func url(_ key: ConfigKey, _ variable: String) throws -> String? {
-            guard let text = reader.string(forKey: key) else { return nil }
-            guard let parsed = URL(string: text), parsed.scheme == "http" || parsed.scheme == "https", parsed.host != nil else {
-                throw ConfigError(variable: variable, problem: "must be an http(s) URL")
-            }
-            return text.hasSuffix("/") ? String(text.dropLast()) : text
+            try config.httpURL(key: key, variable: variable)
         }
         sms = try kind("sms.provider", "SMS_PROVIDER", allowed: [.local, .twilio])
         email = try kind("email.provider", "EMAIL_PROVIDER", allowed: [.local, .http])
         push = try kind("push.provider", "PUSH_PROVIDER", allowed: [.local, .http])
-        let publicURL = try url("public.url", "PUBLIC_URL") ?? "http://localhost:\(config.port)"
+        let publicURL = try config.publicURL(key: "public.url", variable: "PUBLIC_URL")
         // Webhooks are only believed with a real token: an empty one would let anyone sign.
         let authToken = reader.string(forKey: "twilio.auth.token", isSecret: true).flatMap { $0.count >= 16 ? $0 : nil }
         if sms == .twilio {

@@ -40,9 +40,47 @@ public struct SendingWindow: Codable, Sendable, Hashable {
 public struct GatherSpec: Codable, Sendable, Hashable {
     public var numDigits: Int
     public var timeoutSeconds: Int?
-    public init(numDigits: Int, timeoutSeconds: Int? = nil) {
+    /// The service that answers each keypress with the call's next step (`VoiceKeypress` →
+    /// `VoiceReply`), for menus whose next words depend on what the keys did (RT-16).
+    public var answeredBy: ServiceName?
+    public init(numDigits: Int, timeoutSeconds: Int? = nil, answeredBy: ServiceName? = nil) {
         self.numDigits = numDigits
         self.timeoutSeconds = timeoutSeconds
+        self.answeredBy = answeredBy
+    }
+}
+
+/// Notifications asks the call's `answeredBy` service what to say after keys were pressed
+/// (`POST /v1/voice/keypresses`); `step` counts the questions asked on this call, from 1.
+public struct VoiceKeypress: Codable, Sendable, Hashable {
+    public var messageId: UUID
+    public var companyId: UUID
+    public var userId: UUID?
+    public var contactId: UUID?
+    public var reference: String?
+    public var digits: String
+    public var step: Int
+    public init(messageId: UUID, companyId: UUID, userId: UUID?, contactId: UUID?, reference: String?, digits: String, step: Int) {
+        self.messageId = messageId
+        self.companyId = companyId
+        self.userId = userId
+        self.contactId = contactId
+        self.reference = reference
+        self.digits = digits
+        self.step = step
+    }
+}
+
+/// The call's next step: words, then another question, a transfer to a contact, or goodbye.
+public struct VoiceReply: Codable, Sendable, Hashable {
+    public var say: String
+    public var gather: GatherSpec?
+    /// Connect the caller to this contact's first phone number.
+    public var dialContactId: UUID?
+    public init(say: String, gather: GatherSpec? = nil, dialContactId: UUID? = nil) {
+        self.say = say
+        self.gather = gather
+        self.dialContactId = dialContactId
     }
 }
 

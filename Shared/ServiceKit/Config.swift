@@ -90,6 +90,20 @@ package struct ServiceConfig: Sendable {
 
     package var schema: String { service.rawValue }
 
+    /// An http(s) base URL from the environment, without a trailing slash; nil when unset.
+    package func httpURL(key: ConfigKey, variable: String) throws -> String? {
+        guard let text = reader.string(forKey: key) else { return nil }
+        guard let parsed = URL(string: text), parsed.scheme == "http" || parsed.scheme == "https", parsed.host != nil else {
+            throw ConfigError(variable: variable, problem: "must be an http(s) URL")
+        }
+        return text.hasSuffix("/") ? String(text.dropLast()) : text
+    }
+
+    /// Where the outside world reaches this service (links in messages, provider callbacks).
+    package func publicURL(key: ConfigKey, variable: String) throws -> String {
+        try httpURL(key: key, variable: variable) ?? "http://localhost:\(port)"
+    }
+
     package static func defaultPort(_ service: ServiceName) -> Int {
         switch service {
         case .contacts: 8081

@@ -46,6 +46,12 @@ package enum DirectoryReplica {
         ]),
     ]
 
+    /// Added after the first tables landed: each service appends it to the end of its own list,
+    /// so the versions already applied keep their numbers.
+    package static let userPreferences: [Migration] = [
+        Migration("AddDirectoryUserPrefersPush", ["ALTER TABLE directory_users ADD COLUMN prefers_push boolean NOT NULL DEFAULT false"]),
+    ]
+
     /// Handlers for every directory event `service` subscribes to.
     package static func handlers(for service: ServiceName) -> [EventHandler] {
         let wanted = Subscriptions.events(for: service)
@@ -87,14 +93,15 @@ package enum DirectoryReplica {
         }
         try await connection.query("""
             INSERT INTO directory_users (id, company_id, role, entity_ids, first_name, last_name, email, mobile_phone,
-                time_zone, in_rotation, rotation_until, active, version)
+                time_zone, in_rotation, rotation_until, active, prefers_push, version)
             VALUES (\(user.id), \(companyId), \(user.role.rawValue), \(user.entityIds), \(user.firstName), \(user.lastName),
                     \(user.email), \(user.mobilePhone), \(user.timeZone), \(user.rotation.inRotation), \(user.rotation.until),
-                    \(user.active), \(user.version))
+                    \(user.active), \(user.prefersPush), \(user.version))
             ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, entity_ids = EXCLUDED.entity_ids,
                 first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
                 mobile_phone = EXCLUDED.mobile_phone, time_zone = EXCLUDED.time_zone, in_rotation = EXCLUDED.in_rotation,
-                rotation_until = EXCLUDED.rotation_until, active = EXCLUDED.active, version = EXCLUDED.version
+                rotation_until = EXCLUDED.rotation_until, active = EXCLUDED.active, prefers_push = EXCLUDED.prefers_push,
+                version = EXCLUDED.version
             WHERE directory_users.version < EXCLUDED.version
             """, logger: logger)
     }

@@ -22,6 +22,10 @@ package final class PeerClient: Sendable {
         package var service: ServiceName
         package var underlying: String
         package var description: String { "\(service.rawValue) is unreachable: \(underlying)" }
+        package init(service: ServiceName, underlying: String) {
+            self.service = service
+            self.underlying = underlying
+        }
     }
 
     let service: ServiceName

@@ -42,9 +42,7 @@ struct ContactAccess: Sendable {
     /// The contact if the caller may see it; 404 otherwise.
     func visible(_ id: UUID, _ identity: Identity) async throws -> Contact {
         if identity.isService {
-            guard let companyId = identity.companyId, let contact = try await contacts.contact(id, companyId: companyId) else {
-                throw APIError.notFound("contact \(id)")
-            }
+            guard let contact = try await contacts.contact(id, companyId: identity.companyId) else { throw APIError.notFound("contact \(id)") }
             return contact
         }
         let scope = try await scope(identity)
@@ -54,9 +52,9 @@ struct ContactAccess: Sendable {
         return contact
     }
 
-    /// Lenders read; agents and admins change.
+    /// Lenders read; agents, admins and services (routing's follow-up tasks …) change.
     func requireWriter(_ identity: Identity) throws {
-        try identity.require(.agent, .teamAdmin, .officeAdmin, .companyAdmin)
+        try identity.require(.agent, .teamAdmin, .officeAdmin, .companyAdmin, .service)
     }
 
     func actor(_ identity: Identity) async throws -> Actor {

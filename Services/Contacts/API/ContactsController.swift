@@ -61,6 +61,10 @@ struct ContactsController {
     struct Assignment: Decodable {
         var agentId: UUID?
         var pondId: UUID?
+        /// The lender attached with the assignment (RT-6: a routing rule's lender overrides the agent's).
+        var lenderId: UUID?
+        /// Shown on the timeline; routing explains its decision here.
+        var reason: String?
     }
 
     func register(on group: RouterGroup<AppContext>) {
@@ -180,9 +184,10 @@ struct ContactsController {
 
         group.post("/v1/contacts/{id}/assignment") { request, context -> Contact in
             let identity = try context.requireIdentity()
-            try identity.require(.teamAdmin, .officeAdmin, .companyAdmin)
+            try identity.require(.teamAdmin, .officeAdmin, .companyAdmin, .service)
             let old = try await access.visible(try context.pathID("id"), identity)
             let assignment = try await request.decodeJSON(as: Assignment.self, context: context)
+            let reason = try ContactRules.optionalText(assignment.reason, field: "reason", maxLength: 500)
             var contact = old
             switch (assignment.agentId, assignment.pondId) {
             case (let agent?, nil):
@@ -198,7 +203,13 @@ struct ContactsController {
             default:
                 throw APIError.validation("agentId", "give exactly one of agentId or pondId")
             }
-            return try await writer.write(old: old, new: contact, actor: try await access.actor(identity), reason: "manual")
+            if let lender = assignment.lenderId {
+                guard let (user, _) = try await access.directory.user(lender), user.companyId == old.companyId, user.role == .lender, user.active else {
+                    throw APIError.validation("lenderId", "lenderId names no active lender of this company")
+                }
+                contact.lenderId = lender
+            }
+            return try await writer.write(old: old, new: contact, actor: try await access.actor(identity), reason: reason ?? "manual")
         }
     }
 

@@ -291,10 +291,12 @@ struct ContactStore: Sendable {
             logger: logger))
     }
 
-    func contact(_ id: UUID, companyId: UUID) async throws -> Contact? {
-        let rows = try await client.query(PostgresQuery(
-            unsafeSQL: "SELECT \(Self.columns) FROM contacts WHERE id = $1 AND company_id = $2 AND deleted_at IS NULL",
-            binds: try .of(id, companyId)), logger: logger)
+    /// Without a company only for services, which act for every company.
+    func contact(_ id: UUID, companyId: UUID?) async throws -> Contact? {
+        let rows = try await client.query("""
+            SELECT \(unescaped: Self.columns) FROM contacts
+            WHERE id = \(id) AND (\(companyId)::uuid IS NULL OR company_id = \(companyId)) AND deleted_at IS NULL
+            """, logger: logger)
         return try await decode(rows).first
     }
 

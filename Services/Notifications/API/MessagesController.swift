@@ -189,6 +189,12 @@ struct MessagesController {
             if let timeout = gather.timeoutSeconds, !(1...60).contains(timeout) {
                 throw APIError.validation("gather.timeoutSeconds", "timeoutSeconds must be from 1 to 60")
             }
+            if let service = gather.answeredBy {
+                // Only a service may have its own API asked; never this one.
+                guard identity.isService, service != .notifications else {
+                    throw APIError.validation("gather.answeredBy", "answeredBy names the service that asked for the call")
+                }
+            }
         }
         if let reference = new.reference, reference.isEmpty || reference.count > 200 {
             throw APIError.validation("reference", "reference must be 1 to 200 characters")

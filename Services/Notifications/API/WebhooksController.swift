@@ -24,6 +24,7 @@ struct WebhooksController {
     let store: MessageStore
     let sender: Sender
     let settings: WebhookSettings
+    let peers: PeerClient
     let clock: any ServiceClock
 
     /// Replies sent for no contact (an unknown number texted STOP) belong to no company.
@@ -70,8 +71,11 @@ struct WebhooksController {
             guard let digits = form["Digits"], !digits.isEmpty, digits.count <= 20, digits.allSatisfy({ $0.isNumber || $0 == "*" || $0 == "#" }) else {
                 throw APIError.validation("Digits", "Digits must be the keys pressed")
             }
-            try await keypress(id, digits: digits)
-            return Self.twiml("<Response><Say>Thank you. Goodbye.</Say></Response>")
+            let step = request.uri.queryParameters["step"].flatMap { Int(String($0)) } ?? 1
+            guard (1...10).contains(step) else { throw APIError.validation("step", "step must be from 1 to 10") }
+            let message = try await keypress(id, digits: digits, step: step)
+            guard let service = message.gather?.answeredBy else { return Self.twiml("<Response><Say>Thank you. Goodbye.</Say></Response>") }
+            return Self.twiml(await nextStep(of: message, asking: service, digits: digits, step: step))
         }
 
         group.post("/webhooks/email/inbound") { request, context -> Response in
@@ -193,11 +197,13 @@ struct WebhooksController {
     }
 
     /// The call's first digits are its answer; the service that asked hears them once.
-    func keypress(_ id: UUID, digits: String) async throws {
+    @discardableResult
+    func keypress(_ id: UUID, digits: String, step: Int = 1) async throws -> Message {
         let now = clock.now
-        try await store.client.transaction(logger: store.logger) { connection in
+        return try await store.client.transaction(logger: store.logger) { connection in
             guard var message = try await store.lockMessage(id, on: connection), message.channel == .voice else { throw APIError.notFound("call") }
-            guard message.digits == nil else { return }
+            // Later questions of a menu are answered by the service that asked; the log keeps the first.
+            guard message.digits == nil, step == 1 else { return message }
             message.digits = digits
             message.updatedAt = now
             try await store.save(&message, on: connection)
@@ -206,14 +212,45 @@ struct WebhooksController {
                                           digits: digits, reference: message.reference, requestedBy: message.requestedBy, at: now)
             try await store.outbox.publish(try store.outbox.envelope(EventType.messageKeypress, version: 1, companyId: message.companyId,
                                                                      subjectId: message.id, data: pressed), on: connection, logger: store.logger)
+            return message
         }
+    }
+
+    /// Asks the service behind a menu what the keys did and what the call says next (RT-16).
+    func nextStep(of message: Message, asking service: ServiceName, digits: String, step: Int) async -> String {
+        let pressed = VoiceKeypress(messageId: message.id, companyId: message.companyId, userId: message.userId, contactId: message.contactId,
+                                     reference: message.reference, digits: digits, step: step)
+        let reply: VoiceReply
+        do {
+            let answer = try await peers.post(to: service, path: "/v1/voice/keypresses", body: pressed)
+            guard answer.status == 200 else { throw APIError(.badGateway, code: "menu_unavailable", message: "\(service.rawValue) answered \(answer.status)") }
+            reply = try JSONCoding.decoder.decode(VoiceReply.self, from: Data(answer.body.utf8))
+        } catch {
+            store.logger.warning("voice menu service did not answer", metadata: ["service": "\(service.rawValue)", "error": "\(error)"])
+            return "<Response><Say>Sorry, your choice could not be recorded. Please use the link we sent you. Goodbye.</Say></Response>"
+        }
+        let say = "<Say>\(Self.xmlEscape(reply.say))</Say>"
+        if let contactId = reply.dialContactId {
+            guard let phone = try? await store.client.withConnection({ try await store.contactRecipient(contactId, on: $0) })?.phone else {
+                return "<Response>\(say)<Say>The lead has no phone number on file. Goodbye.</Say></Response>"
+            }
+            return "<Response>\(say)<Dial>\(Self.xmlEscape(phone))</Dial></Response>"
+        }
+        if let gather = reply.gather { return question(say, gather: gather, message: message, step: step + 1) }
+        return "<Response>\(say)<Hangup/></Response>"
     }
 
     func voiceScript(_ message: Message) -> String {
         let say = "<Say>\(Self.xmlEscape(message.body))</Say>"
         guard let gather = message.gather else { return "<Response>\(say)</Response>" }
-        let action = Self.xmlEscape("\(settings.publicURL)/webhooks/twilio/gather/\(message.id.uuidString.lowercased())")
-        return "<Response><Gather input=\"dtmf\" numDigits=\"\(gather.numDigits)\" timeout=\"\(gather.timeoutSeconds ?? 5)\" "
+        return question(say, gather: gather, message: message, step: 1)
+    }
+
+    /// A `<Gather>` around the words, posting the keys to this call's gather webhook for `step`.
+    func question(_ say: String, gather: GatherSpec, message: Message, step: Int) -> String {
+        let query = step == 1 ? "" : "?step=\(step)"
+        let action = Self.xmlEscape("\(settings.publicURL)/webhooks/twilio/gather/\(message.id.uuidString.lowercased())\(query)")
+        return "<Response><Gather input=\"dtmf\" numDigits=\"\(min(max(gather.numDigits, 1), 10))\" timeout=\"\(min(max(gather.timeoutSeconds ?? 5, 1), 60))\" "
             + "action=\"\(action)\" method=\"POST\">\(say)</Gather><Say>We did not receive a choice. Goodbye.</Say></Response>"
     }
 

@@ -107,5 +107,5 @@ enum NotificationsMigrations {
                 at timestamptz NOT NULL)
             """,
         ]),
-    ]
+    ] + DirectoryReplica.userPreferences
 }

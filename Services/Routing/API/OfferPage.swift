@@ -1,0 +1,101 @@
+import Foundation
+import Hummingbird
+import Models
+import Mustache
+import NIOCore
+
+/// The HTML page an offer's link opens (RT-15), readable on a phone.
+struct OfferPage: Sendable {
+    enum State: String, Sendable {
+        case open, yours, taken, declined, expired, invalid
+    }
+
+    let template: MustacheTemplate
+
+    init() throws {
+        template = try MustacheTemplate(string: Self.source)
+    }
+
+    /// What an opener sees: once anyone accepted, everyone else sees "already accepted".
+    static func state(of offer: Offer, routing: LeadRouting?, now: Date) -> State {
+        switch offer.state {
+        case .accepted: return .yours
+        case .declined: return .declined
+        case .lapsed, .timedOut: return routing?.state == .assigned && routing?.assignedAgentId != offer.agentId ? .taken : .expired
+        case .closed: return routing?.state == .assigned && routing?.assignedAgentId != offer.agentId ? .taken : .expired
+        case .open: return now < offer.expiresAt ? .open : .expired
+        }
+    }
+
+    func render(_ state: State, lead: OffersController.LeadSummary?, token: String, offer: Offer? = nil) -> Response {
+        var values: [String: Any] = [
+            "token": token,
+            state.rawValue: true,
+            "title": Self.titles[state] ?? "New lead",
+        ]
+        if let lead {
+            values["name"] = lead.name
+            if !lead.interest.isEmpty { values["interest"] = lead.interest }
+            if let price = lead.priceRange { values["price"] = price }
+        }
+        if let offer, state == .open { values["expires"] = RFC3339.string(from: offer.expiresAt) }
+        let status: HTTPResponse.Status = state == .invalid ? .notFound : .ok
+        return Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: template.render(values))))
+    }
+
+    static let titles: [State: String] = [
+        .open: "New lead for you",
+        .yours: "The lead is yours",
+        .taken: "This lead was already accepted",
+        .declined: "You declined this lead",
+        .expired: "This offer has closed",
+        .invalid: "This link is not valid",
+    ]
+
+    static let source = """
+    <!doctype html>
+    <html lang="en">
+    <head>
+    <meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <meta name="robots" content="noindex">
+    <title>{{title}}</title>
+    <style>
+      body { font-family: -apple-system, system-ui, "Segoe UI", Roboto, sans-serif; margin: 0; background: #f4f5f7; color: #1c1e21; }
+      main { max-width: 28rem; margin: 0 auto; padding: 1.5rem 1rem; }
+      .card { background: #fff; border-radius: 12px; padding: 1.25rem; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
+      h1 { font-size: 1.35rem; margin: 0 0 1rem; }
+      .name { font-size: 1.6rem; font-weight: 700; margin: 0; }
+      .detail { color: #4b4f56; margin: .35rem 0 0; font-size: 1.05rem; }
+      form { margin-top: 1.25rem; }
+      button { width: 100%; font-size: 1.2rem; padding: .9rem; border: 0; border-radius: 10px; margin-top: .6rem; cursor: pointer; }
+      .accept { background: #1a7f37; color: #fff; }
+      .decline { background: #e4e6eb; color: #1c1e21; }
+      .note { margin-top: 1rem; color: #4b4f56; }
+      .done { font-size: 1.15rem; }
+    </style>
+    </head>
+    <body>
+    <main>
+    <div class="card">
+      <h1 id="title">{{title}}</h1>
+      {{#name}}<p class="name" id="lead-name">{{name}}</p>{{/name}}
+      {{#interest}}<p class="detail" id="lead-interest">{{interest}}</p>{{/interest}}
+      {{#price}}<p class="detail" id="lead-price">{{price}}</p>{{/price}}
+      {{#open}}
+      <form method="post" action="/offers/{{token}}/acceptance"><button class="accept" id="accept" type="submit">Accept</button></form>
+      <form method="post" action="/offers/{{token}}/decline"><button class="decline" id="decline" type="submit">Decline</button></form>
+      <p class="note">The first agent to accept gets the lead. Open until {{expires}}.</p>
+      {{/open}}
+      {{#yours}}<p class="done" id="outcome">You accepted this lead. Call them now: the first five minutes count most.</p>{{/yours}}
+      {{#taken}}<p class="done" id="outcome">This lead was already accepted by another agent.</p>{{/taken}}
+      {{#declined}}<p class="done" id="outcome">You declined this lead; it went to the next agent.</p>{{/declined}}
+      {{#expired}}<p class="done" id="outcome">This offer closed before it was accepted.</p>{{/expired}}
+      {{#invalid}}<p class="done" id="outcome">The link is damaged or has expired.</p>{{/invalid}}
+    </div>
+    </main>
+    </body>
+    </html>
+    """
+}

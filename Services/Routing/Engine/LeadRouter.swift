@@ -1,0 +1,480 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+/// Routes new leads (RT-1 … RT-19): decides in the transaction of the event that announced the
+/// lead, records why, and leaves the calls to contacts and notifications to jobs, so a decision
+/// is never lost and never made twice. Offers, their windows and timeouts are jobs on the
+/// service clock.
+struct LeadRouter: Sendable {
+    let store: RoutingStore
+    let jobs: JobQueue
+    let clock: any ServiceClock
+    /// A uniform draw in [0, 1) for weighted distribution (RT-9); injectable for tests.
+    let random: @Sendable () -> Double
+    let logger: Logger
+
+    // MARK: events
+
+    var eventHandlers: [EventHandler] {
+        [
+            EventHandler(name: "routing.new-lead", eventType: EventType.contactCreated) { event, connection, _ in
+                try await newLead(try event.data(ContactChanged.self).contact, on: connection)
+            },
+            EventHandler(name: "routing.contact-details", eventType: EventType.contactUpdated) { event, connection, _ in
+                try await detailsArrived(try event.data(ContactChanged.self).contact, on: connection)
+            },
+        ]
+    }
+
+    /// RT-5: only leads from a source are routed; the others are recorded as not routed, so an
+    /// admin who asks learns why.
+    func newLead(_ contact: Contact, on connection: PostgresConnection) async throws {
+        guard try await store.routing(contact.id, on: connection) == nil else { return }
+        guard contact.origin.isSource else {
+            let now = clock.now
+            var routing = LeadRouting(contactId: contact.id, companyId: contact.companyId, entityId: contact.ownerEntityId, round: 1, state: .notRouted,
+                                      queue: [], channels: [], skipListingAgent: false, rules: [],
+                                      summary: "Not routed: the lead was \(contact.origin == .import ? "imported" : "entered by hand"); only leads from a source (website, dropbox, zapier) are routed.",
+                                      startedAt: now, updatedAt: now)
+            routing.mode = nil
+            try await store.save(routing, on: connection)
+            try await store.log(RoutingLogEntry(at: now, round: 1, kind: .notRouted, summary: routing.summary), contactId: contact.id, on: connection)
+            return
+        }
+        try await route(contact, round: 1, skipListingAgent: false, on: connection)
+    }
+
+    /// RT-17: an address-only seller lead is routed once an e-mail or phone arrives.
+    func detailsArrived(_ contact: Contact, on connection: PostgresConnection) async throws {
+        guard !contact.emails.isEmpty || !contact.phones.isEmpty,
+              let routing = try await store.lockRouting(contact.id, on: connection), routing.state == .awaitingContactInfo else { return }
+        try await route(contact, round: routing.round + 1, skipListingAgent: false, on: connection)
+    }
+
+    // MARK: the decision
+
+    /// What a decision needs to know of the receiving entity, read once.
+    struct Scope {
+        var entityId: UUID
+        var entityName: String
+        var officeOpen: Bool
+        var agents: [UUID: Agent]
+        /// Users of the entity and of every entity under it.
+        var members: [Agent]
+        var settings: RoutingSettings
+    }
+
+    func scope(for contact: Contact, on connection: PostgresConnection) async throws -> Scope {
+        guard let entity = try await store.entity(contact.ownerEntityId, on: connection) else {
+            // The directory replica has not caught up: fail, and the event is delivered again.
+            throw APIError.conflict("entity \(contact.ownerEntityId) is not known to routing yet", code: "replica_behind")
+        }
+        let agents = try await store.agents(companyId: contact.companyId, on: connection)
+        let tree = Set(try await store.entityTree(contact.ownerEntityId, on: connection))
+        let open = TimeZone(identifier: entity.timeZone).map { WeeklyWindow.officeHours(entity.hours, timeZone: $0).isOpen(at: clock.now) } ?? true
+        return Scope(entityId: contact.ownerEntityId, entityName: entity.name, officeOpen: open,
+                     agents: Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
+                     members: agents.filter { !tree.isDisjoint(with: $0.entityIds) },
+                     settings: try await store.settings(companyId: contact.companyId, on: connection))
+    }
+
+    func route(_ contact: Contact, round: Int, skipListingAgent: Bool, on connection: PostgresConnection) async throws {
+        let now = clock.now
+        let scope = try await scope(for: contact, on: connection)
+        var routing = LeadRouting(contactId: contact.id, companyId: contact.companyId, entityId: scope.entityId, round: round, state: .unassigned,
+                                  queue: [], channels: [], skipListingAgent: skipListingAgent, rules: [], summary: "", startedAt: now, updatedAt: now)
+        let name = Self.leadName(contact)
+
+        // RT-17: leads from an agent's own site always go to that agent.
+        if let agentId = contact.agentSiteAgentId, let agent = scope.agents[agentId], agent.active {
+            routing.summary = "\(name) registered on \(agent.name)'s own site, so the lead goes to \(agent.name)."
+            return try await assign(&routing, to: agent, lender: nil, channels: [.text, .email, .push], scope: scope, contact: contact, on: connection)
+        }
+        // RT-17: an address but no way to reach the seller yet: kept with the entity's admin.
+        if contact.emails.isEmpty && contact.phones.isEmpty && contact.address != nil {
+            routing.state = .awaitingContactInfo
+            let admin = Self.admin(of: scope)
+            routing.assignedAgentId = admin?.id
+            routing.summary = "\(name) left an address but no e-mail or phone, so the lead stays with "
+                + "\(admin.map { "\($0.name), the admin of \(scope.entityName)," } ?? "\(scope.entityName)'s admin") until contact details arrive; then it is routed."
+            try await store.save(routing, on: connection)
+            try await store.log(RoutingLogEntry(at: now, round: round, kind: .held, agentId: admin?.id, summary: routing.summary), contactId: contact.id, on: connection)
+            if let admin { try await scheduleAssignment(routing, agentId: admin.id, pondId: nil, lenderId: nil, reason: "address-only seller lead, kept with the admin", on: connection) }
+            return
+        }
+        // RT-18, RT-19: the listing's agent, unless the company bypasses it.
+        var listingNote: String?
+        if let listing = contact.listing, !skipListingAgent {
+            if scope.settings.bypassListingAgent {
+                listingNote = "The company bypasses listing-agent routing, so ordinary rules apply. "
+            } else if let agent = Self.listingAgent(listing, scope: scope) {
+                let role = agent.id == listing.listingAgentId ? "listing agent" : "co-listing agent"
+                if let minutes = scope.settings.listingAgentTimeoutMinutes {
+                    routing.summary = "\(name) registered on listing \(listing.listingId); its \(role) \(agent.name) is offered the lead for \(Self.duration(minutes)), then it is routed by the rules."
+                    routing.state = .offering
+                    routing.mode = .listing
+                    routing.timeoutAt = now.addingTimeInterval(Double(minutes) * 60)
+                    routing.windowMinutes = minutes
+                    routing.channels = [.text, .email, .push]
+                    try await store.save(routing, on: connection)
+                    try await offer(routing, to: agent, expires: routing.timeoutAt ?? now, scope: scope, contact: contact, on: connection)
+                    try await jobs.schedule(kind: Self.timeoutJob, payload: RoundJob(contactId: contact.id, round: round), runAt: routing.timeoutAt ?? now,
+                                            uniqueKey: "timeout:\(contact.id):\(round)", on: connection, logger: logger)
+                    return
+                }
+                routing.summary = "\(name) registered on listing \(listing.listingId), so the lead goes to its \(role) \(agent.name)."
+                return try await assign(&routing, to: agent, lender: nil, channels: [.text, .email, .push], scope: scope, contact: contact, on: connection)
+            } else {
+                listingNote = "Neither the listing agent nor the co-listing agent of listing \(listing.listingId) belongs to \(scope.entityName), so ordinary rules apply. "
+            }
+        } else if contact.listing != nil {
+            listingNote = "The listing agent did not accept in time, so the rules route the lead without the listing-agent step. "
+        }
+
+        // RT-3: the scope's rules in order, the default last; the first that matches and has someone to take the lead.
+        try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: now, on: connection)
+        for rule in try await store.rules(entityId: scope.entityId, on: connection) {
+            let checks = RuleMatcher.checks(rule.criteria, lead: contact)
+            var outcome = RuleOutcome(ruleId: rule.id, name: rule.name, isDefault: rule.isDefault, matched: RuleMatcher.matches(checks), checks: checks)
+            guard outcome.matched else {
+                routing.rules.append(outcome)
+                continue
+            }
+            routing.ruleId = rule.id
+            routing.ruleName = rule.name
+            routing.lenderId = rule.lenderId
+            routing.channels = rule.channels
+            if rule.recipients.kind == .pond, let pond = rule.recipients.pondId {
+                outcome.note = "took the lead into its pond"
+                routing.rules.append(outcome)
+                routing.state = .pond
+                routing.pondId = pond
+                routing.summary = (listingNote ?? "") + "Rule \"\(rule.name)\" matched\(Self.because(checks)), and it sends leads to a pond."
+                try await store.save(routing, on: connection)
+                try await store.log(RoutingLogEntry(at: now, round: round, kind: .pond, summary: routing.summary), contactId: contact.id, on: connection)
+                try await scheduleAssignment(routing, agentId: nil, pondId: pond, lenderId: rule.lenderId, reason: "routing rule \"\(rule.name)\"", on: connection)
+                return
+            }
+            let candidates = Distributor.candidates(rule.recipients, members: scope.members)
+            let eligible = Set(candidates.filter { scope.agents[$0].map { $0.holdsLeads && $0.inRotation(at: now) } ?? false })
+            guard let pick = try await pick(rule, candidates: candidates, eligible: eligible, on: connection) else {
+                outcome.note = candidates.isEmpty ? "matched, but it has no agents" : "matched, but none of its \(candidates.count) agents is in rotation"
+                routing.rules.append(outcome)
+                continue
+            }
+            let first = scope.agents[pick.order[0]]
+            let skipped = candidates.filter { !eligible.contains($0) }.compactMap { scope.agents[$0]?.name }
+            let skippedNote = skipped.isEmpty ? "" : " (\(skipped.joined(separator: ", ")) \(skipped.count == 1 ? "is" : "are") out of rotation)"
+            let how = switch rule.distribution {
+            case .roundRobin: "next in its round robin\(skippedNote)"
+            case .weighted: "drawn by its weights\(skippedNote)"
+            case .blast: "offered to all \(pick.order.count) of its agents at once\(skippedNote)"
+            }
+            outcome.note = "took the lead"
+            routing.rules.append(outcome)
+            let matchedText = (listingNote ?? "") + (routing.rules.count > 1 ? "\(routing.rules.count - 1) earlier rule\(routing.rules.count > 2 ? "s" : "") did not take it; " : "")
+                + "rule \"\(rule.name)\" matched\(Self.because(checks))"
+            return try await apply(rule, pick: pick, how: how, firstName: first?.name ?? "the agent", intro: matchedText, routing: &routing,
+                                   scope: scope, contact: contact, on: connection)
+        }
+        routing.state = .unassigned
+        routing.summary = (listingNote ?? "") + "No rule had an agent in rotation for \(name); the lead waits unassigned in \(scope.entityName)."
+        try await store.save(routing, on: connection)
+        try await store.log(RoutingLogEntry(at: now, round: round, kind: .unassigned, summary: routing.summary), contactId: contact.id, on: connection)
+    }
+
+    /// The recipients in offer order; round robin moves the rule's shared position (RT-8).
+    private func pick(_ rule: RoutingRule, candidates: [UUID], eligible: Set<UUID>, on connection: PostgresConnection) async throws -> Pick? {
+        guard !eligible.isEmpty else { return nil }
+        switch rule.distribution {
+        case .roundRobin:
+            let position = try await store.lockPosition(ruleId: rule.id, on: connection)
+            guard let pick = Distributor.roundRobin(candidates, eligible: eligible, position: position) else { return nil }
+            try await store.setPosition(ruleId: rule.id, pick.nextPosition ?? position, on: connection)
+            return pick
+        case .weighted:
+            return Distributor.weighted(rule.recipients.agents ?? [], eligible: eligible, unit: random())
+        case .blast:
+            return Distributor.blast(candidates, eligible: eligible)
+        }
+    }
+
+    /// RT-13, RT-14: assign at once, or offer and wait.
+    private func apply(_ rule: RoutingRule, pick: Pick, how: String, firstName: String, intro: String, routing: inout LeadRouting,
+                       scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
+        let now = clock.now
+        guard let acceptance = rule.acceptance else {
+            routing.summary = "\(intro); \(firstName) was \(how) and is assigned the lead (acceptance is off)."
+            guard let agent = scope.agents[pick.order[0]] else { return }
+            return try await assign(&routing, to: agent, lender: rule.lenderId, channels: rule.channels, scope: scope, contact: contact, on: connection)
+        }
+        routing.timeoutAgentId = acceptance.timeoutAgentId
+        guard scope.officeOpen else {
+            routing.summary = "\(intro); the lead arrived outside \(scope.entityName)'s office hours, so it goes straight to the timeout agent."
+            guard let agent = scope.agents[acceptance.timeoutAgentId] else { return }
+            return try await assign(&routing, to: agent, lender: rule.lenderId, channels: rule.channels, scope: scope, contact: contact, on: connection)
+        }
+        routing.state = .offering
+        routing.windowMinutes = acceptance.windowMinutes
+        routing.timeoutAt = now.addingTimeInterval(Double(acceptance.timeoutMinutes) * 60)
+        let timeoutName = scope.agents[acceptance.timeoutAgentId]?.name ?? "the timeout agent"
+        let offered: [UUID]
+        if rule.distribution == .blast {
+            routing.mode = .blast
+            offered = pick.order
+            routing.summary = "\(intro); the lead is \(how), the first to accept gets it; after \(Self.duration(acceptance.timeoutMinutes)) it goes to \(timeoutName)."
+        } else {
+            routing.mode = .sequential
+            offered = [pick.order[0]]
+            routing.queue = Array(pick.order.dropFirst())
+            routing.summary = "\(intro); \(firstName) was \(how) and is offered the lead for \(Self.duration(acceptance.windowMinutes)), then the next agent; "
+                + "after \(Self.duration(acceptance.timeoutMinutes)) it goes to \(timeoutName)."
+        }
+        try await store.save(routing, on: connection)
+        for agentId in offered {
+            guard let agent = scope.agents[agentId] else { continue }
+            let expires = routing.mode == .blast ? (routing.timeoutAt ?? now) : now.addingTimeInterval(Double(acceptance.windowMinutes) * 60)
+            try await offer(routing, to: agent, expires: expires, scope: scope, contact: contact, on: connection)
+        }
+        try await jobs.schedule(kind: Self.timeoutJob, payload: RoundJob(contactId: contact.id, round: routing.round), runAt: routing.timeoutAt ?? now,
+                                uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
+    }
+
+    // MARK: assignments and offers
+
+    private func assign(_ routing: inout LeadRouting, to agent: Agent, lender: UUID?, channels: [DeliveryChannel], scope: Scope, contact: Contact,
+                        on connection: PostgresConnection) async throws {
+        routing.state = .assigned
+        routing.assignedAgentId = agent.id
+        routing.updatedAt = clock.now
+        try await store.save(routing, on: connection)
+        try await store.log(RoutingLogEntry(at: clock.now, round: routing.round, kind: .assigned, agentId: agent.id, summary: routing.summary),
+                            contactId: routing.contactId, on: connection)
+        try await scheduleAssignment(routing, agentId: agent.id, pondId: nil, lenderId: lender, reason: routing.ruleName.map { "routing rule \"\($0)\"" } ?? "routing",
+                                     on: connection)
+        for channel in Distributor.channels(channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen) {
+            try await scheduleNotice(NoticeJob(contactId: contact.id, agentId: agent.id, offerId: nil, channel: channel, round: routing.round), on: connection)
+        }
+    }
+
+    func offer(_ routing: LeadRouting, to agent: Agent, expires: Date, scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
+        let now = clock.now
+        let offer = Offer(id: UUID(), contactId: contact.id, companyId: contact.companyId, round: routing.round, agentId: agent.id, ruleId: routing.ruleId,
+                          mode: routing.mode ?? .sequential, state: .open, offeredAt: now, expiresAt: expires, decidedAt: nil)
+        try await store.insert(offer, on: connection)
+        try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .offered, agentId: agent.id, offerId: offer.id,
+                                            summary: "Offered to \(agent.name) until \(RFC3339.string(from: expires))."), contactId: contact.id, on: connection)
+        if offer.mode != .blast {
+            try await jobs.schedule(kind: Self.expiryJob, payload: OfferJob(offerId: offer.id), runAt: expires, uniqueKey: "expiry:\(offer.id)",
+                                    on: connection, logger: logger)
+        }
+        for channel in Distributor.channels(routing.channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen) {
+            try await scheduleNotice(NoticeJob(contactId: contact.id, agentId: agent.id, offerId: offer.id, channel: channel, round: routing.round), on: connection)
+        }
+    }
+
+    private func scheduleAssignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String, on connection: PostgresConnection) async throws {
+        try await jobs.schedule(kind: Self.assignJob,
+                                payload: AssignJob(contactId: routing.contactId, agentId: agentId, pondId: pondId, lenderId: lenderId, reason: reason),
+                                runAt: clock.now, uniqueKey: "assign:\(routing.contactId):\(routing.round)", on: connection, logger: logger)
+    }
+
+    private func scheduleNotice(_ notice: NoticeJob, on connection: PostgresConnection) async throws {
+        let subject = notice.offerId.map { "offer:\($0)" } ?? "lead:\(notice.contactId):\(notice.round)"
+        try await jobs.schedule(kind: Self.noticeJob, payload: notice, runAt: clock.now, uniqueKey: "notice:\(subject):\(notice.channel.rawValue)",
+                                maxAttempts: 8, on: connection, logger: logger)
+    }
+
+    // MARK: answers
+
+    enum Answer: String, Codable, Sendable {
+        case accepted
+        /// The same agent accepted before: nothing changes.
+        case alreadyYours = "already_yours"
+        case takenByOther = "taken_by_other"
+        case declined
+        case expired
+    }
+
+    /// RT-13, RT-15: accept or decline one offer. The lead's routing row is locked, so
+    /// simultaneous answers are decided one after the other; the unique index on accepted
+    /// offers is the last guard.
+    func answer(_ offerId: UUID, agentId: UUID, accept: Bool, on connection: PostgresConnection) async throws -> (Answer, Offer) {
+        guard let first = try await store.offer(offerId, on: connection), first.agentId == agentId else { throw APIError.notFound("offer \(offerId)") }
+        guard var routing = try await store.lockRouting(first.contactId, on: connection),
+              let offer = try await store.offer(offerId, on: connection) else { throw APIError.notFound("offer \(offerId)") }
+        let now = clock.now
+        switch offer.state {
+        case .accepted: return (accept ? .alreadyYours : .takenByOther, offer)
+        case .declined: return (.declined, offer)
+        case .closed: return (routing.state == .assigned && routing.assignedAgentId != agentId ? .takenByOther : .expired, offer)
+        case .lapsed, .timedOut: return (.expired, offer)
+        case .open: break
+        }
+        guard routing.state == .offering, routing.round == offer.round, now < offer.expiresAt else { return (.expired, offer) }
+        let agent = (try await store.agents(companyId: offer.companyId, on: connection)).first { $0.id == agentId }
+        let agentName = agent?.name ?? "The agent"
+        guard accept else {
+            try await store.decide(offer.id, .declined, at: now, on: connection)
+            try await store.log(RoutingLogEntry(at: now, round: offer.round, kind: .declined, agentId: agentId, offerId: offer.id, summary: "\(agentName) declined."),
+                                contactId: offer.contactId, on: connection)
+            try await moveOn(&routing, after: offer, on: connection)
+            var declined = offer
+            declined.state = .declined
+            declined.decidedAt = now
+            return (.declined, declined)
+        }
+        try await store.decide(offer.id, .accepted, at: now, on: connection)
+        _ = try await store.closeOpenOffers(contactId: offer.contactId, as: .closed, at: now, on: connection)
+        routing.state = .assigned
+        routing.assignedAgentId = agentId
+        routing.queue = []
+        routing.updatedAt = now
+        routing.summary += " \(agentName) accepted."
+        try await store.save(routing, on: connection)
+        try await store.log(RoutingLogEntry(at: now, round: offer.round, kind: .accepted, agentId: agentId, offerId: offer.id, summary: "\(agentName) accepted the lead."),
+                            contactId: offer.contactId, on: connection)
+        try await jobs.cancel(uniqueKey: "timeout:\(offer.contactId):\(offer.round)", on: connection, logger: logger)
+        try await scheduleAssignment(routing, agentId: agentId, pondId: nil, lenderId: routing.lenderId,
+                                     reason: "accepted the offer of \(routing.ruleName.map { "routing rule \"\($0)\"" } ?? "the listing")", on: connection)
+        var accepted = offer
+        accepted.state = .accepted
+        accepted.decidedAt = now
+        return (.accepted, accepted)
+    }
+
+    /// After a decline or a lapsed window: the next agent, or the timeout agent when nobody is left.
+    private func moveOn(_ routing: inout LeadRouting, after offer: Offer, on connection: PostgresConnection) async throws {
+        guard let contact = try await store.contact(routing.contactId, on: connection) else { return }
+        switch routing.mode {
+        case .listing:
+            // RT-19: routed again without the listing-agent step.
+            try await route(contact, round: routing.round + 1, skipListingAgent: true, on: connection)
+        case .blast:
+            let open = try await store.offers(contactId: routing.contactId, on: connection).filter { $0.round == routing.round && $0.state == .open }
+            if open.isEmpty { try await timeOut(&routing, contact: contact, because: "every agent declined", on: connection) }
+        case .sequential, nil:
+            let scope = try await scope(for: contact, on: connection)
+            while !routing.queue.isEmpty {
+                let next = routing.queue.removeFirst()
+                guard let agent = scope.agents[next], agent.inRotation(at: clock.now) else { continue }
+                try await store.save(routing, on: connection)
+                try await self.offer(routing, to: agent, expires: clock.now.addingTimeInterval(Double(routing.windowMinutes ?? 5) * 60), scope: scope,
+                                     contact: contact, on: connection)
+                return
+            }
+            try await timeOut(&routing, contact: contact, because: "no agent is left to offer it to", on: connection)
+        }
+    }
+
+    /// RT-14: the timeout agent gets the lead without acceptance.
+    private func timeOut(_ routing: inout LeadRouting, contact: Contact, because reason: String, on connection: PostgresConnection) async throws {
+        let now = clock.now
+        for id in try await store.closeOpenOffers(contactId: contact.id, as: .timedOut, at: now, on: connection) {
+            try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .timedOut, offerId: id, summary: "The offer timed out."), contactId: contact.id, on: connection)
+        }
+        let scope = try await scope(for: contact, on: connection)
+        guard let timeoutAgent = routing.timeoutAgentId.flatMap({ scope.agents[$0] }) else { return }
+        routing.summary += " Nobody accepted (\(reason)), so the lead goes to the timeout agent \(timeoutAgent.name)."
+        try await jobs.cancel(uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
+        try await assign(&routing, to: timeoutAgent, lender: routing.lenderId, channels: routing.channels, scope: scope, contact: contact, on: connection)
+    }
+
+    // MARK: jobs
+
+    static let assignJob = "routing.assign"
+    static let noticeJob = "routing.notice"
+    static let expiryJob = "routing.offer-expiry"
+    static let timeoutJob = "routing.timeout"
+    static let followUpJob = "routing.follow-up"
+
+    struct AssignJob: Codable, Sendable {
+        var contactId: UUID
+        var agentId: UUID?
+        var pondId: UUID?
+        var lenderId: UUID?
+        var reason: String
+    }
+
+    struct NoticeJob: Codable, Sendable {
+        var contactId: UUID
+        var agentId: UUID
+        var offerId: UUID?
+        var channel: DeliveryChannel
+        var round: Int
+    }
+
+    struct OfferJob: Codable, Sendable {
+        var offerId: UUID
+    }
+
+    struct RoundJob: Codable, Sendable {
+        var contactId: UUID
+        var round: Int
+    }
+
+    /// An agent's window passed without an answer (RT-13).
+    func expire(_ job: OfferJob, on connection: PostgresConnection) async throws {
+        guard let first = try await store.offer(job.offerId, on: connection),
+              var routing = try await store.lockRouting(first.contactId, on: connection),
+              let offer = try await store.offer(job.offerId, on: connection),
+              offer.state == .open, routing.state == .offering, routing.round == offer.round else { return }
+        let now = clock.now
+        try await store.decide(offer.id, .lapsed, at: now, on: connection)
+        let name = try await store.agents(companyId: offer.companyId, on: connection).first { $0.id == offer.agentId }?.name ?? "The agent"
+        try await store.log(RoutingLogEntry(at: now, round: offer.round, kind: .lapsed, agentId: offer.agentId, offerId: offer.id,
+                                            summary: "\(name) did not answer within the window."), contactId: offer.contactId, on: connection)
+        try await moveOn(&routing, after: offer, on: connection)
+    }
+
+    /// The rule's timeout passed with nobody accepting (RT-14), or the listing agent's (RT-19).
+    func timeout(_ job: RoundJob, on connection: PostgresConnection) async throws {
+        guard var routing = try await store.lockRouting(job.contactId, on: connection), routing.state == .offering, routing.round == job.round,
+              let contact = try await store.contact(job.contactId, on: connection) else { return }
+        if routing.mode == .listing {
+            let now = clock.now
+            for id in try await store.closeOpenOffers(contactId: contact.id, as: .timedOut, at: now, on: connection) {
+                try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .timedOut, offerId: id,
+                                                    summary: "The listing agent did not accept within the listing-agent timeout."), contactId: contact.id, on: connection)
+            }
+            return try await route(contact, round: routing.round + 1, skipListingAgent: true, on: connection)
+        }
+        try await timeOut(&routing, contact: contact, because: "the rule's timeout passed", on: connection)
+    }
+
+    // MARK: helpers
+
+    static func leadName(_ contact: Contact) -> String {
+        let name = [contact.firstName, contact.lastName].compactMap { $0 }.joined(separator: " ")
+        return name.isEmpty ? "The lead" : name
+    }
+
+    static func because(_ checks: [CriterionCheck]) -> String {
+        checks.isEmpty ? " (it takes every lead)" : " (" + checks.map(\.detail).joined(separator: "; ") + ")"
+    }
+
+    static func duration(_ minutes: Int) -> String {
+        if minutes % 60 == 0 { return minutes == 60 ? "1 hour" : "\(minutes / 60) hours" }
+        return minutes == 1 ? "1 minute" : "\(minutes) minutes"
+    }
+
+    /// The admin of the entity itself, else of the entities above it (company admins last).
+    static func admin(of scope: Scope) -> Agent? {
+        let admins = scope.members.filter { $0.role.isAdmin && $0.active }
+        let rank: [Role: Int] = [.teamAdmin: 0, .officeAdmin: 1, .companyAdmin: 2]
+        return admins.first { $0.entityIds.contains(scope.entityId) }
+            ?? scope.agents.values.filter { $0.role.isAdmin && $0.active }.sorted { (rank[$0.role] ?? 3, $0.name) < (rank[$1.role] ?? 3, $1.name) }.first
+    }
+
+    /// RT-18: the listing agent if they belong to the receiving entity, else the co-listing agent if they do.
+    static func listingAgent(_ listing: ListingInterest, scope: Scope) -> Agent? {
+        let members = Set(scope.members.filter { $0.active && $0.holdsLeads }.map(\.id))
+        for candidate in [listing.listingAgentId, listing.coListingAgentId] {
+            if let id = candidate, members.contains(id), let agent = scope.agents[id] { return agent }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+/// The jobs that carry routing's decisions out: the assignment written in contacts, the
+/// notices and offers sent through notifications, windows and timeouts, follow-up tasks.
+struct RoutingJobs: Sendable {
+    let router: LeadRouter
+    let peers: PeerClient
+    let links: OfferLink
+    /// Where agents open offer pages: this service's public address.
+    let publicURL: String
+
+    var store: RoutingStore { router.store }
+    var clock: any ServiceClock { router.clock }
+
+    /// A permanent refusal from a peer: retrying cannot help, the job ends and the log says why.
+    struct Refused: Error {
+        var status: Int
+        var body: String
+    }
+
+    var handlers: [JobHandler] {
+        [
+            JobHandler(kind: LeadRouter.assignJob) { job, connection, _ in
+                try await assign(try job.decode(LeadRouter.AssignJob.self), on: connection)
+            },
+            JobHandler(kind: LeadRouter.noticeJob, maxAttempts: 8) { job, connection, _ in
+                try await notify(try job.decode(LeadRouter.NoticeJob.self), on: connection)
+            },
+            JobHandler(kind: LeadRouter.expiryJob) { job, connection, _ in
+                try await router.expire(try job.decode(LeadRouter.OfferJob.self), on: connection)
+            },
+            JobHandler(kind: LeadRouter.timeoutJob) { job, connection, _ in
+                try await router.timeout(try job.decode(LeadRouter.RoundJob.self), on: connection)
+            },
+            JobHandler(kind: LeadRouter.followUpJob) { job, connection, _ in
+                try await followUp(try job.decode(FollowUpJob.self), runAt: job.runAt, on: connection)
+            },
+        ]
+    }
+
+    /// 5xx and unreachable peers are retried by the job table; 4xx are final.
+    private func check(_ response: PeerClient.Response, _ what: String) throws -> Bool {
+        if (200..<300).contains(response.status) { return true }
+        if response.status >= 500 || response.status == 429 || response.status == 409 {
+            throw PeerClient.Unreachable(service: .contacts, underlying: "\(what) answered \(response.status): \(response.body.prefix(300))")
+        }
+        router.logger.warning("\(what) refused", metadata: ["status": "\(response.status)", "body": "\(response.body.prefix(300))"])
+        return false
+    }
+
+    func assign(_ job: LeadRouter.AssignJob, on connection: PostgresConnection) async throws {
+        struct Body: Encodable {
+            var agentId: UUID?
+            var pondId: UUID?
+            var lenderId: UUID?
+            var reason: String
+        }
+        let response = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/assignment",
+                                            body: Body(agentId: job.agentId, pondId: job.pondId, lenderId: job.lenderId, reason: job.reason))
+        _ = try check(response, "contacts' assignment")
+    }
+
+    /// One notice or offer to one agent on one channel (RT-11, RT-13).
+    func notify(_ job: LeadRouter.NoticeJob, on connection: PostgresConnection) async throws {
+        guard let contact = try await store.contact(job.contactId, on: connection) else { return }
+        var offer: Offer?
+        if let id = job.offerId {
+            offer = try await store.offer(id, on: connection)
+            guard offer?.state == .open else { return }
+        }
+        let message = OfferMessage.compose(contact: contact, channel: job.channel, offer: offer,
+                                           link: offer.map { "\(publicURL)/offers/\(links.token(offerId: $0.id, expires: Self.linkExpiry($0)))" })
+        struct NewMessage: Encodable {
+            var channel: MessageChannel
+            var userId: UUID
+            var subject: String?
+            var body: String
+            var purpose: MessagePurpose
+            var gather: GatherSpec?
+            var reference: String?
+        }
+        let body = NewMessage(channel: message.channel, userId: job.agentId, subject: message.subject, body: message.body, purpose: .automated,
+                              gather: message.gather, reference: offer.map { "offer:\($0.id.uuidString.lowercased())" })
+        let key = "routing-\(job.offerId?.uuidString.lowercased() ?? "\(job.contactId.uuidString.lowercased())-\(job.round)")-\(job.channel.rawValue)"
+        let response = try await peers.post(to: .notifications, path: "/v1/messages", body: body, headers: [("Idempotency-Key", key)], idempotent: true)
+        let now = clock.now
+        if try check(response, "notifications") {
+            struct Accepted: Decodable { var id: UUID }
+            let messageId = try? JSONCoding.decoder.decode(Accepted.self, from: Data(response.body.utf8)).id
+            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: job.channel,
+                                                messageId: messageId, summary: "Sent by \(job.channel.rawValue)."), contactId: job.contactId, on: connection)
+        } else {
+            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notificationFailed, agentId: job.agentId, offerId: job.offerId, channel: job.channel,
+                                                summary: "Could not be sent by \(job.channel.rawValue): \(Self.errorMessage(response.body))"),
+                                contactId: job.contactId, on: connection)
+        }
+    }
+
+    /// A link keeps working a day past its offer's window, so a late opener learns what became of the lead.
+    static func linkExpiry(_ offer: Offer) -> Date { offer.expiresAt.addingTimeInterval(24 * 3600) }
+
+    static func errorMessage(_ body: String) -> String {
+        struct Failure: Decodable {
+            struct Inner: Decodable { var message: String }
+            var error: Inner
+        }
+        return (try? JSONCoding.decoder.decode(Failure.self, from: Data(body.utf8)).error.message) ?? "the notifications service refused it"
+    }
+
+    struct FollowUpJob: Codable, Sendable {
+        var contactId: UUID
+        var agentId: UUID
+        var offerId: UUID
+        var round: Int
+        var dueAt: Date
+    }
+
+    /// RT-16: "2 to schedule a follow-up call task for later today".
+    func followUp(_ job: FollowUpJob, runAt: Date, on connection: PostgresConnection) async throws {
+        guard let contact = try await store.contact(job.contactId, on: connection) else { return }
+        struct NewTask: Encodable {
+            var kind: String
+            var title: String
+            var description: String
+            var dueAt: Date
+            var assigneeId: UUID
+        }
+        let task = NewTask(kind: "call", title: "Call \(LeadRouter.leadName(contact))", description: "Follow-up scheduled by phone when the lead was accepted.",
+                           dueAt: job.dueAt, assigneeId: job.agentId)
+        let response = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/tasks", body: task)
+        if try check(response, "contacts' tasks") {
+            try await store.log(RoutingLogEntry(at: clock.now, round: job.round, kind: .followUpScheduled, agentId: job.agentId, offerId: job.offerId,
+                                                summary: "A follow-up call task was scheduled for \(RFC3339.string(from: job.dueAt))."),
+                                contactId: job.contactId, on: connection)
+        }
+    }
+}

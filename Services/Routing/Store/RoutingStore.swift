@@ -1,0 +1,231 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+/// Rules, positions, settings, lead routings, offers and their log, and the directory replica
+/// as routing reads it (SQL only).
+struct RoutingStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    static func json(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONCoding.encoder.encode(value), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try JSONCoding.decoder.decode(T.self, from: Data(text.utf8))
+    }
+
+    private func docs<T: Decodable>(_ type: T.Type, _ rows: PostgresRowSequence) async throws -> [T] {
+        var items: [T] = []
+        for try await text in rows.decode(String.self) { items.append(try Self.decode(T.self, text)) }
+        return items
+    }
+
+    // MARK: rules
+
+    /// The entity's rules in the order they run: by position, the default always last (RT-2, RT-3).
+    func rules(entityId: UUID, on connection: PostgresConnection) async throws -> [RoutingRule] {
+        try await docs(RoutingRule.self, try await connection.query("""
+            SELECT doc::text FROM routing_rules WHERE entity_id = \(entityId) ORDER BY is_default, position, id
+            """, logger: logger))
+    }
+
+    func rule(_ id: UUID, companyId: UUID, on connection: PostgresConnection) async throws -> RoutingRule? {
+        try await docs(RoutingRule.self, try await connection.query("""
+            SELECT doc::text FROM routing_rules WHERE id = \(id) AND company_id = \(companyId) FOR UPDATE
+            """, logger: logger)).first
+    }
+
+    /// Creates the scope's default rule the first time the scope is looked at.
+    func ensureDefaultRule(companyId: UUID, entityId: UUID, now: Date, on connection: PostgresConnection) async throws {
+        let rule = RoutingRule.defaultRule(companyId: companyId, entityId: entityId, now: now)
+        try await connection.query("""
+            INSERT INTO routing_rules (id, company_id, entity_id, position, is_default, doc, version)
+            VALUES (\(rule.id), \(companyId), \(entityId), \(rule.position), true, \(try Self.json(rule))::jsonb, 1)
+            ON CONFLICT (entity_id) WHERE is_default DO NOTHING
+            """, logger: logger)
+    }
+
+    func save(_ rule: RoutingRule, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO routing_rules (id, company_id, entity_id, position, is_default, doc, version)
+            VALUES (\(rule.id), \(rule.companyId), \(rule.entityId), \(rule.position), \(rule.isDefault), \(try Self.json(rule))::jsonb, \(rule.version))
+            ON CONFLICT (id) DO UPDATE SET position = EXCLUDED.position, doc = EXCLUDED.doc, version = EXCLUDED.version
+            """, logger: logger)
+    }
+
+    func deleteRule(_ id: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("DELETE FROM routing_rules WHERE id = \(id) AND NOT is_default", logger: logger)
+        try await connection.query("DELETE FROM rotation_positions WHERE rule_id = \(id)", logger: logger)
+    }
+
+    /// Serialises every lead of one rule: the row stays locked until the caller's transaction ends,
+    /// so two replicas never hand out the same slot (RT-8).
+    func lockPosition(ruleId: UUID, on connection: PostgresConnection) async throws -> Int {
+        try await connection.query("""
+            INSERT INTO rotation_positions (rule_id, position) VALUES (\(ruleId), 0) ON CONFLICT (rule_id) DO NOTHING
+            """, logger: logger)
+        let rows = try await connection.query("SELECT position FROM rotation_positions WHERE rule_id = \(ruleId) FOR UPDATE", logger: logger)
+        return Int(try await rows.first(Int64.self) ?? 0)
+    }
+
+    func setPosition(ruleId: UUID, _ position: Int, on connection: PostgresConnection) async throws {
+        try await connection.query("UPDATE rotation_positions SET position = \(Int64(position)) WHERE rule_id = \(ruleId)", logger: logger)
+    }
+
+    // MARK: settings
+
+    func settings(companyId: UUID, on connection: PostgresConnection) async throws -> RoutingSettings {
+        try await docs(RoutingSettings.self, try await connection.query("""
+            SELECT doc::text FROM routing_settings WHERE company_id = \(companyId)
+            """, logger: logger)).first ?? .standard
+    }
+
+    func saveSettings(_ settings: RoutingSettings, companyId: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO routing_settings (company_id, doc) VALUES (\(companyId), \(try Self.json(settings))::jsonb)
+            ON CONFLICT (company_id) DO UPDATE SET doc = EXCLUDED.doc
+            """, logger: logger)
+    }
+
+    // MARK: directory (replica)
+
+    func entity(_ id: UUID, on connection: PostgresConnection) async throws -> (companyId: UUID, parentId: UUID?, name: String, timeZone: String, hours: [OfficeHoursDay])? {
+        let rows = try await connection.query("""
+            SELECT company_id, parent_id, name, time_zone, office_hours::text FROM directory_entities WHERE id = \(id)
+            """, logger: logger)
+        for try await (company, parent, name, zone, hours) in rows.decode((UUID, UUID?, String, String, String).self) {
+            return (company, parent, name, zone, try Self.decode([OfficeHoursDay].self, hours))
+        }
+        return nil
+    }
+
+    /// The entity and every entity under it.
+    func entityTree(_ id: UUID, on connection: PostgresConnection) async throws -> [UUID] {
+        let rows = try await connection.query("""
+            WITH RECURSIVE tree AS (
+                SELECT id FROM directory_entities WHERE id = \(id)
+                UNION SELECT e.id FROM directory_entities e JOIN tree t ON e.parent_id = t.id)
+            SELECT id FROM tree
+            """, logger: logger)
+        var ids: [UUID] = []
+        for try await entity in rows.decode(UUID.self) { ids.append(entity) }
+        return ids
+    }
+
+    func agents(companyId: UUID, on connection: PostgresConnection) async throws -> [Agent] {
+        let rows = try await connection.query("""
+            SELECT id, first_name, last_name, role, entity_ids, active, in_rotation, rotation_until, prefers_push
+            FROM directory_users WHERE company_id = \(companyId)
+            """, logger: logger)
+        var agents: [Agent] = []
+        for try await (id, first, last, role, entities, active, inRotation, until, push) in rows.decode((UUID, String, String, String, [UUID], Bool, Bool, Date?, Bool).self) {
+            guard let role = Role(rawValue: role) else { continue }
+            agents.append(Agent(id: id, firstName: first, lastName: last, role: role, entityIds: entities, active: active, inRotation: inRotation,
+                                rotationUntil: until, prefersPush: push))
+        }
+        return agents
+    }
+
+    func contact(_ id: UUID, on connection: PostgresConnection) async throws -> Contact? {
+        try await docs(Contact.self, try await connection.query("""
+            SELECT snapshot::text FROM contact_replica WHERE id = \(id) AND NOT deleted
+            """, logger: logger)).first
+    }
+
+    // MARK: lead routings
+
+    func lockRouting(_ contactId: UUID, on connection: PostgresConnection) async throws -> LeadRouting? {
+        try await docs(LeadRouting.self, try await connection.query("""
+            SELECT doc::text FROM lead_routings WHERE contact_id = \(contactId) FOR UPDATE
+            """, logger: logger)).first
+    }
+
+    func routing(_ contactId: UUID, on connection: PostgresConnection) async throws -> LeadRouting? {
+        try await docs(LeadRouting.self, try await connection.query("""
+            SELECT doc::text FROM lead_routings WHERE contact_id = \(contactId)
+            """, logger: logger)).first
+    }
+
+    func save(_ routing: LeadRouting, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO lead_routings (contact_id, company_id, state, doc)
+            VALUES (\(routing.contactId), \(routing.companyId), \(routing.state.rawValue), \(try Self.json(routing))::jsonb)
+            ON CONFLICT (contact_id) DO UPDATE SET state = EXCLUDED.state, doc = EXCLUDED.doc
+            """, logger: logger)
+    }
+
+    // MARK: offers
+
+    func insert(_ offer: Offer, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO offers (id, contact_id, company_id, round, agent_id, rule_id, mode, state, offered_at, expires_at, decided_at)
+            VALUES (\(offer.id), \(offer.contactId), \(offer.companyId), \(offer.round), \(offer.agentId), \(offer.ruleId), \(offer.mode.rawValue),
+                    \(offer.state.rawValue), \(offer.offeredAt), \(offer.expiresAt), \(offer.decidedAt))
+            """, logger: logger)
+    }
+
+    private static let offerColumns = "id, contact_id, company_id, round, agent_id, rule_id, mode, state, offered_at, expires_at, decided_at"
+
+    private func offers(_ rows: PostgresRowSequence) async throws -> [Offer] {
+        var offers: [Offer] = []
+        for try await (id, contact, company, round, agent, rule, mode, state, offered, expires, decided)
+            in rows.decode((UUID, UUID, UUID, Int, UUID, UUID?, String, String, Date, Date, Date?).self) {
+            guard let mode = OfferMode(rawValue: mode), let state = OfferState(rawValue: state) else { continue }
+            offers.append(Offer(id: id, contactId: contact, companyId: company, round: round, agentId: agent, ruleId: rule, mode: mode,
+                                state: state, offeredAt: offered, expiresAt: expires, decidedAt: decided))
+        }
+        return offers
+    }
+
+    func offer(_ id: UUID, on connection: PostgresConnection) async throws -> Offer? {
+        try await offers(try await connection.query("SELECT \(unescaped: Self.offerColumns) FROM offers WHERE id = \(id)", logger: logger)).first
+    }
+
+    func offers(contactId: UUID, on connection: PostgresConnection) async throws -> [Offer] {
+        try await offers(try await connection.query("""
+            SELECT \(unescaped: Self.offerColumns) FROM offers WHERE contact_id = \(contactId) ORDER BY offered_at, id
+            """, logger: logger))
+    }
+
+    func openOffers(agentId: UUID, on connection: PostgresConnection) async throws -> [Offer] {
+        try await offers(try await connection.query("""
+            SELECT \(unescaped: Self.offerColumns) FROM offers WHERE agent_id = \(agentId) AND state = 'open' ORDER BY offered_at, id
+            """, logger: logger))
+    }
+
+    /// Records an offer's outcome. Accepting fails on the unique index if another offer of the
+    /// lead was accepted: the database is the last word on "exactly one".
+    func decide(_ offerId: UUID, _ state: OfferState, at: Date, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE offers SET state = \(state.rawValue), decided_at = \(at) WHERE id = \(offerId) AND state = 'open'
+            """, logger: logger)
+    }
+
+    /// Closes every open offer of the lead (someone accepted, or the lead moved on).
+    func closeOpenOffers(contactId: UUID, as state: OfferState, at: Date, on connection: PostgresConnection) async throws -> [UUID] {
+        let rows = try await connection.query("""
+            UPDATE offers SET state = \(state.rawValue), decided_at = \(at) WHERE contact_id = \(contactId) AND state = 'open' RETURNING id
+            """, logger: logger)
+        var ids: [UUID] = []
+        for try await id in rows.decode(UUID.self) { ids.append(id) }
+        return ids
+    }
+
+    // MARK: log
+
+    func log(_ entry: RoutingLogEntry, contactId: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO routing_log (contact_id, doc) VALUES (\(contactId), \(try Self.json(entry))::jsonb)
+            """, logger: logger)
+    }
+
+    func log(contactId: UUID, on connection: PostgresConnection) async throws -> [RoutingLogEntry] {
+        try await docs(RoutingLogEntry.self, try await connection.query("""
+            SELECT doc::text FROM routing_log WHERE contact_id = \(contactId) ORDER BY id
+            """, logger: logger))
+    }
+}
