@@ -19,14 +19,15 @@ import Synchronization
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
-        guard let scenario = arguments.first, ["import", "intake", "messages"].contains(scenario) else {
-            print("usage: bench import|intake|messages")
+        guard let scenario = arguments.first, ["import", "intake", "messages", "speed-to-lead"].contains(scenario) else {
+            print("usage: bench import|intake|messages|speed-to-lead")
             exit(2)
         }
         let setup = try Setup.fromEnvironment()
         switch scenario {
         case "import": try await importScenario(setup)
         case "messages": try await messagesScenario(setup)
+        case "speed-to-lead": try await speedToLeadScenario(setup)
         default: try await intakeScenario(setup)
         }
     }
@@ -34,6 +35,7 @@ struct Bench {
     struct Setup {
         var contactsURL: String
         var notificationsURL: String
+        var routingURL: String
         var runDir: String
         var pgPort: Int
         var rows: Int
@@ -44,6 +46,7 @@ struct Bench {
             let environment = ProcessInfo.processInfo.environment
             return Setup(contactsURL: environment["CONTACTS_URL"] ?? "http://127.0.0.1:\(environment["CONTACTS_PORT"] ?? "8081")",
                          notificationsURL: environment["NOTIFICATIONS_URL"] ?? "http://127.0.0.1:\(environment["NOTIFICATIONS_PORT"] ?? "8086")",
+                         routingURL: environment["ROUTING_URL"] ?? "http://127.0.0.1:\(environment["ROUTING_PORT"] ?? "8082")",
                          runDir: environment["RUN_DIR"] ?? ".run", pgPort: Int(environment["PG_PORT"] ?? "") ?? 55432,
                          rows: Int(environment["BENCH_ROWS"] ?? "") ?? 10_000, rate: Int(environment["BENCH_RATE"] ?? "") ?? 500,
                          seconds: Int(environment["BENCH_SECONDS"] ?? "") ?? 10)
@@ -248,6 +251,74 @@ struct Bench {
         line("accept throughput", accept.throughput, unit: "/s", floor: floor.throughput)
         line("accepted -> sent throughput (target >= 1000/s)", sent / seconds, unit: "/s", floor: floor.throughput)
         print("messages: \(Int(sent)) of \(total) sent in \(String(format: "%.1f", seconds)) s, accept failures: \(accept.failures)")
+    }
+
+    /// From `POST /v1/leads` to the lead's assignment recorded by routing and its first notice
+    /// accepted by notifications (the `notified` entry of the lead's routing history, stamped by
+    /// routing's wall clock on this machine), at each rate of BENCH_RATES (default 50,100,200).
+    static func speedToLeadScenario(_ setup: Setup) async throws {
+        let rates = (ProcessInfo.processInfo.environment["BENCH_RATES"] ?? "50,100,200").split(separator: ",").compactMap { Int($0) }
+        let (token, root) = try await company(setup)
+        let allWeek = (1...7).map { ["weekday": $0, "open": "00:00", "close": "23:59"] as [String: Any] }
+        _ = try await call(.PATCH, setup.contactsURL + "/v1/entities/\(root)", token: token, body: json(["officeHours": allWeek]))
+        for index in 0..<5 {
+            _ = try await call(.POST, setup.contactsURL + "/v1/users", token: token, body: json([
+                "role": "agent", "firstName": "Agent\(index)", "lastName": "Bench", "email": "agent\(index)-\(UUID().uuidString.prefix(8).lowercased())@example.com",
+                "password": "agent password 1", "entityIds": [root], "mobilePhone": String(format: "+1312555%04d", 1000 + index),
+            ]))
+        }
+        let (status, source) = try await call(.POST, setup.contactsURL + "/v1/lead-sources", token: token, body: json([
+            "name": "Bench site", "origin": "website", "entityId": root,
+        ]))
+        guard status == 201, case .string(let key)? = source["apiKey"] else { throw Failure(description: "lead source creation failed (\(status))") }
+        try await Task.sleep(for: .seconds(2))
+        print("bench speed-to-lead: leads at each rate for \(setup.seconds) s; default round robin, text + e-mail + push per lead; floor = GET /health/live of routing")
+        var best: Int?
+        for rate in rates {
+            let total = rate * setup.seconds
+            let floor = try await steadyLoad(rate: rate, count: max(total / 2, 1)) { _ in
+                let (code, _) = try await call(.GET, setup.routingURL + "/health/live")
+                return code == 200
+            }
+            let run = UUID().uuidString.prefix(6).lowercased()
+            let sent = Mutex([Int: (id: String, at: Date)]())
+            let intake = try await steadyLoad(rate: rate, count: total) { index in
+                let at = Date()
+                let (code, answer) = try await call(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: json([
+                    "firstName": "Lead\(index)", "lastName": "Speed", "email": "lead\(index)-\(run)@example.com", "leadType": "buyer",
+                ]))
+                guard code == 201, case .string(let id)? = answer["contact"]?["id"] else { return false }
+                sent.withLock { $0[index] = (id, at) }
+                return true
+            }
+            let leads = sent.withLock { $0 }
+            var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+            var missing = 0
+            let deadline = ContinuousClock.now + .seconds(120)
+            for (_, lead) in leads {
+                var notified: Date?
+                while notified == nil && ContinuousClock.now < deadline {
+                    let (_, why) = try await call(.GET, setup.routingURL + "/v1/leads/\(lead.id)/routing", token: token)
+                    if case .array(let history)? = why["history"] {
+                        notified = history.compactMap { entry -> Date? in
+                            guard entry["kind"] == .string("notified"), case .string(let at)? = entry["at"] else { return nil }
+                            return RFC3339.date(from: at)
+                        }.min()
+                    }
+                    if notified == nil { try await Task.sleep(for: .milliseconds(200)) }
+                }
+                guard let notified else { missing += 1; continue }
+                _ = histogram.record(UInt64(max(0, notified.timeIntervalSince(lead.at)) * 1_000_000))
+            }
+            let p50 = Double(histogram.valueAtPercentile(50)) / 1000, p99 = Double(histogram.valueAtPercentile(99)) / 1000
+            print("at \(rate) leads/s (\(total) leads, \(intake.failures) intake failures, \(missing) never notified):")
+            line("  lead -> offer/assignment notified p50", p50, unit: "ms", floor: floor.p50)
+            line("  lead -> offer/assignment notified p99", p99, unit: "ms", floor: floor.p99)
+            line("  lead -> offer/assignment notified max", Double(histogram.max) / 1000, unit: "ms", floor: floor.max)
+            line("  intake throughput", intake.throughput, unit: "/s", floor: floor.throughput)
+            if p99 < 100, missing == 0, intake.failures == 0 { best = rate }
+        }
+        print("targets: p99 <= 50 ms at 50 leads/s; highest rate tried with p99 < 100 ms: \(best.map { "\($0) leads/s" } ?? "none")")
     }
 
     static func sentCount(_ setup: Setup) async throws -> Double {

@@ -69,9 +69,13 @@ struct OffersController {
         open.get("/offers/{token}") { _, context -> Response in
             let token = try context.parameters.require("token")
             return try await store.client.withConnection { connection in
-                guard case .valid(let id) = links.verify(token, now: clock.now), let offer = try await store.offer(id, on: connection) else {
-                    return page.render(.invalid, lead: nil, token: token)
+                let id: UUID
+                switch links.verify(token, now: clock.now) {
+                case .valid(let valid): id = valid
+                case .expired: return page.render(.expired, lead: nil, token: token)
+                case .invalid: return page.render(.invalid, lead: nil, token: token)
                 }
+                guard let offer = try await store.offer(id, on: connection) else { return page.render(.invalid, lead: nil, token: token) }
                 let lead = Self.summary(try await store.contact(offer.contactId, on: connection))
                 let routing = try await store.routing(offer.contactId, on: connection)
                 return page.render(OfferPage.state(of: offer, routing: routing, now: clock.now), lead: lead, token: token, offer: offer)

@@ -190,7 +190,7 @@ struct RulesController {
         return RuleValidation.Directory(
             agents: Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
             lenders: Set(agents.filter { $0.role == .lender && $0.active }.map(\.id)),
-            entityAgentCount: agents.filter { $0.active && $0.holdsLeads && !tree.isDisjoint(with: $0.entityIds) }.count)
+            entityAgentCount: agents.filter { $0.active && $0.role == .agent && !tree.isDisjoint(with: $0.entityIds) }.count)
     }
 }
 

@@ -33,12 +33,13 @@ struct Pick: Sendable, Hashable {
 }
 
 enum Distributor {
-    /// The rule's recipient list as agents, in list order: for "all agents" every agent of the
-    /// entity (and the entities under it) by name, so joiners take part from their first lead.
+    /// The rule's recipient list as agents, in list order: for "all agents" every user with the
+    /// agent role in the entity (and the entities under it) by name, so joiners take part from
+    /// their first lead; admins take leads only when a rule names them.
     static func candidates(_ recipients: RuleRecipients, members: [Agent]) -> [UUID] {
         switch recipients.kind {
         case .agents: recipients.agents?.map(\.agentId) ?? []
-        case .allAgents: members.filter(\.holdsLeads).sorted { ($0.lastName, $0.firstName, $0.id.uuidString) < ($1.lastName, $1.firstName, $1.id.uuidString) }.map(\.id)
+        case .allAgents: members.filter { $0.role == .agent }.sorted { ($0.lastName, $0.firstName, $0.id.uuidString) < ($1.lastName, $1.firstName, $1.id.uuidString) }.map(\.id)
         case .pond: []
         }
     }

@@ -2,17 +2,6 @@ import Foundation
 import Models
 import ServiceKit
 
-/// What an admin sends to create or change a rule.
-struct RuleDraft: Codable, Sendable {
-    var name: String?
-    var criteria: RuleCriteria?
-    var recipients: RuleRecipients?
-    var distribution: Distribution?
-    var channels: [DeliveryChannel]?
-    var acceptance: AcceptanceSettings?
-    var lenderId: UUID?
-}
-
 /// The checks a rule must pass, with the field at fault (RT-4, RT-6, RT-9, RT-14).
 enum RuleValidation {
     /// What the checks need to know of the company: its agents and lenders by id, and how

@@ -308,7 +308,7 @@ struct LeadRouter: Sendable {
               let offer = try await store.offer(offerId, on: connection) else { throw APIError.notFound("offer \(offerId)") }
         let now = clock.now
         switch offer.state {
-        case .accepted: return (accept ? .alreadyYours : .takenByOther, offer)
+        case .accepted: return (.alreadyYours, offer)
         case .declined: return (.declined, offer)
         case .closed: return (routing.state == .assigned && routing.assignedAgentId != agentId ? .takenByOther : .expired, offer)
         case .lapsed, .timedOut: return (.expired, offer)
