@@ -35,11 +35,10 @@ struct LeadRouter: Sendable {
         guard try await store.routing(contact.id, on: connection) == nil else { return }
         guard contact.origin.isSource else {
             let now = clock.now
-            var routing = LeadRouting(contactId: contact.id, companyId: contact.companyId, entityId: contact.ownerEntityId, round: 1, state: .notRouted,
+            let routing = LeadRouting(contactId: contact.id, companyId: contact.companyId, entityId: contact.ownerEntityId, round: 1, state: .notRouted,
                                       queue: [], channels: [], skipListingAgent: false, rules: [],
                                       summary: "Not routed: the lead was \(contact.origin == .import ? "imported" : "entered by hand"); only leads from a source (website, dropbox, zapier) are routed.",
                                       startedAt: now, updatedAt: now)
-            routing.mode = nil
             try await store.save(routing, on: connection)
             try await store.log(RoutingLogEntry(at: now, round: 1, kind: .notRouted, summary: routing.summary), contactId: contact.id, on: connection)
             return
@@ -315,8 +314,7 @@ struct LeadRouter: Sendable {
         case .open: break
         }
         guard routing.state == .offering, routing.round == offer.round, now < offer.expiresAt else { return (.expired, offer) }
-        let agent = (try await store.agents(companyId: offer.companyId, on: connection)).first { $0.id == agentId }
-        let agentName = agent?.name ?? "The agent"
+        let agentName = try await store.agentName(agentId, on: connection) ?? "The agent"
         guard accept else {
             try await store.decide(offer.id, .declined, at: now, on: connection)
             try await store.log(RoutingLogEntry(at: now, round: offer.round, kind: .declined, agentId: agentId, offerId: offer.id, summary: "\(agentName) declined."),
@@ -424,7 +422,7 @@ struct LeadRouter: Sendable {
               offer.state == .open, routing.state == .offering, routing.round == offer.round else { return }
         let now = clock.now
         try await store.decide(offer.id, .lapsed, at: now, on: connection)
-        let name = try await store.agents(companyId: offer.companyId, on: connection).first { $0.id == offer.agentId }?.name ?? "The agent"
+        let name = try await store.agentName(offer.agentId, on: connection) ?? "The agent"
         try await store.log(RoutingLogEntry(at: now, round: offer.round, kind: .lapsed, agentId: offer.agentId, offerId: offer.id,
                                             summary: "\(name) did not answer within the window."), contactId: offer.contactId, on: connection)
         try await moveOn(&routing, after: offer, on: connection)

@@ -43,10 +43,10 @@ struct RoutingJobs: Sendable {
     }
 
     /// 5xx and unreachable peers are retried by the job table; 4xx are final.
-    private func check(_ response: PeerClient.Response, _ what: String) throws -> Bool {
+    private func check(_ response: PeerClient.Response, from service: ServiceName, _ what: String) throws -> Bool {
         if (200..<300).contains(response.status) { return true }
         if response.status >= 500 || response.status == 429 || response.status == 409 {
-            throw PeerClient.Unreachable(service: .contacts, underlying: "\(what) answered \(response.status): \(response.body.prefix(300))")
+            throw PeerClient.Unreachable(service: service, underlying: "\(what) answered \(response.status): \(response.body.prefix(300))")
         }
         router.logger.warning("\(what) refused", metadata: ["status": "\(response.status)", "body": "\(response.body.prefix(300))"])
         return false
@@ -61,7 +61,7 @@ struct RoutingJobs: Sendable {
         }
         let response = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/assignment",
                                             body: Body(agentId: job.agentId, pondId: job.pondId, lenderId: job.lenderId, reason: job.reason))
-        _ = try check(response, "contacts' assignment")
+        _ = try check(response, from: .contacts, "contacts' assignment")
     }
 
     /// One notice or offer to one agent on one channel (RT-11, RT-13).
@@ -88,7 +88,7 @@ struct RoutingJobs: Sendable {
         let key = "routing-\(job.offerId?.uuidString.lowercased() ?? "\(job.contactId.uuidString.lowercased())-\(job.round)")-\(job.channel.rawValue)"
         let response = try await peers.post(to: .notifications, path: "/v1/messages", body: body, headers: [("Idempotency-Key", key)], idempotent: true)
         let now = clock.now
-        if try check(response, "notifications") {
+        if try check(response, from: .notifications, "notifications") {
             struct Accepted: Decodable { var id: UUID }
             let messageId = try? JSONCoding.decoder.decode(Accepted.self, from: Data(response.body.utf8)).id
             try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: job.channel,
@@ -132,7 +132,7 @@ struct RoutingJobs: Sendable {
         let task = NewTask(kind: "call", title: "Call \(LeadRouter.leadName(contact))", description: "Follow-up scheduled by phone when the lead was accepted.",
                            dueAt: job.dueAt, assigneeId: job.agentId)
         let response = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/tasks", body: task)
-        if try check(response, "contacts' tasks") {
+        if try check(response, from: .contacts, "contacts' tasks") {
             try await store.log(RoutingLogEntry(at: clock.now, round: job.round, kind: .followUpScheduled, agentId: job.agentId, offerId: job.offerId,
                                                 summary: "A follow-up call task was scheduled for \(RFC3339.string(from: job.dueAt))."),
                                 contactId: job.contactId, on: connection)

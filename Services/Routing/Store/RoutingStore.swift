@@ -130,6 +130,11 @@ struct RoutingStore: Sendable {
         return agents
     }
 
+    /// One user's name, for the log line of an answer (not the whole company's directory).
+    func agentName(_ id: UUID, on connection: PostgresConnection) async throws -> String? {
+        try await connection.query("SELECT first_name || ' ' || last_name FROM directory_users WHERE id = \(id)", logger: logger).first(String.self)
+    }
+
     func contact(_ id: UUID, on connection: PostgresConnection) async throws -> Contact? {
         try await docs(Contact.self, try await connection.query("""
             SELECT snapshot::text FROM contact_replica WHERE id = \(id) AND NOT deleted
