@@ -15,7 +15,7 @@ func buildRouting(config: ServiceConfig) async throws -> some ApplicationProtoco
                                 logger: environment.logger)
         let links = OfferLink(secret: config.jwtSecret)
         let jobs = RoutingJobs(router: router, peers: environment.peers, links: links, publicURL: publicURL)
-        RulesController(store: store, clock: environment.clock).register(on: routes.authenticated)
+        RulesController(store: store, peers: environment.peers, clock: environment.clock).register(on: routes.authenticated)
         ExplanationController(store: store).register(on: routes.authenticated)
         OffersController(router: router, links: links, page: page).register(open: routes.open, authenticated: routes.authenticated)
         return ServiceParts(migrations: RoutingMigrations.all,

@@ -66,6 +66,9 @@ package struct APIError: HTTPResponseError, Sendable, Equatable {
             return error
         case let error as DecodingError:
             return fromDecoding(error)
+        case let error as PeerClient.Unreachable:
+            // Another service of this system is down: the caller may retry; it is not their input.
+            return APIError(.serviceUnavailable, code: "peer_unavailable", message: "the \(error.service.rawValue) service is not answering; try again shortly")
         case is NIOTooManyBytesError:
             return APIError(.contentTooLarge, code: "body_too_large", message: "the request body is larger than this service accepts", field: "body")
         case let error as HTTPError:

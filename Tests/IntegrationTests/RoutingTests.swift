@@ -312,9 +312,79 @@ struct RoutingTests {
         #expect(try await assignee(office, contactId) == alice.id)
         let tasks = try await stack.call(.GET, .contacts, "/v1/contacts/\(contactId)/tasks", token: office.brokerage.adminToken)
         let task = try #require(tasks["items"]?.array?.first, "\(tasks.text)")
+        #expect(tasks["items"]?.array?.count == 1, "one follow-up task: \(tasks.text)")
         #expect(task["kind"]?.string == "call" && task["assigneeId"]?.string == alice.id)
         let connect = try await phone.webhook("/webhooks/twilio/gather/\(messageId)?step=2", [("Digits", "1")])
         #expect(connect.text.contains("<Dial>\(leadPhone)</Dial>"), "\(connect.text)")
+    }
+
+    @Test("RT-6: a rule's lender is attached to the leads it routes; a pond rule puts leads in the pond; all agents includes later joiners; a hand assignment withdraws open offers")
+    func recipientsLenderAndPond() async throws {
+        let office = try await office()
+        let (alice, bob, cara) = (office.agents["Alice"]!, office.agents["Bob"]!, office.agents["Cara"]!)
+        let admin = office.brokerage.adminToken
+        let lender = try await stack.call(.POST, .contacts, "/v1/users", token: admin, json: Stack.json([
+            "role": "lender", "firstName": "Len", "lastName": "Der", "email": "len-\(UUID().uuidString.prefix(8).lowercased())@example.com",
+            "password": "lender password 1", "entityIds": [office.brokerage.rootEntityId],
+        ]))
+        let lenderId = try #require(lender["id"]?.string, "\(lender.text)")
+        let pond = try await stack.call(.POST, .contacts, "/v1/ponds", token: admin, json: Stack.json(["entityId": office.brokerage.rootEntityId, "name": "Open house"]))
+        let pondId = try #require(pond["id"]?.string, "\(pond.text)")
+        try await stack.waitUntilIdle()
+
+        let nowhere = try await rule(office, ["name": "Nowhere", "recipients": ["kind": "pond", "pondId": UUID().uuidString], "distribution": "round_robin", "channels": ["email"]])
+        #expect(nowhere.status == 422 && nowhere.errorField == "recipients.pondId", "a pond that does not exist: \(nowhere.text)")
+        let agentAsLender = try await rule(office, ["name": "Bad lender", "recipients": ["kind": "all_agents"], "distribution": "round_robin",
+                                                    "channels": ["email"], "lenderId": alice.id])
+        #expect(agentAsLender.status == 422 && agentAsLender.errorField == "lenderId")
+        #expect(try await rule(office, ["name": "Open house", "criteria": ["hashtags": ["#openhouse"]], "recipients": ["kind": "pond", "pondId": pondId],
+                                        "distribution": "round_robin", "channels": ["email"]]).status == 201)
+        #expect(try await rule(office, ["name": "Financing", "criteria": ["hashtags": ["#financing"]], "recipients": ["kind": "all_agents"],
+                                        "distribution": "round_robin", "channels": ["email"], "lenderId": lenderId]).status == 201)
+
+        let pooled = try await lead(office, ["firstName": "Poppy", "email": "poppy-\(UUID().uuidString.prefix(6))@example.com", "tags": ["openhouse"]])
+        let pooledContact = try await stack.call(.GET, .contacts, "/v1/contacts/\(pooled)", token: admin)
+        #expect(pooledContact["pondId"]?.string == pondId && pooledContact["assignedAgentId"] == nil, "\(pooledContact.text)")
+        #expect(try await explain(office, pooled)["state"]?.string == "pond")
+        #expect(try await stack.call(.GET, .contacts, "/v1/ponds/\(pondId)/contacts", token: alice.token)["items"]?.array?.count == 1, "agents see it in the pond")
+
+        // Everyone but a newcomer is out of rotation: "all agents" finds the agent who joined after the rule was made.
+        for agent in [alice, bob, cara] {
+            #expect(try await stack.call(.PATCH, .contacts, "/v1/users/\(agent.id)", token: admin, json: #"{"rotation":{"inRotation":false}}"#).status == 200)
+        }
+        let dan = try await stack.call(.POST, .contacts, "/v1/users", token: admin, json: Stack.json([
+            "role": "agent", "firstName": "Dan", "lastName": "Newman", "email": "dan-\(UUID().uuidString.prefix(8).lowercased())@example.com",
+            "password": "agent password 1", "entityIds": [office.brokerage.rootEntityId],
+        ]))
+        let danId = try #require(dan["id"]?.string, "\(dan.text)")
+        try await stack.waitUntilIdle()
+        let financed = try await lead(office, ["firstName": "Finn", "email": "finn-\(UUID().uuidString.prefix(6))@example.com", "tags": ["financing"]])
+        let financedContact = try await stack.call(.GET, .contacts, "/v1/contacts/\(financed)", token: admin)
+        #expect(financedContact["assignedAgentId"]?.string == danId, "\(financedContact.text)")
+        #expect(financedContact["lenderId"]?.string == lenderId, "RT-6: the rule's lender is attached: \(financedContact.text)")
+
+        // Offers out, then an admin assigns the lead by hand: the offers are withdrawn and no timeout moves it again.
+        for agent in [alice, bob] {
+            _ = try await stack.call(.PATCH, .contacts, "/v1/users/\(agent.id)", token: admin, json: #"{"rotation":{"inRotation":true}}"#)
+        }
+        try await stack.waitUntilIdle()
+        #expect(try await rule(office, ["name": "Offers", "criteria": ["hashtags": ["#offer"]], "recipients": ["kind": "agents", "agents": [["agentId": alice.id], ["agentId": bob.id]]],
+                                        "distribution": "round_robin", "channels": ["email"],
+                                        "acceptance": ["windowMinutes": 5, "timeoutMinutes": 10, "timeoutAgentId": bob.id]]).status == 201)
+        let offered = try await lead(office, ["firstName": "Ozzie", "email": "ozzie-\(UUID().uuidString.prefix(6))@example.com", "tags": ["offer"]])
+        var why = try await explain(office, offered)
+        let offerId = try #require(offers(why).first?["id"]?.string, "\(why.text)")
+        let byHand = try await stack.call(.POST, .contacts, "/v1/contacts/\(offered)/assignment", token: admin, json: Stack.json(["agentId": danId]))
+        #expect(byHand.status == 200, "\(byHand.text)")
+        try await stack.waitUntilIdle()
+        why = try await explain(office, offered)
+        #expect(why["state"]?.string == "assigned" && why["assignedAgentId"]?.string == danId, "\(why.text)")
+        #expect((why["history"]?.array ?? []).contains { $0["kind"]?.string == "reassigned" }, "\(why.text)")
+        #expect(offers(why).allSatisfy { $0["state"]?.string == "closed" }, "\(why.text)")
+        let late = try await stack.call(.POST, .routing, "/v1/offers/\(offerId)/acceptance", token: alice.token)
+        #expect(late.status == 409, "\(late.text)")
+        try await advance(minutes: 11)
+        #expect(try await assignee(office, offered) == danId, "the rule's timeout no longer applies")
     }
 
     @Test("RT-17: an address-only seller waits with the admin until contact details arrive; agent-site leads go to their agent")

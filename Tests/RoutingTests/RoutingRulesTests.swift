@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import ServiceKit
 import Testing
 @testable import Routing
 
@@ -103,6 +104,37 @@ struct RoutingRulesTests {
         #expect(throws: (any Error).self) { try RuleValidation.validate(rule, directory: directory) }
         rule.acceptance?.timeoutMinutes = 10
         _ = try RuleValidation.validate(rule, directory: directory)
+    }
+
+    @Test("RT-6: a pond rule names a pond of the company, takes no acceptance, and its lender must be an active lender")
+    func pondAndLender() throws {
+        let a = Self.agent("A")
+        let pond = UUID(), lender = UUID()
+        let directory = RuleValidation.Directory(agents: [a.id: a], lenders: [lender], entityAgentCount: 1, ponds: [pond])
+        let now = Date()
+        var rule = RoutingRule(id: UUID(), companyId: Self.company, entityId: Self.entity, name: "Pond", position: 1, isDefault: false,
+                               criteria: RuleCriteria(), recipients: RuleRecipients(kind: .pond, agents: nil, pondId: UUID()),
+                               distribution: .roundRobin, channels: [.email], acceptance: nil, lenderId: lender, version: 1, createdAt: now, updatedAt: now)
+        #expect(Self.field { try RuleValidation.validate(rule, directory: directory) } == "recipients.pondId", "a pond of no one")
+        rule.recipients.pondId = pond
+        _ = try RuleValidation.validate(rule, directory: directory)
+        rule.acceptance = AcceptanceSettings(windowMinutes: 5, timeoutMinutes: 10, timeoutAgentId: a.id)
+        #expect(Self.field { try RuleValidation.validate(rule, directory: directory) } == "acceptance")
+        rule.acceptance = nil
+        rule.lenderId = a.id
+        #expect(Self.field { try RuleValidation.validate(rule, directory: directory) } == "lenderId", "an agent is no lender")
+    }
+
+    /// The field an APIError names, or nil when the call passes.
+    static func field(_ body: () throws -> Any) -> String? {
+        do {
+            _ = try body()
+            return nil
+        } catch let error as APIError {
+            return error.field ?? "(no field)"
+        } catch {
+            return "\(error)"
+        }
     }
 
     @Test("RT-11, RT-12: push instead of text for agents who prefer it; e-mail only outside office hours")

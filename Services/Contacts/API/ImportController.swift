@@ -62,7 +62,7 @@ struct ImportController {
 
         let now = clock.now
         var current: [UUID: Contact] = existing
-        var originals: [UUID: Contact] = existing
+        let originals: [UUID: Contact] = existing
         var created: [UUID] = []
         var createdSet = Set<UUID>()
         var updatedSet = Set<UUID>()

@@ -36,9 +36,20 @@ struct PondsController {
             try await crm.createPond(pond)
             return JSONResponse(.created, pond)
         }
-        group.get("/v1/ponds") { _, context -> Page<Pond> in
+        group.get("/v1/ponds") { request, context -> Page<Pond> in
             let identity = try context.requireIdentity()
-            let ponds = try await crm.ponds(companyId: try access.access.companyId(of: identity))
+            let named = try request.uri.queryParameters["companyId"].map { text in
+                guard let id = UUID(uuidString: String(text)) else { throw APIError.validation("companyId", "companyId must be a UUID") }
+                return id
+            }
+            if identity.isService {
+                // Routing checks that a rule's pond exists in the rule's company.
+                guard let companyId = named else { throw APIError.validation("companyId", "services name the company") }
+                return Page(items: try await crm.ponds(companyId: companyId), nextCursor: nil)
+            }
+            let companyId = try access.access.companyId(of: identity)
+            if let named, named != companyId { throw APIError.validation("companyId", "companyId is not your company") }
+            let ponds = try await crm.ponds(companyId: companyId)
             return Page(items: try await ponds.asyncFilter { try await isMember(identity, of: $0) }, nextCursor: nil)
         }
         group.get("/v1/ponds/{id}/contacts") { _, context -> Page<Contact> in

@@ -10,6 +10,7 @@ extension RoutingSettings: ResponseEncodable {}
 /// `/v1/routing/rules` per scope (RT-1 … RT-14) and `/v1/routing/settings` (RT-18, RT-19).
 struct RulesController {
     let store: RoutingStore
+    let peers: PeerClient
     let clock: any ServiceClock
 
     struct NewRule: Decodable {
@@ -190,7 +191,21 @@ struct RulesController {
         return RuleValidation.Directory(
             agents: Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
             lenders: Set(agents.filter { $0.role == .lender && $0.active }.map(\.id)),
-            entityAgentCount: agents.filter { $0.active && $0.role == .agent && !tree.isDisjoint(with: $0.entityIds) }.count)
+            entityAgentCount: agents.filter { $0.active && $0.role == .agent && !tree.isDisjoint(with: $0.entityIds) }.count,
+            ponds: rule.recipients.kind == .pond ? try await ponds(companyId: rule.companyId) : [])
+    }
+
+    /// Ponds live in contacts; a rule may only name one that exists, or its leads would go nowhere.
+    private func ponds(companyId: UUID) async throws -> Set<UUID> {
+        struct Listed: Decodable {
+            struct Pond: Decodable { var id: UUID }
+            var items: [Pond]
+        }
+        let response = try await peers.get(from: .contacts, path: "/v1/ponds?companyId=\(companyId.uuidString.lowercased())")
+        guard response.status == 200, let listed = try? JSONCoding.decoder.decode(Listed.self, from: Data(response.body.utf8)) else {
+            throw PeerClient.Unreachable(service: .contacts, underlying: "listing ponds answered \(response.status)")
+        }
+        return Set(listed.items.map(\.id))
     }
 }
 

@@ -91,6 +91,8 @@ struct RoutingLogEntry: Codable, Sendable, Hashable {
     enum Kind: String, Codable, Sendable {
         case evaluated, offered, notified, accepted, declined, lapsed, timedOut = "timed_out", assigned, pond, held, notRouted = "not_routed"
         case unassigned, notificationFailed = "notification_failed", followUpScheduled = "follow_up_scheduled"
+        /// Someone assigned the lead by hand while routing was still deciding.
+        case reassigned
     }
     var at: Date
     var round: Int

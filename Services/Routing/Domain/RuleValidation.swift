@@ -10,6 +10,8 @@ enum RuleValidation {
         var agents: [UUID: Agent]
         var lenders: Set<UUID>
         var entityAgentCount: Int
+        /// The company's ponds, asked of contacts only when a rule sends leads to one.
+        var ponds: Set<UUID> = []
     }
 
     static func validate(_ rule: RoutingRule, directory: Directory) throws -> RoutingRule {
@@ -86,7 +88,8 @@ enum RuleValidation {
             }
             guard distribution != .weighted else { throw APIError.validation("distribution", "weighted distribution needs a list of agents with weights") }
         case .pond:
-            guard recipients.pondId != nil, recipients.agents == nil else { throw APIError.validation("recipients.pondId", "give the pond's id") }
+            guard let pond = recipients.pondId, recipients.agents == nil else { throw APIError.validation("recipients.pondId", "give the pond's id") }
+            guard directory.ponds.contains(pond) else { throw APIError.validation("recipients.pondId", "pondId names no pond of this company") }
             guard distribution == .roundRobin else { throw APIError.validation("distribution", "a pond takes leads as they come: use round_robin") }
         }
     }

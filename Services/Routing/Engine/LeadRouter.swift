@@ -26,6 +26,9 @@ struct LeadRouter: Sendable {
             EventHandler(name: "routing.contact-details", eventType: EventType.contactUpdated) { event, connection, _ in
                 try await detailsArrived(try event.data(ContactChanged.self).contact, on: connection)
             },
+            EventHandler(name: "routing.assigned-by-hand", eventType: EventType.contactAssigned) { event, connection, _ in
+                try await assignedElsewhere(try event.data(ContactChanged.self), on: connection)
+            },
         ]
     }
 
@@ -51,6 +54,42 @@ struct LeadRouter: Sendable {
         guard !contact.emails.isEmpty || !contact.phones.isEmpty,
               let routing = try await store.lockRouting(contact.id, on: connection), routing.state == .awaitingContactInfo else { return }
         try await route(contact, round: routing.round + 1, skipListingAgent: false, on: connection)
+    }
+
+    /// Someone other than routing gave the lead an owner while offers were out or while it
+    /// waited with the admin: the offers are withdrawn and routing stops, so nobody accepts a
+    /// lead that already has an owner and no timeout hands it to a third agent.
+    func assignedElsewhere(_ change: ContactChanged, on connection: PostgresConnection) async throws {
+        guard !(change.actor.kind == .service && change.actor.id == ServiceName.routing.rawValue),
+              var routing = try await store.lockRouting(change.contact.id, on: connection),
+              routing.state == .offering || routing.state == .awaitingContactInfo else { return }
+        let now = clock.now
+        let contact = change.contact
+        _ = try await store.closeOpenOffers(contactId: contact.id, as: .closed, at: now, on: connection)
+        try await jobs.cancel(uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
+        let who = change.actor.name ?? (change.actor.kind == .user ? "An admin" : change.actor.id)
+        let owner: String
+        if let agentId = contact.assignedAgentId {
+            routing.state = .assigned
+            routing.assignedAgentId = agentId
+            owner = try await store.agentName(agentId, on: connection) ?? "another agent"
+        } else if let pondId = contact.pondId {
+            routing.state = .pond
+            routing.assignedAgentId = nil
+            routing.pondId = pondId
+            owner = "a pond"
+        } else {
+            routing.state = .unassigned
+            routing.assignedAgentId = nil
+            owner = "nobody"
+        }
+        routing.queue = []
+        routing.updatedAt = now
+        routing.summary += " \(who) then assigned the lead by hand to \(owner), so routing stopped and the open offers were withdrawn."
+        try await store.save(routing, on: connection)
+        try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .reassigned, agentId: contact.assignedAgentId,
+                                            summary: "\(who) assigned the lead by hand to \(owner); the open offers were withdrawn."),
+                            contactId: contact.id, on: connection)
     }
 
     // MARK: the decision

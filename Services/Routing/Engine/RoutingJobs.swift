@@ -131,8 +131,21 @@ struct RoutingJobs: Sendable {
         }
         let task = NewTask(kind: "call", title: "Call \(LeadRouter.leadName(contact))", description: "Follow-up scheduled by phone when the lead was accepted.",
                            dueAt: job.dueAt, assigneeId: job.agentId)
-        let response = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/tasks", body: task)
-        if try check(response, from: .contacts, "contacts' tasks") {
+        let path = "/v1/contacts/\(job.contactId.uuidString.lowercased())/tasks"
+        // Tasks take no idempotency key: a run that created the task but died before committing
+        // finds it on the retry instead of creating a second one.
+        struct Existing: Decodable {
+            struct Task: Decodable { var kind: String; var title: String; var dueAt: Date?; var assigneeId: UUID? }
+            var items: [Task]
+        }
+        let listed = try await peers.get(from: .contacts, path: path)
+        guard try check(listed, from: .contacts, "contacts' tasks") else { return }
+        let existing = try? JSONCoding.decoder.decode(Existing.self, from: Data(listed.body.utf8))
+        let created = existing?.items.contains { $0.kind == task.kind && $0.title == task.title && $0.assigneeId == task.assigneeId
+                                                 && abs(($0.dueAt ?? .distantPast).timeIntervalSince(task.dueAt)) < 1 } ?? false
+        var scheduled = created
+        if !created { scheduled = try check(try await peers.post(to: .contacts, path: path, body: task), from: .contacts, "contacts' tasks") }
+        if scheduled {
             try await store.log(RoutingLogEntry(at: clock.now, round: job.round, kind: .followUpScheduled, agentId: job.agentId, offerId: job.offerId,
                                                 summary: "A follow-up call task was scheduled for \(RFC3339.string(from: job.dueAt))."),
                                 contactId: job.contactId, on: connection)
