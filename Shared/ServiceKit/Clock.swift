@@ -103,6 +103,18 @@ package final class Doorbell: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Wakes one waiter, or the next to wait: one new job needs one worker, not all of them.
+    package func ringOne() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let id = state.waiters.keys.min() else {
+                state.pending = true
+                return nil
+            }
+            return state.waiters.removeValue(forKey: id)
+        }
+        waiter?.resume()
+    }
+
     /// Returns when rung, when `timeout` passed, or when the task is cancelled.
     package func wait(timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in

@@ -180,6 +180,37 @@ package enum KitMigrations {
             """,
             "CREATE TRIGGER outbox_wake AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_wake()",
         ]),
+        // Each subscriber has its own delivery lane, which reads its pending rows in order; the
+        // wake-up names the subscribers written to, so the other lanes stay asleep.
+        Migration("OutboxAddSubscriberLanes", [
+            "CREATE INDEX outbox_lane ON outbox (subscriber, id) WHERE delivered_at IS NULL AND gave_up_at IS NULL",
+            "DROP TRIGGER outbox_wake ON outbox",
+            """
+            CREATE OR REPLACE FUNCTION outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE lanes text;
+            BEGIN
+                SELECT string_agg(DISTINCT subscriber, ',') INTO lanes FROM written;
+                IF lanes IS NOT NULL THEN
+                    PERFORM pg_notify('wake_' || TG_TABLE_SCHEMA, 'outbox:' || lanes);
+                END IF;
+                RETURN NULL;
+            END $$
+            """,
+            "CREATE TRIGGER outbox_wake AFTER INSERT ON outbox REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION outbox_wake()",
+        ]),
+        // Scheduling a job wakes a worker on commit without a statement of its own.
+        Migration("JobsAddNotifyTrigger", [
+            """
+            CREATE FUNCTION jobs_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF EXISTS (SELECT 1 FROM written) THEN
+                    PERFORM pg_notify('wake_' || TG_TABLE_SCHEMA, 'jobs');
+                END IF;
+                RETURN NULL;
+            END $$
+            """,
+            "CREATE TRIGGER jobs_wake AFTER INSERT ON jobs REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION jobs_wake()",
+        ]),
     ]
 }
 

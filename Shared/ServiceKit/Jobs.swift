@@ -61,10 +61,8 @@ package struct JobQueue: Sendable {
             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
             RETURNING id
             """, logger: logger)
-        for try await id in inserted.decode(Int64.self) {
-            try await connection.query("SELECT pg_notify(\(WakeChannel.name(service)), 'jobs')", logger: logger)
-            return id
-        }
+        // The jobs_wake trigger notifies a worker when this commits.
+        for try await id in inserted.decode(Int64.self) { return id }
         let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(uniqueKey)", logger: logger)
         for try await id in existing.decode(Int64.self) { return id }
         throw JobLeaseLost(jobId: -1)
@@ -159,6 +157,8 @@ package struct JobRunner: Service {
     @discardableResult
     package func runNext() async throws -> (jobId: Int64, outcome: Outcome)? {
         guard let job = try await claim() else { return nil }
+        // There may be more: one more worker looks, and so on until one finds nothing.
+        doorbell.ringOne()
         return (job.id, await execute(job))
     }
 

@@ -75,6 +75,26 @@ package struct Backoff: Sendable {
     }
 }
 
+/// One doorbell per subscriber's delivery lane. The outbox trigger's notification names the
+/// subscribers of the rows just written (`outbox:routing,automation`), so only their lanes wake.
+package final class OutboxBells: Sendable {
+    let lanes: [ServiceName: Doorbell]
+
+    package init(for service: ServiceName) {
+        lanes = Dictionary(uniqueKeysWithValues: ServiceName.allCases.filter { $0 != service }.map { ($0, Doorbell()) })
+    }
+
+    /// Rings the lanes a notification payload names; every lane when it names none.
+    package func ring(payload: String) {
+        let named = payload.hasPrefix("outbox:") ? payload.dropFirst("outbox:".count).split(separator: ",").compactMap { ServiceName(rawValue: String($0)) } : []
+        if named.isEmpty {
+            for bell in lanes.values { bell.ring() }
+        } else {
+            for name in named { lanes[name]?.ring() }
+        }
+    }
+}
+
 /// Delivers outbox rows to their subscribers' `POST /v1/events` until each answers 2xx.
 /// Retry timing uses the database's wall clock: delivery is infrastructure, not a domain wait,
 /// so a frozen virtual clock never holds events back.
@@ -82,46 +102,65 @@ package struct OutboxDispatcher: Service {
     let service: ServiceName
     let client: PostgresClient
     let peers: PeerClient
-    let doorbell: Doorbell
+    let bells: OutboxBells
     let logger: Logger
-    var batchSize = 32
+    var batchSize = 100
     var pollInterval: Duration = .milliseconds(500)
     var backoff = Backoff(base: 0.5, cap: 300)
     var retention: TimeInterval = 7 * 86400
 
-    package init(service: ServiceName, client: PostgresClient, peers: PeerClient, doorbell: Doorbell, logger: Logger) {
+    package init(service: ServiceName, client: PostgresClient, peers: PeerClient, bells: OutboxBells, logger: Logger) {
         self.service = service
         self.client = client
         self.peers = peers
-        self.doorbell = doorbell
+        self.bells = bells
         self.logger = logger
     }
 
+    /// One delivery lane per subscriber, so a slow subscriber never holds back the others' events
+    /// (routing must see a new lead while automation still digests the last thousand), plus one
+    /// task for upkeep.
     package func run() async throws {
-        var lastPrune = ContinuousClock.now
-        var lastLag = ContinuousClock.now - .seconds(60)
+        await withTaskGroup(of: Void.self) { group in
+            for (lane, bell) in bells.lanes {
+                group.addTask { await deliverLoop(to: lane, bell: bell) }
+            }
+            group.addTask { await upkeepLoop() }
+        }
+    }
+
+    private func deliverLoop(to subscriber: ServiceName, bell: Doorbell) async {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let delivered = try await dispatchBatch()
+                // A full batch means more may be waiting; a partial one emptied the lane, and rows
+                // written since then have rung the bell.
+                if try await dispatchBatch(to: subscriber) < batchSize {
+                    await withGracefulShutdownHandler {
+                        await bell.wait(timeout: pollInterval)
+                    } onGracefulShutdown: {
+                        bell.ring()
+                    }
+                }
+            } catch {
+                logger.warning("outbox dispatch failed", metadata: ["subscriber": "\(subscriber.rawValue)", "error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func upkeepLoop() async {
+        var lastPrune = ContinuousClock.now
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
                 if ContinuousClock.now - lastPrune > .seconds(600) {
                     try await prune()
                     lastPrune = .now
                 }
-                if ContinuousClock.now - lastLag > .seconds(5) {
-                    try await recordLag()
-                    lastLag = .now
-                }
-                if delivered == 0 {
-                    await withGracefulShutdownHandler {
-                        await doorbell.wait(timeout: pollInterval)
-                    } onGracefulShutdown: {
-                        doorbell.ring()
-                    }
-                }
+                try await recordLag()
             } catch {
-                logger.warning("outbox dispatch failed", metadata: ["error": "\(String(reflecting: error))"])
-                try? await Task.sleep(for: .seconds(1))
+                logger.warning("outbox upkeep failed", metadata: ["error": "\(String(reflecting: error))"])
             }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(5)) }
         }
     }
 
@@ -133,15 +172,16 @@ package struct OutboxDispatcher: Service {
         var eventType: String
     }
 
-    /// Claims due rows (skipping rows another replica holds), delivers them concurrently.
-    /// Returns how many rows were claimed.
-    package func dispatchBatch() async throws -> Int {
+    /// Claims due rows of one subscriber, or of all when nil (skipping rows another replica
+    /// holds), and delivers them concurrently. Returns how many rows were claimed.
+    package func dispatchBatch(to subscriber: ServiceName? = nil) async throws -> Int {
         let rows = try await client.query("""
             UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
             WHERE id IN (
                 SELECT id FROM outbox
                 WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
                   AND (locked_until IS NULL OR locked_until < now())
+                  AND (\(subscriber?.rawValue)::text IS NULL OR subscriber = \(subscriber?.rawValue))
                 ORDER BY id LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscriber, payload::text, attempts, event_type

@@ -107,7 +107,7 @@ package enum ServiceKit {
             outbox: Outbox(service: config.service, clock: clock), jobs: JobQueue(service: config.service),
             peers: peers, logger: logger)
         let gate = StartupGate()
-        let outboxBell = Doorbell()
+        let outboxBells = OutboxBells(for: config.service)
         let jobsBell = Doorbell()
 
         let router = Router(context: AppContext.self)
@@ -138,9 +138,9 @@ package enum ServiceKit {
         let runner = JobRunner(
             client: client, clock: clock, handlers: parts.jobHandlers, doorbell: jobsBell, logger: logger,
             settings: { var settings = JobRunner.Settings(); settings.workers = config.jobWorkers; return settings }())
-        let dispatcher = OutboxDispatcher(service: config.service, client: client, peers: peers, doorbell: outboxBell, logger: logger)
+        let dispatcher = OutboxDispatcher(service: config.service, client: client, peers: peers, bells: outboxBells, logger: logger)
         let listener = WakeListener(
-            service: config.service, client: client, virtualClock: virtualClock, outboxBell: outboxBell, jobsBell: jobsBell, logger: logger)
+            service: config.service, client: client, virtualClock: virtualClock, outboxBells: outboxBells, jobsBell: jobsBell, logger: logger)
 
         var app = Application(
             router: router,
@@ -180,7 +180,7 @@ struct WakeListener: Service {
     let service: ServiceName
     let client: PostgresClient
     let virtualClock: VirtualClock?
-    let outboxBell: Doorbell
+    let outboxBells: OutboxBells
     let jobsBell: Doorbell
     let logger: Logger
 
@@ -204,7 +204,9 @@ struct WakeListener: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for try await notification in try await connection.listen(WakeChannel.name(service)) {
-                    if notification.payload == "jobs" { jobsBell.ring() } else { outboxBell.ring() }
+                    // One notification per transaction that scheduled jobs: one worker starts, and
+                    // wakes another as soon as it has claimed one.
+                    if notification.payload == "jobs" { jobsBell.ringOne() } else { outboxBells.ring(payload: notification.payload) }
                 }
             }
             if let virtualClock {

@@ -89,7 +89,7 @@ struct EventFlowTests {
                     try await outbox.publish(try OutgoingEvent(header: event.header, data: try event.data(User.self)), on: connection, logger: TestDatabase.logger)
                 }
                 let subscribers = Subscriptions.subscribers(of: event.type).count
-                var dispatcher = OutboxDispatcher(service: .contacts, client: senderClient, peers: peers, doorbell: Doorbell(), logger: TestDatabase.logger)
+                var dispatcher = OutboxDispatcher(service: .contacts, client: senderClient, peers: peers, bells: OutboxBells(for: .contacts), logger: TestDatabase.logger)
                 dispatcher.backoff = Backoff(base: 0.2, cap: 0.5)
                 // Nobody listens yet: the attempt fails and the rows stay pending.
                 #expect(try await dispatcher.dispatchBatch() == subscribers)
@@ -126,7 +126,7 @@ struct EventFlowTests {
                 """, logger: TestDatabase.logger)
             let tokens = await TokenService(secret: Self.secret)
             let dispatcher = OutboxDispatcher(service: .contacts, client: client, peers: PeerClient(service: .contacts, peers: [:], tokens: tokens),
-                                              doorbell: Doorbell(), logger: TestDatabase.logger)
+                                              bells: OutboxBells(for: .contacts), logger: TestDatabase.logger)
             #expect(try await dispatcher.dispatchBatch() == 1)
             #expect(try await pending(client) == 0)
             let rows = try await client.query("SELECT count(*)::int FROM outbox WHERE gave_up_at IS NOT NULL", logger: TestDatabase.logger)
@@ -220,7 +220,7 @@ struct OutboxAuthRetryTests {
                                                                data: UserLoggedIn(userId: UUID(), companyId: UUID(), at: Date())),
                                              on: connection, logger: TestDatabase.logger)
                 }
-                let dispatcher = OutboxDispatcher(service: .contacts, client: senderClient, peers: peers, doorbell: Doorbell(), logger: TestDatabase.logger)
+                let dispatcher = OutboxDispatcher(service: .contacts, client: senderClient, peers: peers, bells: OutboxBells(for: .contacts), logger: TestDatabase.logger)
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask { try await group.run() }
                     try await Task.sleep(for: .milliseconds(300))

@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import Synchronization
 import Testing
 @testable import ServiceKit
 
@@ -39,6 +40,50 @@ struct PrimitivesTests {
         bell.ring()
         await waited
         #expect(ContinuousClock.now - started < .seconds(5))
+    }
+
+    @Test("ringOne wakes one waiter of two; a ringOne before anyone waits is kept for the next")
+    func doorbellRingOne() async {
+        final class Woken: Sendable { let count = Mutex(0) }
+        let bell = Doorbell()
+        let woken = Woken()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    await bell.wait(timeout: .seconds(2))
+                    woken.count.withLock { $0 += 1 }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+            bell.ringOne()
+            try? await Task.sleep(for: .milliseconds(300))
+            #expect(woken.count.withLock { $0 } == 1, "one job, one worker")
+        }
+        bell.ringOne()
+        let early = ContinuousClock.now
+        await bell.wait(timeout: .seconds(10))
+        #expect(ContinuousClock.now - early < .seconds(5))
+    }
+
+    @Test("outbox wake-ups ring the lanes of the subscribers they name, every lane when they name none")
+    func outboxLanes() async throws {
+        let bells = OutboxBells(for: .contacts)
+        #expect(Set(bells.lanes.keys) == Set(ServiceName.allCases).subtracting([.contacts]))
+        bells.ring(payload: "outbox:routing,notifications")
+        for lane in [ServiceName.routing, .notifications] {
+            let started = ContinuousClock.now
+            await try #require(bells.lanes[lane]).wait(timeout: .seconds(10))
+            #expect(ContinuousClock.now - started < .seconds(5), "\(lane) was rung")
+        }
+        let quiet = ContinuousClock.now
+        await try #require(bells.lanes[.automation]).wait(timeout: .milliseconds(100))
+        #expect(ContinuousClock.now - quiet >= .milliseconds(90), "automation was not rung")
+        bells.ring(payload: "outbox")
+        for lane in bells.lanes.keys {
+            let started = ContinuousClock.now
+            await try #require(bells.lanes[lane]).wait(timeout: .seconds(10))
+            #expect(ContinuousClock.now - started < .seconds(5), "\(lane) was rung")
+        }
     }
 
     @Test("the virtual clock only moves forward")

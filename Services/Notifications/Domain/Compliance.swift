@@ -94,6 +94,9 @@ struct CompliancePolicy: Sendable {
     var quietClose = 21 * 60
     var stateRules: [String: StateRule] = StateRule.defaults
 
+    /// The most recent sends any state's cap needs to see.
+    var largestDailyCap: Int { stateRules.values.compactMap(\.maxPerDay).max() ?? 0 }
+
     func decide(_ context: SendContext, now: Date) -> SendDecision {
         let phoneChannel = context.channel == .sms || context.channel == .voice
         if phoneChannel && context.optedOut { return .suppress(reason: "opted_out") }

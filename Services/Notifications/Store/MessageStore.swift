@@ -107,13 +107,15 @@ struct MessageStore: Sendable {
 
     // MARK: compliance facts
 
-    func consent(address: String, companyId: UUID, since: Date, on connection: PostgresConnection) async throws
+    /// `recentLimit`: how many of the latest automated sends to the address to return; a daily
+    /// cap only ever looks at its last `cap`, so the busiest number costs no more than the quietest.
+    func consent(address: String, companyId: UUID, since: Date, recentLimit: Int, on connection: PostgresConnection) async throws
         -> (optedOut: Bool, onDNC: Bool, recentAutomated: [Date]) {
         let rows = try await connection.query("""
             SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = \(address)), false),
                    EXISTS (SELECT 1 FROM dnc_numbers WHERE company_id = \(companyId) AND number = \(address)),
                    ARRAY(SELECT sent_at FROM messages WHERE to_address = \(address) AND purpose = 'automated' AND direction = 'outbound'
-                         AND sent_at IS NOT NULL AND sent_at > \(since))
+                         AND sent_at IS NOT NULL AND sent_at > \(since) ORDER BY sent_at DESC LIMIT \(recentLimit))
             """, logger: logger)
         for try await (optedOut, dnc, recent) in rows.decode((Bool, Bool, [Date]).self) {
             return (optedOut, dnc, recent)
@@ -349,7 +351,10 @@ struct MessageStore: Sendable {
         return found
     }
 
+    /// The event feeds the contact's timeline; a message to a user (an agent's lead alert) has no
+    /// timeline to feed, and its state is in the delivery log.
     func publishUpdate(_ message: Message, on connection: PostgresConnection) async throws {
+        guard message.contactId != nil else { return }
         try await outbox.publish(try outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
                                                      data: MessageUpdated(message: message)), on: connection, logger: logger)
     }
