@@ -105,6 +105,8 @@ package struct OutboxDispatcher: Service {
     let bells: OutboxBells
     let logger: Logger
     var batchSize = 100
+    /// Well under the 2 MiB a service accepts by default.
+    var maxBatchBytes = 512 << 10
     var pollInterval: Duration = .milliseconds(500)
     var backoff = Backoff(base: 0.5, cap: 300)
     var retention: TimeInterval = 7 * 86400
@@ -194,8 +196,14 @@ package struct OutboxDispatcher: Service {
         let delivered = await withTaskGroup(of: [Int64].self) { group in
             // First attempts travel together per subscriber; retries go alone, so one bad event in a
             // rejected batch is found and given up without holding the others.
+            // Requests stay well under a receiver's body limit: a batch is cut into chunks of at
+            // most `maxBatchBytes`, sent one after the other to keep the subscriber's order.
             for (_, rows) in Dictionary(grouping: claimed.filter { $0.attempts == 1 }, by: \.subscriber) {
-                group.addTask { await deliver(rows) }
+                group.addTask {
+                    var delivered: [Int64] = []
+                    for chunk in Self.chunks(rows, maxBytes: maxBatchBytes) { delivered += await deliver(chunk) }
+                    return delivered
+                }
             }
             for row in claimed where row.attempts > 1 {
                 group.addTask { await deliver([row]) }
@@ -209,6 +217,24 @@ package struct OutboxDispatcher: Service {
                 "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY(\(delivered))", logger: logger)
         }
         return claimed.count
+    }
+
+    /// Consecutive runs of rows whose payloads together stay within `maxBytes`; a larger row goes alone.
+    static func chunks(_ rows: [Row], maxBytes: Int) -> [[Row]] {
+        var chunks: [[Row]] = []
+        var current: [Row] = []
+        var size = 0
+        for row in rows {
+            if !current.isEmpty && size + row.payload.utf8.count > maxBytes {
+                chunks.append(current)
+                current = []
+                size = 0
+            }
+            current.append(row)
+            size += row.payload.utf8.count + 1
+        }
+        if !current.isEmpty { chunks.append(current) }
+        return chunks
     }
 
     /// Delivers one subscriber's rows: one event as JSON, several as NDJSON in one request.
@@ -229,13 +255,16 @@ package struct OutboxDispatcher: Service {
                     Counter(label: "outbox_delivered_total", dimensions: [("subscriber", row.subscriber), ("type", row.eventType)]).increment()
                 }
                 return rows.map(\.id)
-            case 400, 413, 422 where rows.count == 1:
-                // The receiver says the event itself is wrong: sending it again cannot help. An
-                // auth or routing failure (401, 403, 404) is a configuration to fix, so it retries.
-                await giveUp(first, reason: "rejected with \(response.status): \(response.body.prefix(500))")
             case 400, 413, 422:
-                // One of the batch is wrong; each goes alone next time, so only that one is given up.
-                for row in rows { await retry(row, error: "batch rejected with \(response.status): \(response.body.prefix(300))", immediately: true) }
+                if rows.count == 1 {
+                    // The receiver says the event itself is wrong: sending it again cannot help. An
+                    // auth or routing failure (401, 403, 404) is a configuration to fix, so it retries.
+                    await giveUp(first, reason: "rejected with \(response.status): \(response.body.prefix(500))")
+                } else {
+                    // One of the batch is wrong (or it was too large); each goes alone next time, so
+                    // only a bad one is given up.
+                    for row in rows { await retry(row, error: "batch rejected with \(response.status): \(response.body.prefix(300))", immediately: true) }
+                }
             default:
                 for row in rows { await retry(row, error: "answered \(response.status): \(response.body.prefix(500))") }
             }

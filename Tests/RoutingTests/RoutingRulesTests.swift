@@ -125,6 +125,16 @@ struct RoutingRulesTests {
         #expect(Self.field { try RuleValidation.validate(rule, directory: directory) } == "lenderId", "an agent is no lender")
     }
 
+    @Test("RT-11: a notice job carries every channel; jobs queued before grouping (one channel each) still run")
+    func noticeJobs() throws {
+        let contact = UUID(), agent = UUID()
+        let grouped = LeadRouter.NoticeJob(contactId: contact, agentId: agent, offerId: nil, round: 2, channels: [.call, .push, .email])
+        let decoded = try JSONCoding.decoder.decode(LeadRouter.NoticeJob.self, from: try JSONCoding.encoder.encode(grouped))
+        #expect(decoded.channels == [.call, .push, .email] && decoded.round == 2 && decoded.agentId == agent)
+        let legacy = #"{"contactId":"\#(contact.uuidString)","agentId":"\#(agent.uuidString)","round":1,"channel":"text"}"#
+        #expect(try JSONCoding.decoder.decode(LeadRouter.NoticeJob.self, from: Data(legacy.utf8)).channels == [.text])
+    }
+
     /// The field an APIError names, or nil when the call passes.
     static func field(_ body: () throws -> Any) -> String? {
         do {

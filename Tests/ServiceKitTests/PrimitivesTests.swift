@@ -86,6 +86,17 @@ struct PrimitivesTests {
         }
     }
 
+    @Test("outbox batches are cut into requests under the byte limit, in order; an event larger than the limit goes alone")
+    func outboxChunks() {
+        func row(_ id: Int64, _ bytes: Int) -> OutboxDispatcher.Row {
+            OutboxDispatcher.Row(id: id, subscriber: "routing", payload: String(repeating: "x", count: bytes), attempts: 1, eventType: "contacts.imported")
+        }
+        let rows = [row(1, 400), row(2, 400), row(3, 400), row(4, 2000), row(5, 100)]
+        let chunks = OutboxDispatcher.chunks(rows, maxBytes: 1000)
+        #expect(chunks.map { $0.map(\.id) } == [[1, 2], [3], [4], [5]])
+        #expect(OutboxDispatcher.chunks([], maxBytes: 1000).isEmpty)
+    }
+
     @Test("the virtual clock only moves forward")
     func virtualClock() {
         let start = Date(timeIntervalSince1970: 1_800_000_000)

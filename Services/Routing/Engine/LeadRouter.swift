@@ -293,9 +293,8 @@ struct LeadRouter: Sendable {
                             contactId: routing.contactId, on: connection)
         try await scheduleAssignment(routing, agentId: agent.id, pondId: nil, lenderId: lender, reason: routing.ruleName.map { "routing rule \"\($0)\"" } ?? "routing",
                                      on: connection)
-        for channel in Distributor.channels(channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen) {
-            try await scheduleNotice(NoticeJob(contactId: contact.id, agentId: agent.id, offerId: nil, channel: channel, round: routing.round), on: connection)
-        }
+        try await scheduleNotice(NoticeJob(contactId: contact.id, agentId: agent.id, offerId: nil, round: routing.round,
+                                           channels: Distributor.channels(channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen)), on: connection)
     }
 
     func offer(_ routing: LeadRouting, to agent: Agent, expires: Date, scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
@@ -309,9 +308,8 @@ struct LeadRouter: Sendable {
             try await jobs.schedule(kind: Self.expiryJob, payload: OfferJob(offerId: offer.id), runAt: expires, uniqueKey: "expiry:\(offer.id)",
                                     on: connection, logger: logger)
         }
-        for channel in Distributor.channels(routing.channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen) {
-            try await scheduleNotice(NoticeJob(contactId: contact.id, agentId: agent.id, offerId: offer.id, channel: channel, round: routing.round), on: connection)
-        }
+        try await scheduleNotice(NoticeJob(contactId: contact.id, agentId: agent.id, offerId: offer.id, round: routing.round,
+                                           channels: Distributor.channels(routing.channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen)), on: connection)
     }
 
     private func scheduleAssignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String, on connection: PostgresConnection) async throws {
@@ -322,7 +320,8 @@ struct LeadRouter: Sendable {
 
     private func scheduleNotice(_ notice: NoticeJob, on connection: PostgresConnection) async throws {
         let subject = notice.offerId.map { "offer:\($0)" } ?? "lead:\(notice.contactId):\(notice.round)"
-        try await jobs.schedule(kind: Self.noticeJob, payload: notice, runAt: clock.now, uniqueKey: "notice:\(subject):\(notice.channel.rawValue)",
+        guard !notice.channels.isEmpty else { return }
+        try await jobs.schedule(kind: Self.noticeJob, payload: notice, runAt: clock.now, uniqueKey: "notice:\(subject)",
                                 maxAttempts: 8, on: connection, logger: logger)
     }
 
@@ -436,12 +435,44 @@ struct LeadRouter: Sendable {
         var reason: String
     }
 
+    /// Every channel of one notice or offer to one agent, in one job: one claim and one commit
+    /// instead of one per channel, each channel still sent under its own idempotency key.
     struct NoticeJob: Codable, Sendable {
         var contactId: UUID
         var agentId: UUID
         var offerId: UUID?
-        var channel: DeliveryChannel
         var round: Int
+        var channels: [DeliveryChannel]
+
+        init(contactId: UUID, agentId: UUID, offerId: UUID?, round: Int, channels: [DeliveryChannel]) {
+            self.contactId = contactId
+            self.agentId = agentId
+            self.offerId = offerId
+            self.round = round
+            self.channels = channels
+        }
+
+        private enum CodingKeys: String, CodingKey { case contactId, agentId, offerId, round, channels, channel }
+
+        /// Jobs written before notices were grouped name one `channel`.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            contactId = try container.decode(UUID.self, forKey: .contactId)
+            agentId = try container.decode(UUID.self, forKey: .agentId)
+            offerId = try container.decodeIfPresent(UUID.self, forKey: .offerId)
+            round = try container.decode(Int.self, forKey: .round)
+            channels = try container.decodeIfPresent([DeliveryChannel].self, forKey: .channels)
+                ?? [try container.decode(DeliveryChannel.self, forKey: .channel)]
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(contactId, forKey: .contactId)
+            try container.encode(agentId, forKey: .agentId)
+            try container.encodeIfPresent(offerId, forKey: .offerId)
+            try container.encode(round, forKey: .round)
+            try container.encode(channels, forKey: .channels)
+        }
     }
 
     struct OfferJob: Codable, Sendable {

@@ -64,7 +64,9 @@ struct RoutingJobs: Sendable {
         _ = try check(response, from: .contacts, "contacts' assignment")
     }
 
-    /// One notice or offer to one agent on one channel (RT-11, RT-13).
+    /// One notice or offer to one agent on each of its channels (RT-11, RT-13). A channel that
+    /// fails for a while fails the job, which runs again: the channels already sent answer their
+    /// first result under the same idempotency key, so nobody is told twice.
     func notify(_ job: LeadRouter.NoticeJob, on connection: PostgresConnection) async throws {
         guard let contact = try await store.contact(job.contactId, on: connection) else { return }
         var offer: Offer?
@@ -72,7 +74,13 @@ struct RoutingJobs: Sendable {
             offer = try await store.offer(id, on: connection)
             guard offer?.state == .open else { return }
         }
-        let message = OfferMessage.compose(contact: contact, channel: job.channel, offer: offer,
+        for channel in job.channels {
+            try await notify(job, channel: channel, contact: contact, offer: offer, on: connection)
+        }
+    }
+
+    private func notify(_ job: LeadRouter.NoticeJob, channel: DeliveryChannel, contact: Contact, offer: Offer?, on connection: PostgresConnection) async throws {
+        let message = OfferMessage.compose(contact: contact, channel: channel, offer: offer,
                                            link: offer.map { "\(publicURL)/offers/\(links.token(offerId: $0.id, expires: Self.linkExpiry($0)))" })
         struct NewMessage: Encodable {
             var channel: MessageChannel
@@ -85,17 +93,17 @@ struct RoutingJobs: Sendable {
         }
         let body = NewMessage(channel: message.channel, userId: job.agentId, subject: message.subject, body: message.body, purpose: .automated,
                               gather: message.gather, reference: offer.map { "offer:\($0.id.uuidString.lowercased())" })
-        let key = "routing-\(job.offerId?.uuidString.lowercased() ?? "\(job.contactId.uuidString.lowercased())-\(job.round)")-\(job.channel.rawValue)"
+        let key = "routing-\(job.offerId?.uuidString.lowercased() ?? "\(job.contactId.uuidString.lowercased())-\(job.round)")-\(channel.rawValue)"
         let response = try await peers.post(to: .notifications, path: "/v1/messages", body: body, headers: [("Idempotency-Key", key)], idempotent: true)
         let now = clock.now
         if try check(response, from: .notifications, "notifications") {
             struct Accepted: Decodable { var id: UUID }
             let messageId = try? JSONCoding.decoder.decode(Accepted.self, from: Data(response.body.utf8)).id
-            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: job.channel,
-                                                messageId: messageId, summary: "Sent by \(job.channel.rawValue)."), contactId: job.contactId, on: connection)
+            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: channel,
+                                                messageId: messageId, summary: "Sent by \(channel.rawValue)."), contactId: job.contactId, on: connection)
         } else {
-            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notificationFailed, agentId: job.agentId, offerId: job.offerId, channel: job.channel,
-                                                summary: "Could not be sent by \(job.channel.rawValue): \(Self.errorMessage(response.body))"),
+            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notificationFailed, agentId: job.agentId, offerId: job.offerId, channel: channel,
+                                                summary: "Could not be sent by \(channel.rawValue): \(Self.errorMessage(response.body))"),
                                 contactId: job.contactId, on: connection)
         }
     }
