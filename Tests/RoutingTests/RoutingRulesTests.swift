@@ -130,9 +130,9 @@ struct RoutingRulesTests {
         let contact = UUID(), agent = UUID()
         let grouped = LeadRouter.NoticeJob(contactId: contact, agentId: agent, offerId: nil, round: 2, channels: [.call, .push, .email])
         let decoded = try JSONCoding.decoder.decode(LeadRouter.NoticeJob.self, from: try JSONCoding.encoder.encode(grouped))
-        #expect(decoded.channels == [.call, .push, .email] && decoded.round == 2 && decoded.agentId == agent)
+        #expect(decoded.allChannels == [.call, .push, .email] && decoded.round == 2 && decoded.agentId == agent)
         let legacy = #"{"contactId":"\#(contact.uuidString)","agentId":"\#(agent.uuidString)","round":1,"channel":"text"}"#
-        #expect(try JSONCoding.decoder.decode(LeadRouter.NoticeJob.self, from: Data(legacy.utf8)).channels == [.text])
+        #expect(try JSONCoding.decoder.decode(LeadRouter.NoticeJob.self, from: Data(legacy.utf8)).allChannels == [.text])
     }
 
     /// The field an APIError names, or nil when the call passes.

@@ -320,7 +320,7 @@ struct LeadRouter: Sendable {
 
     private func scheduleNotice(_ notice: NoticeJob, on connection: PostgresConnection) async throws {
         let subject = notice.offerId.map { "offer:\($0)" } ?? "lead:\(notice.contactId):\(notice.round)"
-        guard !notice.channels.isEmpty else { return }
+        guard !notice.allChannels.isEmpty else { return }
         try await jobs.schedule(kind: Self.noticeJob, payload: notice, runAt: clock.now, uniqueKey: "notice:\(subject)",
                                 maxAttempts: 8, on: connection, logger: logger)
     }
@@ -442,7 +442,9 @@ struct LeadRouter: Sendable {
         var agentId: UUID
         var offerId: UUID?
         var round: Int
-        var channels: [DeliveryChannel]
+        var channels: [DeliveryChannel]?
+        /// Jobs written before notices were grouped name one channel.
+        var channel: DeliveryChannel?
 
         init(contactId: UUID, agentId: UUID, offerId: UUID?, round: Int, channels: [DeliveryChannel]) {
             self.contactId = contactId
@@ -452,27 +454,7 @@ struct LeadRouter: Sendable {
             self.channels = channels
         }
 
-        private enum CodingKeys: String, CodingKey { case contactId, agentId, offerId, round, channels, channel }
-
-        /// Jobs written before notices were grouped name one `channel`.
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            contactId = try container.decode(UUID.self, forKey: .contactId)
-            agentId = try container.decode(UUID.self, forKey: .agentId)
-            offerId = try container.decodeIfPresent(UUID.self, forKey: .offerId)
-            round = try container.decode(Int.self, forKey: .round)
-            channels = try container.decodeIfPresent([DeliveryChannel].self, forKey: .channels)
-                ?? [try container.decode(DeliveryChannel.self, forKey: .channel)]
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(contactId, forKey: .contactId)
-            try container.encode(agentId, forKey: .agentId)
-            try container.encodeIfPresent(offerId, forKey: .offerId)
-            try container.encode(round, forKey: .round)
-            try container.encode(channels, forKey: .channels)
-        }
+        var allChannels: [DeliveryChannel] { channels ?? channel.map { [$0] } ?? [] }
     }
 
     struct OfferJob: Codable, Sendable {

@@ -74,7 +74,7 @@ struct RoutingJobs: Sendable {
             offer = try await store.offer(id, on: connection)
             guard offer?.state == .open else { return }
         }
-        for channel in job.channels {
+        for channel in job.allChannels {
             try await notify(job, channel: channel, contact: contact, offer: offer, on: connection)
         }
     }
