@@ -41,13 +41,10 @@ package struct JobLeaseLost: Error, CustomStringConvertible {
     package var description: String { "job \(jobId) lost its lease before it finished" }
 }
 
-/// Schedules jobs, inside the caller's transaction when given its connection.
+/// Schedules jobs, inside the caller's transaction when given its connection; the schema on
+/// the connection's search path says whose jobs they are.
 package struct JobQueue: Sendable {
-    package let service: ServiceName
-
-    package init(service: ServiceName) {
-        self.service = service
-    }
+    package init() {}
 
     /// Schedules a job. With a `uniqueKey` already taken, nothing new is written and the first
     /// job's id is returned.

@@ -104,7 +104,7 @@ package enum ServiceKit {
         let peers = PeerClient(service: config.service, peers: config.peers, tokens: tokens)
         let environment = ServiceEnvironment(
             config: config, client: client, clock: clock, tokens: tokens,
-            outbox: Outbox(service: config.service, clock: clock), jobs: JobQueue(service: config.service),
+            outbox: Outbox(service: config.service, clock: clock), jobs: JobQueue(),
             peers: peers, logger: logger)
         let gate = StartupGate()
         let outboxBells = OutboxBells(for: config.service)

@@ -10,7 +10,7 @@ import Testing
 /// The Postgres job queue, tested the way River's and graphile-worker's suites test theirs.
 @Suite("Job queue: SKIP LOCKED, leases, fencing, unique keys, retries, shutdown")
 struct JobQueueTests {
-    let queue = JobQueue(service: .routing)
+    let queue = JobQueue()
     struct Payload: Codable, Sendable { var n: Int }
 
     func runner(_ client: PostgresClient, clock: any ServiceClock, handlers: [JobHandler], lease: Duration = .seconds(60),
