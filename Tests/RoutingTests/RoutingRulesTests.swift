@@ -125,6 +125,16 @@ struct RoutingRulesTests {
         #expect(Self.field { try RuleValidation.validate(rule, directory: directory) } == "lenderId", "an agent is no lender")
     }
 
+    @Test("RT-15: the offer page says how long the offer stays open in words")
+    func offerRemaining() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(OfferPage.remaining(from: now, until: now.addingTimeInterval(20)) == "1 more minute")
+        #expect(OfferPage.remaining(from: now, until: now.addingTimeInterval(-5)) == "less than a minute")
+        #expect(OfferPage.remaining(from: now, until: now.addingTimeInterval(4 * 60 + 30)) == "5 more minutes")
+        #expect(OfferPage.remaining(from: now, until: now.addingTimeInterval(4 * 3600)) == "about 4 more hours")
+        #expect(OfferPage.remaining(from: now, until: now.addingTimeInterval(2 * 86400)) == "about 2 more days")
+    }
+
     @Test("RT-11: a notice job carries every channel; jobs queued before grouping (one channel each) still run")
     func noticeJobs() throws {
         let contact = UUID(), agent = UUID()

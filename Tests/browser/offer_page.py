@@ -29,6 +29,7 @@ try:
     WebDriverWait(agent, 10).until(ready.presence_of_element_located((By.ID, "accept")))
     assert agent.find_element(By.ID, "lead-name").text == "Paige Browser", agent.page_source
     assert "$350,000" in agent.find_element(By.ID, "lead-price").text, agent.page_source
+    assert "more minute" in agent.find_element(By.ID, "remaining").text, agent.page_source
     agent.save_screenshot(os.path.join(shots, "offer-open.png"))
     agent.find_element(By.ID, "accept").click()
     WebDriverWait(agent, 10).until(ready.presence_of_element_located((By.ID, "outcome")))

@@ -27,7 +27,7 @@ struct OfferPage: Sendable {
         }
     }
 
-    func render(_ state: State, lead: OffersController.LeadSummary?, token: String, offer: Offer? = nil) -> Response {
+    func render(_ state: State, lead: OffersController.LeadSummary?, token: String, offer: Offer? = nil, now: Date? = nil) -> Response {
         var values: [String: Any] = [
             "token": token,
             state.rawValue: true,
@@ -38,10 +38,25 @@ struct OfferPage: Sendable {
             if !lead.interest.isEmpty { values["interest"] = lead.interest }
             if let price = lead.priceRange { values["price"] = price }
         }
-        if let offer, state == .open { values["expires"] = RFC3339.string(from: offer.expiresAt) }
+        if let offer, state == .open {
+            values["expires"] = RFC3339.string(from: offer.expiresAt)
+            values["remaining"] = Self.remaining(from: now ?? offer.offeredAt, until: offer.expiresAt)
+        }
         let status: HTTPResponse.Status = state == .invalid ? .notFound : .ok
         return Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                         body: ResponseBody(byteBuffer: ByteBuffer(string: template.render(values))))
+    }
+
+    /// How long the offer stays open, as an agent glancing at a phone reads it.
+    static func remaining(from now: Date, until end: Date) -> String {
+        let minutes = Int((end.timeIntervalSince(now) / 60).rounded(.up))
+        switch minutes {
+        case ..<1: return "less than a minute"
+        case 1: return "1 more minute"
+        case 2..<90: return "\(minutes) more minutes"
+        case 90..<(36 * 60): return "about \(Int((Double(minutes) / 60).rounded())) more hours"
+        default: return "about \(Int((Double(minutes) / 1440).rounded())) more days"
+        }
     }
 
     static let titles: [State: String] = [
@@ -86,7 +101,7 @@ struct OfferPage: Sendable {
       {{#open}}
       <form method="post" action="/offers/{{token}}/acceptance"><button class="accept" id="accept" type="submit">Accept</button></form>
       <form method="post" action="/offers/{{token}}/decline"><button class="decline" id="decline" type="submit">Decline</button></form>
-      <p class="note">The first agent to accept gets the lead. Open until {{expires}}.</p>
+      <p class="note">The first agent to accept gets the lead. Open for <time datetime="{{expires}}" id="remaining">{{remaining}}</time>.</p>
       {{/open}}
       {{#yours}}<p class="done" id="outcome">You accepted this lead. Call them now: the first five minutes count most.</p>{{/yours}}
       {{#taken}}<p class="done" id="outcome">This lead was already accepted by another agent.</p>{{/taken}}

@@ -78,7 +78,7 @@ struct OffersController {
                 guard let offer = try await store.offer(id, on: connection) else { return page.render(.invalid, lead: nil, token: token) }
                 let lead = Self.summary(try await store.contact(offer.contactId, on: connection))
                 let routing = try await store.routing(offer.contactId, on: connection)
-                return page.render(OfferPage.state(of: offer, routing: routing, now: clock.now), lead: lead, token: token, offer: offer)
+                return page.render(OfferPage.state(of: offer, routing: routing, now: clock.now), lead: lead, token: token, offer: offer, now: clock.now)
             }
         }
         open.post("/offers/{token}/acceptance") { _, context -> Response in
@@ -130,7 +130,7 @@ struct OffersController {
             case .declined: .declined
             case .expired: .expired
             }
-            return page.render(state, lead: lead, token: token, offer: decided)
+            return page.render(state, lead: lead, token: token, offer: decided, now: clock.now)
         }
     }
 
