@@ -28,8 +28,9 @@ func serviceTests(_ name: String) -> Target {
     .testTarget(
         name: "\(name)Tests",
         dependencies: [
-            .target(name: name), "ServiceKit", "Models",
+            .target(name: name), "ServiceKit", "Models", "TestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
         ],
         path: "Tests/\(name)Tests",
         swiftSettings: swiftSettings
@@ -107,10 +108,21 @@ let package = Package(
             path: "Tools/bench",
             swiftSettings: swiftSettings
         ),
+        // A real database and a hand-moved clock for store tests (TEST_DATABASE_URL).
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "ServiceKit",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ServiceKitTests",
             dependencies: [
-                "ServiceKit", "Models",
+                "ServiceKit", "Models", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],

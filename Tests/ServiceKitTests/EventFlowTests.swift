@@ -9,6 +9,7 @@ import PostgresNIO
 import ServiceLifecycle
 import Testing
 @testable import ServiceKit
+import TestSupport
 
 @Suite("Outbox and inbox: events delivered until confirmed, handled exactly once (X-3)")
 struct EventFlowTests {

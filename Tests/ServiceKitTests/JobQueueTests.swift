@@ -6,6 +6,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 @testable import ServiceKit
+import TestSupport
 
 /// The Postgres job queue, tested the way River's and graphile-worker's suites test theirs.
 @Suite("Job queue: SKIP LOCKED, leases, fencing, unique keys, retries, shutdown")

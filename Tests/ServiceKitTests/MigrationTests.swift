@@ -2,6 +2,7 @@ import Foundation
 import PostgresNIO
 import Testing
 @testable import ServiceKit
+import TestSupport
 
 @Suite("Versioned migrations under an advisory lock")
 struct MigrationTests {
