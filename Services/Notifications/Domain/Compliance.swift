@@ -94,8 +94,13 @@ struct CompliancePolicy: Sendable {
     var quietClose = 21 * 60
     var stateRules: [String: StateRule] = StateRule.defaults
 
-    /// The most recent sends any state's cap needs to see.
-    var largestDailyCap: Int { stateRules.values.compactMap(\.maxPerDay).max() ?? 0 }
+    /// How many of the latest automated sends to the address `decide` may look at: daily caps
+    /// apply to automated texts and calls to contacts (`recipientTimeZone` is a contact's), and
+    /// a cap only ever counts its last `cap` sends.
+    func recentSendsNeeded(channel: MessageChannel, purpose: MessagePurpose, toContact: Bool) -> Int {
+        guard purpose == .automated, toContact, channel == .sms || channel == .voice else { return 0 }
+        return stateRules.values.compactMap(\.maxPerDay).max() ?? 0
+    }
 
     func decide(_ context: SendContext, now: Date) -> SendDecision {
         let phoneChannel = context.channel == .sms || context.channel == .voice

@@ -24,12 +24,12 @@ struct Sender: Sendable {
     func decide(_ message: Message, recipient: Recipient?, on connection: PostgresConnection) async throws -> SendDecision {
         if message.purpose == .compliance { return .send }
         let now = clock.now
-        // Daily caps apply to automated texts and calls to contacts only (the policy gives agents none).
-        let capped = message.purpose == .automated && message.contactId != nil && (message.channel == .sms || message.channel == .voice)
         let facts = message.channel == .push
             ? (optedOut: false, onDNC: false, recentAutomated: [])
             : try await store.consent(address: message.to, companyId: message.companyId, since: now.addingTimeInterval(-24 * 3600),
-                                      recentLimit: capped ? policy.largestDailyCap : 0, on: connection)
+                                      recentLimit: policy.recentSendsNeeded(channel: message.channel, purpose: message.purpose,
+                                                                            toContact: message.contactId != nil),
+                                      on: connection)
         var window: WeeklyWindow?
         if let requested = message.window {
             window = try await sendingWindow(requested, companyId: message.companyId, on: connection)

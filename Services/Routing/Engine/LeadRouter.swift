@@ -402,17 +402,18 @@ struct LeadRouter: Sendable {
                                      contact: contact, on: connection)
                 return
             }
-            try await timeOut(&routing, contact: contact, because: "no agent is left to offer it to", on: connection)
+            try await timeOut(&routing, contact: contact, because: "no agent is left to offer it to", scope: scope, on: connection)
         }
     }
 
     /// RT-14: the timeout agent gets the lead without acceptance.
-    private func timeOut(_ routing: inout LeadRouting, contact: Contact, because reason: String, on connection: PostgresConnection) async throws {
+    private func timeOut(_ routing: inout LeadRouting, contact: Contact, because reason: String, scope known: Scope? = nil,
+                         on connection: PostgresConnection) async throws {
         let now = clock.now
         for id in try await store.closeOpenOffers(contactId: contact.id, as: .timedOut, at: now, on: connection) {
             try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .timedOut, offerId: id, summary: "The offer timed out."), contactId: contact.id, on: connection)
         }
-        let scope = try await scope(for: contact, on: connection)
+        let scope = if let known { known } else { try await self.scope(for: contact, on: connection) }
         guard let timeoutAgent = routing.timeoutAgentId.flatMap({ scope.agents[$0] }) else { return }
         routing.summary += " Nobody accepted (\(reason)), so the lead goes to the timeout agent \(timeoutAgent.name)."
         try await jobs.cancel(uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
