@@ -211,6 +211,13 @@ package enum KitMigrations {
             """,
             "CREATE TRIGGER jobs_wake AFTER INSERT ON jobs REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION jobs_wake()",
         ]),
+        // The payload is our own encoder's output, written once and sent as it is: as jsonb it was
+        // parsed on every insert and printed again on every claim, once per subscriber. Stored
+        // out of line uncompressed, so large import events cost no compression either.
+        Migration("OutboxPayloadAsText", [
+            "ALTER TABLE outbox ALTER COLUMN payload TYPE text USING payload::text",
+            "ALTER TABLE outbox ALTER COLUMN payload SET STORAGE EXTERNAL",
+        ]),
     ]
 }
 

@@ -48,12 +48,10 @@ package struct Inbox: Sendable {
         let outcomes: [InboxOutcome] = try await client.transaction(logger: logger) { connection in
             var fresh = Set<String>()
             if !ids.isEmpty {
-                let rows = try await connection.query("""
-                    INSERT INTO inbox (event_id, handler, event_type)
-                    SELECT * FROM unnest(\(ids), \(names), \(types))
-                    ON CONFLICT DO NOTHING RETURNING event_id, handler
-                    """, logger: logger)
-                for try await (id, name) in rows.decode((UUID, String).self) { fresh.insert("\(id)/\(name)") }
+                for try await (id, name) in try await connection.execute(KitStatements.RecordInbox(eventIds: ids, handlers: names, types: types),
+                                                                         logger: logger) {
+                    fresh.insert("\(id)/\(name)")
+                }
             }
             var outcomes: [InboxOutcome] = []
             for event in events {
@@ -86,10 +84,11 @@ package struct Inbox: Sendable {
         var outcome = InboxOutcome.duplicate
         for handler in handlers {
             let handled = try await client.transaction(logger: logger) { connection in
-                let inserted = try await connection.query("""
-                    INSERT INTO inbox (event_id, handler, event_type) VALUES (\(event.id), \(handler.name), \(event.type))
-                    ON CONFLICT DO NOTHING RETURNING 1
-                    """, logger: logger).collect().count
+                var inserted = 0
+                for try await _ in try await connection.execute(
+                    KitStatements.RecordInbox(eventIds: [event.id], handlers: [handler.name], types: [event.type]), logger: logger) {
+                    inserted += 1
+                }
                 guard inserted == 1 else { return false }
                 try await handler.handle(event, connection, logger)
                 return true

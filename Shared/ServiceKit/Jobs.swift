@@ -52,14 +52,11 @@ package struct JobQueue: Sendable {
     package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, maxAttempts: Int = 20,
                           on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
         let json = String(decoding: try JSONCoding.encoder.encode(payload), as: UTF8.self)
-        let inserted = try await connection.query("""
-            INSERT INTO jobs (kind, unique_key, payload, run_at, max_attempts)
-            VALUES (\(kind), \(uniqueKey), \(json)::jsonb, \(runAt), \(maxAttempts))
-            ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-            RETURNING id
-            """, logger: logger)
         // The jobs_wake trigger notifies a worker when this commits.
-        for try await id in inserted.decode(Int64.self) { return id }
+        for try await id in try await connection.execute(
+            KitStatements.ScheduleJob(kind: kind, uniqueKey: uniqueKey, payload: json, runAt: runAt, maxAttempts: maxAttempts), logger: logger) {
+            return id
+        }
         let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(uniqueKey)", logger: logger)
         for try await id in existing.decode(Int64.self) { return id }
         throw JobLeaseLost(jobId: -1)
@@ -162,17 +159,8 @@ package struct JobRunner: Service {
     package func claim() async throws -> Job? {
         let token = UUID()
         let leaseSeconds = Double(settings.lease.components.seconds)
-        let rows = try await client.query("""
-            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = \(token),
-                locked_until = now() + make_interval(secs => \(leaseSeconds))
-            WHERE id = (
-                SELECT id FROM jobs
-                WHERE state IN ('available', 'retryable') AND run_at <= \(clock.now)
-                ORDER BY run_at, id LIMIT 1
-                FOR UPDATE SKIP LOCKED)
-            RETURNING id, kind, payload::text, attempts, max_attempts, run_at
-            """, logger: logger)
-        for try await (id, kind, payload, attempts, maxAttempts, runAt) in rows.decode((Int64, String, String, Int, Int, Date).self) {
+        let rows = try await client.execute(KitStatements.ClaimJob(token: token, leaseSeconds: leaseSeconds, now: clock.now), logger: logger)
+        for try await (id, kind, payload, attempts, maxAttempts, runAt) in rows {
             let value = (try? JSONCoding.decoder.decode(JSONValue.self, from: Data(payload.utf8))) ?? .null
             return Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token)
         }
@@ -256,11 +244,8 @@ package struct JobRunner: Service {
 
     /// Marks the job completed, only if this worker still holds its lease (fencing).
     package func complete(_ job: Job, on connection: PostgresConnection) async throws {
-        let updated = try await connection.query("""
-            UPDATE jobs SET state = 'completed', finished_at = now(), lease_token = NULL, locked_until = NULL, last_error = NULL
-            WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
-            RETURNING id
-            """, logger: logger).collect().count
+        var updated = 0
+        for try await _ in try await connection.execute(KitStatements.CompleteJob(id: job.id, token: job.leaseToken), logger: logger) { updated += 1 }
         guard updated == 1 else { throw JobLeaseLost(jobId: job.id) }
     }
 

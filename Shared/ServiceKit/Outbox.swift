@@ -44,12 +44,8 @@ package struct Outbox: Sendable {
             }
         }
         guard !eventIds.isEmpty else { return }
-        try await connection.query("""
-            INSERT INTO outbox (event_id, event_type, subscriber, payload)
-            SELECT event_id, event_type, subscriber, payload::jsonb
-            FROM unnest(\(eventIds), \(types), \(subscribers), \(payloads)) AS e(event_id, event_type, subscriber, payload)
-            ON CONFLICT (event_id, subscriber) DO NOTHING
-            """, logger: logger)
+        try await connection.execute(KitStatements.PublishEvents(eventIds: eventIds, types: types, subscribers: subscribers, payloads: payloads),
+                                     logger: logger)
     }
 }
 
@@ -142,6 +138,9 @@ package struct OutboxDispatcher: Service {
                     } onGracefulShutdown: {
                         bell.ring()
                     }
+                    if let linger = Subscriptions.linger[subscriber], !Task.isShuttingDownGracefully {
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: linger) }
+                    }
                 }
             } catch {
                 logger.warning("outbox dispatch failed", metadata: ["subscriber": "\(subscriber.rawValue)", "error": "\(String(reflecting: error))"])
@@ -177,21 +176,40 @@ package struct OutboxDispatcher: Service {
     /// Claims due rows of one subscriber, or of all when nil (skipping rows another replica
     /// holds), and delivers them concurrently. Returns how many rows were claimed.
     package func dispatchBatch(to subscriber: ServiceName? = nil) async throws -> Int {
+        var claimed: [Row] = []
+        if let subscriber {
+            for try await (id, subscriber, payload, attempts, type) in try await client.execute(
+                KitStatements.ClaimLane(subscriber: subscriber.rawValue, limit: batchSize), logger: logger) {
+                claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
+            }
+        } else {
+            claimed = try await claimAll()
+        }
+        return try await deliver(claimed)
+    }
+
+    /// Every subscriber's due rows at once (tests and tools; the lanes claim their own).
+    private func claimAll() async throws -> [Row] {
         let rows = try await client.query("""
             UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
             WHERE id IN (
                 SELECT id FROM outbox
                 WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
                   AND (locked_until IS NULL OR locked_until < now())
-                  AND (\(subscriber?.rawValue)::text IS NULL OR subscriber = \(subscriber?.rawValue))
                 ORDER BY id LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED)
-            RETURNING id, subscriber, payload::text, attempts, event_type
+            RETURNING id, subscriber, payload, attempts, event_type
             """, logger: logger)
         var claimed: [Row] = []
         for try await (id, subscriber, payload, attempts, type) in rows.decode((Int64, String, String, Int, String).self) {
             claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
         }
+        return claimed
+    }
+
+    /// Delivers claimed rows concurrently per subscriber and marks the delivered ones; answers
+    /// how many were claimed.
+    private func deliver(_ claimed: [Row]) async throws -> Int {
         guard !claimed.isEmpty else { return 0 }
         let delivered = await withTaskGroup(of: [Int64].self) { group in
             // First attempts travel together per subscriber; retries go alone, so one bad event in a
@@ -213,8 +231,7 @@ package struct OutboxDispatcher: Service {
             return delivered
         }
         if !delivered.isEmpty {
-            try await client.query(
-                "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY(\(delivered))", logger: logger)
+            try await client.execute(KitStatements.MarkDelivered(ids: delivered), logger: logger)
         }
         return claimed.count
     }

@@ -123,7 +123,7 @@ struct EventFlowTests {
     func rejectedKept() async throws {
         try await TestDatabase.withSchema { client, _ in
             try await client.query("""
-                INSERT INTO outbox (event_id, event_type, subscriber, payload) VALUES (\(UUID()), 'x', 'nobody', '{}'::jsonb)
+                INSERT INTO outbox (event_id, event_type, subscriber, payload) VALUES (\(UUID()), 'x', 'nobody', '{}')
                 """, logger: TestDatabase.logger)
             let tokens = await TokenService(secret: Self.secret)
             let dispatcher = OutboxDispatcher(service: .contacts, client: client, peers: PeerClient(service: .contacts, peers: [:], tokens: tokens),

@@ -1,0 +1,161 @@
+import Foundation
+import PostgresNIO
+
+/// The kit's statements that run for every event and every job, prepared once per connection:
+/// PostgreSQL then parses and plans each of them once instead of on every call, which showed as
+/// the largest single cost of the database in the speed-to-lead profile.
+enum KitStatements {
+    /// Writes one row per (event, subscriber).
+    struct PublishEvents: PostgresPreparedStatement {
+        static let sql = """
+            INSERT INTO outbox (event_id, event_type, subscriber, payload)
+            SELECT event_id, event_type, subscriber, payload
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, event_type, subscriber, payload)
+            ON CONFLICT (event_id, subscriber) DO NOTHING
+            """
+        typealias Row = ()
+        var eventIds: [UUID]
+        var types: [String]
+        var subscribers: [String]
+        var payloads: [String]
+
+        func makeBindings() throws -> PostgresBindings {
+            try .of(eventIds, types, subscribers, payloads)
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {}
+    }
+
+    /// Claims the due rows of one subscriber's lane, oldest first, skipping rows another replica holds.
+    struct ClaimLane: PostgresPreparedStatement {
+        static let sql = """
+            UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
+            WHERE id IN (
+                SELECT id FROM outbox
+                WHERE subscriber = $1 AND delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
+                  AND (locked_until IS NULL OR locked_until < now())
+                ORDER BY id LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+            RETURNING id, subscriber, payload, attempts, event_type
+            """
+        typealias Row = (Int64, String, String, Int, String)
+        var subscriber: String
+        var limit: Int
+
+        func makeBindings() throws -> PostgresBindings {
+            try .of(subscriber, limit)
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            try row.decode(Row.self)
+        }
+    }
+
+    struct MarkDelivered: PostgresPreparedStatement {
+        static let sql = "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY($1::bigint[])"
+        typealias Row = ()
+        var ids: [Int64]
+
+        func makeBindings() throws -> PostgresBindings {
+            try .of(ids)
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {}
+    }
+
+    /// Records (event, handler) pairs; answers the ones not seen before.
+    struct RecordInbox: PostgresPreparedStatement {
+        static let sql = """
+            INSERT INTO inbox (event_id, handler, event_type)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+            ON CONFLICT DO NOTHING RETURNING event_id, handler
+            """
+        typealias Row = (UUID, String)
+        var eventIds: [UUID]
+        var handlers: [String]
+        var types: [String]
+
+        func makeBindings() throws -> PostgresBindings {
+            try .of(eventIds, handlers, types)
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            try row.decode(Row.self)
+        }
+    }
+
+    struct ScheduleJob: PostgresPreparedStatement {
+        static let sql = """
+            INSERT INTO jobs (kind, unique_key, payload, run_at, max_attempts)
+            VALUES ($1, $2, $3::jsonb, $4, $5)
+            ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+            RETURNING id
+            """
+        typealias Row = Int64
+        var kind: String
+        var uniqueKey: String?
+        var payload: String
+        var runAt: Date
+        var maxAttempts: Int
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 5)
+            try bindings.append(kind)
+            try bindings.append(uniqueKey)
+            try bindings.append(payload)
+            try bindings.append(runAt)
+            try bindings.append(maxAttempts)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            try row.decode(Row.self)
+        }
+    }
+
+    /// Takes the oldest due job with a fresh lease.
+    struct ClaimJob: PostgresPreparedStatement {
+        static let sql = """
+            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1,
+                locked_until = now() + make_interval(secs => $2)
+            WHERE id = (
+                SELECT id FROM jobs
+                WHERE state IN ('available', 'retryable') AND run_at <= $3
+                ORDER BY run_at, id LIMIT 1
+                FOR UPDATE SKIP LOCKED)
+            RETURNING id, kind, payload::text, attempts, max_attempts, run_at
+            """
+        typealias Row = (Int64, String, String, Int, Int, Date)
+        var token: UUID
+        var leaseSeconds: Double
+        var now: Date
+
+        func makeBindings() throws -> PostgresBindings {
+            try .of(token, leaseSeconds, now)
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            try row.decode(Row.self)
+        }
+    }
+
+    /// Completes a job only while this worker still holds its lease (fencing).
+    struct CompleteJob: PostgresPreparedStatement {
+        static let sql = """
+            UPDATE jobs SET state = 'completed', finished_at = now(), lease_token = NULL, locked_until = NULL, last_error = NULL
+            WHERE id = $1 AND lease_token = $2 AND state = 'running'
+            RETURNING id
+            """
+        typealias Row = Int64
+        var id: Int64
+        var token: UUID
+
+        func makeBindings() throws -> PostgresBindings {
+            try .of(id, token)
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            try row.decode(Row.self)
+        }
+    }
+}
