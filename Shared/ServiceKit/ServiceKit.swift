@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Models
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -73,6 +74,13 @@ package enum ServiceKit {
     /// The whole of a service's `main`: configuration, build, run; a failure to start is one
     /// clear line on stderr and exit status 1, not a crash.
     package static func main<App: ApplicationProtocol>(_ service: ServiceName, build: (ServiceConfig) async throws -> App) async {
+        // Tasks run on the event loops that do the I/O instead of hopping to Dispatch's pool and
+        // back for every read and write: under load the hops (thread wake-ups and context
+        // switches) cost more CPU than the work. Nothing here blocks a thread; bcrypt runs on
+        // NIO's thread pool.
+        if !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
+            FileHandle.standardError.write(Data("\(service.rawValue): tasks run on the default executor\n".utf8))
+        }
         do {
             let app = try await build(try ServiceConfig(service: service))
             try await app.runService()
