@@ -25,12 +25,17 @@ package struct MigrationError: Error, CustomStringConvertible {
 
 package enum Database {
     /// A pool whose connections all work in the service's own schema.
-    package static func makeClient(url: String, schema: String, poolSize: Int, logger: Logger) throws -> PostgresClient {
+    /// With `durableCommits` false, a commit returns before its WAL reaches the disk: for the
+    /// kit's bookkeeping only (claims, leases, delivery marks), which a crash may lose without
+    /// harm. What it did is still seen by every other session at once, and any later durable
+    /// commit on the server flushes it too.
+    package static func makeClient(url: String, schema: String, poolSize: Int, durableCommits: Bool = true, logger: Logger) throws -> PostgresClient {
         let parsed = try DatabaseURL(url)
         var configuration = PostgresClient.Configuration(
             host: parsed.host, port: parsed.port, username: parsed.username, password: parsed.password,
             database: parsed.database, tls: .disable)
         configuration.options.additionalStartupParameters = [("search_path", schema), ("application_name", schema)]
+            + (durableCommits ? [] : [("synchronous_commit", "off")])
         configuration.options.maximumConnections = poolSize
         configuration.options.minimumConnections = 1
         return PostgresClient(configuration: configuration, backgroundLogger: logger)

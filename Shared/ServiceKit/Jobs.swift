@@ -16,6 +16,8 @@ package struct Job: Sendable {
     /// even when the virtual clock jumped far past it.
     package var runAt: Date
     package var leaseToken: UUID
+    /// Whether another job was due when this one was claimed.
+    package var moreDue = false
 
     package func decode<T: Decodable>(_ type: T.Type) throws -> T {
         try payload.decode(type)
@@ -86,7 +88,12 @@ package struct JobRunner: Service {
         package init() {}
     }
 
+    /// Runs the handlers' transactions, committed durably.
     let client: PostgresClient
+    /// Claims, leases, retries and rescues: bookkeeping that a crash may lose without harm (the
+    /// job runs again; the handler's own transaction is what counts), so it commits without
+    /// waiting for the disk.
+    let ledger: PostgresClient
     let clock: any ServiceClock
     let handlers: [String: JobHandler]
     let doorbell: Doorbell
@@ -94,9 +101,10 @@ package struct JobRunner: Service {
     let settings: Settings
     let random: @Sendable () -> Double
 
-    package init(client: PostgresClient, clock: any ServiceClock, handlers: [JobHandler], doorbell: Doorbell, logger: Logger,
-                 settings: Settings = Settings(), random: @escaping @Sendable () -> Double = { Double.random(in: 0...1) }) {
+    package init(client: PostgresClient, ledger: PostgresClient? = nil, clock: any ServiceClock, handlers: [JobHandler], doorbell: Doorbell,
+                 logger: Logger, settings: Settings = Settings(), random: @escaping @Sendable () -> Double = { Double.random(in: 0...1) }) {
         self.client = client
+        self.ledger = ledger ?? client
         self.clock = clock
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
         self.doorbell = doorbell
@@ -117,7 +125,9 @@ package struct JobRunner: Service {
     private func workLoop(worker: Int) async {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                if try await runNext() == nil {
+                // A worker that took the last due job waits for the next doorbell rather than
+                // asking again: jobs scheduled meanwhile have rung it.
+                if try await runNextJob()?.moreDue != true {
                     await withGracefulShutdownHandler {
                         await doorbell.wait(timeout: settings.pollInterval)
                     } onGracefulShutdown: {
@@ -150,19 +160,24 @@ package struct JobRunner: Service {
     /// Claims one due job, runs it, and records the outcome. `nil` when nothing was due.
     @discardableResult
     package func runNext() async throws -> (jobId: Int64, outcome: Outcome)? {
+        try await runNextJob().map { ($0.jobId, $0.outcome) }
+    }
+
+    private func runNextJob() async throws -> (jobId: Int64, outcome: Outcome, moreDue: Bool)? {
         guard let job = try await claim() else { return nil }
-        // There may be more: one more worker looks, and so on until one finds nothing.
-        doorbell.ringOne()
-        return (job.id, await execute(job))
+        // Another was due: one more worker takes it, and so on down the queue.
+        if job.moreDue { doorbell.ringOne() }
+        return (job.id, await execute(job), job.moreDue)
     }
 
     package func claim() async throws -> Job? {
         let token = UUID()
         let leaseSeconds = Double(settings.lease.components.seconds)
-        let rows = try await client.execute(KitStatements.ClaimJob(token: token, leaseSeconds: leaseSeconds, now: clock.now), logger: logger)
-        for try await (id, kind, payload, attempts, maxAttempts, runAt) in rows {
+        let rows = try await ledger.execute(KitStatements.ClaimJob(token: token, leaseSeconds: leaseSeconds, now: clock.now), logger: logger)
+        for try await (id, kind, payload, attempts, maxAttempts, runAt, moreDue) in rows {
             let value = (try? JSONCoding.decoder.decode(JSONValue.self, from: Data(payload.utf8))) ?? .null
-            return Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token)
+            return Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token,
+                       moreDue: moreDue)
         }
         return nil
     }
@@ -251,7 +266,7 @@ package struct JobRunner: Service {
 
     private func renewLease(_ job: Job) async throws -> Bool {
         let leaseSeconds = Double(settings.lease.components.seconds)
-        return try await client.query("""
+        return try await ledger.query("""
             UPDATE jobs SET locked_until = now() + make_interval(secs => \(leaseSeconds))
             WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
             RETURNING id
@@ -266,7 +281,7 @@ package struct JobRunner: Service {
         let retryAt = clock.now.addingTimeInterval(delay)
         let state = discard ? "discarded" : "retryable"
         do {
-            let updated = try await client.query("""
+            let updated = try await ledger.query("""
                 UPDATE jobs SET state = \(state), last_error = \(error), lease_token = NULL, locked_until = NULL,
                     run_at = CASE WHEN \(discard) THEN run_at ELSE \(retryAt) END,
                     finished_at = CASE WHEN \(discard) THEN now() ELSE NULL END
@@ -284,7 +299,7 @@ package struct JobRunner: Service {
 
     /// Gives a job back untouched (shutdown): due again at once, the attempt not counted.
     package func release(_ job: Job) async {
-        _ = try? await client.query("""
+        _ = try? await ledger.query("""
             UPDATE jobs SET state = 'retryable', attempts = greatest(attempts - 1, 0), lease_token = NULL, locked_until = NULL
             WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
             """, logger: logger)
@@ -294,7 +309,7 @@ package struct JobRunner: Service {
     /// Returns running jobs whose lease expired (their worker died) to the queue.
     @discardableResult
     package func rescueExpired() async throws -> [Int64] {
-        let rows = try await client.query("""
+        let rows = try await ledger.query("""
             UPDATE jobs SET
                 state = CASE WHEN attempts >= max_attempts THEN 'discarded' ELSE 'retryable' END,
                 finished_at = CASE WHEN attempts >= max_attempts THEN now() ELSE NULL END,
@@ -313,7 +328,7 @@ package struct JobRunner: Service {
     }
 
     private func recordLag() async throws {
-        let rows = try await client.query("""
+        let rows = try await ledger.query("""
             SELECT count(*)::int, coalesce(extract(epoch FROM \(clock.now)::timestamptz - min(run_at)), 0)::float8
             FROM jobs WHERE state IN ('available', 'retryable') AND run_at <= \(clock.now)
             """, logger: logger)

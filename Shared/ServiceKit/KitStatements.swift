@@ -123,9 +123,11 @@ enum KitStatements {
                 WHERE state IN ('available', 'retryable') AND run_at <= $3
                 ORDER BY run_at, id LIMIT 1
                 FOR UPDATE SKIP LOCKED)
-            RETURNING id, kind, payload::text, attempts, max_attempts, run_at
+            RETURNING id, kind, payload::text, attempts, max_attempts, run_at,
+                EXISTS (SELECT 1 FROM jobs due WHERE due.state IN ('available', 'retryable') AND due.run_at <= $3 AND due.id <> jobs.id)
             """
-        typealias Row = (Int64, String, String, Int, Int, Date)
+        /// The last column says whether another job was due besides this one.
+        typealias Row = (Int64, String, String, Int, Int, Date, Bool)
         var token: UUID
         var leaseSeconds: Double
         var now: Date

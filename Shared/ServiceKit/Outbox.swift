@@ -96,6 +96,8 @@ package final class OutboxBells: Sendable {
 /// so a frozen virtual clock never holds events back.
 package struct OutboxDispatcher: Service {
     let service: ServiceName
+    /// Claims and delivery marks commit without waiting for the disk: losing one in a crash
+    /// only sends an event again, which the receiver's inbox recognises.
     let client: PostgresClient
     let peers: PeerClient
     let bells: OutboxBells

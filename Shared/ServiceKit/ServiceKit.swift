@@ -106,6 +106,7 @@ package enum ServiceKit {
         try Database.validateIdentifier(config.schema)
 
         let client = try Database.makeClient(url: config.databaseURL, schema: config.schema, poolSize: config.databasePoolSize, logger: logger)
+        let ledger = try Database.makeClient(url: config.databaseURL, schema: config.schema, poolSize: 6, durableCommits: false, logger: logger)
         let virtualClock = config.clockMode == .virtual ? VirtualClock(.distantPast) : nil
         let clock: any ServiceClock = virtualClock ?? WallClock()
         let tokens = await TokenService(secret: config.jwtSecret)
@@ -144,16 +145,16 @@ package enum ServiceKit {
         routeMethods.load(router.routes.map { ("\($0.path)", $0.method.rawValue) })
 
         let runner = JobRunner(
-            client: client, clock: clock, handlers: parts.jobHandlers, doorbell: jobsBell, logger: logger,
+            client: client, ledger: ledger, clock: clock, handlers: parts.jobHandlers, doorbell: jobsBell, logger: logger,
             settings: { var settings = JobRunner.Settings(); settings.workers = config.jobWorkers; return settings }())
-        let dispatcher = OutboxDispatcher(service: config.service, client: client, peers: peers, bells: outboxBells, logger: logger)
+        let dispatcher = OutboxDispatcher(service: config.service, client: ledger, peers: peers, bells: outboxBells, logger: logger)
         let listener = WakeListener(
             service: config.service, client: client, virtualClock: virtualClock, outboxBells: outboxBells, jobsBell: jobsBell, logger: logger)
 
         var app = Application(
             router: router,
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: config.service.rawValue),
-            services: [client, GatedService(gate: gate, base: listener), GatedService(gate: gate, base: dispatcher), GatedService(gate: gate, base: runner)],
+            services: [client, ledger, GatedService(gate: gate, base: listener), GatedService(gate: gate, base: dispatcher), GatedService(gate: gate, base: runner)],
             logger: logger)
         app.beforeServerStarts {
             try await Database.migrate(client, schema: config.schema, tracks: tracks, logger: logger)

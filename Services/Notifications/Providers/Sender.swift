@@ -92,7 +92,8 @@ struct Sender: Sendable {
             return
         }
         let provider = providers.provider(for: message.channel)
-        let earlier = try await store.attempts(id)
+        // The attempt count came with the message: with none yet there is nothing to reconcile.
+        let earlier = message.attempts == 0 ? [] : try await store.attempts(id)
         if let unrecorded = earlier.last(where: { $0.outcome == "in_flight" }) {
             if let providerId = await provider.find(message, attemptStarted: unrecorded.startedAt) {
                 try await store.finishAttempt(id, number: unrecorded.number, outcome: "reconciled", providerId: providerId, error: nil, at: clock.now)

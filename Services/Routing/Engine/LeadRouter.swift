@@ -173,8 +173,12 @@ struct LeadRouter: Sendable {
         }
 
         // RT-3: the scope's rules in order, the default last; the first that matches and has someone to take the lead.
-        try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: now, on: connection)
-        for rule in try await store.rules(entityId: scope.entityId, on: connection) {
+        var rules = try await store.rules(entityId: scope.entityId, on: connection)
+        if !rules.contains(where: \.isDefault) {
+            try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: now, on: connection)
+            rules = try await store.rules(entityId: scope.entityId, on: connection)
+        }
+        for rule in rules {
             let checks = RuleMatcher.checks(rule.criteria, lead: contact)
             var outcome = RuleOutcome(ruleId: rule.id, name: rule.name, isDefault: rule.isDefault, matched: RuleMatcher.matches(checks), checks: checks)
             guard outcome.matched else {

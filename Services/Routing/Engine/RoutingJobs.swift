@@ -74,12 +74,15 @@ struct RoutingJobs: Sendable {
             offer = try await store.offer(id, on: connection)
             guard offer?.state == .open else { return }
         }
+        var entries: [RoutingLogEntry] = []
         for channel in job.allChannels {
-            try await notify(job, channel: channel, contact: contact, offer: offer, on: connection)
+            entries.append(try await notify(job, channel: channel, contact: contact, offer: offer))
         }
+        try await store.log(entries, contactId: job.contactId, on: connection)
     }
 
-    private func notify(_ job: LeadRouter.NoticeJob, channel: DeliveryChannel, contact: Contact, offer: Offer?, on connection: PostgresConnection) async throws {
+    /// Sends on one channel; answers the history entry that says how it went.
+    private func notify(_ job: LeadRouter.NoticeJob, channel: DeliveryChannel, contact: Contact, offer: Offer?) async throws -> RoutingLogEntry {
         let message = OfferMessage.compose(contact: contact, channel: channel, offer: offer,
                                            link: offer.map { "\(publicURL)/offers/\(links.token(offerId: $0.id, expires: Self.linkExpiry($0)))" })
         struct NewMessage: Encodable {
@@ -99,13 +102,11 @@ struct RoutingJobs: Sendable {
         if try check(response, from: .notifications, "notifications") {
             struct Accepted: Decodable { var id: UUID }
             let messageId = try? JSONCoding.decoder.decode(Accepted.self, from: Data(response.body.utf8)).id
-            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: channel,
-                                                messageId: messageId, summary: "Sent by \(channel.rawValue)."), contactId: job.contactId, on: connection)
-        } else {
-            try await store.log(RoutingLogEntry(at: now, round: job.round, kind: .notificationFailed, agentId: job.agentId, offerId: job.offerId, channel: channel,
-                                                summary: "Could not be sent by \(channel.rawValue): \(Self.errorMessage(response.body))"),
-                                contactId: job.contactId, on: connection)
+            return RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: channel,
+                                   messageId: messageId, summary: "Sent by \(channel.rawValue).")
         }
+        return RoutingLogEntry(at: now, round: job.round, kind: .notificationFailed, agentId: job.agentId, offerId: job.offerId, channel: channel,
+                               summary: "Could not be sent by \(channel.rawValue): \(Self.errorMessage(response.body))")
     }
 
     /// A link keeps working a day past its offer's window, so a late opener learns what became of the lead.

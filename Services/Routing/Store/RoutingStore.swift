@@ -64,11 +64,15 @@ struct RoutingStore: Sendable {
 
     /// Serialises every lead of one rule: the row stays locked until the caller's transaction ends,
     /// so two replicas never hand out the same slot (RT-8).
+    /// The rule's position, its row locked until the transaction ends (created at 0 the first
+    /// time). ON CONFLICT DO UPDATE locks the row and always reads its latest committed value,
+    /// so a second router waits here and then sees the first one's move.
     func lockPosition(ruleId: UUID, on connection: PostgresConnection) async throws -> Int {
-        try await connection.query("""
-            INSERT INTO rotation_positions (rule_id, position) VALUES (\(ruleId), 0) ON CONFLICT (rule_id) DO NOTHING
+        let rows = try await connection.query("""
+            INSERT INTO rotation_positions (rule_id, position) VALUES (\(ruleId), 0)
+            ON CONFLICT (rule_id) DO UPDATE SET position = rotation_positions.position
+            RETURNING position
             """, logger: logger)
-        let rows = try await connection.query("SELECT position FROM rotation_positions WHERE rule_id = \(ruleId) FOR UPDATE", logger: logger)
         return Int(try await rows.first(Int64.self) ?? 0)
     }
 
@@ -223,8 +227,16 @@ struct RoutingStore: Sendable {
     // MARK: log
 
     func log(_ entry: RoutingLogEntry, contactId: UUID, on connection: PostgresConnection) async throws {
+        try await log([entry], contactId: contactId, on: connection)
+    }
+
+    /// Several entries in one statement, in order.
+    func log(_ entries: [RoutingLogEntry], contactId: UUID, on connection: PostgresConnection) async throws {
+        guard !entries.isEmpty else { return }
+        let docs = try entries.map { try Self.json($0) }
         try await connection.query("""
-            INSERT INTO routing_log (contact_id, doc) VALUES (\(contactId), \(try Self.json(entry))::jsonb)
+            INSERT INTO routing_log (contact_id, doc)
+            SELECT \(contactId), doc::jsonb FROM unnest(\(docs)::text[]) WITH ORDINALITY AS e(doc, n) ORDER BY n
             """, logger: logger)
     }
 
