@@ -5,11 +5,12 @@ import Foundation
 public struct PhoneNumber: Codable, Sendable, Hashable, CustomStringConvertible {
     public let e164: String
 
+    private static let allowed = CharacterSet(charactersIn: "+0123456789 ().-")
+
     public init?(_ text: String) {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let trimmed = text.trimmedSpaces()
         guard !trimmed.isEmpty, trimmed.count <= 32 else { return nil }
-        let allowed = CharacterSet(charactersIn: "+0123456789 ().-")
-        guard trimmed.unicodeScalars.allSatisfy(allowed.contains) else { return nil }
+        guard trimmed.unicodeScalars.allSatisfy(Self.allowed.contains) else { return nil }
         let hasPlus = trimmed.hasPrefix("+")
         guard !trimmed.dropFirst().contains("+") else { return nil }
         let digits = trimmed.filter(\.isNumber)
@@ -61,7 +62,7 @@ public struct EmailAddress: Codable, Sendable, Hashable, CustomStringConvertible
     public let value: String
 
     public init?(_ text: String) {
-        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let trimmed = text.trimmedSpaces().lowercased()
         guard trimmed.utf8.count <= 254, let at = trimmed.lastIndex(of: "@") else { return nil }
         let local = trimmed[..<at]
         let domain = trimmed[trimmed.index(after: at)...]

@@ -5,22 +5,26 @@ import PostgresNIO
 /// PostgreSQL then parses and plans each of them once instead of on every call, which showed as
 /// the largest single cost of the database in the speed-to-lead profile.
 enum KitStatements {
-    /// Writes one row per (event, subscriber).
+    /// Writes each event's payload once and one delivery row per (event, subscriber).
     struct PublishEvents: PostgresPreparedStatement {
         static let sql = """
-            INSERT INTO outbox (event_id, event_type, subscriber, payload)
-            SELECT event_id, event_type, subscriber, payload
-            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, event_type, subscriber, payload)
+            WITH payloads AS (
+                INSERT INTO outbox_events (event_id, payload)
+                SELECT * FROM unnest($1::uuid[], $2::text[])
+                ON CONFLICT (event_id) DO NOTHING)
+            INSERT INTO outbox (event_id, event_type, subscriber)
+            SELECT * FROM unnest($3::uuid[], $4::text[], $5::text[])
             ON CONFLICT (event_id, subscriber) DO NOTHING
             """
         typealias Row = ()
         var eventIds: [UUID]
+        var payloads: [String]
+        var rowEventIds: [UUID]
         var types: [String]
         var subscribers: [String]
-        var payloads: [String]
 
         func makeBindings() throws -> PostgresBindings {
-            try .of(eventIds, types, subscribers, payloads)
+            try .of(eventIds, payloads, rowEventIds, types, subscribers)
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row {}
@@ -36,7 +40,7 @@ enum KitStatements {
                   AND (locked_until IS NULL OR locked_until < now())
                 ORDER BY id LIMIT $2
                 FOR UPDATE SKIP LOCKED)
-            RETURNING id, subscriber, payload, attempts, event_type
+            RETURNING id, subscriber, \(OutboxDispatcher.payloadColumn), attempts, event_type
             """
         typealias Row = (Int64, String, String, Int, String)
         var subscriber: String

@@ -28,24 +28,20 @@ package struct Outbox: Sendable {
 
     /// Stores many events in one statement (one row per event and subscriber).
     package func publish(_ events: [OutgoingEvent], on connection: PostgresConnection, logger: Logger) async throws {
-        var eventIds: [UUID] = []
-        var types: [String] = []
-        var subscribers: [String] = []
-        var payloads: [String] = []
+        var statement = KitStatements.PublishEvents(eventIds: [], payloads: [], rowEventIds: [], types: [], subscribers: [])
         for event in events {
             let targets = Subscriptions.subscribers(of: event.type)
             guard !targets.isEmpty else { continue }
-            let payload = try event.json()
+            statement.eventIds.append(event.id)
+            statement.payloads.append(try event.json())
             for subscriber in targets {
-                eventIds.append(event.id)
-                types.append(event.type)
-                subscribers.append(subscriber.rawValue)
-                payloads.append(payload)
+                statement.rowEventIds.append(event.id)
+                statement.types.append(event.type)
+                statement.subscribers.append(subscriber.rawValue)
             }
         }
-        guard !eventIds.isEmpty else { return }
-        try await connection.execute(KitStatements.PublishEvents(eventIds: eventIds, types: types, subscribers: subscribers, payloads: payloads),
-                                     logger: logger)
+        guard !statement.eventIds.isEmpty else { return }
+        try await connection.execute(statement, logger: logger)
     }
 }
 
@@ -167,6 +163,9 @@ package struct OutboxDispatcher: Service {
         }
     }
 
+    /// A claimed row's payload: its event's, or its own when written before payloads were shared.
+    static let payloadColumn = "coalesce(outbox.payload, (SELECT e.payload FROM outbox_events e WHERE e.event_id = outbox.event_id))"
+
     struct Row {
         var id: Int64
         var subscriber: String
@@ -200,7 +199,7 @@ package struct OutboxDispatcher: Service {
                   AND (locked_until IS NULL OR locked_until < now())
                 ORDER BY id LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED)
-            RETURNING id, subscriber, payload, attempts, event_type
+            RETURNING id, subscriber, \(unescaped: Self.payloadColumn), attempts, event_type
             """, logger: logger)
         var claimed: [Row] = []
         for try await (id, subscriber, payload, attempts, type) in rows.decode((Int64, String, String, Int, String).self) {
@@ -317,6 +316,9 @@ package struct OutboxDispatcher: Service {
     private func prune() async throws {
         let cutoff = Date().addingTimeInterval(-retention)
         try await client.query("DELETE FROM outbox WHERE delivered_at < \(cutoff)", logger: logger)
+        try await client.query("""
+            DELETE FROM outbox_events e WHERE e.created_at < \(cutoff) AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.event_id)
+            """, logger: logger)
     }
 
     private func recordLag() async throws {

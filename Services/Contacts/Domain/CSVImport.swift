@@ -61,7 +61,7 @@ enum CSVImport {
     /// Status column, otherwise reports bad rows.
     static func parse(_ text: String) throws -> Parsed {
         let body = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
-        guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard !body.allSatisfy(\.isWhitespace) else {
             throw APIError.badRequest("the CSV is empty", field: "body", code: "malformed_csv")
         }
         // Quotes come in pairs in valid CSV ("" escapes one); an odd count is a quote never closed,
@@ -96,7 +96,7 @@ enum CSVImport {
             try csv.enumerateAsArray(startAt: 1, rowLimit: nil) { fields in
                 count += 1
                 guard count <= maxRows else { return }
-                if fields.count == 1, fields[0].trimmingCharacters(in: .whitespaces).isEmpty { return }
+                if fields.count == 1, fields[0].trimmedSpaces().isEmpty { return }
                 if fields.count > csv.header.count {
                     errors.append(RowError(row: count, field: "row", message: "row has \(fields.count) fields; the header has \(csv.header.count)"))
                     return
@@ -129,7 +129,7 @@ enum CSVImport {
     private static func row(_ number: Int, fields: [String], columns: [Int: Column]) throws -> Row {
         var values: [Column: String] = [:]
         for (index, column) in columns {
-            let value = index < fields.count ? fields[index].trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            let value = index < fields.count ? fields[index].trimmedWhitespace() : ""
             if !value.isEmpty { values[column] = value }
         }
         var draft = ContactDraft()

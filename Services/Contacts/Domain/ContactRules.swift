@@ -35,7 +35,7 @@ enum ContactRules {
     /// Tags are kept as people type them on the site, minus the leading '#', in lower case so
     /// `#Luxury` and `luxury` are one tag.
     static func tag(_ raw: String, field: String = "tags") throws -> String {
-        var value = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        var value = raw.trimmedWhitespace()
         while value.hasPrefix("#") { value.removeFirst() }
         value = value.split(whereSeparator: \.isWhitespace).joined(separator: " ").lowercased()
         guard !value.isEmpty, value.count <= 50 else { throw APIError.validation(field, "a tag is 1 to 50 characters") }
@@ -57,7 +57,7 @@ enum ContactRules {
 
     static func optionalText(_ value: String?, field: String, maxLength: Int = 200) throws -> String? {
         guard let value else { return nil }
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = value.trimmedWhitespace()
         guard !trimmed.isEmpty else { return nil }
         guard trimmed.count <= maxLength else { throw APIError.validation(field, "\(field) must be at most \(maxLength) characters") }
         guard !trimmed.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) && $0 != "\n" && $0 != "\t" }) else {

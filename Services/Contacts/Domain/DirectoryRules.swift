@@ -6,7 +6,7 @@ import ServiceKit
 /// grant which role. Pure: values in, errors out.
 enum DirectoryRules {
     static func name(_ value: String, field: String, maxLength: Int = 100) throws -> String {
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = value.trimmedWhitespace()
         guard !trimmed.isEmpty else { throw APIError.validation(field, "\(field) must not be empty") }
         guard trimmed.count <= maxLength else { throw APIError.validation(field, "\(field) must be at most \(maxLength) characters") }
         guard !trimmed.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
