@@ -75,28 +75,10 @@ package struct Inbox: Sendable {
         return outcomes
     }
 
-    /// Runs every handler of `event` that has not yet handled it.
+    /// Runs every handler of `event` that has not yet handled it, all in one transaction: one
+    /// inbox statement and one commit however many handlers the event has here.
     package func receive(_ event: ReceivedEvent, logger: Logger) async throws -> InboxOutcome {
-        guard let handlers = handlers[event.type], !handlers.isEmpty else {
-            Counter(label: "events_received_total", dimensions: [("type", event.type), ("outcome", "ignored")]).increment()
-            return .ignored
-        }
-        var outcome = InboxOutcome.duplicate
-        for handler in handlers {
-            let handled = try await client.transaction(logger: logger) { connection in
-                var inserted = 0
-                for try await _ in try await connection.execute(
-                    KitStatements.RecordInbox(eventIds: [event.id], handlers: [handler.name], types: [event.type]), logger: logger) {
-                    inserted += 1
-                }
-                guard inserted == 1 else { return false }
-                try await handler.handle(event, connection, logger)
-                return true
-            }
-            if handled { outcome = .handled }
-        }
-        Counter(label: "events_received_total", dimensions: [("type", event.type), ("outcome", outcome.rawValue)]).increment()
-        return outcome
+        try await receive(batch: [event], logger: logger).first ?? .ignored
     }
 }
 
