@@ -44,15 +44,11 @@ package enum ContactReplica {
 
     package static func handlers(for service: ServiceName) -> [EventHandler] {
         let wanted = Subscriptions.events(for: service)
-        var handlers = EventType.contactChanges.map { type in
-            EventHandler(name: "replica.contact", eventType: type) { event, connection, logger in
-                let changed = try event.data(ContactChanged.self)
-                try await upsert([changed.contact], deleted: type == EventType.contactDeleted, on: connection, logger: logger)
+        var handlers = (EventType.contactChanges + [EventType.contactsImported]).map { type in
+            EventHandler.batched(name: type == EventType.contactsImported ? "replica.import" : "replica.contact", eventType: type) {
+                events, connection, logger in try await apply(events, on: connection, logger: logger)
             }
         }
-        handlers.append(EventHandler(name: "replica.import", eventType: EventType.contactsImported) { event, connection, logger in
-            try await upsert(try event.data(ContactsImported.self).contacts, deleted: false, on: connection, logger: logger)
-        })
         handlers.append(EventHandler(name: "replica.communication", eventType: EventType.communicationLogged) { event, connection, logger in
             let logged = try event.data(CommunicationLogged.self)
             try await upsert([logged.contact], deleted: false, on: connection, logger: logger)
@@ -65,6 +61,31 @@ package enum ContactReplica {
                 """, logger: logger)
         })
         return handlers.filter { wanted.contains($0.eventType) }
+    }
+
+    /// Contact events and imports in delivery order: each contact's newest version is written,
+    /// the live ones in one statement and the deleted ones in another.
+    static func apply(_ events: [ReceivedEvent], on connection: PostgresConnection, logger: Logger) async throws {
+        var newest: [UUID: (contact: Contact, deleted: Bool)] = [:]
+        var order: [UUID] = []
+        func keep(_ contact: Contact, deleted: Bool) {
+            if let known = newest[contact.id] {
+                if contact.version > known.contact.version || (deleted && !known.deleted) { newest[contact.id] = (contact, deleted || known.deleted) }
+            } else {
+                newest[contact.id] = (contact, deleted)
+                order.append(contact.id)
+            }
+        }
+        for event in events {
+            if event.type == EventType.contactsImported {
+                for contact in try event.data(ContactsImported.self).contacts { keep(contact, deleted: false) }
+            } else {
+                keep(try event.data(ContactChanged.self).contact, deleted: event.type == EventType.contactDeleted)
+            }
+        }
+        let kept = order.compactMap { newest[$0] }
+        try await upsert(kept.filter { !$0.deleted }.map(\.contact), deleted: false, on: connection, logger: logger)
+        try await upsert(kept.filter(\.deleted).map(\.contact), deleted: true, on: connection, logger: logger)
     }
 
     static func upsert(_ contacts: [Contact], deleted: Bool, on connection: PostgresConnection, logger: Logger) async throws {

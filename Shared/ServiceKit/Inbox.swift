@@ -12,11 +12,23 @@ package struct EventHandler: Sendable {
     package var name: String
     package var eventType: String
     package var handle: @Sendable (ReceivedEvent, PostgresConnection, Logger) async throws -> Void
+    /// Set for handlers that take consecutive events of a batch in one go (replicas: one
+    /// statement for the lot instead of one per event).
+    package var handleMany: (@Sendable ([ReceivedEvent], PostgresConnection, Logger) async throws -> Void)?
 
     package init(name: String, eventType: String, handle: @escaping @Sendable (ReceivedEvent, PostgresConnection, Logger) async throws -> Void) {
         self.name = name
         self.eventType = eventType
         self.handle = handle
+    }
+
+    /// A handler that takes several events at once; events of every type that share its name
+    /// may come together, in delivery order.
+    package static func batched(name: String, eventType: String,
+                                handleMany: @escaping @Sendable ([ReceivedEvent], PostgresConnection, Logger) async throws -> Void) -> EventHandler {
+        var handler = EventHandler(name: name, eventType: eventType) { event, connection, logger in try await handleMany([event], connection, logger) }
+        handler.handleMany = handleMany
+        return handler
     }
 }
 
@@ -54,6 +66,13 @@ package struct Inbox: Sendable {
                 }
             }
             var outcomes: [InboxOutcome] = []
+            // Consecutive events for one batch-taking handler run together, the order of the
+            // handlers' work otherwise kept.
+            var run: (handler: EventHandler, events: [ReceivedEvent])?
+            func finishRun() async throws {
+                if let (handler, events) = run, let handleMany = handler.handleMany { try await handleMany(events, connection, logger) }
+                run = nil
+            }
             for event in events {
                 guard let eventHandlers = handlers[event.type], !eventHandlers.isEmpty else {
                     outcomes.append(.ignored)
@@ -62,11 +81,22 @@ package struct Inbox: Sendable {
                 var outcome = InboxOutcome.duplicate
                 // Removed as it runs: a second copy in the same batch is a duplicate.
                 for handler in eventHandlers where fresh.remove("\(event.id)/\(handler.name)") != nil {
-                    try await handler.handle(event, connection, logger)
+                    if handler.handleMany != nil {
+                        if run?.handler.name == handler.name {
+                            run?.events.append(event)
+                        } else {
+                            try await finishRun()
+                            run = (handler, [event])
+                        }
+                    } else {
+                        try await finishRun()
+                        try await handler.handle(event, connection, logger)
+                    }
                     outcome = .handled
                 }
                 outcomes.append(outcome)
             }
+            try await finishRun()
             return outcomes
         }
         for (event, outcome) in zip(events, outcomes) {

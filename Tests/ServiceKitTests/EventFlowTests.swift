@@ -236,3 +236,42 @@ struct OutboxAuthRetryTests {
         }
     }
 }
+
+@Suite("Contact replica from batches (X-3)")
+struct ContactReplicaBatchTests {
+    func contact(_ id: UUID, version: Int, status: ContactStatus, company: UUID) -> Contact {
+        Contact(id: id, companyId: company, ownerEntityId: company, status: status, firstName: "V\(version)", lastName: nil, emails: [], phones: [],
+                leadType: nil, source: nil, sourceId: nil, tags: [], assignedAgentId: nil, lenderId: nil, pondId: nil, address: nil,
+                searchInterest: nil, listing: nil, agentSiteAgentId: nil, origin: .manual, behavioralAlerts: true, version: version,
+                createdAt: Date(), updatedAt: Date())
+    }
+
+    func event(_ type: String, _ contact: Contact) throws -> ReceivedEvent {
+        try ReceivedEvent(OutgoingEvent(header: EventHeader(type: type, version: contact.version, occurredAt: Date(), companyId: contact.companyId,
+                                                            subjectId: contact.id),
+                                        data: ContactChanged(contact: contact, actor: Actor(kind: .service, id: "contacts"), change: ContactChange())))
+    }
+
+    @Test("X-3: one batch with several versions of a contact, out of order, leaves the newest; a deletion in it marks the contact deleted")
+    func newestWins() async throws {
+        try await TestDatabase.withSchema(migrations: ContactReplica.migrations) { client, _ in
+            let inbox = Inbox(client: client, handlers: ContactReplica.handlers(for: .automation))
+            let company = UUID(), kept = UUID(), gone = UUID()
+            let batch = [
+                try event(EventType.contactCreated, contact(kept, version: 1, status: .newLead, company: company)),
+                try event(EventType.contactStatusChanged, contact(kept, version: 3, status: .client, company: company)),
+                try event(EventType.contactUpdated, contact(kept, version: 2, status: .activeLead, company: company)),
+                try event(EventType.contactCreated, contact(gone, version: 1, status: .newLead, company: company)),
+                try event(EventType.contactDeleted, contact(gone, version: 2, status: .newLead, company: company)),
+            ]
+            #expect(try await inbox.receive(batch: batch, logger: TestDatabase.logger) == Array(repeating: .handled, count: 5))
+            let rows = try await client.query("SELECT id, status, version, deleted FROM contact_replica ORDER BY version", logger: TestDatabase.logger)
+            var found: [UUID: (String, Int, Bool)] = [:]
+            for try await (id, status, version, deleted) in rows.decode((UUID, String, Int, Bool).self) { found[id] = (status, version, deleted) }
+            #expect(found[kept]?.0 == "client" && found[kept]?.1 == 3 && found[kept]?.2 == false)
+            #expect(found[gone]?.1 == 2 && found[gone]?.2 == true)
+            // The same batch again changes nothing: every event is a duplicate.
+            #expect(try await inbox.receive(batch: batch, logger: TestDatabase.logger) == Array(repeating: .duplicate, count: 5))
+        }
+    }
+}
