@@ -104,6 +104,26 @@ package enum Database {
         }
     }
 
+    /// `body`'s result, or a `MigrationError` saying `problem` once `limit` has passed.
+    package static func withinDeadline<T: Sendable>(_ limit: Duration, _ problem: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else { throw MigrationError(description: problem) }
+            return result
+        }
+    }
+
+    /// host:port/database of a URL, without its credentials, for messages.
+    package static func displayAddress(_ url: String) -> String {
+        guard let parsed = try? DatabaseURL(url) else { return "DATABASE_URL" }
+        return "\(parsed.host):\(parsed.port)/\(parsed.database)"
+    }
+
     /// The number of migrations recorded, for readiness.
     package static func appliedCount(_ client: PostgresClient, schema: String, logger: Logger) async throws -> Int {
         let rows = try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(schema).schema_migrations"), logger: logger)

@@ -44,26 +44,43 @@ package struct ServiceParts: Sendable {
 
 /// Opens once, when the schema is migrated and the clock loaded; background services wait on it.
 package final class StartupGate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private struct State {
+        var open = false
+        var nextID: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    }
+
+    private let state = Mutex(State())
 
     package init() {}
 
     package func open() {
         let waiters = state.withLock { state in
             state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Returns when the gate opens, or when the task is cancelled: a service whose start failed
+    /// (its database unreachable) must still shut down instead of waiting here for ever.
     package func wait() async {
-        await withCheckedContinuation { continuation in
-            let isOpen = state.withLock { state in
-                if !state.open { state.waiters.append(continuation) }
-                return state.open
+        let id = state.withLock { state -> UInt64 in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.open || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if isOpen { continuation.resume() }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
     }
 
@@ -157,6 +174,11 @@ package enum ServiceKit {
             services: [client, ledger, GatedService(gate: gate, base: listener), GatedService(gate: gate, base: dispatcher), GatedService(gate: gate, base: runner)],
             logger: logger)
         app.beforeServerStarts {
+            // An unreachable database would otherwise be waited for in silence, forever; a slow
+            // migration (a table rewrite) is given all the time it needs.
+            try await Database.withinDeadline(.seconds(30), "the database at \(Database.displayAddress(config.databaseURL)) did not answer within 30 seconds") {
+                _ = try await client.query("SELECT 1", logger: logger).collect()
+            }
             try await Database.migrate(client, schema: config.schema, tracks: tracks, logger: logger)
             if let virtualClock {
                 virtualClock.advance(to: try await SharedClockStore.load(client, logger: logger))

@@ -22,6 +22,19 @@ struct PrimitivesTests {
         }
     }
 
+    @Test("a startup gate lets waiters through when it opens, and lets a cancelled waiter go (a failed start still shuts down)")
+    func startupGate() async {
+        let gate = StartupGate()
+        let cancelled = Task { await gate.wait() }
+        cancelled.cancel()
+        await cancelled.value
+        let waiting = Task { await gate.wait(); return gate.isOpen }
+        try? await Task.sleep(for: .milliseconds(20))
+        gate.open()
+        #expect(await waiting.value)
+        await gate.wait()
+    }
+
     @Test("a ring before anyone waits is kept; a waiter is woken by a ring; a wait without ring times out")
     func doorbell() async {
         let bell = Doorbell()
