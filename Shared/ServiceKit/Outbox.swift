@@ -5,7 +5,7 @@ import Models
 import PostgresNIO
 import ServiceLifecycle
 
-/// Writes events in the caller's transaction, one row per subscriber; committed with the change
+/// Writes events in the caller's transaction, a delivery row per subscriber; committed with the change
 /// or not at all.
 package struct Outbox: Sendable {
     package let service: ServiceName
@@ -26,7 +26,7 @@ package struct Outbox: Sendable {
         try await publish([event], on: connection, logger: logger)
     }
 
-    /// Stores many events in one statement (one row per event and subscriber).
+    /// Stores many events in one statement: each payload once, a delivery row per subscriber.
     package func publish(_ events: [OutgoingEvent], on connection: PostgresConnection, logger: Logger) async throws {
         var statement = KitStatements.PublishEvents(eventIds: [], payloads: [], rowEventIds: [], types: [], subscribers: [])
         for event in events {

@@ -209,3 +209,24 @@ struct JobQueueTests {
         }
     }
 }
+
+@Suite("Bookkeeping pool")
+struct BookkeepingPoolTests {
+    @Test("the bookkeeping pool commits without waiting for the disk; the service's own pool commits durably")
+    func commitModes() async throws {
+        for (durable, expected) in [(false, "off"), (true, "on")] {
+            let client = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, durableCommits: durable,
+                                                 logger: TestDatabase.logger)
+            let setting = try await withThrowingTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    await client.run()
+                    return nil
+                }
+                let value = try await client.query("SHOW synchronous_commit", logger: TestDatabase.logger).first(String.self)
+                group.cancelAll()
+                return value
+            }
+            #expect(setting == expected)
+        }
+    }
+}
