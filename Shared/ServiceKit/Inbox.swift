@@ -57,13 +57,12 @@ package struct Inbox: Sendable {
                 types.append(event.type)
             }
         }
-        let outcomes: [InboxOutcome] = try await client.transaction(logger: logger) { connection in
+        // No handler for any of them here: nothing to record, no transaction.
+        let outcomes: [InboxOutcome] = ids.isEmpty ? events.map { _ in .ignored } : try await client.transaction(logger: logger) { connection in
             var fresh = Set<String>()
-            if !ids.isEmpty {
-                for try await (id, name) in try await connection.execute(KitStatements.RecordInbox(eventIds: ids, handlers: names, types: types),
-                                                                         logger: logger) {
-                    fresh.insert("\(id)/\(name)")
-                }
+            for try await (id, name) in try await connection.execute(KitStatements.RecordInbox(eventIds: ids, handlers: names, types: types),
+                                                                     logger: logger) {
+                fresh.insert("\(id)/\(name)")
             }
             var outcomes: [InboxOutcome] = []
             // Consecutive events for one batch-taking handler run together, the order of the

@@ -30,7 +30,8 @@ enum KitStatements {
         func decodeRow(_ row: PostgresRow) throws -> Row {}
     }
 
-    /// Claims the due rows of one subscriber's lane, oldest first, skipping rows another replica holds.
+    /// Claims the due rows of one subscriber's lane, oldest first, skipping rows another replica
+    /// holds. A row's payload is its event's, or its own when written before payloads were shared.
     struct ClaimLane: PostgresPreparedStatement {
         static let sql = """
             UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
@@ -40,7 +41,8 @@ enum KitStatements {
                   AND (locked_until IS NULL OR locked_until < now())
                 ORDER BY id LIMIT $2
                 FOR UPDATE SKIP LOCKED)
-            RETURNING id, subscriber, \(OutboxDispatcher.payloadColumn), attempts, event_type
+            RETURNING id, subscriber,
+                coalesce(outbox.payload, (SELECT e.payload FROM outbox_events e WHERE e.event_id = outbox.event_id)), attempts, event_type
             """
         typealias Row = (Int64, String, String, Int, String)
         var subscriber: String

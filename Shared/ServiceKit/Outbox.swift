@@ -163,9 +163,6 @@ package struct OutboxDispatcher: Service {
         }
     }
 
-    /// A claimed row's payload: its event's, or its own when written before payloads were shared.
-    static let payloadColumn = "coalesce(outbox.payload, (SELECT e.payload FROM outbox_events e WHERE e.event_id = outbox.event_id))"
-
     struct Row {
         var id: Int64
         var subscriber: String
@@ -174,38 +171,27 @@ package struct OutboxDispatcher: Service {
         var eventType: String
     }
 
-    /// Claims due rows of one subscriber, or of all when nil (skipping rows another replica
-    /// holds), and delivers them concurrently. Returns how many rows were claimed.
+    /// Claims due rows of one subscriber, or of every subscriber with rows waiting when nil
+    /// (skipping rows another replica holds), and delivers them concurrently. Returns how many
+    /// rows were claimed.
     package func dispatchBatch(to subscriber: ServiceName? = nil) async throws -> Int {
+        let lanes = if let subscriber { [subscriber.rawValue] } else { try await waitingLanes() }
         var claimed: [Row] = []
-        if let subscriber {
+        for lane in lanes {
             for try await (id, subscriber, payload, attempts, type) in try await client.execute(
-                KitStatements.ClaimLane(subscriber: subscriber.rawValue, limit: batchSize), logger: logger) {
+                KitStatements.ClaimLane(subscriber: lane, limit: batchSize), logger: logger) {
                 claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
             }
-        } else {
-            claimed = try await claimAll()
         }
         return try await deliver(claimed)
     }
 
-    /// Every subscriber's due rows at once (tests and tools; the lanes claim their own).
-    private func claimAll() async throws -> [Row] {
-        let rows = try await client.query("""
-            UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
-            WHERE id IN (
-                SELECT id FROM outbox
-                WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
-                  AND (locked_until IS NULL OR locked_until < now())
-                ORDER BY id LIMIT \(batchSize)
-                FOR UPDATE SKIP LOCKED)
-            RETURNING id, subscriber, \(unescaped: Self.payloadColumn), attempts, event_type
-            """, logger: logger)
-        var claimed: [Row] = []
-        for try await (id, subscriber, payload, attempts, type) in rows.decode((Int64, String, String, Int, String).self) {
-            claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
-        }
-        return claimed
+    /// The subscribers with rows not yet delivered (tests and tools; the lanes know their own).
+    private func waitingLanes() async throws -> [String] {
+        var lanes: [String] = []
+        let rows = try await client.query("SELECT DISTINCT subscriber FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL", logger: logger)
+        for try await lane in rows.decode(String.self) { lanes.append(lane) }
+        return lanes
     }
 
     /// Delivers claimed rows concurrently per subscriber and marks the delivered ones; answers

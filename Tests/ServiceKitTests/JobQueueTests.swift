@@ -212,7 +212,7 @@ struct JobQueueTests {
 
 @Suite("Bookkeeping pool")
 struct BookkeepingPoolTests {
-    @Test("the bookkeeping pool commits without waiting for the disk; the service's own pool commits durably")
+    @Test("X-3: the bookkeeping pool commits without waiting for the disk; the service's own pool commits durably")
     func commitModes() async throws {
         for (durable, expected) in [(false, "off"), (true, "on")] {
             let client = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, durableCommits: durable,

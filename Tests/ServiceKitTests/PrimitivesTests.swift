@@ -22,7 +22,7 @@ struct PrimitivesTests {
         }
     }
 
-    @Test("a startup gate lets waiters through when it opens, and lets a cancelled waiter go (a failed start still shuts down)")
+    @Test("X-4: a startup gate lets waiters through when it opens, and lets a cancelled waiter go (a failed start still shuts down)")
     func startupGate() async {
         let gate = StartupGate()
         let cancelled = Task { await gate.wait() }

@@ -2,7 +2,7 @@ import Foundation
 import Models
 import Testing
 
-@Suite("Trimming without NSString")
+@Suite("Trimming without NSString (X-2)")
 struct TextTests {
     static let samples = ["", " ", "\t\n ", "  Ann Lee  ", "\u{00A0}Ann\u{2003}", "line\n", "\r\nx\r\n", "a b", "é ", "\t42\t", " \u{2028}x"]
 

@@ -62,11 +62,10 @@ struct RoutingStore: Sendable {
         try await connection.query("DELETE FROM rotation_positions WHERE rule_id = \(id)", logger: logger)
     }
 
-    /// Serialises every lead of one rule: the row stays locked until the caller's transaction ends,
-    /// so two replicas never hand out the same slot (RT-8).
-    /// The rule's position, its row locked until the transaction ends (created at 0 the first
-    /// time). ON CONFLICT DO UPDATE locks the row and always reads its latest committed value,
-    /// so a second router waits here and then sees the first one's move.
+    /// Serialises every lead of one rule: the position's row (created at 0 the first time) stays
+    /// locked until the caller's transaction ends, so two replicas never hand out the same slot
+    /// (RT-8). ON CONFLICT DO UPDATE locks the row and reads its latest committed value, so a
+    /// second router waits here and then sees the first one's move.
     func lockPosition(ruleId: UUID, on connection: PostgresConnection) async throws -> Int {
         let rows = try await connection.query("""
             INSERT INTO rotation_positions (rule_id, position) VALUES (\(ruleId), 0)
