@@ -57,7 +57,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
-        .package(url: "https://github.com/swiftcsv/SwiftCSV.git", from: "0.10.0"),
+        .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
@@ -83,7 +83,7 @@ let package = Package(
         ),
         serviceTarget("Contacts", extra: [
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
-            .product(name: "SwiftCSV", package: "SwiftCSV"),
+            .product(name: "CSV", package: "CSV.swift"),
         ]),
         serviceTarget("Routing", extra: [
             .product(name: "Crypto", package: "swift-crypto"),

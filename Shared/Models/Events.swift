@@ -11,7 +11,7 @@ public struct EventEnvelope: Codable, Sendable, Hashable {
     public var subjectId: UUID?
     public var data: JSONValue
 
-    public init(id: UUID = UUID(), type: String, version: Int, occurredAt: Date, companyId: UUID?, subjectId: UUID?, data: JSONValue) {
+    public init(id: UUID = UUID.random(), type: String, version: Int, occurredAt: Date, companyId: UUID?, subjectId: UUID?, data: JSONValue) {
         self.id = id
         self.type = type
         self.version = version

@@ -285,6 +285,29 @@ extension PostgresBindings {
     }
 }
 
+/// PostgreSQL's text form of a text array, for a row's array inside a multi-row `unnest`
+/// (PostgresNIO binds arrays of values, not arrays of arrays). Every element is quoted, so commas,
+/// braces, spaces and the word NULL stay text.
+package enum PostgresArrayLiteral {
+    package static func text(_ values: [String]) -> String {
+        var literal = "{"
+        for (index, value) in values.enumerated() {
+            if index > 0 { literal += "," }
+            literal += "\""
+            if value.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                for scalar in value.unicodeScalars {
+                    if scalar == "\"" || scalar == "\\" { literal.unicodeScalars.append("\\") }
+                    literal.unicodeScalars.append(scalar)
+                }
+            } else {
+                literal += value
+            }
+            literal += "\""
+        }
+        return literal + "}"
+    }
+}
+
 extension PostgresRowSequence {
     /// The first row's single column, or nil when there is no row.
     package func first<Value: PostgresDecodable>(_ type: Value.Type) async throws -> Value? {

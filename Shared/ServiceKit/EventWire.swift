@@ -14,7 +14,7 @@ package struct EventHeader: Codable, Sendable, Hashable {
         case id, type, version, occurredAt, companyId, subjectId, data
     }
 
-    package init(id: UUID = UUID(), type: String, version: Int, occurredAt: Date, companyId: UUID?, subjectId: UUID?) {
+    package init(id: UUID = UUID.random(), type: String, version: Int, occurredAt: Date, companyId: UUID?, subjectId: UUID?) {
         self.id = id
         self.type = type
         self.version = version

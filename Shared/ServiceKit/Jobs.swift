@@ -171,7 +171,7 @@ package struct JobRunner: Service {
     }
 
     package func claim() async throws -> Job? {
-        let token = UUID()
+        let token = UUID.random()
         let leaseSeconds = Double(settings.lease.components.seconds)
         let rows = try await ledger.execute(KitStatements.ClaimJob(token: token, leaseSeconds: leaseSeconds, now: clock.now), logger: logger)
         for try await (id, kind, payload, attempts, maxAttempts, runAt, moreDue) in rows {

@@ -2,9 +2,10 @@ import Foundation
 import Models
 import Testing
 
-@Suite("Trimming without NSString (X-2)")
+@Suite("Trimming without NSString, and without a pass at all for visible ASCII ends (X-2)")
 struct TextTests {
-    static let samples = ["", " ", "\t\n ", "  Ann Lee  ", "\u{00A0}Ann\u{2003}", "line\n", "\r\nx\r\n", "a b", "é ", "\t42\t", " \u{2028}x"]
+    static let samples = ["", " ", "\t\n ", "  Ann Lee  ", "\u{00A0}Ann\u{2003}", "line\n", "\r\nx\r\n", "a b", "é ", "\t42\t", " \u{2028}x",
+                          "Ann", "ann@example.com", "a\u{301}", "\u{0600}a", "x ", " x", "x\u{7F}", "\u{7F}x", "x\u{00A0}", "~"]
 
     @Test("trimmedWhitespace trims what whitespacesAndNewlines trims")
     func whitespaceAndNewlines() {

@@ -58,7 +58,7 @@ struct PasswordHasher: Sendable {
 
     init(cost: UInt8) async throws {
         self.cost = cost
-        decoyHash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(UUID().uuidString, cost: cost) }
+        decoyHash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(UUID.random().uuidString, cost: cost) }
     }
 
     func hash(_ password: String) async throws -> String {

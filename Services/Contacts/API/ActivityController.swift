@@ -105,7 +105,7 @@ struct ActivityController {
                 throw APIError.validation("at", "a communication cannot be logged in the future")
             }
             let communication = Communication(
-                id: UUID(), contactId: contact.id, companyId: contact.companyId, channel: input.channel,
+                id: UUID.random(), contactId: contact.id, companyId: contact.companyId, channel: input.channel,
                 direction: input.direction ?? .outbound, outcome: input.outcome,
                 subject: try ContactRules.optionalText(input.subject, field: "subject", maxLength: 300),
                 body: try ContactRules.optionalText(input.body, field: "body", maxLength: 10_000), userId: identity.userId, at: input.at ?? now)
@@ -127,7 +127,7 @@ struct ActivityController {
             if let assignee { _ = try await access.assignableAgent(assignee, companyId: contact.companyId, field: "assigneeId") }
             let now = clock.now
             let task = ContactTask(
-                id: UUID(), contactId: contact.id, companyId: contact.companyId, kind: input.kind,
+                id: UUID.random(), contactId: contact.id, companyId: contact.companyId, kind: input.kind,
                 title: try DirectoryRules.name(input.title, field: "title", maxLength: 200),
                 description: try ContactRules.optionalText(input.description, field: "description", maxLength: 5_000),
                 links: try links(input.links ?? []), priority: input.priority ?? .none, dueAt: input.dueAt, assigneeId: assignee,
@@ -179,7 +179,7 @@ struct ActivityController {
             var events: [OutgoingEvent] = []
             if task.kind == .call, let outcome = task.callOutcome {
                 // ST-10: completing a call task logs the call.
-                let call = Communication(id: UUID(), contactId: contact.id, companyId: contact.companyId, channel: .call, direction: .outbound,
+                let call = Communication(id: UUID.random(), contactId: contact.id, companyId: contact.companyId, channel: .call, direction: .outbound,
                                          outcome: outcome, subject: task.title,
                                          body: try ContactRules.optionalText(completion.note, field: "note", maxLength: 10_000),
                                          userId: identity.userId, at: now)

@@ -45,10 +45,10 @@ struct CompaniesController {
             let lastName = try DirectoryRules.name(input.admin.lastName, field: "admin.lastName")
             let password = try DirectoryRules.password(input.admin.password, field: "admin.password")
             let now = clock.now
-            let company = Company(id: UUID(), name: name, bypassListingAgent: input.bypassListingAgent ?? false, createdAt: now)
-            let root = Entity(id: UUID(), companyId: company.id, parentId: nil, kind: .company, name: name, timeZone: timeZone,
+            let company = Company(id: UUID.random(), name: name, bypassListingAgent: input.bypassListingAgent ?? false, createdAt: now)
+            let root = Entity(id: UUID.random(), companyId: company.id, parentId: nil, kind: .company, name: name, timeZone: timeZone,
                               officeHours: hours, version: 1, createdAt: now, updatedAt: now)
-            let admin = User(id: UUID(), companyId: company.id, role: .companyAdmin, entityIds: [root.id], firstName: firstName,
+            let admin = User(id: UUID.random(), companyId: company.id, role: .companyAdmin, entityIds: [root.id], firstName: firstName,
                              lastName: lastName, email: input.admin.email.value, mobilePhone: input.admin.mobilePhone?.e164,
                              timeZone: timeZone, rotation: Rotation(inRotation: false), prefersPush: false, active: true,
                              version: 1, createdAt: now, updatedAt: now)

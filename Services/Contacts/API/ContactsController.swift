@@ -89,7 +89,7 @@ struct ContactsController {
             if let lender = draft.lenderId { try await access.lender(lender, companyId: scope.companyId, field: "lenderId") }
             let now = clock.now
             let contact = Contact(
-                id: UUID(), companyId: scope.companyId, ownerEntityId: owner, status: draft.status ?? .newLead,
+                id: UUID.random(), companyId: scope.companyId, ownerEntityId: owner, status: draft.status ?? .newLead,
                 firstName: draft.firstName, lastName: draft.lastName, emails: draft.emails.map(\.value), phones: draft.phones.map(\.e164),
                 leadType: draft.leadType, source: draft.source, sourceId: nil, tags: draft.tags, assignedAgentId: agent,
                 lenderId: draft.lenderId, pondId: nil, address: draft.address, searchInterest: draft.searchInterest,

@@ -40,7 +40,7 @@ struct EntitiesController {
             }
             let now = clock.now
             let entity = Entity(
-                id: UUID(), companyId: companyId, parentId: parent.id, kind: input.kind,
+                id: UUID.random(), companyId: companyId, parentId: parent.id, kind: input.kind,
                 name: try DirectoryRules.name(input.name, field: "name"),
                 timeZone: try input.timeZone.map { try DirectoryRules.timeZone($0) } ?? parent.timeZone,
                 officeHours: try input.officeHours.map { try DirectoryRules.officeHours($0) } ?? parent.officeHours,

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOPosix
 import Models
 import ServiceKit
 
@@ -38,10 +39,12 @@ struct ImportController {
             guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
                 throw APIError.badRequest("the CSV must be UTF-8 text", field: "body", code: "malformed_csv")
             }
-            guard !text.contains("\u{0}") else { throw APIError.badRequest("the CSV contains a NUL character", field: "body", code: "malformed_csv") }
+            guard !text.utf8.contains(0) else { throw APIError.badRequest("the CSV contains a NUL character", field: "body", code: "malformed_csv") }
             let scope = try await access.scope(identity)
             let owner = try await ownerEntity(request, identity: identity, scope: scope)
-            let parsed = try CSVImport.parse(text)
+            // Seconds of CPU for a large file: on the thread pool, not on an event loop whose
+            // connections would wait meanwhile.
+            let parsed = try await NIOThreadPool.singleton.runIfActive { try CSVImport.parse(text) }
             return try await importRows(parsed, scope: scope, owner: owner, identity: identity)
         }
     }
@@ -61,6 +64,43 @@ struct ImportController {
         let existing = Dictionary(uniqueKeysWithValues: try await contacts.contacts(Array(matches.keys), companyId: scope.companyId).map { ($0.id, $0) })
 
         let now = clock.now
+        let plan = try await NIOThreadPool.singleton.runIfActive { [access, owners] in
+            Self.plan(parsed, existing: existing, owners: owners, agents: agents, scope: scope, owner: owner, identity: identity,
+                      actor: importActor, now: now, access: access)
+        }
+        errors += plan.errors
+        // The events are encoded while the database writes the rows: the two take about as long.
+        let changed = plan.creates + plan.updates
+        let envelopes = Task { [outbox, importActor] in
+            try await NIOThreadPool.singleton.runIfActive {
+                try stride(from: 0, to: changed.count, by: Self.eventBatch).map { start in
+                try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
+                                    data: ContactsImported(contacts: Array(changed[start..<min(start + Self.eventBatch, changed.count)]), actor: importActor))
+                }
+            }
+        }
+        guard try await contacts.importBatch(creates: plan.creates, updates: plan.updates, timeline: plan.timeline, events: { try await envelopes.value }) else {
+            throw APIError.conflict("contacts in this file changed while it was imported; import it again", code: "version_conflict")
+        }
+        errors.sort { ($0.row, $0.field) < ($1.row, $1.field) }
+        return Result(imported: plan.creates.count, updated: plan.updates.count, unchanged: plan.unchanged, errors: errors, ignoredColumns: parsed.ignoredColumns)
+    }
+
+    struct Plan: Sendable {
+        var creates: [Contact]
+        var updates: [Contact]
+        var timeline: [TimelineEntry]
+        var unchanged: Int
+        var errors: [CSVImport.RowError]
+    }
+
+    /// What the rows do to the company's contacts: a row matching a contact by e-mail or phone
+    /// merges into it (a later row into the result of an earlier one), any other row creates one.
+    private static func plan(_ parsed: CSVImport.Parsed, existing: [UUID: Contact], owners: [String: UUID], agents: [String: UUID],
+                             scope: ContactAccess.Scope, owner: UUID, identity: Identity, actor importActor: Actor, now: Date,
+                             access: ContactAccess) -> Plan {
+        var owners = owners
+        var errors: [CSVImport.RowError] = []
         var current: [UUID: Contact] = existing
         let originals: [UUID: Contact] = existing
         var created: [UUID] = []
@@ -107,7 +147,7 @@ struct ImportController {
             } else {
                 let draft = row.draft
                 let contact = Contact(
-                    id: UUID(), companyId: scope.companyId, ownerEntityId: owner, status: draft.status ?? .newLead, firstName: draft.firstName,
+                    id: UUID.random(), companyId: scope.companyId, ownerEntityId: owner, status: draft.status ?? .newLead, firstName: draft.firstName,
                     lastName: draft.lastName, emails: draft.emails.map(\.value), phones: draft.phones.map(\.e164), leadType: draft.leadType,
                     source: draft.source, sourceId: nil, tags: draft.tags, assignedAgentId: agentId, lenderId: nil, pondId: nil,
                     address: draft.address, searchInterest: draft.searchInterest, listing: nil, agentSiteAgentId: nil, origin: .import,
@@ -121,20 +161,8 @@ struct ImportController {
                 }
             }
         }
-        let creates = created.compactMap { current[$0] }
-        let updates = updatedSet.compactMap { current[$0] }
-        var events: [OutgoingEvent] = []
-        let changed = creates + updates
-        for start in stride(from: 0, to: changed.count, by: Self.eventBatch) {
-            let batch = Array(changed[start..<min(start + Self.eventBatch, changed.count)])
-            events.append(try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
-                                              data: ContactsImported(contacts: batch, actor: importActor)))
-        }
-        guard try await contacts.importBatch(creates: creates, updates: updates, timeline: timeline, events: events) else {
-            throw APIError.conflict("contacts in this file changed while it was imported; import it again", code: "version_conflict")
-        }
-        errors.sort { ($0.row, $0.field) < ($1.row, $1.field) }
-        return Result(imported: creates.count, updated: updates.count, unchanged: unchanged, errors: errors, ignoredColumns: parsed.ignoredColumns)
+        return Plan(creates: created.compactMap { current[$0] }, updates: updatedSet.compactMap { current[$0] }, timeline: timeline,
+                    unchanged: unchanged, errors: errors)
     }
 
     private func agentsByEmail(companyId: UUID) async throws -> [String: UUID] {

@@ -66,7 +66,7 @@ struct LeadsController {
                 _ = try await access.assignableAgent(agent, companyId: companyId, field: "agentId")
             }
             let key = Self.newKey()
-            let source = LeadSource(id: UUID(), companyId: companyId, entityId: input.entityId,
+            let source = LeadSource(id: UUID.random(), companyId: companyId, entityId: input.entityId,
                                     name: try DirectoryRules.name(input.name, field: "name"), origin: input.origin, agentId: input.agentId,
                                     keyPrefix: String(key.prefix(10)), active: true, createdAt: clock.now)
             try await crm.createSource(source, key: key)
@@ -112,7 +112,7 @@ struct LeadsController {
             }
             let now = clock.now
             let contact = Contact(
-                id: UUID(), companyId: source.companyId, ownerEntityId: source.entityId, status: .newLead, firstName: draft.firstName,
+                id: UUID.random(), companyId: source.companyId, ownerEntityId: source.entityId, status: .newLead, firstName: draft.firstName,
                 lastName: draft.lastName, emails: draft.emails.map(\.value), phones: draft.phones.map(\.e164), leadType: draft.leadType,
                 source: draft.source, sourceId: source.id, tags: draft.tags, assignedAgentId: nil, lenderId: nil, pondId: nil,
                 address: draft.address, searchInterest: draft.searchInterest, listing: draft.listing, agentSiteAgentId: source.agentId,

@@ -31,7 +31,7 @@ struct PondsController {
             guard try await access.directory.entity(input.entityId, companyId: companyId) != nil,
                   try await access.access.managedEntities(of: identity)?.contains(input.entityId) ?? true
             else { throw APIError.validation("entityId", "entityId is not an entity you manage") }
-            let pond = Pond(id: UUID(), companyId: companyId, entityId: input.entityId, name: try DirectoryRules.name(input.name, field: "name"),
+            let pond = Pond(id: UUID.random(), companyId: companyId, entityId: input.entityId, name: try DirectoryRules.name(input.name, field: "name"),
                             createdAt: clock.now)
             try await crm.createPond(pond)
             return JSONResponse(.created, pond)

@@ -80,7 +80,7 @@ struct UsersController {
             let entities = try await checkedEntities(input.entityIds, identity: identity, companyId: companyId, field: "entityIds")
             let now = clock.now
             let user = User(
-                id: UUID(), companyId: companyId, role: input.role, entityIds: entities.map(\.id),
+                id: UUID.random(), companyId: companyId, role: input.role, entityIds: entities.map(\.id),
                 firstName: try DirectoryRules.name(input.firstName, field: "firstName"),
                 lastName: try DirectoryRules.name(input.lastName, field: "lastName"),
                 email: input.email.value, mobilePhone: input.mobilePhone?.e164,

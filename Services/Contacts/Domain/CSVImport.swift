@@ -1,9 +1,9 @@
 import Foundation
 import Models
 import ServiceKit
-import SwiftCSV
+import CSV
 
-/// ST-4: a CSV of contacts, read with SwiftCSV, turned into drafts row by row. A bad row is
+/// ST-4: a CSV of contacts, read with CSV.swift, turned into drafts row by row. A bad row is
 /// reported with its number and field and does not stop the good ones.
 enum CSVImport {
     struct RowError: Codable, Sendable, Equatable {
@@ -65,24 +65,26 @@ enum CSVImport {
             throw APIError.badRequest("the CSV is empty", field: "body", code: "malformed_csv")
         }
         // Quotes come in pairs in valid CSV ("" escapes one); an odd count is a quote never closed,
-        // which SwiftCSV would read as one field running to the end of the file.
-        guard body.utf8.reduce(0, { $0 + ($1 == UInt8(ascii: "\"") ? 1 : 0) }) % 2 == 0 else {
+        // which the reader would take for one field running to the end of the file.
+        var quotes = 0
+        for byte in body.utf8 where byte == UInt8(ascii: "\"") { quotes += 1 }
+        guard quotes % 2 == 0 else {
             throw APIError.badRequest("the CSV has a quoted field that is never closed", field: "body", code: "malformed_csv")
         }
-        let csv: CSV<Enumerated>
+        let reader: CSVReader
         do {
-            // Only the header here; the rows are read once, below, as they are (not padded).
-            csv = try CSV<Enumerated>(string: body, delimiter: .comma, loadColumns: false, rowLimit: 1)
+            reader = try CSVReader(string: body, hasHeaderRow: true)
         } catch {
             throw APIError.badRequest("the CSV cannot be read: \(describe(error))", field: "body", code: "malformed_csv")
         }
+        let header = reader.headerRow ?? []
         var columns: [Int: Column] = [:]
         var ignored: [String] = []
-        for (index, header) in csv.header.enumerated() {
-            if let column = aliases[key(header)], !columns.values.contains(column) {
+        for (index, name) in header.enumerated() {
+            if let column = aliases[key(name)], !columns.values.contains(column) {
                 columns[index] = column
-            } else if !header.trimmingCharacters(in: .whitespaces).isEmpty {
-                ignored.append(header)
+            } else if !name.trimmingCharacters(in: .whitespaces).isEmpty {
+                ignored.append(name)
             }
         }
         guard columns.values.contains(.status) else {
@@ -92,24 +94,24 @@ enum CSVImport {
         var errors: [RowError] = []
         var count = 0
         var parseError: (any Error)?
-        do {
-            try csv.enumerateAsArray(startAt: 1, rowLimit: nil) { fields in
-                count += 1
-                guard count <= maxRows else { return }
-                if fields.count == 1, fields[0].trimmedSpaces().isEmpty { return }
-                if fields.count > csv.header.count {
-                    errors.append(RowError(row: count, field: "row", message: "row has \(fields.count) fields; the header has \(csv.header.count)"))
-                    return
-                }
-                do {
-                    rows.append(try row(count, fields: fields, columns: columns))
-                } catch let error as APIError {
-                    errors.append(RowError(row: count, field: error.field ?? "row", message: error.message))
-                } catch {
-                    parseError = error
-                }
+        while let fields = reader.next() {
+            count += 1
+            guard count <= maxRows else { break }
+            if fields.count == 1, fields[0].trimmedSpaces().isEmpty { continue }
+            if fields.count > header.count {
+                errors.append(RowError(row: count, field: "row", message: "row has \(fields.count) fields; the header has \(header.count)"))
+                continue
             }
-        } catch {
+            do {
+                rows.append(try row(count, fields: fields, columns: columns))
+            } catch let error as APIError {
+                errors.append(RowError(row: count, field: error.field ?? "row", message: error.message))
+            } catch {
+                parseError = error
+                break
+            }
+        }
+        if let error = reader.error {
             throw APIError.badRequest("the CSV cannot be read: \(describe(error))", field: "body", code: "malformed_csv")
         }
         if let parseError { throw parseError }
@@ -121,7 +123,8 @@ enum CSVImport {
 
     static func describe(_ error: any Error) -> String {
         switch error {
-        case CSVParseError.generic(let message), CSVParseError.quotation(let message): message
+        case CSVError.cannotReadHeaderRow: "it has no header row"
+        case CSVError.unicodeDecoding: "it is not valid Unicode text"
         default: String(describing: error)
         }
     }
@@ -190,7 +193,7 @@ enum CSVImport {
 
     /// Accepts `new_lead`, `New Lead`, `new-lead` alike.
     static func enumValue<T: RawRepresentable & CaseIterable>(_ type: T.Type, _ text: String, field: String) throws -> T where T.RawValue == String {
-        let normalized = text.lowercased().replacingOccurrences(of: " ", with: "_").replacingOccurrences(of: "-", with: "_")
+        let normalized = String(String.UnicodeScalarView(text.lowercased().unicodeScalars.map { $0 == " " || $0 == "-" ? "_" : $0 }))
         guard let value = T(rawValue: normalized) else {
             throw APIError.validation(field, "\(field) '\(text)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
         }

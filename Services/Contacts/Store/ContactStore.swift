@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Models
+import NIOPosix
 import PostgresNIO
 import ServiceKit
 
@@ -14,7 +15,7 @@ struct TimelineEntry: Codable, Sendable, Hashable {
     var summary: String
     var data: JSONValue
 
-    init(id: UUID = UUID(), contactId: UUID, kind: String, at: Date, actor: Actor, summary: String, data: JSONValue = .object([:])) {
+    init(id: UUID = UUID.random(), contactId: UUID, kind: String, at: Date, actor: Actor, summary: String, data: JSONValue = .object([:])) {
         self.id = id
         self.contactId = contactId
         self.kind = kind
@@ -120,31 +121,42 @@ struct ContactStore: Sendable {
     }
 
     private func insert(_ contact: Contact, on connection: PostgresConnection) async throws {
-        let json = try ContactJSON(contact)
-        try await connection.query("""
-            INSERT INTO contacts (id, company_id, owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source,
-                source_id, tags, assigned_agent_id, lender_id, pond_id, address, search_interest, listing, agent_site_agent_id, origin,
-                behavioral_alerts, version, created_at, updated_at)
-            VALUES (\(contact.id), \(contact.companyId), \(contact.ownerEntityId), \(contact.status.rawValue), \(contact.firstName),
-                \(contact.lastName), \(contact.emails), \(contact.phones), \(contact.leadType?.rawValue), \(contact.source), \(contact.sourceId),
-                \(contact.tags), \(contact.assignedAgentId), \(contact.lenderId), \(contact.pondId), \(json.address)::jsonb,
-                \(json.searchInterest)::jsonb, \(json.listing)::jsonb, \(contact.agentSiteAgentId), \(contact.origin.rawValue),
-                \(contact.behavioralAlerts), \(contact.version), \(contact.createdAt), \(contact.updatedAt))
-            """, logger: logger)
+        try await insert([contact], on: connection)
     }
 
     private func save(_ contact: Contact, on connection: PostgresConnection) async throws -> Bool {
-        let json = try ContactJSON(contact)
-        return try await connection.query("""
-            UPDATE contacts SET owner_entity_id = \(contact.ownerEntityId), status = \(contact.status.rawValue),
-                first_name = \(contact.firstName), last_name = \(contact.lastName), emails = \(contact.emails), phones = \(contact.phones),
-                lead_type = \(contact.leadType?.rawValue), source = \(contact.source), tags = \(contact.tags),
-                assigned_agent_id = \(contact.assignedAgentId), lender_id = \(contact.lenderId), pond_id = \(contact.pondId),
-                address = \(json.address)::jsonb, search_interest = \(json.searchInterest)::jsonb, listing = \(json.listing)::jsonb,
-                behavioral_alerts = \(contact.behavioralAlerts), version = \(contact.version), updated_at = \(contact.updatedAt)
-            WHERE id = \(contact.id) AND version = \(contact.version - 1) AND deleted_at IS NULL
-            RETURNING id
-            """, logger: logger).collect().count == 1
+        try await save([contact], on: connection) == 1
+    }
+
+    private func insert(_ contacts: [Contact], on connection: PostgresConnection) async throws {
+        try await insert(try ContactColumns(contacts), on: connection)
+    }
+
+    private func insert(_ columns: ContactColumns, on connection: PostgresConnection) async throws {
+        guard !columns.ids.isEmpty else { return }
+        try await connection.query(PostgresQuery(unsafeSQL: """
+            INSERT INTO contacts (id, company_id, owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source,
+                source_id, tags, assigned_agent_id, lender_id, pond_id, address, search_interest, listing, agent_site_agent_id, origin,
+                behavioral_alerts, version, created_at, updated_at)
+            SELECT \(ContactColumns.values) FROM \(ContactColumns.rows)
+            """, binds: try columns.bindings), logger: logger)
+    }
+
+    /// Saves the contacts whose `version - 1` is still stored; answers how many that was.
+    private func save(_ contacts: [Contact], on connection: PostgresConnection) async throws -> Int {
+        try await save(try ContactColumns(contacts), on: connection)
+    }
+
+    private func save(_ columns: ContactColumns, on connection: PostgresConnection) async throws -> Int {
+        guard !columns.ids.isEmpty else { return 0 }
+        return try await connection.query(PostgresQuery(unsafeSQL: """
+            UPDATE contacts c SET (owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source, source_id, tags,
+                assigned_agent_id, lender_id, pond_id, address, search_interest, listing, agent_site_agent_id, behavioral_alerts, version,
+                updated_at) = (\(ContactColumns.updatedValues))
+            FROM \(ContactColumns.rows)
+            WHERE c.id = x.id AND c.version = x.version - 1 AND c.deleted_at IS NULL
+            RETURNING c.id
+            """, binds: try columns.bindings), logger: logger).collect().count
     }
 
     /// Every e-mail and phone belongs to one contact of a company; a taken one is reported.
@@ -181,22 +193,11 @@ struct ContactStore: Sendable {
     /// field of that name (a version number) is higher, so a message's entry follows its state
     /// whatever order the updates arrive in. Answers the ids written.
     func writeTimeline(_ entries: [(TimelineEntry, UUID)], replacingNewer field: String?, on connection: PostgresConnection) async throws -> Set<UUID> {
-        guard !entries.isEmpty else { return [] }
-        struct Row: Encodable {
-            var id: UUID
-            var contact_id: UUID
-            var company_id: UUID
-            var kind: String
-            var at: Date
-            var actor: Actor
-            var summary: String
-            var data: JSONValue
-        }
-        let rows = entries.map { entry, company in
-            Row(id: entry.id, contact_id: entry.contactId, company_id: company, kind: entry.kind, at: entry.at, actor: entry.actor,
-                summary: entry.summary, data: entry.data)
-        }
-        let json = String(decoding: try JSONCoding.encoder.encode(rows), as: UTF8.self)
+        try await writeTimeline(try TimelineColumns(entries), replacingNewer: field, on: connection)
+    }
+
+    private func writeTimeline(_ columns: TimelineColumns, replacingNewer field: String?, on connection: PostgresConnection) async throws -> Set<UUID> {
+        guard !columns.ids.isEmpty else { return [] }
         let conflict = field.map { name in
             """
             ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
@@ -205,11 +206,12 @@ struct ContactStore: Sendable {
         } ?? ""
         let result = try await connection.query(PostgresQuery(unsafeSQL: """
             INSERT INTO timeline (id, contact_id, company_id, kind, at, actor, summary, data)
-            SELECT id, contact_id, company_id, kind, at, actor, summary, data
-            FROM jsonb_to_recordset($1::jsonb)
-                AS x(id uuid, contact_id uuid, company_id uuid, kind text, at timestamptz, actor jsonb, summary text, data jsonb)
+            SELECT id, contact_id, company_id, kind, at, actor::jsonb, summary, data
+            FROM ROWS FROM (unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::uuid[]), unnest($4::text[]), unnest($5::timestamptz[]),
+                unnest($6::text[]), unnest($7::text[]), jsonb_array_elements($8::jsonb))
+                AS x(id, contact_id, company_id, kind, at, actor, summary, data)
             \(conflict) \(field == nil ? "" : "RETURNING id")
-            """, binds: try .of(json)), logger: logger)
+            """, binds: try columns.bindings), logger: logger)
         var written: Set<UUID> = []
         for try await id in result.decode(UUID.self) { written.insert(id) }
         return written
@@ -225,60 +227,42 @@ struct ContactStore: Sendable {
     /// Writes an import in one transaction with a handful of statements whatever its size:
     /// new contacts, changed contacts (each still at its read version), their contact points,
     /// timeline entries and events. False when a contact changed meanwhile.
-    func importBatch(creates: [Contact], updates: [Contact], timeline: [TimelineEntry], events: [OutgoingEvent]) async throws -> Bool {
-        try await client.transaction(logger: logger) { connection in
-            if !creates.isEmpty {
-                let json = String(decoding: try JSONCoding.encoder.encode(creates), as: UTF8.self)
-                try await connection.query("""
-                    INSERT INTO contacts (id, company_id, owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source,
-                        tags, assigned_agent_id, address, search_interest, origin, behavioral_alerts, version, created_at, updated_at)
-                    SELECT id, "companyId", "ownerEntityId", status, "firstName", "lastName", emails, phones, "leadType", source,
-                        tags, "assignedAgentId", address, "searchInterest", origin, "behavioralAlerts", version, "createdAt", "updatedAt"
-                    FROM jsonb_to_recordset(\(json)::jsonb) AS x(id uuid, "companyId" uuid, "ownerEntityId" uuid, status text,
-                        "firstName" text, "lastName" text, emails text[], phones text[], "leadType" text, source text, tags text[],
-                        "assignedAgentId" uuid, address jsonb, "searchInterest" jsonb, origin text, "behavioralAlerts" boolean,
-                        version int, "createdAt" timestamptz, "updatedAt" timestamptz)
-                    """, logger: logger)
+    func importBatch(creates: [Contact], updates: [Contact], timeline: [TimelineEntry], events: () async throws -> [OutgoingEvent]) async throws -> Bool {
+        guard let companyId = (creates + updates).first?.companyId else { return true }
+        // The statements' columns take CPU of their own: built on the thread pool, the timeline's
+        // while the database writes the contacts.
+        let timelineColumns = Task { try await NIOThreadPool.singleton.runIfActive { try TimelineColumns(timeline.map { ($0, companyId) }) } }
+        defer { timelineColumns.cancel() }
+        let (created, updated, points) = try await NIOThreadPool.singleton.runIfActive {
+            (try ContactColumns(creates), try ContactColumns(updates), PointColumns(creates + updates))
+        }
+        // A lost race must undo the rows already written, so it leaves by an error, which rolls back.
+        struct LostRace: Error {}
+        do {
+            try await client.transaction(logger: logger) { connection in
+                try await insert(created, on: connection)
+                if !updates.isEmpty {
+                    guard try await save(updated, on: connection) == updates.count else { throw LostRace() }
+                    try await connection.query("DELETE FROM contact_points WHERE contact_id = ANY(\(updated.ids))", logger: logger)
+                }
+                if !points.values.isEmpty {
+                    // Counted in the database: an import claims tens of thousands.
+                    let claimed = try await connection.query("""
+                        WITH claimed AS (
+                            INSERT INTO contact_points (company_id, kind, value, contact_id)
+                            SELECT * FROM unnest(\(points.companies), \(points.kinds), \(points.values), \(points.owners))
+                            ON CONFLICT DO NOTHING RETURNING 1)
+                        SELECT count(*)::int FROM claimed
+                        """, logger: logger).first(Int.self) ?? 0
+                    // Another request took one of these e-mails or phones meanwhile.
+                    guard claimed == points.values.count else { throw LostRace() }
+                }
+                _ = try await writeTimeline(try await timelineColumns.value, replacingNewer: nil, on: connection)
+                try await outbox.publish(try await events(), on: connection, logger: logger)
             }
-            if !updates.isEmpty {
-                let json = String(decoding: try JSONCoding.encoder.encode(updates), as: UTF8.self)
-                let changed = try await connection.query("""
-                    UPDATE contacts c SET status = x.status, first_name = x."firstName", last_name = x."lastName", emails = x.emails,
-                        phones = x.phones, lead_type = x."leadType", source = x.source, tags = x.tags, assigned_agent_id = x."assignedAgentId",
-                        address = x.address, search_interest = x."searchInterest", behavioral_alerts = x."behavioralAlerts",
-                        version = x.version, updated_at = x."updatedAt"
-                    FROM jsonb_to_recordset(\(json)::jsonb) AS x(id uuid, status text, "firstName" text, "lastName" text, emails text[],
-                        phones text[], "leadType" text, source text, tags text[], "assignedAgentId" uuid, address jsonb,
-                        "searchInterest" jsonb, "behavioralAlerts" boolean, version int, "updatedAt" timestamptz)
-                    WHERE c.id = x.id AND c.version = x.version - 1 AND c.deleted_at IS NULL
-                    RETURNING c.id
-                    """, logger: logger).collect().count
-                guard changed == updates.count else { return false }
-                try await connection.query("DELETE FROM contact_points WHERE contact_id = ANY(\(updates.map(\.id)))", logger: logger)
-            }
-            let all = creates + updates
-            var companies: [UUID] = [], kinds: [String] = [], values: [String] = [], owners: [UUID] = []
-            for contact in all {
-                for email in contact.emails { companies.append(contact.companyId); kinds.append("email"); values.append(email); owners.append(contact.id) }
-                for phone in contact.phones { companies.append(contact.companyId); kinds.append("phone"); values.append(phone); owners.append(contact.id) }
-            }
-            if !values.isEmpty {
-                // Counted in the database: an import claims tens of thousands.
-                let claimed = try await connection.query("""
-                    WITH claimed AS (
-                        INSERT INTO contact_points (company_id, kind, value, contact_id)
-                        SELECT * FROM unnest(\(companies), \(kinds), \(values), \(owners))
-                        ON CONFLICT DO NOTHING RETURNING 1)
-                    SELECT count(*)::int FROM claimed
-                    """, logger: logger).first(Int.self) ?? 0
-                // Another request took one of these e-mails or phones meanwhile.
-                guard claimed == values.count else { return false }
-            }
-            if let companyId = all.first?.companyId {
-                try await appendBatch(timeline.map { ($0, companyId) }, on: connection)
-            }
-            try await outbox.publish(events, on: connection, logger: logger)
             return true
+        } catch is LostRace {
+            return false
         }
     }
 
@@ -395,14 +379,111 @@ struct ContactStore: Sendable {
 }
 
 /// The jsonb columns of a contact, encoded once.
-struct ContactJSON {
-    var address: String?
-    var searchInterest: String?
-    var listing: String?
+/// Contacts as the columns of one `unnest`, so a write of one contact and an import of
+/// thousands are the same statement. PostgresNIO binds arrays of plain values only: a row's own
+/// arrays travel as array literals and a missing value as '' (never a stored value: the rules
+/// turn empty text into nil, and ids and JSON are never empty).
+struct ContactColumns: Sendable {
+    var ids: [UUID] = [], companies: [UUID] = [], owners: [UUID] = [], statuses: [String] = []
+    var firstNames: [String] = [], lastNames: [String] = [], emails: [String] = [], phones: [String] = []
+    var leadTypes: [String] = [], sources: [String] = [], sourceIds: [String] = [], tags: [String] = []
+    var agents: [String] = [], lenders: [String] = [], ponds: [String] = []
+    var addresses: [String] = [], interests: [String] = [], listings: [String] = [], siteAgents: [String] = []
+    var origins: [String] = [], alerts: [Bool] = [], versions: [Int] = [], created: [Date] = [], updated: [Date] = []
 
-    init(_ contact: Contact) throws {
-        address = try contact.address.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }
-        searchInterest = try contact.searchInterest.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }
-        listing = try contact.listing.map { String(decoding: try JSONCoding.encoder.encode($0), as: UTF8.self) }
+    init(_ contacts: [Contact]) throws {
+        let encoder = JSONCoding.encoder
+        func json(_ value: (some Encodable)?) throws -> String {
+            guard let value else { return "" }
+            return String(decoding: try encoder.encode(value), as: UTF8.self)
+        }
+        for contact in contacts {
+            ids.append(contact.id); companies.append(contact.companyId); owners.append(contact.ownerEntityId)
+            statuses.append(contact.status.rawValue); firstNames.append(contact.firstName ?? ""); lastNames.append(contact.lastName ?? "")
+            emails.append(PostgresArrayLiteral.text(contact.emails)); phones.append(PostgresArrayLiteral.text(contact.phones))
+            leadTypes.append(contact.leadType?.rawValue ?? ""); sources.append(contact.source ?? "")
+            sourceIds.append(contact.sourceId?.uuidString ?? ""); tags.append(PostgresArrayLiteral.text(contact.tags))
+            agents.append(contact.assignedAgentId?.uuidString ?? ""); lenders.append(contact.lenderId?.uuidString ?? "")
+            ponds.append(contact.pondId?.uuidString ?? ""); addresses.append(try json(contact.address))
+            interests.append(try json(contact.searchInterest)); listings.append(try json(contact.listing))
+            siteAgents.append(contact.agentSiteAgentId?.uuidString ?? ""); origins.append(contact.origin.rawValue)
+            alerts.append(contact.behavioralAlerts); versions.append(contact.version)
+            created.append(contact.createdAt); updated.append(contact.updatedAt)
+        }
+    }
+
+    var bindings: PostgresBindings {
+        get throws {
+            try .of(ids, companies, owners, statuses, firstNames, lastNames, emails, phones, leadTypes, sources, sourceIds, tags,
+                    agents, lenders, ponds, addresses, interests, listings, siteAgents, origins, alerts, versions, created, updated)
+        }
+    }
+
+    static let rows = """
+        unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+            $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
+            $20::text[], $21::bool[], $22::int8[], $23::timestamptz[], $24::timestamptz[])
+        AS x(id, company_id, owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source, source_id, tags,
+            assigned_agent_id, lender_id, pond_id, address, search_interest, listing, agent_site_agent_id, origin, behavioral_alerts,
+            version, created_at, updated_at)
+        """
+
+    /// Every stored column but the id's, the company's, the origin and the creation time, in the
+    /// order of the UPDATE's column list.
+    static let updatedValues = """
+        x.owner_entity_id, x.status, NULLIF(x.first_name, ''), NULLIF(x.last_name, ''), x.emails::text[], x.phones::text[],
+        NULLIF(x.lead_type, ''), NULLIF(x.source, ''), NULLIF(x.source_id, '')::uuid, x.tags::text[],
+        NULLIF(x.assigned_agent_id, '')::uuid, NULLIF(x.lender_id, '')::uuid, NULLIF(x.pond_id, '')::uuid,
+        NULLIF(x.address, '')::jsonb, NULLIF(x.search_interest, '')::jsonb, NULLIF(x.listing, '')::jsonb,
+        NULLIF(x.agent_site_agent_id, '')::uuid, x.behavioral_alerts, x.version, x.updated_at
+        """
+
+    static let values = """
+        x.id, x.company_id, x.owner_entity_id, x.status, NULLIF(x.first_name, ''), NULLIF(x.last_name, ''), x.emails::text[],
+        x.phones::text[], NULLIF(x.lead_type, ''), NULLIF(x.source, ''), NULLIF(x.source_id, '')::uuid, x.tags::text[],
+        NULLIF(x.assigned_agent_id, '')::uuid, NULLIF(x.lender_id, '')::uuid, NULLIF(x.pond_id, '')::uuid,
+        NULLIF(x.address, '')::jsonb, NULLIF(x.search_interest, '')::jsonb, NULLIF(x.listing, '')::jsonb,
+        NULLIF(x.agent_site_agent_id, '')::uuid, x.origin, x.behavioral_alerts, x.version, x.created_at, x.updated_at
+        """
+}
+
+/// Timeline entries as the columns of one statement: their data as one JSON array that the
+/// database splits in step with the columns, an actor encoded once however many entries it wrote.
+struct TimelineColumns: Sendable {
+    var ids: [UUID] = [], contactIds: [UUID] = [], companyIds: [UUID] = [], kinds: [String] = [], ats: [Date] = []
+    var actors: [String] = [], summaries: [String] = []
+    var data = "[]"
+
+    init(_ entries: [(TimelineEntry, UUID)]) throws {
+        let encoder = JSONCoding.encoder
+        var actorJSON: [Actor: String] = [:]
+        for (entry, company) in entries {
+            ids.append(entry.id); contactIds.append(entry.contactId); companyIds.append(company); kinds.append(entry.kind)
+            ats.append(entry.at); summaries.append(entry.summary)
+            if let json = actorJSON[entry.actor] {
+                actors.append(json)
+            } else {
+                let json = String(decoding: try encoder.encode(entry.actor), as: UTF8.self)
+                actorJSON[entry.actor] = json
+                actors.append(json)
+            }
+        }
+        data = String(decoding: try encoder.encode(entries.map(\.0.data)), as: UTF8.self)
+    }
+
+    var bindings: PostgresBindings {
+        get throws { try .of(ids, contactIds, companyIds, kinds, ats, actors, summaries, data) }
+    }
+}
+
+/// The e-mails and phones of contacts, one row each.
+struct PointColumns: Sendable {
+    var companies: [UUID] = [], kinds: [String] = [], values: [String] = [], owners: [UUID] = []
+
+    init(_ contacts: [Contact]) {
+        for contact in contacts {
+            for email in contact.emails { companies.append(contact.companyId); kinds.append("email"); values.append(email); owners.append(contact.id) }
+            for phone in contact.phones { companies.append(contact.companyId); kinds.append("phone"); values.append(phone); owners.append(contact.id) }
+        }
     }
 }

@@ -214,7 +214,7 @@ struct DirectoryStore: Sendable {
     func upsertPlatformAdmin(email: String, passwordHash: String, now: Date) async throws {
         try await client.query("""
             INSERT INTO users (id, company_id, role, first_name, last_name, email, time_zone, password_hash, in_rotation, created_at, updated_at)
-            VALUES (\(UUID()), NULL, 'platform_admin', 'Platform', 'Admin', \(email), 'UTC', \(passwordHash), false, \(now), \(now))
+            VALUES (\(UUID.random()), NULL, 'platform_admin', 'Platform', 'Admin', \(email), 'UTC', \(passwordHash), false, \(now), \(now))
             ON CONFLICT (lower(email)) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'platform_admin', updated_at = EXCLUDED.updated_at
             WHERE users.company_id IS NULL
             """, logger: logger)

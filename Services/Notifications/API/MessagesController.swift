@@ -112,7 +112,7 @@ struct MessagesController {
         case .email: address = recipient.email
         case .push: address = recipient.userId?.uuidString.lowercased()
         }
-        var message = Message(id: UUID(), companyId: recipient.companyId, channel: new.channel, direction: .outbound, purpose: new.purpose,
+        var message = Message(id: UUID.random(), companyId: recipient.companyId, channel: new.channel, direction: .outbound, purpose: new.purpose,
                               state: .queued, reason: nil, contactId: recipient.contactId, userId: recipient.userId, to: address ?? "",
                               from: nil, subject: new.subject, body: new.body, window: new.window, gather: new.gather, digits: nil,
                               holdUntil: nil, attempts: 0, provider: nil, providerId: nil, reference: new.reference,

@@ -128,7 +128,7 @@ struct WebhooksController {
             guard try await store.firstReceipt(provider: channel == .email ? "email" : "twilio", providerId: providerId, kind: "inbound",
                                                at: now, on: connection) else { return }
             for match in matches {
-                let message = Message(id: UUID(), companyId: match.companyId, channel: channel, direction: .inbound, purpose: .manual,
+                let message = Message(id: UUID.random(), companyId: match.companyId, channel: channel, direction: .inbound, purpose: .manual,
                                       state: .delivered, reason: nil, contactId: match.contactId, userId: nil, to: to ?? "", from: from,
                                       subject: subject, body: body, window: nil, gather: nil, digits: nil, holdUntil: nil, attempts: 0,
                                       provider: channel == .email ? "email" : "twilio", providerId: providerId, reference: nil,
@@ -158,7 +158,7 @@ struct WebhooksController {
     /// A compliance reply: no marketing, sent at once even to an opted-out number.
     private func reply(_ text: String, to number: String, companyId: UUID, on connection: PostgresConnection) async throws {
         let now = clock.now
-        var message = Message(id: UUID(), companyId: companyId, channel: .sms, direction: .outbound, purpose: .compliance, state: .queued,
+        var message = Message(id: UUID.random(), companyId: companyId, channel: .sms, direction: .outbound, purpose: .compliance, state: .queued,
                               reason: nil, contactId: nil, userId: nil, to: number, from: sender.providers.fromNumber, subject: nil, body: text,
                               window: nil, gather: nil, digits: nil, holdUntil: nil, attempts: 0, provider: nil, providerId: nil, reference: nil,
                               requestedBy: "notifications", createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)

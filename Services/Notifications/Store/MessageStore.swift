@@ -308,7 +308,7 @@ struct MessageStore: Sendable {
     func recordConsent(number: String, optOut: Bool, how: String, by: String, at: Date, on connection: PostgresConnection) async throws -> Bool {
         try await connection.query("""
             INSERT INTO opt_out_ledger (id, number, action, how, recorded_by, at)
-            VALUES (\(UUID()), \(number), \(optOut ? "opt_out" : "opt_in"), \(how), \(by), \(at))
+            VALUES (\(UUID.random()), \(number), \(optOut ? "opt_out" : "opt_in"), \(how), \(by), \(at))
             """, logger: logger)
         let changed = try await connection.query("""
             INSERT INTO opt_outs (number, opted_out, updated_at) VALUES (\(number), \(optOut), \(at))

@@ -75,7 +75,7 @@ struct RulesController {
                 let existing = try await store.rules(entityId: input.entityId, on: connection).filter { !$0.isDefault }
                 guard existing.count < 100 else { throw APIError.validation("entityId", "an entity has at most 100 rules") }
                 let now = clock.now
-                let rule = RoutingRule(id: UUID(), companyId: companyId, entityId: input.entityId, name: input.name, position: (existing.map(\.position).max() ?? 0) + 1,
+                let rule = RoutingRule(id: UUID.random(), companyId: companyId, entityId: input.entityId, name: input.name, position: (existing.map(\.position).max() ?? 0) + 1,
                                        isDefault: false, criteria: input.criteria ?? RuleCriteria(), recipients: input.recipients, distribution: input.distribution,
                                        channels: input.channels, acceptance: input.acceptance, lenderId: input.lenderId, version: 1, createdAt: now, updatedAt: now)
                 let valid = try RuleValidation.validate(rule, directory: try await directory(for: rule, on: connection))

@@ -80,7 +80,7 @@ struct RoutingRule: Codable, Sendable, Hashable {
 
     /// RT-2: round robin through all agents of the entity, every lead, always last.
     static func defaultRule(companyId: UUID, entityId: UUID, now: Date) -> RoutingRule {
-        RoutingRule(id: UUID(), companyId: companyId, entityId: entityId, name: "Default: round robin through all agents", position: Int(Int32.max),
+        RoutingRule(id: UUID.random(), companyId: companyId, entityId: entityId, name: "Default: round robin through all agents", position: Int(Int32.max),
                     isDefault: true, criteria: RuleCriteria(), recipients: .allOfEntity, distribution: .roundRobin,
                     channels: [.text, .email, .push], acceptance: nil, lenderId: nil, version: 1, createdAt: now, updatedAt: now)
     }

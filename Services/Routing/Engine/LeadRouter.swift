@@ -303,7 +303,7 @@ struct LeadRouter: Sendable {
 
     func offer(_ routing: LeadRouting, to agent: Agent, expires: Date, scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
         let now = clock.now
-        let offer = Offer(id: UUID(), contactId: contact.id, companyId: contact.companyId, round: routing.round, agentId: agent.id, ruleId: routing.ruleId,
+        let offer = Offer(id: UUID.random(), contactId: contact.id, companyId: contact.companyId, round: routing.round, agentId: agent.id, ruleId: routing.ruleId,
                           mode: routing.mode ?? .sequential, state: .open, offeredAt: now, expiresAt: expires, decidedAt: nil)
         try await store.insert(offer, on: connection)
         try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .offered, agentId: agent.id, offerId: offer.id,

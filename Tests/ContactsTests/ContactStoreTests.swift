@@ -1,0 +1,79 @@
+import Foundation
+import Models
+import PostgresNIO
+import ServiceKit
+import Testing
+import TestSupport
+@testable import Contacts
+
+@Suite("Contact writes: one statement for one contact or ten thousand (ST-1, ST-4)")
+struct ContactStoreTests {
+    static let now = Date(timeIntervalSince1970: 1_900_000_000)
+
+    func contact(company: UUID, entity: UUID, _ change: (inout Contact) -> Void = { _ in }) -> Contact {
+        var contact = Contact(
+            id: UUID.random(), companyId: company, ownerEntityId: entity, status: .newLead, firstName: nil, lastName: nil, emails: [],
+            phones: [], leadType: nil, source: nil, sourceId: nil, tags: [], assignedAgentId: nil, lenderId: nil, pondId: nil,
+            address: nil, searchInterest: nil, listing: nil, agentSiteAgentId: nil, origin: .import, behavioralAlerts: true,
+            version: 1, createdAt: Self.now, updatedAt: Self.now)
+        change(&contact)
+        return contact
+    }
+
+    @Test("ST-4: an import's contacts, points and timeline read back as written, whatever their text holds")
+    func importRoundTrip() async throws {
+        try await TestDatabase.withSchema(migrations: ContactsMigrations.all) { client, _ in
+            let logger = TestDatabase.logger
+            let store = ContactStore(client: client, outbox: Outbox(service: .contacts, clock: WallClock()), logger: logger)
+            let (company, entity) = (UUID.random(), UUID.random())
+            try await client.query("INSERT INTO companies (id, name, created_at) VALUES (\(company), 'Acme', now())", logger: logger)
+            try await client.query("""
+                INSERT INTO entities (id, company_id, kind, name, time_zone, office_hours, created_at, updated_at)
+                VALUES (\(entity), \(company), 'company', 'Acme', 'America/Chicago', '{}', now(), now())
+                """, logger: logger)
+            // Text that an array literal or a JSON document must carry as it is.
+            let odd = contact(company: company, entity: entity) {
+                $0.firstName = "Ann \"Nan\" O'Neil"
+                $0.lastName = "back\\slash, {braces}"
+                $0.emails = ["ann@example.com", "a.b@example.org"]
+                $0.phones = ["+13125550101"]
+                $0.tags = ["NULL", "two words", "comma,inside", "quote\"d", "back\\slash", "{}", "é"]
+                $0.leadType = .buyer
+                $0.source = "zillow"
+                $0.address = Address(street: "1 Main St, Apt \"B\"", city: "Chicago", state: "IL", postalCode: "60601")
+                $0.searchInterest = SearchInterest(area: "Loop", propertyType: nil, mls: nil, priceMin: 100_000, priceMax: nil)
+                $0.listing = ListingInterest(listingId: "MLS-1")
+                $0.behavioralAlerts = false
+            }
+            let bare = contact(company: company, entity: entity) { $0.phones = ["+13125550102"] }
+            let actor = Actor(kind: .import, id: "u1", name: "Dana")
+            let entries = [odd, bare].map {
+                TimelineEntry(contactId: $0.id, kind: "created", at: Self.now, actor: actor, summary: "Created \"by\" import",
+                              data: .object(["status": .string("new_lead"), "n": .number(1)]))
+            }
+            #expect(try await store.importBatch(creates: [odd, bare], updates: [], timeline: entries, events: { [] }))
+            let stored = try await store.contacts([odd.id, bare.id], companyId: company)
+            #expect(Set(stored) == [odd, bare])
+            #expect(try await store.matching(companyId: company, emails: ["a.b@example.org"], phones: ["+13125550102"])
+                    == [odd.id: ["email:a.b@example.org"], bare.id: ["phone:+13125550102"]])
+            let timeline = try await store.timeline(contactId: odd.id, before: nil, limit: 10).map(\.0)
+            #expect(timeline == [entries[0]])
+
+            // An update at the stored version lands; one at a stale version changes nothing.
+            var changed = odd
+            changed.tags = ["only"]
+            changed.emails = ["new@example.com"]
+            changed.version = 2
+            #expect(try await store.importBatch(creates: [], updates: [changed], timeline: [], events: { [] }))
+            #expect(try await store.contacts([odd.id], companyId: company) == [changed])
+            #expect(try await store.matching(companyId: company, emails: ["ann@example.com", "new@example.com"], phones: [])
+                    == [odd.id: ["email:new@example.com"]])
+            #expect(try await store.importBatch(creates: [], updates: [changed], timeline: [], events: { [] }) == false)
+
+            // A point another contact holds fails the whole import.
+            let thief = contact(company: company, entity: entity) { $0.emails = ["new@example.com"] }
+            #expect(try await store.importBatch(creates: [thief], updates: [], timeline: [], events: { [] }) == false)
+            #expect(try await store.contacts([thief.id], companyId: company).isEmpty)
+        }
+    }
+}
