@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import Models
+import NIOCore
+import NIOPosix
 import PostgresNIO
 import Synchronization
 
@@ -115,17 +117,9 @@ package final class Doorbell: Sendable {
         waiter?.resume()
     }
 
-    /// Returns when rung, when `timeout` passed, or when the task is cancelled.
+    /// Returns when rung, when `timeout` passed, or when the task is cancelled. The timeout is an
+    /// event-loop timer (`LoopTimer`), not a sleeping child task.
     package func wait(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
-            group.addTask { await self.waitForRing() }
-            await group.next()
-            group.cancelAll()
-        }
-    }
-
-    private func waitForRing() async {
         let id = state.withLock { state -> UInt64 in
             state.nextID += 1
             return state.nextID
@@ -141,11 +135,84 @@ package final class Doorbell: Sendable {
                     state.waiters[id] = continuation
                     return false
                 }
-                if resumeNow { continuation.resume() }
+                if resumeNow {
+                    continuation.resume()
+                } else {
+                    // Fires after a ring only to find the waiter gone.
+                    LoopTimer.loop.scheduleTask(in: LoopTimer.amount(timeout)) { self.stopWaiting(id) }
+                }
             }
         } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
+            stopWaiting(id)
+        }
+    }
+
+    private func stopWaiting(_ id: UInt64) {
+        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+    }
+}
+
+/// `Task.sleep` on NIO's event loops. With those as the concurrency executor, `Task.sleep` still
+/// goes through Dispatch's timers and resumes on a Dispatch thread: in a busy service the timer
+/// wake-ups and thread hops of every job's lease renewer and every doorbell's timeout were a sixth
+/// of its CPU, most of it in context switches.
+package enum LoopTimer {
+    static var loop: any EventLoop { MultiThreadedEventLoopGroup.currentEventLoop ?? MultiThreadedEventLoopGroup.singleton.any() }
+
+    static func amount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    /// Throws `CancellationError` when the task is cancelled first, as `Task.sleep` does.
+    package static func sleep(for duration: Duration) async throws {
+        let sleeper = Sleeper()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                guard sleeper.start(continuation) else { return }
+                let timer = loop.scheduleTask(in: amount(duration)) { sleeper.finish(nil) }
+                sleeper.keep(timer)
+            }
+        } onCancel: {
+            sleeper.finish(CancellationError())
+        }
+    }
+
+    private final class Sleeper: Sendable {
+        private struct State {
+            var continuation: CheckedContinuation<Void, any Error>?
+            var timer: Scheduled<Void>?
+            var done = false
+        }
+
+        private let state = Mutex(State())
+
+        /// False when cancelled before it began (the continuation is then resumed).
+        func start(_ continuation: CheckedContinuation<Void, any Error>) -> Bool {
+            let cancelled = state.withLock { state -> Bool in
+                if state.done { return true }
+                state.continuation = continuation
+                return false
+            }
+            if cancelled { continuation.resume(throwing: CancellationError()) }
+            return !cancelled
+        }
+
+        func keep(_ timer: Scheduled<Void>) {
+            let done = state.withLock { state -> Bool in
+                if !state.done { state.timer = timer }
+                return state.done
+            }
+            if done { timer.cancel() }
+        }
+
+        func finish(_ error: (any Error)?) {
+            let (continuation, timer) = state.withLock { state -> (CheckedContinuation<Void, any Error>?, Scheduled<Void>?) in
+                state.done = true
+                defer { state.continuation = nil; state.timer = nil }
+                return (state.continuation, state.timer)
+            }
+            if error != nil { timer?.cancel() }
+            if let error { continuation?.resume(throwing: error) } else { continuation?.resume() }
         }
     }
 }

@@ -54,10 +54,14 @@ package struct JobQueue: Sendable {
     package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, maxAttempts: Int = 20,
                           on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
         let json = String(decoding: try JSONCoding.encoder.encode(payload), as: UTF8.self)
-        // The jobs_wake trigger notifies a worker when this commits.
+        var scheduled: Int64?
         for try await id in try await connection.execute(
             KitStatements.ScheduleJob(kind: kind, uniqueKey: uniqueKey, payload: json, runAt: runAt, maxAttempts: maxAttempts), logger: logger) {
-            return id
+            scheduled = id
+        }
+        if let scheduled {
+            try await Wakeups.request("jobs", on: connection, logger: logger)
+            return scheduled
         }
         let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(uniqueKey)", logger: logger)
         for try await id in existing.decode(Int64.self) { return id }
@@ -82,8 +86,10 @@ package struct JobRunner: Service {
         package var lease: Duration = .seconds(60)
         package var pollInterval: Duration = .seconds(1)
         package var rescueInterval: Duration = .seconds(5)
-        /// How long running jobs may go on after a shutdown starts before they are released.
-        package var shutdownGrace: Duration = .seconds(10)
+        /// How long running jobs may go on after a shutdown starts before they are released: well
+        /// inside the 10 s after which `docker stop` and scripts/run kill a service, so a job is
+        /// handed back at once rather than left leased for a minute.
+        package var shutdownGrace: Duration = .seconds(5)
         package var backoff = Backoff(base: 2, cap: 3600)
         package init() {}
     }
@@ -208,7 +214,7 @@ package struct JobRunner: Service {
             group.addTask {
                 // Renews the lease while the handler runs; stops when the lease is gone.
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: settings.lease / 3)
+                    try? await LoopTimer.sleep(for: settings.lease / 3)
                     if Task.isCancelled { return nil }
                     if (try? await renewLease(job)) == false { return .leaseLost }
                 }

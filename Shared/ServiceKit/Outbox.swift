@@ -42,6 +42,8 @@ package struct Outbox: Sendable {
         }
         guard !statement.eventIds.isEmpty else { return }
         try await connection.execute(statement, logger: logger)
+        // Names the lanes written to, so the other lanes stay asleep.
+        try await Wakeups.request("outbox:" + Set(statement.subscribers).sorted().joined(separator: ","), on: connection, logger: logger)
     }
 }
 
@@ -67,7 +69,7 @@ package struct Backoff: Sendable {
     }
 }
 
-/// One doorbell per subscriber's delivery lane. The outbox trigger's notification names the
+/// One doorbell per subscriber's delivery lane. The wake-up after an outbox write names the
 /// subscribers of the rows just written (`outbox:routing,automation`), so only their lanes wake.
 package final class OutboxBells: Sendable {
     let lanes: [ServiceName: Doorbell]
@@ -137,7 +139,7 @@ package struct OutboxDispatcher: Service {
                         bell.ring()
                     }
                     if let linger = Subscriptions.linger[subscriber], !Task.isShuttingDownGracefully {
-                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: linger) }
+                        try? await cancelWhenGracefulShutdown { try await LoopTimer.sleep(for: linger) }
                     }
                 }
             } catch {

@@ -74,11 +74,12 @@ struct ImportController {
         let envelopes = Task { [outbox, importActor] in
             try await NIOThreadPool.singleton.runIfActive {
                 try stride(from: 0, to: changed.count, by: Self.eventBatch).map { start in
-                try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
-                                    data: ContactsImported(contacts: Array(changed[start..<min(start + Self.eventBatch, changed.count)]), actor: importActor))
+                    try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
+                                        data: ContactsImported(contacts: Array(changed[start..<min(start + Self.eventBatch, changed.count)]), actor: importActor))
                 }
             }
         }
+        defer { envelopes.cancel() }
         guard try await contacts.importBatch(creates: plan.creates, updates: plan.updates, timeline: plan.timeline, events: { try await envelopes.value }) else {
             throw APIError.conflict("contacts in this file changed while it was imported; import it again", code: "version_conflict")
         }
