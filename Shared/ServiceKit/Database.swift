@@ -30,7 +30,10 @@ package enum Database {
     /// kit's bookkeeping only (claims, leases, delivery marks), which a crash may lose without
     /// harm. What it did is still seen by every other session at once, and any later durable
     /// commit on the server flushes it too.
-    package static func makeClient(url: String, schema: String, poolSize: Int, durableCommits: Bool = true, logger: Logger) throws -> PostgresClient {
+    /// With `keepOpen` false (tests, which make many small pools) connections above one close
+    /// when idle.
+    package static func makeClient(url: String, schema: String, poolSize: Int, durableCommits: Bool = true, keepOpen: Bool = true,
+                                   logger: Logger) throws -> PostgresClient {
         let parsed = try DatabaseURL(url)
         var configuration = PostgresClient.Configuration(
             host: parsed.host, port: parsed.port, username: parsed.username, password: parsed.password,
@@ -43,7 +46,7 @@ package enum Database {
         // on Dispatch (a thread hop each), which showed as a tenth of a busy service's CPU. A
         // connection the server dropped fails its next query, which the caller's retry covers as
         // it would within a keep-alive period.
-        configuration.options.minimumConnections = poolSize
+        configuration.options.minimumConnections = keepOpen ? poolSize : 1
         configuration.options.keepAliveBehavior = nil
         return PostgresClient(configuration: configuration, backgroundLogger: logger)
     }

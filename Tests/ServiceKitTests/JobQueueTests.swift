@@ -217,16 +217,31 @@ struct BookkeepingPoolTests {
         for (durable, expected) in [(false, "off"), (true, "on")] {
             let client = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, durableCommits: durable,
                                                  logger: TestDatabase.logger)
-            let setting = try await withThrowingTaskGroup(of: String?.self) { group in
-                group.addTask {
-                    await client.run()
-                    return nil
-                }
-                let value = try await client.query("SHOW synchronous_commit", logger: TestDatabase.logger).first(String.self)
-                group.cancelAll()
-                return value
+            let setting = try await TestDatabase.running([client]) {
+                try await client.query("SHOW synchronous_commit", logger: TestDatabase.logger).first(String.self)
             }
             #expect(setting == expected)
         }
+    }
+
+    @Test("a service's pool opens all its connections and keeps them, so no idle timer starts per query")
+    func keepsConnectionsOpen() async throws {
+        // The schema is only the connections' application_name here, to count them.
+        let name = "pool_" + UUID.random().uuidString.lowercased().prefix(8)
+        let client = try Database.makeClient(url: try TestDatabase.url(), schema: String(name), poolSize: 3, logger: TestDatabase.logger)
+        let observer = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, keepOpen: false,
+                                               logger: TestDatabase.logger)
+        let open = try await TestDatabase.running([client, observer]) {
+            _ = try await client.query("SELECT 1", logger: TestDatabase.logger).collect()
+            var count = 0
+            let deadline = ContinuousClock.now + .seconds(10)
+            while count < 3, ContinuousClock.now < deadline {
+                count = try await observer.query("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = \(String(name))",
+                                                 logger: TestDatabase.logger).first(Int.self) ?? 0
+                if count < 3 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            return count
+        }
+        #expect(open == 3)
     }
 }

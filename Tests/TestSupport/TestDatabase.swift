@@ -40,13 +40,20 @@ package enum TestDatabase {
     }
 
     package static func withClient<T: Sendable>(schema: String, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = try Database.makeClient(url: try url(), schema: schema, poolSize: 12, logger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
+        let client = try Database.makeClient(url: try url(), schema: schema, poolSize: 12, keepOpen: false, logger: logger)
+        return try await running([client]) { try await body(client) }
+    }
+
+    /// Runs `body` while the pools run.
+    package static func running<T: Sendable>(_ clients: [PostgresClient], _ body: @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            for client in clients {
+                group.addTask {
+                    await client.run()
+                    return nil
+                }
             }
-            let result = try await body(client)
+            let result = try await body()
             group.cancelAll()
             return result
         }

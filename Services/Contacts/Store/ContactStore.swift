@@ -291,14 +291,19 @@ struct ContactStore: Sendable {
     func matching(companyId: UUID, emails: [String], phones: [String], on connection: PostgresConnection? = nil) async throws -> [UUID: Set<String>] {
         let points = emails.map { ("email", $0) } + phones.map { ("phone", $0) }
         guard !points.isEmpty else { return [:] }
-        // One unique-key probe per point. As a plain join the planner could match on the company
-        // alone and filter its every point, which it did for a company its statistics had not seen.
-        let query: PostgresQuery = """
+        // A few points (a lead, an edit) are probed by unique key one by one: as a join the planner
+        // may match on the company alone and filter its every point, as it did for a company its
+        // statistics had not seen yet. An import's thousands are hashed against the company's.
+        let query: PostgresQuery = points.count <= 64 ? """
             SELECT p.contact_id, p.kind || ':' || p.value
             FROM unnest(\(points.map(\.0)), \(points.map(\.1))) AS q(kind, value)
             CROSS JOIN LATERAL (
                 SELECT contact_id, kind, value FROM contact_points
                 WHERE company_id = \(companyId) AND kind = q.kind AND value = q.value OFFSET 0) p
+            """ : """
+            SELECT p.contact_id, p.kind || ':' || p.value FROM contact_points p
+            JOIN unnest(\(points.map(\.0)), \(points.map(\.1))) AS q(kind, value) ON p.kind = q.kind AND p.value = q.value
+            WHERE p.company_id = \(companyId)
             """
         let rows = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
         var result: [UUID: Set<String>] = [:]
