@@ -38,13 +38,13 @@ package enum Database {
         var configuration = PostgresClient.Configuration(
             host: parsed.host, port: parsed.port, username: parsed.username, password: parsed.password,
             database: parsed.database, tls: .disable)
-        // Prepared statements are planned for their arguments each time: the plan PostgreSQL
-        // otherwise keeps after five runs was made while a new installation's outbox held a few
-        // rows, and went on scanning the whole table (14,000 rows, 16 times a second) until the
-        // first ANALYZE, which made a fresh stack's first minutes four times slower.
-        configuration.options.additionalStartupParameters = [("search_path", schema), ("application_name", schema),
-                                                             ("plan_cache_mode", "force_custom_plan")]
-            + (durableCommits ? [] : [("synchronous_commit", "off")])
+        // The bookkeeping pool plans its prepared statements (the queue claims and marks) for their
+        // arguments each time: the plan PostgreSQL otherwise keeps after five runs was made while a
+        // new installation's outbox held a few rows, and went on scanning the whole table (19 M
+        // rows read in four minutes) until the first ANALYZE. Not for the service's own pool: its
+        // foreign-key checks are cached plans too, and replanning them made an import 30 % slower.
+        configuration.options.additionalStartupParameters = [("search_path", schema), ("application_name", schema)]
+            + (durableCommits ? [] : [("synchronous_commit", "off"), ("plan_cache_mode", "force_custom_plan")])
         configuration.options.maximumConnections = poolSize
         // Every connection stays open and is not pinged while idle: the pool otherwise starts an
         // idle timer and a keep-alive timer each time a connection goes back, and its timers run
