@@ -302,9 +302,14 @@ package final class Wakeups: Sendable {
         }
     }
 
-    fileprivate func send(on client: PostgresClient, logger: Logger) async {
+    /// Sends them once the transaction has committed, without holding up its caller.
+    fileprivate func sendAfterCommit(on client: PostgresClient, logger: Logger) {
         let payloads = payloads.withLock { Array($0) }
         guard !payloads.isEmpty else { return }
+        Task { await Self.send(payloads, on: client, logger: logger) }
+    }
+
+    private static func send(_ payloads: [String], on client: PostgresClient, logger: Logger) async {
         do {
             try await client.query("SELECT pg_notify('wake_' || current_schema(), p) FROM unnest(\(payloads)) AS p", logger: logger)
         } catch {
@@ -325,8 +330,7 @@ extension PostgresClient {
             let result = try await Wakeups.$pending.withValue(wakeups) {
                 try await withTransaction(logger: logger, isolation: isolation, body)
             }
-            // Not awaited: the caller's answer need not wait for the listeners' doorbell.
-            Task { await wakeups.send(on: self, logger: logger) }
+            wakeups.sendAfterCommit(on: self, logger: logger)
             return result
         } catch let error as PostgresTransactionError {
             if let closureError = error.closureError, error.rollbackError == nil { throw closureError }

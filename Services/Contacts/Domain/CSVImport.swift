@@ -83,7 +83,7 @@ enum CSVImport {
         for (index, name) in header.enumerated() {
             if let column = aliases[key(name)], !columns.values.contains(column) {
                 columns[index] = column
-            } else if !name.trimmingCharacters(in: .whitespaces).isEmpty {
+            } else if !name.trimmedSpaces().isEmpty {
                 ignored.append(name)
             }
         }

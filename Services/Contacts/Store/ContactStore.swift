@@ -135,10 +135,8 @@ struct ContactStore: Sendable {
     private func insert(_ columns: ContactColumns, on connection: PostgresConnection) async throws {
         guard !columns.ids.isEmpty else { return }
         try await connection.query(PostgresQuery(unsafeSQL: """
-            INSERT INTO contacts (id, company_id, owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source,
-                source_id, tags, assigned_agent_id, lender_id, pond_id, address, search_interest, listing, agent_site_agent_id, origin,
-                behavioral_alerts, version, created_at, updated_at)
-            SELECT \(ContactColumns.values) FROM \(ContactColumns.rows)
+            INSERT INTO contacts (id, company_id, origin, created_at, \(ContactColumns.changeable))
+            SELECT x.id, x.company_id, x.origin, x.created_at, \(ContactColumns.changeableValues) FROM \(ContactColumns.rows)
             """, binds: try columns.bindings), logger: logger)
     }
 
@@ -150,9 +148,7 @@ struct ContactStore: Sendable {
     private func save(_ columns: ContactColumns, on connection: PostgresConnection) async throws -> Int {
         guard !columns.ids.isEmpty else { return 0 }
         return try await connection.query(PostgresQuery(unsafeSQL: """
-            UPDATE contacts c SET (owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source, source_id, tags,
-                assigned_agent_id, lender_id, pond_id, address, search_interest, listing, agent_site_agent_id, behavioral_alerts, version,
-                updated_at) = (\(ContactColumns.updatedValues))
+            UPDATE contacts c SET (\(ContactColumns.changeable)) = (\(ContactColumns.changeableValues))
             FROM \(ContactColumns.rows)
             WHERE c.id = x.id AND c.version = x.version - 1 AND c.deleted_at IS NULL
             RETURNING c.id
@@ -387,7 +383,6 @@ struct ContactStore: Sendable {
     }
 }
 
-/// The jsonb columns of a contact, encoded once.
 /// Contacts as the columns of one `unnest`, so a write of one contact and an import of
 /// thousands are the same statement. PostgresNIO binds arrays of plain values only: a row's own
 /// arrays travel as array literals and a missing value as '' (never a stored value: the rules
@@ -437,22 +432,18 @@ struct ContactColumns: Sendable {
             version, created_at, updated_at)
         """
 
-    /// Every stored column but the id's, the company's, the origin and the creation time, in the
-    /// order of the UPDATE's column list.
-    static let updatedValues = """
+    /// Every stored column but the id, the company, the origin and the creation time, which a
+    /// contact keeps for life; and their values from `rows`, in the same order.
+    static let changeable = """
+        owner_entity_id, status, first_name, last_name, emails, phones, lead_type, source, source_id, tags, assigned_agent_id,
+        lender_id, pond_id, address, search_interest, listing, agent_site_agent_id, behavioral_alerts, version, updated_at
+        """
+    static let changeableValues = """
         x.owner_entity_id, x.status, NULLIF(x.first_name, ''), NULLIF(x.last_name, ''), x.emails::text[], x.phones::text[],
         NULLIF(x.lead_type, ''), NULLIF(x.source, ''), NULLIF(x.source_id, '')::uuid, x.tags::text[],
         NULLIF(x.assigned_agent_id, '')::uuid, NULLIF(x.lender_id, '')::uuid, NULLIF(x.pond_id, '')::uuid,
         NULLIF(x.address, '')::jsonb, NULLIF(x.search_interest, '')::jsonb, NULLIF(x.listing, '')::jsonb,
         NULLIF(x.agent_site_agent_id, '')::uuid, x.behavioral_alerts, x.version, x.updated_at
-        """
-
-    static let values = """
-        x.id, x.company_id, x.owner_entity_id, x.status, NULLIF(x.first_name, ''), NULLIF(x.last_name, ''), x.emails::text[],
-        x.phones::text[], NULLIF(x.lead_type, ''), NULLIF(x.source, ''), NULLIF(x.source_id, '')::uuid, x.tags::text[],
-        NULLIF(x.assigned_agent_id, '')::uuid, NULLIF(x.lender_id, '')::uuid, NULLIF(x.pond_id, '')::uuid,
-        NULLIF(x.address, '')::jsonb, NULLIF(x.search_interest, '')::jsonb, NULLIF(x.listing, '')::jsonb,
-        NULLIF(x.agent_site_agent_id, '')::uuid, x.origin, x.behavioral_alerts, x.version, x.created_at, x.updated_at
         """
 }
 
