@@ -304,16 +304,39 @@ package final class Wakeups: Sendable {
 
     /// Sends them once the transaction has committed, without holding up its caller.
     fileprivate func sendAfterCommit(on client: PostgresClient, logger: Logger) {
-        let payloads = payloads.withLock { Array($0) }
+        let payloads = payloads.withLock { $0 }
         guard !payloads.isEmpty else { return }
-        Task { await Self.send(payloads, on: client, logger: logger) }
+        let key = ObjectIdentifier(client)
+        let first = Self.inFlight.withLock { sending -> Bool in
+            if sending[key] != nil {
+                sending[key]?.formUnion(payloads)
+                return false
+            }
+            sending[key] = []
+            return true
+        }
+        guard first else { return }
+        Task { await Self.send(payloads, on: client, key: key, logger: logger) }
     }
 
-    private static func send(_ payloads: [String], on client: PostgresClient, logger: Logger) async {
-        do {
-            try await client.query("SELECT pg_notify('wake_' || current_schema(), p) FROM unnest(\(payloads)) AS p", logger: logger)
-        } catch {
-            logger.debug("wake-up not sent; the listeners' poll will find the work", metadata: ["error": "\(String(reflecting: error))"])
+    /// Per client, the payloads asked for while its last NOTIFY was on the way: under load one
+    /// statement then wakes the listeners for many commits, instead of one statement each. An
+    /// entry exists only while its sending task runs (and holds the client).
+    private static let inFlight = Mutex<[ObjectIdentifier: Set<String>]>([:])
+
+    private static func send(_ first: Set<String>, on client: PostgresClient, key: ObjectIdentifier, logger: Logger) async {
+        var payloads = first
+        while !payloads.isEmpty {
+            do {
+                try await client.query("SELECT pg_notify('wake_' || current_schema(), p) FROM unnest(\(Array(payloads))) AS p", logger: logger)
+            } catch {
+                logger.debug("wake-up not sent; the listeners' poll will find the work", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            payloads = inFlight.withLock { sending in
+                let next = sending[key] ?? []
+                if next.isEmpty { sending[key] = nil } else { sending[key] = [] }
+                return next
+            }
         }
     }
 }

@@ -30,11 +30,30 @@ package struct JobHandler: Sendable {
     /// Runs inside the transaction that completes the job: if the lease was lost meanwhile, the
     /// completion fails its fencing check and the handler's writes roll back with it.
     package var handle: @Sendable (Job, PostgresConnection, Logger) async throws -> Void
+    /// How many due jobs of this kind one worker claims and runs in one transaction. A batch
+    /// pays for one claim, one commit and one completion however many jobs it holds.
+    package var batchSize: Int
+    /// For a batch: the jobs that failed, by id, each retried (or discarded) on its own; the
+    /// others complete with the transaction. Throwing rolls back and retries the whole batch.
+    package var handleBatch: (@Sendable ([Job], PostgresConnection, Logger) async throws -> [Int64: any Error])?
 
     package init(kind: String, maxAttempts: Int = 20, handle: @escaping @Sendable (Job, PostgresConnection, Logger) async throws -> Void) {
         self.kind = kind
         self.maxAttempts = maxAttempts
         self.handle = handle
+        self.batchSize = 1
+        self.handleBatch = nil
+    }
+
+    package init(kind: String, maxAttempts: Int = 20, batchSize: Int,
+                 handleBatch: @escaping @Sendable ([Job], PostgresConnection, Logger) async throws -> [Int64: any Error]) {
+        self.kind = kind
+        self.maxAttempts = maxAttempts
+        self.batchSize = max(1, batchSize)
+        self.handleBatch = handleBatch
+        self.handle = { job, connection, logger in
+            if let error = try await handleBatch([job], connection, logger)[job.id] { throw error }
+        }
     }
 }
 
@@ -102,6 +121,8 @@ package struct JobRunner: Service {
     let ledger: PostgresClient
     let clock: any ServiceClock
     let handlers: [String: JobHandler]
+    /// The kinds whose due jobs are claimed several at a time, and how many.
+    let batchKinds: [(kind: String, size: Int)]
     let doorbell: Doorbell
     let logger: Logger
     let settings: Settings
@@ -113,6 +134,7 @@ package struct JobRunner: Service {
         self.ledger = ledger ?? client
         self.clock = clock
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
+        self.batchKinds = handlers.filter { $0.batchSize > 1 && $0.handleBatch != nil }.map { (kind: $0.kind, size: $0.batchSize) }
         self.doorbell = doorbell
         self.logger = logger
         self.settings = settings
@@ -170,43 +192,70 @@ package struct JobRunner: Service {
     }
 
     private func runNextJob() async throws -> (jobId: Int64, outcome: Outcome, moreDue: Bool)? {
-        guard let job = try await claim() else { return nil }
+        let jobs = try await claimBatch()
+        guard let first = jobs.first else { return nil }
         // Another was due: one more worker takes it, and so on down the queue.
-        if job.moreDue { doorbell.ringOne() }
-        return (job.id, await execute(job), job.moreDue)
+        if first.moreDue { doorbell.ringOne() }
+        let outcomes = await execute(jobs)
+        return (first.id, outcomes[0], first.moreDue)
     }
 
     package func claim() async throws -> Job? {
+        try await claimBatch().first
+    }
+
+    /// The oldest due job and, when its kind runs in batches, the next due ones of that kind,
+    /// all under one lease token.
+    package func claimBatch() async throws -> [Job] {
         let token = UUID.random()
         let leaseSeconds = Double(settings.lease.components.seconds)
-        let rows = try await ledger.execute(KitStatements.ClaimJob(token: token, leaseSeconds: leaseSeconds, now: clock.now), logger: logger)
+        let rows = try await ledger.execute(KitStatements.ClaimJobs(token: token, leaseSeconds: leaseSeconds, now: clock.now,
+                                                                    batchKinds: batchKinds.map(\.kind), batchSizes: batchKinds.map(\.size)),
+                                            logger: logger)
+        var jobs: [Job] = []
         for try await (id, kind, payload, attempts, maxAttempts, runAt, moreDue) in rows {
             let value = (try? JSONCoding.decoder.decode(JSONValue.self, from: Data(payload.utf8))) ?? .null
-            return Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token,
-                       moreDue: moreDue)
+            jobs.append(Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token,
+                            moreDue: moreDue))
         }
-        return nil
+        // Oldest first, as they were picked.
+        return jobs.sorted { ($0.runAt, $0.id) < ($1.runAt, $1.id) }
     }
 
     private enum Race {
-        case finished(Result<Void, any Error>)
+        /// The jobs the batch handler reported failed, with their errors.
+        case finished(Result<[Int64: String], any Error>)
         case shutdownGraceOver
         case leaseLost
     }
 
     package func execute(_ job: Job) async -> Outcome {
-        guard let handler = handlers[job.kind] else {
-            return await fail(job, error: "no handler for job kind \(job.kind)", permanent: true)
+        await execute([job])[0]
+    }
+
+    /// Runs jobs claimed together (one kind, one lease token) in one transaction.
+    package func execute(_ jobs: [Job]) async -> [Outcome] {
+        guard let first = jobs.first else { return [] }
+        guard let handler = handlers[first.kind] else {
+            var outcomes: [Outcome] = []
+            for job in jobs { outcomes.append(await fail(job, error: "no handler for job kind \(job.kind)", permanent: true)) }
+            return outcomes
         }
         let started = ContinuousClock.now
         let race: Race = await withTaskGroup(of: Race?.self) { group in
             group.addTask {
                 do {
-                    try await client.transaction(logger: logger) { connection in
-                        try await handler.handle(job, connection, logger)
-                        try await complete(job, on: connection)
+                    let failed = try await client.transaction(logger: logger) { connection -> [Int64: String] in
+                        var failed: [Int64: String] = [:]
+                        if jobs.count == 1 || handler.handleBatch == nil {
+                            try await handler.handle(first, connection, logger)
+                        } else if let batch = handler.handleBatch {
+                            failed = try await batch(jobs, connection, logger).mapValues { String(describing: $0) }
+                        }
+                        try await complete(jobs.filter { failed[$0.id] == nil }, on: connection)
+                        return failed
                     }
-                    return .finished(.success(()))
+                    return .finished(.success(failed))
                 } catch {
                     return .finished(.failure(error))
                 }
@@ -216,7 +265,7 @@ package struct JobRunner: Service {
                 while !Task.isCancelled {
                     try? await LoopTimer.sleep(for: settings.lease / 3)
                     if Task.isCancelled { return nil }
-                    if (try? await renewLease(job)) == false { return .leaseLost }
+                    if (try? await renewLease(jobs)) == false { return .leaseLost }
                 }
                 return nil
             }
@@ -239,23 +288,34 @@ package struct JobRunner: Service {
             group.cancelAll()
             return result
         }
-        Timer(label: "job_duration_seconds", dimensions: [("kind", job.kind)], preferredDisplayUnit: .seconds)
+        Timer(label: "job_duration_seconds", dimensions: [("kind", first.kind)], preferredDisplayUnit: .seconds)
             .recordNanoseconds(Self.nanoseconds(ContinuousClock.now - started))
         switch race {
-        case .finished(.success):
-            Counter(label: "jobs_finished_total", dimensions: [("kind", job.kind), ("outcome", "completed")]).increment()
-            return .completed
+        case .finished(.success(let failed)):
+            var outcomes: [Outcome] = []
+            for job in jobs {
+                if let error = failed[job.id] {
+                    outcomes.append(await fail(job, error: error, permanent: false))
+                } else {
+                    outcomes.append(.completed)
+                }
+            }
+            Counter(label: "jobs_finished_total", dimensions: [("kind", first.kind), ("outcome", "completed")])
+                .increment(by: outcomes.filter { $0 == .completed }.count)
+            return outcomes
         case .finished(.failure(let error as JobLeaseLost)):
             logger.warning("job finished after losing its lease; its writes were rolled back", metadata: ["job": "\(error.jobId)"])
-            return .leaseLost
+            return jobs.map { _ in .leaseLost }
         case .finished(.failure(let error)):
-            return await fail(job, error: String(describing: error), permanent: false)
+            var outcomes: [Outcome] = []
+            for job in jobs { outcomes.append(await fail(job, error: String(describing: error), permanent: false)) }
+            return outcomes
         case .leaseLost:
-            logger.warning("job lost its lease while running", metadata: ["job": "\(job.id)"])
-            return .leaseLost
+            logger.warning("job lost its lease while running", metadata: ["job": "\(first.id)"])
+            return jobs.map { _ in .leaseLost }
         case .shutdownGraceOver:
-            await release(job)
-            return .released
+            for job in jobs { await release(job) }
+            return jobs.map { _ in .released }
         }
     }
 
@@ -265,18 +325,26 @@ package struct JobRunner: Service {
 
     /// Marks the job completed, only if this worker still holds its lease (fencing).
     package func complete(_ job: Job, on connection: PostgresConnection) async throws {
-        var updated = 0
-        for try await _ in try await connection.execute(KitStatements.CompleteJob(id: job.id, token: job.leaseToken), logger: logger) { updated += 1 }
-        guard updated == 1 else { throw JobLeaseLost(jobId: job.id) }
+        try await complete([job], on: connection)
     }
 
-    private func renewLease(_ job: Job) async throws -> Bool {
+    /// Completes jobs claimed together, all or none: one whose lease was lost undoes the batch.
+    package func complete(_ jobs: [Job], on connection: PostgresConnection) async throws {
+        guard let first = jobs.first else { return }
+        var updated = 0
+        for try await _ in try await connection.execute(KitStatements.CompleteJobs(ids: jobs.map(\.id), token: first.leaseToken), logger: logger) {
+            updated += 1
+        }
+        guard updated == jobs.count else { throw JobLeaseLost(jobId: first.id) }
+    }
+
+    private func renewLease(_ jobs: [Job]) async throws -> Bool {
         let leaseSeconds = Double(settings.lease.components.seconds)
         return try await ledger.query("""
             UPDATE jobs SET locked_until = now() + make_interval(secs => \(leaseSeconds))
-            WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+            WHERE id = ANY(\(jobs.map(\.id))) AND lease_token = \(jobs[0].leaseToken) AND state = 'running'
             RETURNING id
-            """, logger: logger).collect().count == 1
+            """, logger: logger).collect().count == jobs.count
     }
 
     /// Retries with capped exponential backoff and jitter on the service clock, or discards

@@ -119,27 +119,38 @@ enum KitStatements {
         }
     }
 
-    /// Takes the oldest due job with a fresh lease.
-    struct ClaimJob: PostgresPreparedStatement {
+    /// Takes the oldest due job with a fresh lease and, when its kind is one of `batchKinds`, up
+    /// to that kind's size of its next due jobs of the same kind, under the same lease.
+    struct ClaimJobs: PostgresPreparedStatement {
         static let sql = """
-            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1,
-                locked_until = now() + make_interval(secs => $2)
-            WHERE id = (
-                SELECT id FROM jobs
+            WITH head AS (
+                SELECT kind FROM jobs
                 WHERE state IN ('available', 'retryable') AND run_at <= $3
                 ORDER BY run_at, id LIMIT 1
+                FOR UPDATE SKIP LOCKED),
+            picked AS (
+                SELECT id FROM jobs
+                WHERE state IN ('available', 'retryable') AND run_at <= $3 AND kind = (SELECT kind FROM head)
+                ORDER BY run_at, id
+                LIMIT coalesce((SELECT b.size FROM unnest($4::text[], $5::bigint[]) AS b(kind, size) WHERE b.kind = (SELECT kind FROM head)), 1)
                 FOR UPDATE SKIP LOCKED)
+            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1,
+                locked_until = now() + make_interval(secs => $2)
+            WHERE id IN (SELECT id FROM picked)
             RETURNING id, kind, payload::text, attempts, max_attempts, run_at,
-                EXISTS (SELECT 1 FROM jobs due WHERE due.state IN ('available', 'retryable') AND due.run_at <= $3 AND due.id <> jobs.id)
+                EXISTS (SELECT 1 FROM jobs due WHERE due.state IN ('available', 'retryable') AND due.run_at <= $3
+                        AND due.id NOT IN (SELECT id FROM picked))
             """
-        /// The last column says whether another job was due besides this one.
+        /// The last column says whether another job was due besides these.
         typealias Row = (Int64, String, String, Int, Int, Date, Bool)
         var token: UUID
         var leaseSeconds: Double
         var now: Date
+        var batchKinds: [String]
+        var batchSizes: [Int]
 
         func makeBindings() throws -> PostgresBindings {
-            try .of(token, leaseSeconds, now)
+            try .of(token, leaseSeconds, now, batchKinds, batchSizes)
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row {
@@ -147,19 +158,19 @@ enum KitStatements {
         }
     }
 
-    /// Completes a job only while this worker still holds its lease (fencing).
-    struct CompleteJob: PostgresPreparedStatement {
+    /// Completes jobs only while this worker still holds their lease (fencing).
+    struct CompleteJobs: PostgresPreparedStatement {
         static let sql = """
             UPDATE jobs SET state = 'completed', finished_at = now(), lease_token = NULL, locked_until = NULL, last_error = NULL
-            WHERE id = $1 AND lease_token = $2 AND state = 'running'
+            WHERE id = ANY($1::bigint[]) AND lease_token = $2 AND state = 'running'
             RETURNING id
             """
         typealias Row = Int64
-        var id: Int64
+        var ids: [Int64]
         var token: UUID
 
         func makeBindings() throws -> PostgresBindings {
-            try .of(id, token)
+            try .of(ids, token)
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row {

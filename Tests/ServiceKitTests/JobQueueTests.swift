@@ -177,6 +177,52 @@ struct JobQueueTests {
         }
     }
 
+    @Test("X-5: due jobs of a batched kind run together in one transaction; a job the batch reports failed retries alone; other kinds run one by one")
+    func batches() async throws {
+        try await TestDatabase.withSchema(migrations: [Migration("CreateEffects", ["CREATE TABLE effects (n int, tx xid8)"])]) { client, _ in
+            let clock = ManualClock()
+            let batchSizes = Recorder<Int>()
+            struct Refused: Error {}
+            let batched = JobHandler(kind: "batched", batchSize: 4) { jobs, connection, logger in
+                batchSizes.append(jobs.count)
+                var failed: [Int64: any Error] = [:]
+                for job in jobs {
+                    let n = try job.decode(Payload.self).n
+                    if n == 2 && job.attempt == 1 { failed[job.id] = Refused(); continue }
+                    try await connection.query("INSERT INTO effects VALUES (\(n), pg_current_xact_id())", logger: logger)
+                }
+                return failed
+            }
+            let single = JobHandler(kind: "single") { job, connection, logger in
+                try await connection.query("INSERT INTO effects VALUES (\(100 + job.decode(Payload.self).n), pg_current_xact_id())", logger: logger)
+            }
+            var ids: [Int: Int64] = [:]
+            for n in 0..<6 { ids[n] = try await schedule(client, kind: "batched", n: n, at: clock.now) }
+            for n in 0..<2 { _ = try await schedule(client, kind: "single", n: n, at: clock.now.addingTimeInterval(1)) }
+            let worker = runner(client, clock: clock, handlers: [batched, single])
+            clock.advance(by: 2)
+            let first = try #require(try await worker.runNext())
+            #expect(first.jobId == ids[0])
+            #expect(first.outcome == .completed)
+            while try await worker.runNext() != nil {}
+            // 0–3 together, 4–5 together (the oldest due job is batched; singles wait their turn), then
+            // each single on its own; job 2 failed in its batch and its backoff is still running.
+            #expect(batchSizes.all == [4, 2])
+            #expect(try await state(client, try #require(ids[2])).0 == "retryable")
+            #expect(try await state(client, try #require(ids[3])).0 == "completed")
+            clock.advance(by: 3600)
+            while try await worker.runNext() != nil {}
+            #expect(batchSizes.all == [4, 2, 1])
+            let rows = try await client.query("SELECT n, tx::text FROM effects ORDER BY n", logger: TestDatabase.logger)
+            var transactionOf: [Int: String] = [:]
+            for try await (n, tx) in rows.decode((Int, String).self) { transactionOf[n] = tx }
+            #expect(transactionOf.keys.sorted() == [0, 1, 2, 3, 4, 5, 100, 101])
+            #expect(Set([0, 1, 3].map { transactionOf[$0] }).count == 1)
+            #expect(transactionOf[4] == transactionOf[5])
+            #expect(Set([transactionOf[0], transactionOf[4], transactionOf[2], transactionOf[100], transactionOf[101]]).count == 5)
+        }
+    }
+
     @Test("graceful shutdown lets a quick job finish and releases a slow one for retry, leaving none running")
     func gracefulShutdown() async throws {
         try await TestDatabase.withSchema { client, _ in

@@ -20,6 +20,22 @@ protocol MessageProvider: Sendable {
     var name: String { get }
     func send(_ message: Message, from: String?) async -> ProviderResult
     func find(_ message: Message, attemptStarted: Date) async -> String?
+    /// Sends several messages of one channel; the results in the messages' order.
+    func send(_ messages: [Message], from: String?) async -> [ProviderResult]
+}
+
+extension MessageProvider {
+    /// The remote providers take one message per request: they are sent side by side.
+    func send(_ messages: [Message], from: String?) async -> [ProviderResult] {
+        await withTaskGroup(of: (Int, ProviderResult).self) { group in
+            for (index, message) in messages.enumerated() {
+                group.addTask { (index, await send(message, from: from)) }
+            }
+            var results = [ProviderResult](repeating: .failed(.transient("not_sent")), count: messages.count)
+            for await (index, result) in group { results[index] = result }
+            return results
+        }
+    }
 }
 
 /// Which provider serves which channel, and the sender's number and address.
@@ -57,18 +73,31 @@ struct LocalProvider: MessageProvider {
     var name: String { "local" }
 
     func send(_ message: Message, from: String?) async -> ProviderResult {
+        await send([message], from: from)[0]
+    }
+
+    func send(_ messages: [Message], from: String?) async -> [ProviderResult] {
+        let ids = messages.map { "local-\($0.id.uuidString.lowercased())" }
         do {
-            let id = "local-\(message.id.uuidString.lowercased())"
             // The message id is unique here, so a repeated attempt records nothing twice.
-            try await client.query("""
-                INSERT INTO local_deliveries (id, message_id, channel, to_address, subject, body, at)
-                VALUES (\(id), \(message.id), \(message.channel.rawValue), \(message.to), \(message.subject), \(message.body), \(clock.now))
-                ON CONFLICT (message_id) DO NOTHING
-                """, logger: logger)
-            return .accepted(providerId: id)
+            try await client.prepared(RecordDeliveries.self, .values(
+                ids, messages.map(\.id), messages.map(\.channel.rawValue), messages.map(\.to), messages.map { $0.subject != nil },
+                messages.map { $0.subject ?? "" }, messages.map(\.body), clock.now), logger: logger)
+            return ids.map { .accepted(providerId: $0) }
         } catch {
-            return .failed(.transient("local_store_unavailable"))
+            return messages.map { _ in .failed(.transient("local_store_unavailable")) }
         }
+    }
+
+    /// The message id is unique here, so a repeated attempt records nothing twice.
+    enum RecordDeliveries: PreparedSQL {
+        static let sql = """
+            INSERT INTO local_deliveries (id, message_id, channel, to_address, subject, body, at)
+            SELECT d.id, d.message_id, d.channel, d.to_address, CASE WHEN d.has_subject THEN d.subject END, d.body, $8
+            FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::text[])
+                AS d(id, message_id, channel, to_address, has_subject, subject, body)
+            ON CONFLICT (message_id) DO NOTHING
+            """
     }
 
     func find(_ message: Message, attemptStarted: Date) async -> String? {

@@ -72,62 +72,108 @@ struct Sender: Sendable {
         }
     }
 
+    /// Message jobs due together go out together: one lock, one attempt write before the
+    /// providers are called and one after, one save and one commit for the lot.
     var jobHandler: JobHandler {
-        JobHandler(kind: Self.jobKind, maxAttempts: 8) { job, connection, logger in
-            try await run(try job.decode(JobPayload.self).messageId, job: job, on: connection)
+        JobHandler(kind: Self.jobKind, maxAttempts: 8, batchSize: 32) { jobs, connection, _ in
+            try await run(jobs, on: connection)
         }
     }
 
-    /// The job: re-check, reconcile an attempt that crashed unrecorded, send, record.
-    func run(_ id: UUID, job: Job, on connection: PostgresConnection) async throws {
-        guard var message = try await store.lockMessage(id, on: connection), message.state == .queued || message.state == .held else { return }
-        if message.state == .held, let until = message.holdUntil, until > clock.now { return }
-        var recipient: Recipient?
-        if let contactId = message.contactId { recipient = try await store.contactRecipient(contactId, on: connection) }
-        let decision = try await decide(message, recipient: recipient, on: connection)
-        guard decision == .send else {
-            try await apply(decision, to: &message, on: connection)
-            try await store.save(&message, on: connection)
-            try await store.publishUpdate(message, on: connection)
-            return
+    /// The job: re-check, reconcile an attempt that crashed unrecorded, send, record. Answers the
+    /// jobs to retry later (transient provider failures), by job id.
+    func run(_ jobs: [Job], on connection: PostgresConnection) async throws -> [Int64: any Error] {
+        var retry: [Int64: any Error] = [:]
+        var jobFor: [UUID: Job] = [:]
+        for job in jobs {
+            do { jobFor[try job.decode(JobPayload.self).messageId] = job } catch { retry[job.id] = error }
         }
+        var changed: [Message] = []
+        var sending: [(message: Message, job: Job)] = []
+        for var message in try await store.lockMessages(Array(jobFor.keys), on: connection) {
+            guard let job = jobFor[message.id], message.state == .queued || message.state == .held else { continue }
+            if message.state == .held, let until = message.holdUntil, until > clock.now { continue }
+            var recipient: Recipient?
+            if let contactId = message.contactId { recipient = try await store.contactRecipient(contactId, on: connection) }
+            let decision = try await decide(message, recipient: recipient, on: connection)
+            guard decision == .send else {
+                try await apply(decision, to: &message, on: connection)
+                changed.append(message)
+                continue
+            }
+            // The attempt count came with the message: with none yet there is nothing to reconcile.
+            if message.attempts > 0, try await reconcile(&message) {
+                changed.append(message)
+                continue
+            }
+            sending.append((message, job))
+        }
+        if !sending.isEmpty {
+            let numbers = try await store.startAttempts(sending.map(\.message.id), at: clock.now)
+            let results = await send(sending.map(\.message))
+            var ends: [MessageStore.AttemptEnd] = []
+            for ((message, job), result) in zip(sending, results) {
+                var message = message
+                let number = numbers[message.id] ?? message.attempts + 1
+                switch result {
+                case .accepted(let providerId):
+                    ends.append(.init(messageId: message.id, number: number, outcome: "sent", providerId: providerId))
+                    markSent(&message, provider: providers.provider(for: message.channel).name, providerId: providerId, attempts: number)
+                case .failed(.transient(let reason)):
+                    ends.append(.init(messageId: message.id, number: number, outcome: "transient", error: reason))
+                    guard job.attempt < job.maxAttempts else {
+                        markFailed(&message, reason: "gave_up_\(reason)", attempts: number)
+                        break
+                    }
+                    // The job table retries with backoff and jitter on the service clock (NT-7).
+                    retry[job.id] = TransientProviderFailure(reason: reason)
+                    continue
+                case .failed(.permanent(let reason)):
+                    ends.append(.init(messageId: message.id, number: number, outcome: "permanent", error: reason))
+                    markFailed(&message, reason: reason, attempts: number)
+                case .failed(.unsubscribed):
+                    ends.append(.init(messageId: message.id, number: number, outcome: "permanent", error: "provider_21610"))
+                    try await store.recordConsent(number: message.to, optOut: true, how: "provider reported the number unsubscribed (21610)",
+                                                  by: providers.provider(for: message.channel).name, at: clock.now, on: connection)
+                    markFailed(&message, reason: "provider_21610", attempts: number)
+                }
+                changed.append(message)
+            }
+            try await store.finishAttempts(ends, at: clock.now)
+        }
+        try await store.save(&changed, on: connection)
+        try await store.publishUpdates(changed, on: connection)
+        return retry
+    }
+
+    /// Each channel's messages to its provider at once; the results in the messages' order.
+    private func send(_ messages: [Message]) async -> [ProviderResult] {
+        var results = [ProviderResult](repeating: .failed(.transient("not_sent")), count: messages.count)
+        for channel in MessageChannel.allCases {
+            let indices = messages.indices.filter { messages[$0].channel == channel }
+            guard !indices.isEmpty else { continue }
+            let sent = await providers.provider(for: channel).send(indices.map { messages[$0] }, from: providers.sender(for: channel))
+            for (index, result) in zip(indices, sent) { results[index] = result }
+        }
+        return results
+    }
+
+    /// An earlier attempt that crashed before it was recorded went out if the provider has it;
+    /// true when it did, and the message is marked sent.
+    private func reconcile(_ message: inout Message) async throws -> Bool {
+        guard let unrecorded = try await store.attempts(message.id).last(where: { $0.outcome == "in_flight" }) else { return false }
         let provider = providers.provider(for: message.channel)
-        // The attempt count came with the message: with none yet there is nothing to reconcile.
-        let earlier = message.attempts == 0 ? [] : try await store.attempts(id)
-        if let unrecorded = earlier.last(where: { $0.outcome == "in_flight" }) {
-            if let providerId = await provider.find(message, attemptStarted: unrecorded.startedAt) {
-                try await store.finishAttempt(id, number: unrecorded.number, outcome: "reconciled", providerId: providerId, error: nil, at: clock.now)
-                try await markSent(&message, provider: provider.name, providerId: providerId, attempts: unrecorded.number, on: connection)
-                return
-            }
-            try await store.finishAttempt(id, number: unrecorded.number, outcome: "not_found_at_provider", providerId: nil, error: nil, at: clock.now)
+        guard let providerId = await provider.find(message, attemptStarted: unrecorded.startedAt) else {
+            try await store.finishAttempts([.init(messageId: message.id, number: unrecorded.number, outcome: "not_found_at_provider")], at: clock.now)
+            return false
         }
-        let number = try await store.startAttempt(id, at: clock.now)
-        let result = await provider.send(message, from: providers.sender(for: message.channel))
-        switch result {
-        case .accepted(let providerId):
-            try await store.finishAttempt(id, number: number, outcome: "sent", providerId: providerId, error: nil, at: clock.now)
-            try await markSent(&message, provider: provider.name, providerId: providerId, attempts: number, on: connection)
-        case .failed(.transient(let reason)):
-            try await store.finishAttempt(id, number: number, outcome: "transient", providerId: nil, error: reason, at: clock.now)
-            guard job.attempt < job.maxAttempts else {
-                try await markFailed(&message, reason: "gave_up_\(reason)", attempts: number, on: connection)
-                return
-            }
-            // The job table retries with backoff and jitter on the service clock (NT-7).
-            throw TransientProviderFailure(reason: reason)
-        case .failed(.permanent(let reason)):
-            try await store.finishAttempt(id, number: number, outcome: "permanent", providerId: nil, error: reason, at: clock.now)
-            try await markFailed(&message, reason: reason, attempts: number, on: connection)
-        case .failed(.unsubscribed):
-            try await store.finishAttempt(id, number: number, outcome: "permanent", providerId: nil, error: "provider_21610", at: clock.now)
-            try await store.recordConsent(number: message.to, optOut: true, how: "provider reported the number unsubscribed (21610)",
-                                          by: provider.name, at: clock.now, on: connection)
-            try await markFailed(&message, reason: "provider_21610", attempts: number, on: connection)
-        }
+        try await store.finishAttempts([.init(messageId: message.id, number: unrecorded.number, outcome: "reconciled", providerId: providerId)],
+                                       at: clock.now)
+        markSent(&message, provider: provider.name, providerId: providerId, attempts: unrecorded.number)
+        return true
     }
 
-    private func markSent(_ message: inout Message, provider: String, providerId: String, attempts: Int, on connection: PostgresConnection) async throws {
+    private func markSent(_ message: inout Message, provider: String, providerId: String, attempts: Int) {
         let now = clock.now
         message.state = .sent
         message.reason = nil
@@ -137,17 +183,13 @@ struct Sender: Sendable {
         message.sentAt = now
         message.updatedAt = now
         message.attempts = attempts
-        try await store.save(&message, on: connection)
-        try await store.publishUpdate(message, on: connection)
     }
 
-    private func markFailed(_ message: inout Message, reason: String, attempts: Int, on connection: PostgresConnection) async throws {
+    private func markFailed(_ message: inout Message, reason: String, attempts: Int) {
         message.state = .failed
         message.reason = reason
         message.updatedAt = clock.now
         message.attempts = attempts
-        try await store.save(&message, on: connection)
-        try await store.publishUpdate(message, on: connection)
     }
 }
 

@@ -56,12 +56,8 @@ struct MessageStore: Sendable {
     // transaction, and taking a second from the pool under load starves the pool.
 
     func contactRecipient(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
-        let rows = try await connection.query("""
-            SELECT c.company_id, c.phones[1], c.emails[1], c.snapshot->'address'->>'state', c.owner_entity_id, c.assigned_agent_id, e.time_zone
-            FROM contact_replica c LEFT JOIN directory_entities e ON e.id = c.owner_entity_id
-            WHERE c.id = \(id) AND NOT c.deleted
-            """, logger: logger)
-        for try await (company, phone, email, state, owner, agent, entityZone) in rows.decode((UUID, String?, String?, String?, UUID, UUID?, String?).self) {
+        for row in try await connection.prepared(SQL.ContactRecipient.self, .values(id), logger: logger) {
+            let (company, phone, email, state, owner, agent, entityZone) = try row.decode((UUID, String?, String?, String?, UUID, UUID?, String?).self)
             var recipient = Recipient(companyId: company, contactId: id, phone: phone, email: email, ownerEntityId: owner, assignedAgentId: agent)
             recipient.place(addressState: state, entityZone: entityZone)
             return recipient
@@ -83,10 +79,8 @@ struct MessageStore: Sendable {
     }
 
     func userRecipient(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
-        let rows = try await connection.query("""
-            SELECT company_id, mobile_phone, email FROM directory_users WHERE id = \(id) AND active
-            """, logger: logger)
-        for try await (company, phone, email) in rows.decode((UUID, String?, String).self) {
+        for row in try await connection.prepared(SQL.UserRecipient.self, .values(id), logger: logger) {
+            let (company, phone, email) = try row.decode((UUID, String?, String).self)
             return Recipient(companyId: company, userId: id, phone: phone, email: email)
         }
         return nil
@@ -111,14 +105,8 @@ struct MessageStore: Sendable {
     /// cap only ever looks at its last `cap`, so the busiest number costs no more than the quietest.
     func consent(address: String, companyId: UUID, since: Date, recentLimit: Int, on connection: PostgresConnection) async throws
         -> (optedOut: Bool, onDNC: Bool, recentAutomated: [Date]) {
-        let rows = try await connection.query("""
-            SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = \(address)), false),
-                   EXISTS (SELECT 1 FROM dnc_numbers WHERE company_id = \(companyId) AND number = \(address)),
-                   ARRAY(SELECT sent_at FROM messages WHERE to_address = \(address) AND purpose = 'automated' AND direction = 'outbound'
-                         AND sent_at IS NOT NULL AND sent_at > \(since) ORDER BY sent_at DESC LIMIT \(recentLimit))
-            """, logger: logger)
-        for try await (optedOut, dnc, recent) in rows.decode((Bool, Bool, [Date]).self) {
-            return (optedOut, dnc, recent)
+        for row in try await connection.prepared(SQL.Consent.self, .values(address, companyId, since, recentLimit), logger: logger) {
+            return try row.decode((Bool, Bool, [Date]).self)
         }
         return (false, false, [])
     }
@@ -129,30 +117,36 @@ struct MessageStore: Sendable {
 
     func insert(_ message: Message, on connection: PostgresConnection) async throws {
         let doc = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
-        try await connection.query("""
-            INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider, provider_id,
-                created_at, sent_at, doc)
-            VALUES (\(message.id), \(message.companyId), \(message.channel.rawValue), \(message.direction.rawValue), \(message.purpose.rawValue),
-                \(message.state.rawValue), \(message.contactId), \(message.userId), \(message.to), \(message.provider), \(message.providerId),
-                \(message.createdAt), \(message.sentAt), \(doc)::jsonb)
-            """, logger: logger)
+        try await connection.prepared(SQL.InsertMessage.self, .values(
+            message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue, message.state.rawValue,
+            message.contactId, message.userId, message.to, message.provider, message.providerId, message.createdAt, message.sentAt, doc), logger: logger)
     }
 
     func save(_ message: inout Message, on connection: PostgresConnection) async throws {
-        message.version += 1
-        let doc = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
-        try await connection.query("""
-            UPDATE messages SET state = \(message.state.rawValue), provider = \(message.provider), provider_id = \(message.providerId),
-                sent_at = \(message.sentAt), doc = \(doc)::jsonb
-            WHERE id = \(message.id)
-            """, logger: logger)
+        var saved = [message]
+        try await save(&saved, on: connection)
+        message = saved[0]
     }
 
-    /// The message, locked for its sender (no-key lock: attempts are written beside it).
+    /// Several messages saved at once (the sender's batch), each one version on.
+    func save(_ messages: inout [Message], on connection: PostgresConnection) async throws {
+        guard !messages.isEmpty else { return }
+        for index in messages.indices { messages[index].version += 1 }
+        var docs: [String] = []
+        docs.reserveCapacity(messages.count)
+        for message in messages { docs.append(String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)) }
+        try await connection.prepared(SQL.SaveMessages.self, .values(
+            messages.map(\.id), messages.map(\.state.rawValue), messages.map { $0.providerId != nil }, messages.map { $0.provider ?? "" },
+            messages.map { $0.providerId ?? "" }, messages.map { $0.sentAt != nil }, messages.map { $0.sentAt ?? $0.updatedAt }, docs), logger: logger)
+    }
+
+    /// The messages, locked for their sender (no-key lock: attempts are written beside them).
+    func lockMessages(_ ids: [UUID], on connection: PostgresConnection) async throws -> [Message] {
+        try decode(try await connection.prepared(SQL.LockMessages.self, .values(ids), logger: logger))
+    }
+
     func lockMessage(_ id: UUID, on connection: PostgresConnection) async throws -> Message? {
-        let rows = try await connection.query(PostgresQuery(
-            unsafeSQL: "SELECT \(Self.selectColumns) FROM messages m WHERE m.id = $1 FOR NO KEY UPDATE", binds: try .of(id)), logger: logger)
-        return try await decode(rows).first
+        try await lockMessages([id], on: connection).first
     }
 
     func message(_ id: UUID) async throws -> Message? {
@@ -204,6 +198,15 @@ struct MessageStore: Sendable {
         return try await decode(try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))
     }
 
+    private func decode(_ rows: [PostgresRow]) throws -> [Message] {
+        try rows.map { row in
+            let (doc, attempts) = try row.decode((String, Int).self)
+            var message = try JSONCoding.decoder.decode(Message.self, from: Data(doc.utf8))
+            message.attempts = attempts
+            return message
+        }
+    }
+
     private func decode(_ rows: PostgresRowSequence) async throws -> [Message] {
         var messages: [Message] = []
         for try await (doc, attempts) in rows.decode((String, Int).self) {
@@ -218,21 +221,28 @@ struct MessageStore: Sendable {
 
     /// Written on its own connection and committed before the provider is called, so a crash
     /// after the call leaves a trace the next attempt reconciles with the provider.
-    func startAttempt(_ messageId: UUID, at: Date) async throws -> Int {
-        let rows = try await client.query("""
-            INSERT INTO message_attempts (message_id, number, started_at, outcome)
-            SELECT \(messageId), coalesce(max(number), 0) + 1, \(at), 'in_flight' FROM message_attempts WHERE message_id = \(messageId)
-            RETURNING number
-            """, logger: logger)
-        for try await number in rows.decode(Int.self) { return number }
-        return 1
+    func startAttempts(_ messageIds: [UUID], at: Date) async throws -> [UUID: Int] {
+        var numbers: [UUID: Int] = [:]
+        for row in try await client.prepared(SQL.StartAttempts.self, .values(messageIds, at), logger: logger) {
+            let (id, number) = try row.decode((UUID, Int).self)
+            numbers[id] = number
+        }
+        return numbers
     }
 
-    func finishAttempt(_ messageId: UUID, number: Int, outcome: String, providerId: String?, error: String?, at: Date) async throws {
-        try await client.query("""
-            UPDATE message_attempts SET outcome = \(outcome), provider_id = \(providerId), error = \(error), finished_at = \(at)
-            WHERE message_id = \(messageId) AND number = \(number)
-            """, logger: logger)
+    struct AttemptEnd: Sendable {
+        var messageId: UUID
+        var number: Int
+        var outcome: String
+        var providerId: String?
+        var error: String?
+    }
+
+    func finishAttempts(_ ends: [AttemptEnd], at: Date) async throws {
+        guard !ends.isEmpty else { return }
+        try await client.prepared(SQL.FinishAttempts.self, .values(
+            ends.map(\.messageId), ends.map(\.number), ends.map(\.outcome), ends.map { $0.providerId != nil }, ends.map { $0.providerId ?? "" },
+            ends.map { $0.error != nil }, ends.map { $0.error ?? "" }, at), logger: logger)
     }
 
     func attempts(_ messageId: UUID) async throws -> [AttemptRecord] {
@@ -259,25 +269,19 @@ struct MessageStore: Sendable {
     /// so (409) instead of waiting.
     func lockKey(caller: String, key: String, on connection: PostgresConnection) async throws -> Bool {
         let lockKey = "idempotency:\(caller):\(key)"
-        return try await connection.query("SELECT pg_try_advisory_xact_lock(hashtextextended(\(lockKey), 0))", logger: logger)
-            .first(Bool.self) ?? false
+        return try await connection.prepared(SQL.LockKey.self, .values(lockKey), logger: logger).first?.decode(Bool.self) ?? false
     }
 
     func keyState(caller: String, key: String, fingerprint: String, on connection: PostgresConnection) async throws -> KeyState {
-        let rows = try await connection.query("""
-            SELECT fingerprint, status, response FROM idempotency_keys WHERE caller = \(caller) AND key = \(key)
-            """, logger: logger)
-        for try await (stored, status, response) in rows.decode((String, Int, String).self) {
+        for row in try await connection.prepared(SQL.KeyState.self, .values(caller, key), logger: logger) {
+            let (stored, status, response) = try row.decode((String, Int, String).self)
             return stored == fingerprint ? .replay(status: status, response: response) : .mismatch
         }
         return .new
     }
 
     func storeKey(caller: String, key: String, fingerprint: String, status: Int, response: String, at: Date, on connection: PostgresConnection) async throws {
-        try await connection.query("""
-            INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at)
-            VALUES (\(caller), \(key), \(fingerprint), \(status), \(response), \(at))
-            """, logger: logger)
+        try await connection.prepared(SQL.StoreKey.self, .values(caller, key, fingerprint, status, response, at), logger: logger)
     }
 
     // MARK: consent
@@ -354,8 +358,86 @@ struct MessageStore: Sendable {
     /// The event feeds the contact's timeline; a message to a user (an agent's lead alert) has no
     /// timeline to feed, and its state is in the delivery log.
     func publishUpdate(_ message: Message, on connection: PostgresConnection) async throws {
-        guard message.contactId != nil else { return }
-        try await outbox.publish(try outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
-                                                     data: MessageUpdated(message: message)), on: connection, logger: logger)
+        try await publishUpdates([message], on: connection)
+    }
+
+    func publishUpdates(_ messages: [Message], on connection: PostgresConnection) async throws {
+        let events = try messages.filter { $0.contactId != nil }.map { message in
+            try outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
+                                data: MessageUpdated(message: message))
+        }
+        guard !events.isEmpty else { return }
+        try await outbox.publish(events, on: connection, logger: logger)
+    }
+}
+
+extension MessageStore {
+    /// The statements every message runs, prepared once per connection.
+    enum SQL {
+        enum ContactRecipient: PreparedSQL {
+            static let sql = """
+                SELECT c.company_id, c.phones[1], c.emails[1], c.snapshot->'address'->>'state', c.owner_entity_id, c.assigned_agent_id, e.time_zone
+                FROM contact_replica c LEFT JOIN directory_entities e ON e.id = c.owner_entity_id
+                WHERE c.id = $1 AND NOT c.deleted
+                """
+        }
+        enum UserRecipient: PreparedSQL {
+            static let sql = "SELECT company_id, mobile_phone, email FROM directory_users WHERE id = $1 AND active"
+        }
+        enum Consent: PreparedSQL {
+            static let sql = """
+                SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = $1), false),
+                       EXISTS (SELECT 1 FROM dnc_numbers WHERE company_id = $2 AND number = $1),
+                       ARRAY(SELECT sent_at FROM messages WHERE to_address = $1 AND purpose = 'automated' AND direction = 'outbound'
+                             AND sent_at IS NOT NULL AND sent_at > $3 ORDER BY sent_at DESC LIMIT $4)
+                """
+        }
+        enum InsertMessage: PreparedSQL {
+            static let sql = """
+                INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider, provider_id,
+                    created_at, sent_at, doc)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)
+                """
+        }
+        enum SaveMessages: PreparedSQL {
+            static let sql = """
+                UPDATE messages m SET state = u.state, provider = CASE WHEN u.has_provider THEN u.provider END,
+                    provider_id = CASE WHEN u.has_provider THEN u.provider_id END, sent_at = CASE WHEN u.has_sent THEN u.sent_at END, doc = u.doc::jsonb
+                FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::text[])
+                    AS u(id, state, has_provider, provider, provider_id, has_sent, sent_at, doc)
+                WHERE m.id = u.id
+                """
+        }
+        enum LockMessages: PreparedSQL {
+            static let sql = "SELECT \(MessageStore.selectColumns) FROM messages m WHERE m.id = ANY($1::uuid[]) ORDER BY m.id FOR NO KEY UPDATE"
+        }
+        enum StartAttempts: PreparedSQL {
+            static let sql = """
+                INSERT INTO message_attempts (message_id, number, started_at, outcome)
+                SELECT m.id, coalesce((SELECT max(a.number) FROM message_attempts a WHERE a.message_id = m.id), 0) + 1, $2, 'in_flight'
+                FROM unnest($1::uuid[]) AS m(id)
+                RETURNING message_id, number
+                """
+        }
+        enum FinishAttempts: PreparedSQL {
+            static let sql = """
+                UPDATE message_attempts a SET outcome = f.outcome, provider_id = CASE WHEN f.has_provider_id THEN f.provider_id END,
+                    error = CASE WHEN f.has_error THEN f.error END, finished_at = $8
+                FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::bool[], $5::text[], $6::bool[], $7::text[])
+                    AS f(message_id, number, outcome, has_provider_id, provider_id, has_error, error)
+                WHERE a.message_id = f.message_id AND a.number = f.number
+                """
+        }
+        enum LockKey: PreparedSQL {
+            static let sql = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
+        }
+        enum KeyState: PreparedSQL {
+            static let sql = "SELECT fingerprint, status, response FROM idempotency_keys WHERE caller = $1 AND key = $2"
+        }
+        enum StoreKey: PreparedSQL {
+            static let sql = """
+                INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+                """
+        }
     }
 }
