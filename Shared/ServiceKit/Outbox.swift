@@ -303,10 +303,14 @@ package struct OutboxDispatcher: Service {
 
     private func prune() async throws {
         let cutoff = Date().addingTimeInterval(-retention)
-        try await client.query("DELETE FROM outbox WHERE delivered_at < \(cutoff)", logger: logger)
-        try await client.query("""
-            DELETE FROM outbox_events e WHERE e.created_at < \(cutoff) AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.event_id)
-            """, logger: logger)
+        try await client.transaction(logger: logger) { connection in
+            // The one bookkeeping statement that reads the whole table, so a scan is its best plan.
+            try await connection.query("SET LOCAL enable_seqscan = on", logger: logger)
+            try await connection.query("DELETE FROM outbox WHERE delivered_at < \(cutoff)", logger: logger)
+            try await connection.query("""
+                DELETE FROM outbox_events e WHERE e.created_at < \(cutoff) AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.event_id)
+                """, logger: logger)
+        }
     }
 
     private func recordLag() async throws {

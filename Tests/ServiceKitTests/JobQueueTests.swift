@@ -258,18 +258,49 @@ struct JobQueueTests {
 
 @Suite("Bookkeeping pool")
 struct BookkeepingPoolTests {
-    @Test("X-3: the bookkeeping pool commits without waiting for the disk and plans each statement; the service's own pool commits durably")
+    @Test("X-3: the bookkeeping pool commits without waiting for the disk and plans each statement once, never as a scan; the service's own pool commits durably")
     func commitModes() async throws {
         for (durable, expected) in [(false, "off"), (true, "on")] {
             let client = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, durableCommits: durable,
                                                  logger: TestDatabase.logger)
-            let (setting, planning) = try await TestDatabase.running([client]) {
+            let (setting, planning, scans) = try await TestDatabase.running([client]) {
                 (try await client.query("SHOW synchronous_commit", logger: TestDatabase.logger).first(String.self),
-                 try await client.query("SHOW plan_cache_mode", logger: TestDatabase.logger).first(String.self))
+                 try await client.query("SHOW plan_cache_mode", logger: TestDatabase.logger).first(String.self),
+                 try await client.query("SHOW enable_seqscan", logger: TestDatabase.logger).first(String.self))
             }
             #expect(setting == expected)
-            // The queue statements' plans follow the tables as they grow (a fresh outbox's was a scan).
-            #expect(planning == (durable ? "auto" : "force_custom_plan"))
+            #expect(planning == (durable ? "auto" : "force_generic_plan"))
+            #expect(scans == (durable ? "on" : "off"))
+        }
+    }
+
+    @Test("X-3: on an empty new queue, the bookkeeping pool plans its claims once, on the indexes made for them (a plan it then keeps)")
+    func claimsUseTheirIndexes() async throws {
+        try await TestDatabase.withSchema { _, schema in
+            let ledger = try Database.makeClient(url: try TestDatabase.url(), schema: schema, poolSize: 1, durableCommits: false,
+                                                 keepOpen: false, logger: TestDatabase.logger)
+            let plans = try await TestDatabase.running([ledger]) {
+                try await ledger.withConnection { connection in
+                    var plans: [String] = []
+                    for sql in [KitStatements.ClaimJobs.sql, KitStatements.ClaimLane.sql] {
+                        try await connection.query(PostgresQuery(unsafeSQL: "PREPARE claim AS \(sql)"), logger: TestDatabase.logger)
+                        let arguments = sql == KitStatements.ClaimJobs.sql
+                            ? "'\(UUID.random().uuidString)', 60, now(), '{}', '{}'" : "'routing', 10"
+                        let rows = try await connection.query(PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE claim(\(arguments))"),
+                                                              logger: TestDatabase.logger)
+                        var plan = ""
+                        for try await line in rows.decode(String.self) { plan += line + "\n" }
+                        plans.append(plan)
+                        try await connection.query("DEALLOCATE claim", logger: TestDatabase.logger)
+                    }
+                    return plans
+                }
+            }
+            for plan in plans {
+                #expect(!plan.contains("Seq Scan on jobs") && !plan.contains("Seq Scan on outbox"), "\(plan)")
+            }
+            #expect(plans[0].contains("jobs_due"))
+            #expect(plans[1].contains("outbox_lane"))
         }
     }
 
