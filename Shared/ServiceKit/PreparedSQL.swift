@@ -8,10 +8,20 @@ package protocol PreparedSQL {
     static var sql: String { get }
 }
 
-/// `Text` as PostgresNIO's prepared statement; its name is the type's, so one per statement.
+/// `Text` as PostgresNIO's prepared statement.
 package struct Prepared<Text: PreparedSQL>: PostgresPreparedStatement {
     package typealias Row = PostgresRow
     package static var sql: String { Text.sql }
+    /// The statement's short name and a hash of its text. PostgreSQL cuts names at 63 bytes, so
+    /// the full type names of `InsertMessage` and `InsertMessageWithKey` were one statement to
+    /// it, and the second to be prepared on a connection failed with "already exists".
+    package static var name: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in Text.sql.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        return "\(String(describing: Text.self).prefix(40))_\(String(hash, radix: 16))"
+    }
 
     let bindings: PostgresBindings
 

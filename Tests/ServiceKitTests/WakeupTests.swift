@@ -74,3 +74,33 @@ struct WakeupTests {
         await #expect(throws: CancellationError.self) { try await early.value }
     }
 }
+
+@Suite("Prepared statements")
+struct PreparedSQLTests {
+    enum AStatementWhoseTypeNameIsLongerThanPostgreSQLAllowsForNames: PreparedSQL { static let sql = "SELECT 1" }
+    enum AStatementWhoseTypeNameIsLongerThanPostgreSQLAllowsForNamesToo: PreparedSQL { static let sql = "SELECT 2" }
+
+    @Test("statements whose names share their first 63 bytes are still two statements on one connection")
+    func longNames() async throws {
+        let first = Prepared<AStatementWhoseTypeNameIsLongerThanPostgreSQLAllowsForNames>.name
+        let second = Prepared<AStatementWhoseTypeNameIsLongerThanPostgreSQLAllowsForNamesToo>.name
+        #expect(first.utf8.count <= 63 && second.utf8.count <= 63)
+        #expect(first != second)
+        let client = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, keepOpen: false, logger: TestDatabase.logger)
+        let answers = try await TestDatabase.running([client]) {
+            try await client.withConnection { connection in
+                var answers: [Int] = []
+                for _ in 0..<2 {
+                    for row in try await connection.prepared(AStatementWhoseTypeNameIsLongerThanPostgreSQLAllowsForNames.self, .values(), logger: TestDatabase.logger) {
+                        answers.append(try row.decode(Int.self))
+                    }
+                    for row in try await connection.prepared(AStatementWhoseTypeNameIsLongerThanPostgreSQLAllowsForNamesToo.self, .values(), logger: TestDatabase.logger) {
+                        answers.append(try row.decode(Int.self))
+                    }
+                }
+                return answers
+            }
+        }
+        #expect(answers == [1, 2, 1, 2])
+    }
+}

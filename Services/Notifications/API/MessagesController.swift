@@ -41,11 +41,9 @@ struct MessagesController {
             let fingerprint = SHA256.hash(data: try JSONCoding.encoder.encode(new)).hexString
             let caller = "\(identity.role.rawValue):\(identity.subject)"
             return try await store.client.transaction(logger: store.logger) { connection in
-                guard try await store.lockKey(caller: caller, key: key, on: connection) else {
-                    throw APIError(.conflict, code: "request_in_progress", message: "a request with this Idempotency-Key is still being processed",
-                                   field: "Idempotency-Key")
-                }
-                switch try await store.keyState(caller: caller, key: key, fingerprint: fingerprint, on: connection) {
+                switch try await store.claimKey(caller: caller, key: key, fingerprint: fingerprint, on: connection) {
+                case .inProgress:
+                    throw Self.inProgress
                 case .replay(let status, let response):
                     return Self.raw(status: status, json: response, replayed: true)
                 case .mismatch:
@@ -55,9 +53,8 @@ struct MessagesController {
                     break
                 }
                 let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
-                let message = try await accept(new, recipient: recipient, identity: identity, on: connection)
-                let json = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
-                try await store.storeKey(caller: caller, key: key, fingerprint: fingerprint, status: 202, response: json, at: clock.now, on: connection)
+                let idempotency = MessageStore.IdempotencyRecord(caller: caller, key: key, fingerprint: fingerprint, status: 202)
+                let (_, json) = try await accept(new, recipient: recipient, identity: identity, idempotency: idempotency, on: connection)
                 return Self.raw(status: 202, json: json, replayed: false)
             }
         }
@@ -103,8 +100,14 @@ struct MessagesController {
         }
     }
 
-    /// Stores a new outbound message with the compliance decision of now, and its send job.
-    func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, on connection: PostgresConnection) async throws -> Message {
+    static let inProgress = APIError(.conflict, code: "request_in_progress", message: "a request with this Idempotency-Key is still being processed",
+                                     field: "Idempotency-Key")
+
+    /// Stores a new outbound message with the compliance decision of now, and its send job; with
+    /// the request's key and the message as its answer. A key another request stored meanwhile
+    /// (it committed between this one's lock and its read) undoes this one: 409, then a replay.
+    func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, idempotency: MessageStore.IdempotencyRecord,
+                on connection: PostgresConnection) async throws -> (Message, json: String) {
         let now = clock.now
         let address: String?
         switch new.channel {
@@ -123,9 +126,10 @@ struct MessagesController {
             ? .suppress(reason: new.channel == .email ? "no_email_address" : "no_phone_number")
             : try await sender.decide(message, recipient: recipient, on: connection)
         try await sender.apply(decision, to: &message, on: connection)
-        try await store.insert(message, on: connection)
+        let json = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
+        guard try await store.insert(message, doc: json, idempotency: idempotency, at: now, on: connection) else { throw Self.inProgress }
         try await store.publishUpdate(message, on: connection)
-        return message
+        return (message, json)
     }
 
     func visibleMessage(_ id: UUID, identity: Identity) async throws -> Message {

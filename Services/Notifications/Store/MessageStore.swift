@@ -122,6 +122,15 @@ struct MessageStore: Sendable {
             message.contactId, message.userId, message.to, message.provider, message.providerId, message.createdAt, message.sentAt, doc), logger: logger)
     }
 
+    /// The message and the request's key, whose answer is the message (`doc`) itself, in one
+    /// statement; false when the key was taken meanwhile (nothing is stored then).
+    func insert(_ message: Message, doc: String, idempotency: IdempotencyRecord, at: Date, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.prepared(SQL.InsertMessageWithKey.self, .values(
+            message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue, message.state.rawValue,
+            message.contactId, message.userId, message.to, message.provider, message.providerId, message.createdAt, message.sentAt, doc,
+            idempotency.caller, idempotency.key, idempotency.fingerprint, idempotency.status, at), logger: logger).count == 1
+    }
+
     func save(_ message: inout Message, on connection: PostgresConnection) async throws {
         var saved = [message]
         try await save(&saved, on: connection)
@@ -261,27 +270,31 @@ struct MessageStore: Sendable {
 
     enum KeyState {
         case new
+        case inProgress
         case replay(status: Int, response: String)
         case mismatch
     }
 
-    /// Only one request per key at a time; a second one while the first holds the lock is told
-    /// so (409) instead of waiting.
-    func lockKey(caller: String, key: String, on connection: PostgresConnection) async throws -> Bool {
-        let lockKey = "idempotency:\(caller):\(key)"
-        return try await connection.prepared(SQL.LockKey.self, .values(lockKey), logger: logger).first?.decode(Bool.self) ?? false
+    struct IdempotencyRecord: Sendable {
+        var caller: String
+        var key: String
+        var fingerprint: String
+        var status: Int
     }
 
-    func keyState(caller: String, key: String, fingerprint: String, on connection: PostgresConnection) async throws -> KeyState {
-        for row in try await connection.prepared(SQL.KeyState.self, .values(caller, key), logger: logger) {
-            let (stored, status, response) = try row.decode((String, Int, String).self)
+    /// Only one request per key at a time: a second one while the first holds the lock is told
+    /// so (409) instead of waiting. The lock and the read are one statement, whose snapshot may
+    /// predate the commit of a request that just released the lock; that case shows when storing
+    /// the key (`insert` answers false).
+    func claimKey(caller: String, key: String, fingerprint: String, on connection: PostgresConnection) async throws -> KeyState {
+        let lockKey = "idempotency:\(caller):\(key)"
+        for row in try await connection.prepared(SQL.ClaimKey.self, .values(lockKey, caller, key), logger: logger) {
+            let (locked, stored, status, response) = try row.decode((Bool, String?, Int?, String?).self)
+            guard locked else { return .inProgress }
+            guard let stored, let status, let response else { return .new }
             return stored == fingerprint ? .replay(status: status, response: response) : .mismatch
         }
-        return .new
-    }
-
-    func storeKey(caller: String, key: String, fingerprint: String, status: Int, response: String, at: Date, on connection: PostgresConnection) async throws {
-        try await connection.prepared(SQL.StoreKey.self, .values(caller, key, fingerprint, status, response, at), logger: logger)
+        return .inProgress
     }
 
     // MARK: consent
@@ -428,15 +441,28 @@ extension MessageStore {
                 WHERE a.message_id = f.message_id AND a.number = f.number
                 """
         }
-        enum LockKey: PreparedSQL {
-            static let sql = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
-        }
-        enum KeyState: PreparedSQL {
-            static let sql = "SELECT fingerprint, status, response FROM idempotency_keys WHERE caller = $1 AND key = $2"
-        }
-        enum StoreKey: PreparedSQL {
+        enum ClaimKey: PreparedSQL {
             static let sql = """
-                INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+                SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)), k.fingerprint, k.status, k.response
+                FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.caller = $2 AND k.key = $3
+                """
+        }
+        /// The key goes in only with the message: a taken key rolls the message back with it.
+        enum InsertMessageWithKey: PreparedSQL {
+            static let sql = """
+                WITH key AS (
+                    INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at)
+                    VALUES ($15, $16, $17, $18, $14, $19)
+                    ON CONFLICT DO NOTHING
+                    RETURNING caller),
+                message AS (
+                    INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
+                        provider_id, created_at, sent_at, doc)
+                    SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::uuid, $8::uuid, $9::text, $10::text, $11::text,
+                        $12::timestamptz, $13::timestamptz, $14::jsonb
+                    FROM key
+                    RETURNING id)
+                SELECT id FROM message
                 """
         }
     }
