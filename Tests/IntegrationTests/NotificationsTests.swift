@@ -150,6 +150,55 @@ struct NotificationsTests {
         #expect(sent.count == 2)
     }
 
+    @Test("NT-1: a batch is accepted all or none in the order given; its key replays it and sends nothing more; an error names the message at fault")
+    func batch() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let email = "nora-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let contactId = try await contact(brokerage, phone: phone, email: email)
+        let text: [String: Any] = ["channel": "sms", "contactId": contactId, "body": "Hi Nora, this is Ada.", "purpose": "manual"]
+        let mail: [String: Any] = ["channel": "email", "contactId": contactId, "subject": "Your search", "body": "Three new homes.", "purpose": "manual"]
+        func sendBatch(_ key: String?, _ messages: [[String: Any]]) async throws -> Stack.Answer {
+            try await stack.call(.POST, .notifications, "/v1/messages/batch", token: brokerage.adminToken, json: Stack.json(["messages": messages]),
+                                 headers: key.map { [("Idempotency-Key", $0)] } ?? [])
+        }
+        #expect(try await sendBatch(nil, [text]).status == 400)
+        // One bad message refuses the batch, names it, and stores none of the others.
+        var bad = mail
+        bad["subject"] = NSNull()
+        let refused = try await sendBatch(UUID().uuidString, [text, bad])
+        #expect(refused.status == 422 || refused.status == 400, "\(refused.text)")
+        #expect(refused.errorField == "messages[1].subject", "\(refused.text)")
+        let unknown = try await sendBatch(UUID().uuidString, [text, ["channel": "push", "userId": UUID().uuidString, "body": "x", "purpose": "manual"]])
+        #expect(unknown.status == 404)
+        #expect(unknown.errorField == "messages[1]")
+        #expect(try await sendBatch(UUID().uuidString, []).errorField == "messages")
+        try await stack.waitUntilIdle()
+        let before = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)
+        #expect(before["items"]?.array?.count == 0, "\(before.text)")
+
+        let key = UUID().uuidString
+        let first = try await sendBatch(key, [text, mail])
+        #expect(first.status == 202, "\(first.text)")
+        let items = first["items"]?.array ?? []
+        #expect(items.map { $0["channel"]?.string } == ["sms", "email"])
+        #expect(items.map { $0["to"]?.string } == [phone, email])
+        let again = try await sendBatch(key, [text, mail])
+        #expect(again.status == 202)
+        #expect(again.text == first.text)
+        #expect(again.headers.first(name: "Idempotent-Replayed") == "true")
+        #expect(try await sendBatch(key, [mail, text]).errorCode == "idempotency_key_reused")
+        try await stack.waitUntilIdle()
+        let log = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)
+        #expect(log["items"]?.array?.count == 2, "\(log.text)")
+        let sent = try await providerRequests(to: phone).filter { $0["path"]?.string?.hasSuffix("/Messages.json") == true }
+        #expect(sent.count == 1)
+        for item in items {
+            let id = try #require(item["id"]?.string)
+            #expect(try await message(id)["state"]?.string == "sent")
+        }
+    }
+
     @Test("NT-2, NT-3, NT-6: a text goes out in Twilio's wire format, its status callback marks it delivered, forged and replayed callbacks change nothing, and the contact's timeline shows it")
     func twilioWireFormat() async throws {
         let brokerage = try await stack.newCompany()

@@ -32,30 +32,53 @@ struct MessagesController {
         var items: [AttemptRecord]
     }
 
+    struct NewBatch: Codable, Sendable {
+        var messages: [NewMessage]
+    }
+
+    struct AcceptedBatch: Codable, Sendable {
+        var items: [Message]
+    }
+
+    static let batchLimit = 20
+
     func register(on group: RouterGroup<AppContext>) {
         group.post("/v1/messages") { request, context -> Response in
             let identity = try context.requireIdentity()
             let key = try Self.idempotencyKey(request)
             let new = try await request.decodeJSON(as: NewMessage.self, context: context)
             try Self.validate(new, identity: identity)
-            let fingerprint = SHA256.hash(data: try JSONCoding.encoder.encode(new)).hexString
-            let caller = "\(identity.role.rawValue):\(identity.subject)"
-            return try await store.client.transaction(logger: store.logger) { connection in
-                switch try await store.claimKey(caller: caller, key: key, fingerprint: fingerprint, on: connection) {
-                case .inProgress:
-                    throw Self.inProgress
-                case .replay(let status, let response):
-                    return Self.raw(status: status, json: response, replayed: true)
-                case .mismatch:
-                    throw APIError(.unprocessableContent, code: "idempotency_key_reused",
-                                   message: "this Idempotency-Key was used with a different request body", field: "Idempotency-Key")
-                case .new:
-                    break
-                }
+            let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
+                                                        fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(new)).hexString, status: 202)
+            return try await idempotently(record) { connection in
                 let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
-                let idempotency = MessageStore.IdempotencyRecord(caller: caller, key: key, fingerprint: fingerprint, status: 202)
-                let (_, json) = try await accept(new, recipient: recipient, identity: identity, idempotency: idempotency, on: connection)
-                return Self.raw(status: 202, json: json, replayed: false)
+                return try await accept(new, recipient: recipient, identity: identity, idempotency: record, on: connection).json
+            }
+        }
+
+        group.post("/v1/messages/batch") { request, context -> Response in
+            let identity = try context.requireIdentity()
+            let key = try Self.idempotencyKey(request)
+            let batch = try await request.decodeJSON(as: NewBatch.self, context: context)
+            guard (1...Self.batchLimit).contains(batch.messages.count) else {
+                throw APIError.validation("messages", "send 1 to \(Self.batchLimit) messages")
+            }
+            for (index, new) in batch.messages.enumerated() {
+                try Self.naming(index) { try Self.validate(new, identity: identity) }
+            }
+            let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
+                                                        fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(batch)).hexString, status: 202)
+            return try await idempotently(record) { connection in
+                var accepted: [Message] = []
+                for (index, new) in batch.messages.enumerated() {
+                    let recipient = try await Self.naming(index) {
+                        try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
+                    }
+                    accepted.append(try await accept(new, recipient: recipient, identity: identity, idempotency: nil, on: connection).message)
+                }
+                let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: accepted)), as: UTF8.self)
+                guard try await store.storeKey(record, response: json, at: clock.now, on: connection) else { throw Self.inProgress }
+                return json
             }
         }
 
@@ -100,14 +123,55 @@ struct MessagesController {
         }
     }
 
+    static func caller(_ identity: Identity) -> String {
+        "\(identity.role.rawValue):\(identity.subject)"
+    }
+
+    /// An error about one message of a batch names it: `messages[1].body`.
+    static func naming<T>(_ index: Int, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch var error as APIError {
+            error.field = "messages[\(index)]" + (error.field.map { "." + $0 } ?? "")
+            throw error
+        }
+    }
+
+    static func naming(_ index: Int, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch var error as APIError {
+            error.field = "messages[\(index)]" + (error.field.map { "." + $0 } ?? "")
+            throw error
+        }
+    }
+
+    /// One request per key at a time; the same key again answers the first result (IETF draft).
+    /// `body` stores the key with its answer, in the transaction, and returns that answer.
+    func idempotently(_ record: MessageStore.IdempotencyRecord, _ body: (PostgresConnection) async throws -> String) async throws -> Response {
+        try await store.client.transaction(logger: store.logger) { connection in
+            switch try await store.claimKey(caller: record.caller, key: record.key, fingerprint: record.fingerprint, on: connection) {
+            case .inProgress:
+                throw Self.inProgress
+            case .replay(let status, let response):
+                return Self.raw(status: status, json: response, replayed: true)
+            case .mismatch:
+                throw APIError(.unprocessableContent, code: "idempotency_key_reused",
+                               message: "this Idempotency-Key was used with a different request body", field: "Idempotency-Key")
+            case .new:
+                return Self.raw(status: record.status, json: try await body(connection), replayed: false)
+            }
+        }
+    }
+
     static let inProgress = APIError(.conflict, code: "request_in_progress", message: "a request with this Idempotency-Key is still being processed",
                                      field: "Idempotency-Key")
 
     /// Stores a new outbound message with the compliance decision of now, and its send job; with
     /// the request's key and the message as its answer. A key another request stored meanwhile
     /// (it committed between this one's lock and its read) undoes this one: 409, then a replay.
-    func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, idempotency: MessageStore.IdempotencyRecord,
-                on connection: PostgresConnection) async throws -> (Message, json: String) {
+    func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, idempotency: MessageStore.IdempotencyRecord?,
+                on connection: PostgresConnection) async throws -> (message: Message, json: String) {
         let now = clock.now
         let address: String?
         switch new.channel {
@@ -127,7 +191,11 @@ struct MessagesController {
             : try await sender.decide(message, recipient: recipient, on: connection)
         try await sender.apply(decision, to: &message, on: connection)
         let json = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
-        guard try await store.insert(message, doc: json, idempotency: idempotency, at: now, on: connection) else { throw Self.inProgress }
+        if let idempotency {
+            guard try await store.insert(message, doc: json, idempotency: idempotency, at: now, on: connection) else { throw Self.inProgress }
+        } else {
+            try await store.insert(message, doc: json, on: connection)
+        }
         try await store.publishUpdate(message, on: connection)
         return (message, json)
     }

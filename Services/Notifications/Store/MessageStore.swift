@@ -116,7 +116,10 @@ struct MessageStore: Sendable {
     static let selectColumns = "m.doc::text, (SELECT count(*) FROM message_attempts a WHERE a.message_id = m.id)::int"
 
     func insert(_ message: Message, on connection: PostgresConnection) async throws {
-        let doc = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
+        try await insert(message, doc: String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self), on: connection)
+    }
+
+    func insert(_ message: Message, doc: String, on connection: PostgresConnection) async throws {
         try await connection.prepared(SQL.InsertMessage.self, .values(
             message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue, message.state.rawValue,
             message.contactId, message.userId, message.to, message.provider, message.providerId, message.createdAt, message.sentAt, doc), logger: logger)
@@ -297,6 +300,12 @@ struct MessageStore: Sendable {
         return .inProgress
     }
 
+    /// The key with its answer; false when another request stored it meanwhile.
+    func storeKey(_ record: IdempotencyRecord, response: String, at: Date, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.prepared(SQL.StoreKey.self, .values(record.caller, record.key, record.fingerprint, record.status, response, at),
+                                      logger: logger).count == 1
+    }
+
     // MARK: consent
 
     func addDNC(_ numbers: [String], companyId: UUID, source: String, by: String, at: Date) async throws -> Int {
@@ -445,6 +454,12 @@ extension MessageStore {
             static let sql = """
                 SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)), k.fingerprint, k.status, k.response
                 FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.caller = $2 AND k.key = $3
+                """
+        }
+        enum StoreKey: PreparedSQL {
+            static let sql = """
+                INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT DO NOTHING RETURNING caller
                 """
         }
         /// The key goes in only with the message: a taken key rolls the message back with it.

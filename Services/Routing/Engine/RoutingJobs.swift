@@ -64,9 +64,9 @@ struct RoutingJobs: Sendable {
         _ = try check(response, from: .contacts, "contacts' assignment")
     }
 
-    /// One notice or offer to one agent on each of its channels (RT-11, RT-13). A channel that
-    /// fails for a while fails the job, which runs again: the channels already sent answer their
-    /// first result under the same idempotency key, so nobody is told twice.
+    /// One notice or offer to one agent on each of its channels (RT-11, RT-13), as one batch: one
+    /// request and one transaction in notifications for all of them. A failure that lasts fails
+    /// the job, which runs again under the same idempotency key, so nobody is told twice.
     func notify(_ job: LeadRouter.NoticeJob, on connection: PostgresConnection) async throws {
         guard let contact = try await store.contact(job.contactId, on: connection) else { return }
         var offer: Offer?
@@ -74,17 +74,7 @@ struct RoutingJobs: Sendable {
             offer = try await store.offer(id, on: connection)
             guard offer?.state == .open else { return }
         }
-        var entries: [RoutingLogEntry] = []
-        for channel in job.allChannels {
-            entries.append(try await notify(job, channel: channel, contact: contact, offer: offer))
-        }
-        try await store.log(entries, contactId: job.contactId, on: connection)
-    }
-
-    /// Sends on one channel; answers the history entry that says how it went.
-    private func notify(_ job: LeadRouter.NoticeJob, channel: DeliveryChannel, contact: Contact, offer: Offer?) async throws -> RoutingLogEntry {
-        let message = OfferMessage.compose(contact: contact, channel: channel, offer: offer,
-                                           link: offer.map { "\(publicURL)/offers/\(links.token(offerId: $0.id, expires: Self.linkExpiry($0)))" })
+        let link = offer.map { "\(publicURL)/offers/\(links.token(offerId: $0.id, expires: Self.linkExpiry($0)))" }
         struct NewMessage: Encodable {
             var channel: MessageChannel
             var userId: UUID
@@ -94,19 +84,37 @@ struct RoutingJobs: Sendable {
             var gather: GatherSpec?
             var reference: String?
         }
-        let body = NewMessage(channel: message.channel, userId: job.agentId, subject: message.subject, body: message.body, purpose: .automated,
+        struct Batch: Encodable { var messages: [NewMessage] }
+        let channels = job.allChannels
+        let batch = Batch(messages: channels.map { channel in
+            let message = OfferMessage.compose(contact: contact, channel: channel, offer: offer, link: link)
+            return NewMessage(channel: message.channel, userId: job.agentId, subject: message.subject, body: message.body, purpose: .automated,
                               gather: message.gather, reference: offer.map { "offer:\($0.id.uuidString.lowercased())" })
-        let key = "routing-\(job.offerId?.uuidString.lowercased() ?? "\(job.contactId.uuidString.lowercased())-\(job.round)")-\(channel.rawValue)"
-        let response = try await peers.post(to: .notifications, path: "/v1/messages", body: body, headers: [("Idempotency-Key", key)], idempotent: true)
+        })
+        guard !batch.messages.isEmpty else { return }
+        let key = "routing-\(job.offerId?.uuidString.lowercased() ?? "\(job.contactId.uuidString.lowercased())-\(job.round)")-notice"
+        let response = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: batch, headers: [("Idempotency-Key", key)],
+                                            idempotent: true)
         let now = clock.now
+        var entries: [RoutingLogEntry] = []
         if try check(response, from: .notifications, "notifications") {
-            struct Accepted: Decodable { var id: UUID }
-            let messageId = try? JSONCoding.decoder.decode(Accepted.self, from: Data(response.body.utf8)).id
-            return RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: channel,
-                                   messageId: messageId, summary: "Sent by \(channel.rawValue).")
+            struct Accepted: Decodable {
+                struct Item: Decodable { var id: UUID }
+                var items: [Item]
+            }
+            let ids = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(response.body.utf8)).items.map(\.id)) ?? []
+            for (index, channel) in channels.enumerated() {
+                entries.append(RoutingLogEntry(at: now, round: job.round, kind: .notified, agentId: job.agentId, offerId: job.offerId, channel: channel,
+                                               messageId: index < ids.count ? ids[index] : nil, summary: "Sent by \(channel.rawValue)."))
+            }
+        } else {
+            let reason = Self.errorMessage(response.body)
+            for channel in channels {
+                entries.append(RoutingLogEntry(at: now, round: job.round, kind: .notificationFailed, agentId: job.agentId, offerId: job.offerId,
+                                               channel: channel, summary: "Could not be sent by \(channel.rawValue): \(reason)"))
+            }
         }
-        return RoutingLogEntry(at: now, round: job.round, kind: .notificationFailed, agentId: job.agentId, offerId: job.offerId, channel: channel,
-                               summary: "Could not be sent by \(channel.rawValue): \(Self.errorMessage(response.body))")
+        try await store.log(entries, contactId: job.contactId, on: connection)
     }
 
     /// A link keeps working a day past its offer's window, so a late opener learns what became of the lead.
