@@ -91,19 +91,26 @@ package enum ContactReplica {
     static func upsert(_ contacts: [Contact], deleted: Bool, on connection: PostgresConnection, logger: Logger) async throws {
         guard !contacts.isEmpty else { return }
         let snapshots = String(decoding: try JSONCoding.encoder.encode(contacts), as: UTF8.self)
-        try await connection.query("""
+        try await connection.prepared(UpsertSQL.self, .values(snapshots, deleted), logger: logger)
+    }
+}
+
+extension ContactReplica {
+    /// Every contact event in five services runs it: prepared once per connection.
+    enum UpsertSQL: PreparedSQL {
+        static let sql = """
             INSERT INTO contact_replica (id, company_id, owner_entity_id, status, assigned_agent_id, tags, origin, phones, emails,
                 behavioral_alerts, deleted, version, created_at, snapshot)
             SELECT (c->>'id')::uuid, (c->>'companyId')::uuid, (c->>'ownerEntityId')::uuid, c->>'status', (c->>'assignedAgentId')::uuid,
                 ARRAY(SELECT jsonb_array_elements_text(c->'tags')), c->>'origin',
                 ARRAY(SELECT jsonb_array_elements_text(c->'phones')), ARRAY(SELECT jsonb_array_elements_text(c->'emails')),
-                (c->>'behavioralAlerts')::boolean, \(deleted), (c->>'version')::int, (c->>'createdAt')::timestamptz, c
-            FROM jsonb_array_elements(\(snapshots)::jsonb) AS c
+                (c->>'behavioralAlerts')::boolean, $2::boolean, (c->>'version')::int, (c->>'createdAt')::timestamptz, c
+            FROM jsonb_array_elements($1::jsonb) AS c
             ON CONFLICT (id) DO UPDATE SET owner_entity_id = EXCLUDED.owner_entity_id, status = EXCLUDED.status,
                 assigned_agent_id = EXCLUDED.assigned_agent_id, tags = EXCLUDED.tags, phones = EXCLUDED.phones, emails = EXCLUDED.emails,
                 behavioral_alerts = EXCLUDED.behavioral_alerts, deleted = contact_replica.deleted OR EXCLUDED.deleted,
                 version = EXCLUDED.version, snapshot = EXCLUDED.snapshot
             WHERE contact_replica.version < EXCLUDED.version OR (EXCLUDED.deleted AND NOT contact_replica.deleted)
-            """, logger: logger)
+            """
     }
 }

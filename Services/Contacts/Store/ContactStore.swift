@@ -134,10 +134,7 @@ struct ContactStore: Sendable {
 
     private func insert(_ columns: ContactColumns, on connection: PostgresConnection) async throws {
         guard !columns.ids.isEmpty else { return }
-        try await connection.query(PostgresQuery(unsafeSQL: """
-            INSERT INTO contacts (id, company_id, origin, created_at, \(ContactColumns.changeable))
-            SELECT x.id, x.company_id, x.origin, x.created_at, \(ContactColumns.changeableValues) FROM \(ContactColumns.rows)
-            """, binds: try columns.bindings), logger: logger)
+        try await connection.prepared(SQL.InsertContacts.self, try columns.bindings, logger: logger)
     }
 
     /// Saves the contacts whose `version - 1` is still stored; answers how many that was.
@@ -159,14 +156,12 @@ struct ContactStore: Sendable {
     private func claimPoints(of contact: Contact, on connection: PostgresConnection) async throws {
         let points = contact.emails.map { ("email", $0) } + contact.phones.map { ("phone", $0) }
         guard !points.isEmpty else { return }
-        let rows = try await connection.query("""
-            INSERT INTO contact_points (company_id, kind, value, contact_id)
-            SELECT \(contact.companyId), kind, value, \(contact.id) FROM unnest(\(points.map(\.0)), \(points.map(\.1))) AS p(kind, value)
-            ON CONFLICT (company_id, kind, value) DO NOTHING
-            RETURNING kind, value
-            """, logger: logger)
         var claimed = Set<String>()
-        for try await (kind, value) in rows.decode((String, String).self) { claimed.insert(kind + ":" + value) }
+        for row in try await connection.prepared(SQL.ClaimPoints.self, .values(contact.companyId, contact.id, points.map(\.0), points.map(\.1)),
+                                                 logger: logger) {
+            let (kind, value) = try row.decode((String, String).self)
+            claimed.insert(kind + ":" + value)
+        }
         guard let missing = points.first(where: { !claimed.contains($0.0 + ":" + $0.1) }) else { return }
         let owner = try await connection.query("""
             SELECT contact_id FROM contact_points WHERE company_id = \(contact.companyId) AND kind = \(missing.0) AND value = \(missing.1)
@@ -200,14 +195,13 @@ struct ContactStore: Sendable {
                 WHERE (timeline.data->>'\(name)')::numeric < (EXCLUDED.data->>'\(name)')::numeric
             """
         } ?? ""
-        let result = try await connection.query(PostgresQuery(unsafeSQL: """
-            INSERT INTO timeline (id, contact_id, company_id, kind, at, actor, summary, data)
-            SELECT id, contact_id, company_id, kind, at, actor::jsonb, summary, data
-            FROM ROWS FROM (unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::uuid[]), unnest($4::text[]), unnest($5::timestamptz[]),
-                unnest($6::text[]), unnest($7::text[]), jsonb_array_elements($8::jsonb))
-                AS x(id, contact_id, company_id, kind, at, actor, summary, data)
-            \(conflict) \(field == nil ? "" : "RETURNING id")
-            """, binds: try columns.bindings), logger: logger)
+        // Plain appends (every new lead's) run prepared; the replacing form names its field.
+        guard field != nil else {
+            try await connection.prepared(SQL.AppendTimeline.self, try columns.bindings, logger: logger)
+            return []
+        }
+        let result = try await connection.query(PostgresQuery(unsafeSQL: "\(SQL.AppendTimeline.sql) \(conflict) RETURNING id", binds: try columns.bindings),
+                                                logger: logger)
         var written: Set<UUID> = []
         for try await id in result.decode(UUID.self) { written.insert(id) }
         return written
@@ -290,13 +284,21 @@ struct ContactStore: Sendable {
         // A few points (a lead, an edit) are probed by unique key one by one: as a join the planner
         // may match on the company alone and filter its every point, as it did for a company its
         // statistics had not seen yet. An import's thousands are hashed against the company's.
-        let query: PostgresQuery = points.count <= 64 ? """
-            SELECT p.contact_id, p.kind || ':' || p.value
-            FROM unnest(\(points.map(\.0)), \(points.map(\.1))) AS q(kind, value)
-            CROSS JOIN LATERAL (
-                SELECT contact_id, kind, value FROM contact_points
-                WHERE company_id = \(companyId) AND kind = q.kind AND value = q.value OFFSET 0) p
-            """ : """
+        let kinds = points.map(\.0), values = points.map(\.1)
+        if points.count <= 64 {
+            let rows = if let connection {
+                try await connection.prepared(SQL.MatchFewPoints.self, .values(kinds, values, companyId), logger: logger)
+            } else {
+                try await client.prepared(SQL.MatchFewPoints.self, .values(kinds, values, companyId), logger: logger)
+            }
+            var result: [UUID: Set<String>] = [:]
+            for row in rows {
+                let (id, point) = try row.decode((UUID, String).self)
+                result[id, default: []].insert(point)
+            }
+            return result
+        }
+        let query: PostgresQuery = """
             SELECT p.contact_id, p.kind || ':' || p.value FROM contact_points p
             JOIN unnest(\(points.map(\.0)), \(points.map(\.1))) AS q(kind, value) ON p.kind = q.kind AND p.value = q.value
             WHERE p.company_id = \(companyId)
@@ -484,6 +486,46 @@ struct PointColumns: Sendable {
         for contact in contacts {
             for email in contact.emails { companies.append(contact.companyId); kinds.append("email"); values.append(email); owners.append(contact.id) }
             for phone in contact.phones { companies.append(contact.companyId); kinds.append("phone"); values.append(phone); owners.append(contact.id) }
+        }
+    }
+}
+
+extension ContactStore {
+    /// The statements every new lead runs, prepared once per connection. Their plans have no
+    /// join to go wrong at an import's size; the update's join stays planned per run.
+    enum SQL {
+        enum InsertContacts: PreparedSQL {
+            static let sql = """
+                INSERT INTO contacts (id, company_id, origin, created_at, \(ContactColumns.changeable))
+                SELECT x.id, x.company_id, x.origin, x.created_at, \(ContactColumns.changeableValues) FROM \(ContactColumns.rows)
+                """
+        }
+        enum ClaimPoints: PreparedSQL {
+            static let sql = """
+                INSERT INTO contact_points (company_id, kind, value, contact_id)
+                SELECT $1::uuid, kind, value, $2::uuid FROM unnest($3::text[], $4::text[]) AS p(kind, value)
+                ON CONFLICT (company_id, kind, value) DO NOTHING
+                RETURNING kind, value
+                """
+        }
+        enum AppendTimeline: PreparedSQL {
+            static let sql = """
+                INSERT INTO timeline (id, contact_id, company_id, kind, at, actor, summary, data)
+                SELECT id, contact_id, company_id, kind, at, actor::jsonb, summary, data
+                FROM ROWS FROM (unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::uuid[]), unnest($4::text[]), unnest($5::timestamptz[]),
+                    unnest($6::text[]), unnest($7::text[]), jsonb_array_elements($8::jsonb))
+                    AS x(id, contact_id, company_id, kind, at, actor, summary, data)
+                """
+        }
+        /// A few points are probed by unique key one by one (see `matching`).
+        enum MatchFewPoints: PreparedSQL {
+            static let sql = """
+                SELECT p.contact_id, p.kind || ':' || p.value
+                FROM unnest($1::text[], $2::text[]) AS q(kind, value)
+                CROSS JOIN LATERAL (
+                    SELECT contact_id, kind, value FROM contact_points
+                    WHERE company_id = $3 AND kind = q.kind AND value = q.value OFFSET 0) p
+                """
         }
     }
 }

@@ -18,6 +18,10 @@ struct RoutingStore: Sendable {
         try JSONCoding.decoder.decode(T.self, from: Data(text.utf8))
     }
 
+    private func docs<T: Decodable>(_ type: T.Type, _ rows: [PostgresRow]) throws -> [T] {
+        try rows.map { try Self.decode(T.self, try $0.decode(String.self)) }
+    }
+
     private func docs<T: Decodable>(_ type: T.Type, _ rows: PostgresRowSequence) async throws -> [T] {
         var items: [T] = []
         for try await text in rows.decode(String.self) { items.append(try Self.decode(T.self, text)) }
@@ -28,9 +32,7 @@ struct RoutingStore: Sendable {
 
     /// The entity's rules in the order they run: by position, the default always last (RT-2, RT-3).
     func rules(entityId: UUID, on connection: PostgresConnection) async throws -> [RoutingRule] {
-        try await docs(RoutingRule.self, try await connection.query("""
-            SELECT doc::text FROM routing_rules WHERE entity_id = \(entityId) ORDER BY is_default, position, id
-            """, logger: logger))
+        try docs(RoutingRule.self, try await connection.prepared(SQL.Rules.self, .values(entityId), logger: logger))
     }
 
     func rule(_ id: UUID, companyId: UUID, on connection: PostgresConnection) async throws -> RoutingRule? {
@@ -67,24 +69,17 @@ struct RoutingStore: Sendable {
     /// (RT-8). ON CONFLICT DO UPDATE locks the row and reads its latest committed value, so a
     /// second router waits here and then sees the first one's move.
     func lockPosition(ruleId: UUID, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query("""
-            INSERT INTO rotation_positions (rule_id, position) VALUES (\(ruleId), 0)
-            ON CONFLICT (rule_id) DO UPDATE SET position = rotation_positions.position
-            RETURNING position
-            """, logger: logger)
-        return Int(try await rows.first(Int64.self) ?? 0)
+        Int(try await connection.prepared(SQL.LockPosition.self, .values(ruleId), logger: logger).first?.decode(Int64.self) ?? 0)
     }
 
     func setPosition(ruleId: UUID, _ position: Int, on connection: PostgresConnection) async throws {
-        try await connection.query("UPDATE rotation_positions SET position = \(Int64(position)) WHERE rule_id = \(ruleId)", logger: logger)
+        try await connection.prepared(SQL.SetPosition.self, .values(Int64(position), ruleId), logger: logger)
     }
 
     // MARK: settings
 
     func settings(companyId: UUID, on connection: PostgresConnection) async throws -> RoutingSettings {
-        try await docs(RoutingSettings.self, try await connection.query("""
-            SELECT doc::text FROM routing_settings WHERE company_id = \(companyId)
-            """, logger: logger)).first ?? .standard
+        try docs(RoutingSettings.self, try await connection.prepared(SQL.Settings.self, .values(companyId), logger: logger)).first ?? .standard
     }
 
     func saveSettings(_ settings: RoutingSettings, companyId: UUID, on connection: PostgresConnection) async throws {
@@ -97,10 +92,8 @@ struct RoutingStore: Sendable {
     // MARK: directory (replica)
 
     func entity(_ id: UUID, on connection: PostgresConnection) async throws -> (companyId: UUID, parentId: UUID?, name: String, timeZone: String, hours: [OfficeHoursDay])? {
-        let rows = try await connection.query("""
-            SELECT company_id, parent_id, name, time_zone, office_hours::text FROM directory_entities WHERE id = \(id)
-            """, logger: logger)
-        for try await (company, parent, name, zone, hours) in rows.decode((UUID, UUID?, String, String, String).self) {
+        for row in try await connection.prepared(SQL.Entity.self, .values(id), logger: logger) {
+            let (company, parent, name, zone, hours) = try row.decode((UUID, UUID?, String, String, String).self)
             return (company, parent, name, zone, try Self.decode([OfficeHoursDay].self, hours))
         }
         return nil
@@ -108,24 +101,13 @@ struct RoutingStore: Sendable {
 
     /// The entity and every entity under it.
     func entityTree(_ id: UUID, on connection: PostgresConnection) async throws -> [UUID] {
-        let rows = try await connection.query("""
-            WITH RECURSIVE tree AS (
-                SELECT id FROM directory_entities WHERE id = \(id)
-                UNION SELECT e.id FROM directory_entities e JOIN tree t ON e.parent_id = t.id)
-            SELECT id FROM tree
-            """, logger: logger)
-        var ids: [UUID] = []
-        for try await entity in rows.decode(UUID.self) { ids.append(entity) }
-        return ids
+        try await connection.prepared(SQL.EntityTree.self, .values(id), logger: logger).map { try $0.decode(UUID.self) }
     }
 
     func agents(companyId: UUID, on connection: PostgresConnection) async throws -> [Agent] {
-        let rows = try await connection.query("""
-            SELECT id, first_name, last_name, role, entity_ids, active, in_rotation, rotation_until, prefers_push
-            FROM directory_users WHERE company_id = \(companyId)
-            """, logger: logger)
         var agents: [Agent] = []
-        for try await (id, first, last, role, entities, active, inRotation, until, push) in rows.decode((UUID, String, String, String, [UUID], Bool, Bool, Date?, Bool).self) {
+        for row in try await connection.prepared(SQL.Agents.self, .values(companyId), logger: logger) {
+            let (id, first, last, role, entities, active, inRotation, until, push) = try row.decode((UUID, String, String, String, [UUID], Bool, Bool, Date?, Bool).self)
             guard let role = Role(rawValue: role) else { continue }
             agents.append(Agent(id: id, firstName: first, lastName: last, role: role, entityIds: entities, active: active, inRotation: inRotation,
                                 rotationUntil: until, prefersPush: push))
@@ -139,31 +121,22 @@ struct RoutingStore: Sendable {
     }
 
     func contact(_ id: UUID, on connection: PostgresConnection) async throws -> Contact? {
-        try await docs(Contact.self, try await connection.query("""
-            SELECT snapshot::text FROM contact_replica WHERE id = \(id) AND NOT deleted
-            """, logger: logger)).first
+        try docs(Contact.self, try await connection.prepared(SQL.ContactSnapshot.self, .values(id), logger: logger)).first
     }
 
     // MARK: lead routings
 
     func lockRouting(_ contactId: UUID, on connection: PostgresConnection) async throws -> LeadRouting? {
-        try await docs(LeadRouting.self, try await connection.query("""
-            SELECT doc::text FROM lead_routings WHERE contact_id = \(contactId) FOR UPDATE
-            """, logger: logger)).first
+        try docs(LeadRouting.self, try await connection.prepared(SQL.LockRouting.self, .values(contactId), logger: logger)).first
     }
 
     func routing(_ contactId: UUID, on connection: PostgresConnection) async throws -> LeadRouting? {
-        try await docs(LeadRouting.self, try await connection.query("""
-            SELECT doc::text FROM lead_routings WHERE contact_id = \(contactId)
-            """, logger: logger)).first
+        try docs(LeadRouting.self, try await connection.prepared(SQL.Routing.self, .values(contactId), logger: logger)).first
     }
 
     func save(_ routing: LeadRouting, on connection: PostgresConnection) async throws {
-        try await connection.query("""
-            INSERT INTO lead_routings (contact_id, company_id, state, doc)
-            VALUES (\(routing.contactId), \(routing.companyId), \(routing.state.rawValue), \(try Self.json(routing))::jsonb)
-            ON CONFLICT (contact_id) DO UPDATE SET state = EXCLUDED.state, doc = EXCLUDED.doc
-            """, logger: logger)
+        try await connection.prepared(SQL.SaveRouting.self, .values(routing.contactId, routing.companyId, routing.state.rawValue, try Self.json(routing)),
+                                      logger: logger)
     }
 
     // MARK: offers
@@ -233,15 +206,72 @@ struct RoutingStore: Sendable {
     func log(_ entries: [RoutingLogEntry], contactId: UUID, on connection: PostgresConnection) async throws {
         guard !entries.isEmpty else { return }
         let docs = try entries.map { try Self.json($0) }
-        try await connection.query("""
-            INSERT INTO routing_log (contact_id, doc)
-            SELECT \(contactId), doc::jsonb FROM unnest(\(docs)::text[]) WITH ORDINALITY AS e(doc, n) ORDER BY n
-            """, logger: logger)
+        try await connection.prepared(SQL.Log.self, .values(contactId, docs), logger: logger)
     }
 
     func log(contactId: UUID, on connection: PostgresConnection) async throws -> [RoutingLogEntry] {
         try await docs(RoutingLogEntry.self, try await connection.query("""
             SELECT doc::text FROM routing_log WHERE contact_id = \(contactId) ORDER BY id
             """, logger: logger))
+    }
+}
+
+extension RoutingStore {
+    /// The statements every lead runs, prepared once per connection.
+    enum SQL {
+        enum Rules: PreparedSQL {
+            static let sql = "SELECT doc::text FROM routing_rules WHERE entity_id = $1 ORDER BY is_default, position, id"
+        }
+        enum LockPosition: PreparedSQL {
+            static let sql = """
+                INSERT INTO rotation_positions (rule_id, position) VALUES ($1, 0)
+                ON CONFLICT (rule_id) DO UPDATE SET position = rotation_positions.position
+                RETURNING position
+                """
+        }
+        enum SetPosition: PreparedSQL {
+            static let sql = "UPDATE rotation_positions SET position = $1 WHERE rule_id = $2"
+        }
+        enum Settings: PreparedSQL {
+            static let sql = "SELECT doc::text FROM routing_settings WHERE company_id = $1"
+        }
+        enum Entity: PreparedSQL {
+            static let sql = "SELECT company_id, parent_id, name, time_zone, office_hours::text FROM directory_entities WHERE id = $1"
+        }
+        enum EntityTree: PreparedSQL {
+            static let sql = """
+                WITH RECURSIVE tree AS (
+                    SELECT id FROM directory_entities WHERE id = $1
+                    UNION SELECT e.id FROM directory_entities e JOIN tree t ON e.parent_id = t.id)
+                SELECT id FROM tree
+                """
+        }
+        enum Agents: PreparedSQL {
+            static let sql = """
+                SELECT id, first_name, last_name, role, entity_ids, active, in_rotation, rotation_until, prefers_push
+                FROM directory_users WHERE company_id = $1
+                """
+        }
+        enum ContactSnapshot: PreparedSQL {
+            static let sql = "SELECT snapshot::text FROM contact_replica WHERE id = $1 AND NOT deleted"
+        }
+        enum LockRouting: PreparedSQL {
+            static let sql = "SELECT doc::text FROM lead_routings WHERE contact_id = $1 FOR UPDATE"
+        }
+        enum Routing: PreparedSQL {
+            static let sql = "SELECT doc::text FROM lead_routings WHERE contact_id = $1"
+        }
+        enum SaveRouting: PreparedSQL {
+            static let sql = """
+                INSERT INTO lead_routings (contact_id, company_id, state, doc) VALUES ($1, $2, $3, $4::jsonb)
+                ON CONFLICT (contact_id) DO UPDATE SET state = EXCLUDED.state, doc = EXCLUDED.doc
+                """
+        }
+        enum Log: PreparedSQL {
+            static let sql = """
+                INSERT INTO routing_log (contact_id, doc)
+                SELECT $1::uuid, doc::jsonb FROM unnest($2::text[]) WITH ORDINALITY AS e(doc, n) ORDER BY n
+                """
+        }
     }
 }
