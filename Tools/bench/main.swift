@@ -251,6 +251,36 @@ struct Bench {
         line("accept throughput", accept.throughput, unit: "/s", floor: floor.throughput)
         line("accepted -> sent throughput (target >= 1000/s)", sent / seconds, unit: "/s", floor: floor.throughput)
         print("messages: \(Int(sent)) of \(total) sent in \(String(format: "%.1f", seconds)) s, accept failures: \(accept.failures)")
+
+        // The same number of pushes from a producer that batches (routing's notices, a plan's
+        // step): POST /v1/messages/batch with BENCH_BATCH each. Not the target's measure, which
+        // is one message per request; it shows what the sending side sustains without the
+        // per-request cost.
+        let size = max(1, min(20, Int(ProcessInfo.processInfo.environment["BENCH_BATCH"] ?? "") ?? 10))
+        let requests = max(1, total / size)
+        try await Task.sleep(for: .seconds(3))
+        let batchedBefore = try await sentCount(setup)
+        let batchStarted = ContinuousClock.now
+        let batched = try await steadyLoad(rate: max(1, rate / size), count: requests) { index in
+            let messages = (0..<size).map { item -> [String: Any] in
+                ["channel": "push", "userId": userId, "subject": "New lead", "body": "Lead \(index)-\(item) is waiting", "purpose": "manual"]
+            }
+            let (code, _) = try await call(.POST, setup.notificationsURL + "/v1/messages/batch", token: token,
+                                           headers: [("Idempotency-Key", "\(run)-batch-\(index)")], body: json(["messages": messages]))
+            return code == 202
+        }
+        var batchedSent = 0.0
+        while ContinuousClock.now - batchStarted < .seconds(300) {
+            batchedSent = try await sentCount(setup) - batchedBefore
+            if batchedSent >= Double((requests - batched.failures) * size) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let batchSeconds = milliseconds(since: batchStarted) / 1000
+        print("batched: \(requests) requests of \(size) pushes at \(max(1, rate / size)) requests/s (not the target's measure)")
+        line("  batch accept p50", batched.p50, unit: "ms", floor: floor.p50)
+        line("  batch accept p99", batched.p99, unit: "ms", floor: floor.p99)
+        line("  batched accepted -> sent throughput", batchedSent / batchSeconds, unit: "/s", floor: floor.throughput)
+        print("  \(Int(batchedSent)) of \(requests * size) sent in \(String(format: "%.1f", batchSeconds)) s, request failures: \(batched.failures)")
     }
 
     /// From `POST /v1/leads` to the lead's assignment recorded by routing and its first notice
