@@ -24,11 +24,14 @@ package enum Subscriptions {
     static let contactReaders: [ServiceName] = [.routing, .automation, .accountability, .smartplans, .notifications]
 
     /// How long a subscriber's delivery lane lets events gather after it is woken, so they
-    /// travel in one request and one transaction instead of one each. Routing (speed to lead),
-    /// notifications (a contact must be resolvable the moment a message to it is asked for) and
-    /// contacts (the timeline) take every event at once; the services that only keep replicas
-    /// for decisions measured in minutes take them a tenth of a second later, in batches.
+    /// travel in one request and one transaction instead of one each. Routing (speed to lead)
+    /// and contacts (the timeline) take every event at once. Notifications takes them 50 ms
+    /// later: its replica only resolves contacts to numbers and addresses, and a contact it does
+    /// not have yet, or whose assignment it has not seen yet, is asked of contacts itself. The
+    /// services that only keep replicas for decisions measured in minutes take them a tenth of
+    /// a second later, in batches.
     package static let linger: [ServiceName: Duration] = [
+        .notifications: .milliseconds(50),
         .automation: .milliseconds(100),
         .accountability: .milliseconds(100),
         .smartplans: .milliseconds(100),

@@ -11,12 +11,15 @@ struct Recipients: Sendable {
 
     func resolve(contactId: UUID?, userId: UUID?, identity: Identity, on connection: PostgresConnection) async throws -> Recipient {
         if let contactId {
-            let recipient = try await contact(contactId, on: connection)
-            guard let recipient, identity.isService || identity.companyId == recipient.companyId else {
+            guard var recipient = try await contact(contactId, on: connection), identity.isService || identity.companyId == recipient.companyId else {
                 throw APIError.notFound("contact \(contactId)")
             }
             if !identity.isService && !identity.role.isAdmin && recipient.assignedAgentId != identity.userId {
-                throw APIError.notFound("contact \(contactId)")
+                // The replica may not have the assignment of a moment ago yet: contacts has the last word.
+                guard let current = try await fromContacts(contactId, on: connection), current.assignedAgentId == identity.userId else {
+                    throw APIError.notFound("contact \(contactId)")
+                }
+                recipient = current
             }
             return recipient
         }
@@ -37,6 +40,10 @@ struct Recipients: Sendable {
     /// contacts itself is asked then.
     private func contact(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
         if let found = try await store.contactRecipient(id, on: connection) { return found }
+        return try await fromContacts(id, on: connection)
+    }
+
+    private func fromContacts(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
         let response = try await peers.get(from: .contacts, path: "/v1/contacts/\(id.uuidString.lowercased())")
         guard response.status == 200 else { return nil }
         let contact = try JSONCoding.decoder.decode(Contact.self, from: Data(response.body.utf8))
