@@ -70,10 +70,15 @@ struct MessagesController {
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(batch)).hexString, status: 202)
             return try await idempotently(record) { connection in
                 var accepted: [Message] = []
+                // A notice's text, e-mail and push go to one person, looked up once.
+                var resolved: [String: Recipient] = [:]
                 for (index, new) in batch.messages.enumerated() {
+                    let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
                     let recipient = try await Self.naming(index) {
-                        try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
+                        if let id, let known = resolved[id] { return known }
+                        return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
                     }
+                    if let id { resolved[id] = recipient }
                     accepted.append(try await accept(new, recipient: recipient, identity: identity, idempotency: nil, on: connection).message)
                 }
                 let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: accepted)), as: UTF8.self)
