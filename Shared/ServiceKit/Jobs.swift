@@ -247,10 +247,10 @@ package struct JobRunner: Service {
                 do {
                     let failed = try await client.transaction(logger: logger) { connection -> [Int64: String] in
                         var failed: [Int64: String] = [:]
-                        if jobs.count == 1 || handler.handleBatch == nil {
-                            try await handler.handle(first, connection, logger)
-                        } else if let batch = handler.handleBatch {
+                        if jobs.count > 1, let batch = handler.handleBatch {
                             failed = try await batch(jobs, connection, logger).mapValues { String(describing: $0) }
+                        } else {
+                            try await handler.handle(first, connection, logger)
                         }
                         try await complete(jobs.filter { failed[$0.id] == nil }, on: connection)
                         return failed

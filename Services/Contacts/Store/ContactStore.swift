@@ -285,27 +285,31 @@ struct ContactStore: Sendable {
         // may match on the company alone and filter its every point, as it did for a company its
         // statistics had not seen yet. An import's thousands are hashed against the company's.
         let kinds = points.map(\.0), values = points.map(\.1)
+        let rows: [PostgresRow]
         if points.count <= 64 {
-            let rows = if let connection {
-                try await connection.prepared(SQL.MatchFewPoints.self, .values(kinds, values, companyId), logger: logger)
+            let bindings = try PostgresBindings.values(kinds, values, companyId)
+            rows = if let connection {
+                try await connection.prepared(SQL.MatchFewPoints.self, bindings, logger: logger)
             } else {
-                try await client.prepared(SQL.MatchFewPoints.self, .values(kinds, values, companyId), logger: logger)
+                try await client.prepared(SQL.MatchFewPoints.self, bindings, logger: logger)
             }
-            var result: [UUID: Set<String>] = [:]
-            for row in rows {
-                let (id, point) = try row.decode((UUID, String).self)
-                result[id, default: []].insert(point)
+        } else {
+            let query: PostgresQuery = """
+                SELECT p.contact_id, p.kind || ':' || p.value FROM contact_points p
+                JOIN unnest(\(kinds), \(values)) AS q(kind, value) ON p.kind = q.kind AND p.value = q.value
+                WHERE p.company_id = \(companyId)
+                """
+            rows = if let connection {
+                try await connection.query(query, logger: logger).collect()
+            } else {
+                try await client.query(query, logger: logger).collect()
             }
-            return result
         }
-        let query: PostgresQuery = """
-            SELECT p.contact_id, p.kind || ':' || p.value FROM contact_points p
-            JOIN unnest(\(points.map(\.0)), \(points.map(\.1))) AS q(kind, value) ON p.kind = q.kind AND p.value = q.value
-            WHERE p.company_id = \(companyId)
-            """
-        let rows = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
         var result: [UUID: Set<String>] = [:]
-        for try await (id, point) in rows.decode((UUID, String).self) { result[id, default: []].insert(point) }
+        for row in rows {
+            let (id, point) = try row.decode((UUID, String).self)
+            result[id, default: []].insert(point)
+        }
         return result
     }
 

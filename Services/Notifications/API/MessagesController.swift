@@ -64,7 +64,7 @@ struct MessagesController {
                 throw APIError.validation("messages", "send 1 to \(Self.batchLimit) messages")
             }
             for (index, new) in batch.messages.enumerated() {
-                try Self.naming(index) { try Self.validate(new, identity: identity) }
+                try await Self.naming(index) { try Self.validate(new, identity: identity) }
             }
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(batch)).hexString, status: 202)
@@ -136,15 +136,6 @@ struct MessagesController {
     static func naming<T>(_ index: Int, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch var error as APIError {
-            error.field = "messages[\(index)]" + (error.field.map { "." + $0 } ?? "")
-            throw error
-        }
-    }
-
-    static func naming(_ index: Int, _ body: () throws -> Void) throws {
-        do {
-            try body()
         } catch var error as APIError {
             error.field = "messages[\(index)]" + (error.field.map { "." + $0 } ?? "")
             throw error

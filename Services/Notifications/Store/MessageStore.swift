@@ -120,18 +120,26 @@ struct MessageStore: Sendable {
     }
 
     func insert(_ message: Message, doc: String, on connection: PostgresConnection) async throws {
-        try await connection.prepared(SQL.InsertMessage.self, .values(
-            message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue, message.state.rawValue,
-            message.contactId, message.userId, message.to, message.provider, message.providerId, message.createdAt, message.sentAt, doc), logger: logger)
+        try await connection.prepared(SQL.InsertMessage.self, try Self.insertBindings(message, doc: doc), logger: logger)
+    }
+
+    /// `$1 … $14` of `SQL.messageInsert`.
+    private static func insertBindings(_ message: Message, doc: String) throws -> PostgresBindings {
+        try .values(message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue,
+                    message.state.rawValue, message.contactId, message.userId, message.to, message.provider, message.providerId,
+                    message.createdAt, message.sentAt, doc)
     }
 
     /// The message and the request's key, whose answer is the message (`doc`) itself, in one
     /// statement; false when the key was taken meanwhile (nothing is stored then).
     func insert(_ message: Message, doc: String, idempotency: IdempotencyRecord, at: Date, on connection: PostgresConnection) async throws -> Bool {
-        try await connection.prepared(SQL.InsertMessageWithKey.self, .values(
-            message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue, message.state.rawValue,
-            message.contactId, message.userId, message.to, message.provider, message.providerId, message.createdAt, message.sentAt, doc,
-            idempotency.caller, idempotency.key, idempotency.fingerprint, idempotency.status, at), logger: logger).count == 1
+        var bindings = try Self.insertBindings(message, doc: doc)
+        try bindings.append(idempotency.caller)
+        try bindings.append(idempotency.key)
+        try bindings.append(idempotency.fingerprint)
+        try bindings.append(idempotency.status)
+        try bindings.append(at)
+        return try await connection.prepared(SQL.InsertMessageWithKey.self, bindings, logger: logger).count == 1
     }
 
     func save(_ message: inout Message, on connection: PostgresConnection) async throws {
@@ -220,13 +228,7 @@ struct MessageStore: Sendable {
     }
 
     private func decode(_ rows: PostgresRowSequence) async throws -> [Message] {
-        var messages: [Message] = []
-        for try await (doc, attempts) in rows.decode((String, Int).self) {
-            var message = try JSONCoding.decoder.decode(Message.self, from: Data(doc.utf8))
-            message.attempts = attempts
-            messages.append(message)
-        }
-        return messages
+        try decode(try await rows.collect())
     }
 
     // MARK: attempts
@@ -414,12 +416,15 @@ extension MessageStore {
                              AND sent_at IS NOT NULL AND sent_at > $3 ORDER BY sent_at DESC LIMIT $4)
                 """
         }
+        /// A message's row from `$1 … $14`, typed so that it also reads as a SELECT list.
+        static let messageInsert = """
+            INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
+                provider_id, created_at, sent_at, doc)
+            SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::uuid, $8::uuid, $9::text, $10::text, $11::text,
+                $12::timestamptz, $13::timestamptz, $14::jsonb
+            """
         enum InsertMessage: PreparedSQL {
-            static let sql = """
-                INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider, provider_id,
-                    created_at, sent_at, doc)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)
-                """
+            static let sql = SQL.messageInsert
         }
         enum SaveMessages: PreparedSQL {
             static let sql = """
@@ -471,11 +476,7 @@ extension MessageStore {
                     ON CONFLICT DO NOTHING
                     RETURNING caller),
                 message AS (
-                    INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
-                        provider_id, created_at, sent_at, doc)
-                    SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::uuid, $8::uuid, $9::text, $10::text, $11::text,
-                        $12::timestamptz, $13::timestamptz, $14::jsonb
-                    FROM key
+                    \(SQL.messageInsert) FROM key
                     RETURNING id)
                 SELECT id FROM message
                 """

@@ -23,9 +23,7 @@ struct RoutingStore: Sendable {
     }
 
     private func docs<T: Decodable>(_ type: T.Type, _ rows: PostgresRowSequence) async throws -> [T] {
-        var items: [T] = []
-        for try await text in rows.decode(String.self) { items.append(try Self.decode(T.self, text)) }
-        return items
+        try docs(type, try await rows.collect())
     }
 
     // MARK: rules
