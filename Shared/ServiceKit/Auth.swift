@@ -145,7 +145,16 @@ package struct AuthMiddleware: RouterMiddleware {
 extension Sequence<UInt8> {
     /// Lower-case hex, two digits a byte (checksums, signatures, secrets).
     package var hexString: String {
-        map { String(format: "%02x", $0) }.joined()
+        // String(format:) per byte went through Foundation's formatter: a tenth of a request's CPU
+        // once every request carried a trace id.
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(underestimatedCount * 2)
+        for byte in self {
+            bytes.append(digits[Int(byte >> 4)])
+            bytes.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

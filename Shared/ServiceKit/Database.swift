@@ -351,15 +351,41 @@ extension PostgresClient {
         logger: Logger, isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresConnection) async throws -> sending Result
     ) async throws -> sending Result {
-        let wakeups = Wakeups()
         do {
-            let result = try await Wakeups.$pending.withValue(wakeups) {
+            return try await sendingWakeups(afterFailure: false, logger: logger) {
                 try await withTransaction(logger: logger, isolation: isolation, body)
             }
-            wakeups.sendAfterCommit(on: self, logger: logger)
-            return result
         } catch let error as PostgresTransactionError {
             if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
+            throw error
+        }
+    }
+
+    /// A pooled connection outside any transaction, each statement committing on its own, whose
+    /// wake-ups are sent after it as a transaction's are: a request that writes everything in one
+    /// statement pays neither BEGIN nor COMMIT (two of the six round trips a message took).
+    package func autocommit<Result: Sendable>(
+        logger: Logger, isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> sending Result
+    ) async throws -> sending Result {
+        // What committed before a failure still wants its listeners.
+        try await sendingWakeups(afterFailure: true, logger: logger) {
+            try await withConnection(isolation: isolation, body)
+        }
+    }
+
+    /// Runs `work` collecting the wake-ups it asks for, and sends them once it is done.
+    private func sendingWakeups<Result: Sendable>(
+        afterFailure: Bool, logger: Logger, isolation: isolated (any Actor)? = #isolation,
+        _ work: () async throws -> sending Result
+    ) async throws -> sending Result {
+        let wakeups = Wakeups()
+        do {
+            let result = try await Wakeups.$pending.withValue(wakeups) { try await work() }
+            wakeups.sendAfterCommit(on: self, logger: logger)
+            return result
+        } catch {
+            if afterFailure { wakeups.sendAfterCommit(on: self, logger: logger) }
             throw error
         }
     }

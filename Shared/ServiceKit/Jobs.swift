@@ -57,6 +57,28 @@ package struct JobHandler: Sendable {
     }
 }
 
+/// The values of `JobQueue.insertCTE`; a nil `runAt` writes no job.
+package struct ScheduledJob: Sendable {
+    package var kind: String
+    package var payload: String
+    package var runAt: Date?
+    package var maxAttempts: Int
+
+    package init(kind: String, payload: some Encodable, runAt: Date?, maxAttempts: Int) throws {
+        self.kind = kind
+        self.payload = String(decoding: try JSONCoding.encoder.encode(payload), as: UTF8.self)
+        self.runAt = runAt
+        self.maxAttempts = maxAttempts
+    }
+
+    package func append(to bindings: inout PostgresBindings) {
+        bindings.append(kind)
+        bindings.append(payload)
+        if let runAt { bindings.append(runAt) } else { bindings.appendNull() }
+        bindings.append(maxAttempts)
+    }
+}
+
 package struct JobLeaseLost: Error, CustomStringConvertible {
     package var jobId: Int64
     package var description: String { "job \(jobId) lost its lease before it finished" }
@@ -85,6 +107,22 @@ package struct JobQueue: Sendable {
         let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(uniqueKey)", logger: logger)
         for try await id in existing.decode(Int64.self) { return id }
         throw JobLeaseLost(jobId: -1)
+    }
+
+    /// A job written by the caller's own statement, beside the rows it is the job of: the text
+    /// of a CTE named `job` inserting one job of `$first` (kind), `$first+1` (payload JSON),
+    /// `$first+2` (run at) and `$first+3` (max attempts) for each row of `source`, none when the
+    /// run-at is NULL. `ScheduledJob.append` binds them. A request that stores a row and its job
+    /// then pays one statement, and no transaction, instead of four; it asks `Wakeups` for
+    /// "jobs" itself.
+    package static func insertCTE(first: Int, source: String) -> String {
+        """
+        job AS (
+            INSERT INTO jobs (kind, payload, run_at, max_attempts)
+            SELECT $\(first)::text, $\(first + 1)::text::jsonb, $\(first + 2)::timestamptz, $\(first + 3)::int8
+            FROM \(source) WHERE $\(first + 2)::timestamptz IS NOT NULL
+            RETURNING id)
+        """
     }
 
     /// Cancels a job that has not started (an offer accepted before its timeout, …).

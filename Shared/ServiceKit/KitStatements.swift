@@ -6,28 +6,8 @@ import PostgresNIO
 /// the largest single cost of the database in the speed-to-lead profile.
 enum KitStatements {
     /// Writes each event's payload once and one delivery row per (event, subscriber).
-    struct PublishEvents: PostgresPreparedStatement {
-        static let sql = """
-            WITH payloads AS (
-                INSERT INTO outbox_events (event_id, payload)
-                SELECT * FROM unnest($1::uuid[], $2::text[])
-                ON CONFLICT (event_id) DO NOTHING)
-            INSERT INTO outbox (event_id, event_type, subscriber)
-            SELECT * FROM unnest($3::uuid[], $4::text[], $5::text[])
-            ON CONFLICT (event_id, subscriber) DO NOTHING
-            """
-        typealias Row = ()
-        var eventIds: [UUID]
-        var payloads: [String]
-        var rowEventIds: [UUID]
-        var types: [String]
-        var subscribers: [String]
-
-        func makeBindings() throws -> PostgresBindings {
-            try .of(eventIds, payloads, rowEventIds, types, subscribers)
-        }
-
-        func decodeRow(_ row: PostgresRow) throws -> Row {}
+    enum PublishEvents: PreparedSQL {
+        static let sql = "WITH \(Outbox.insertCTEs(first: 1))\nSELECT"
     }
 
     /// Claims the due rows of one subscriber's lane, oldest first, skipping rows another replica

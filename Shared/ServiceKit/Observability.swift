@@ -113,7 +113,14 @@ package struct TraceMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     static func randomHex(_ bytes: Int) -> String {
-        (0..<bytes).map { _ in UInt8.random(in: 0...255) }.hexString
+        // Eight random bytes a draw: one system call each rather than one a byte.
+        var generator = SystemRandomNumberGenerator()
+        var drawn: [UInt8] = []
+        drawn.reserveCapacity(bytes + 7)
+        while drawn.count < bytes {
+            withUnsafeBytes(of: generator.next() as UInt64) { drawn.append(contentsOf: $0) }
+        }
+        return drawn.prefix(bytes).hexString
     }
 }
 

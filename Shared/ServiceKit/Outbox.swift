@@ -28,22 +28,71 @@ package struct Outbox: Sendable {
 
     /// Stores many events in one statement: each payload once, a delivery row per subscriber.
     package func publish(_ events: [OutgoingEvent], on connection: PostgresConnection, logger: Logger) async throws {
-        var statement = KitStatements.PublishEvents(eventIds: [], payloads: [], rowEventIds: [], types: [], subscribers: [])
+        let rows = try OutboxRows(events)
+        guard !rows.isEmpty else { return }
+        try await connection.prepared(KitStatements.PublishEvents.self, rows.bindings(), logger: logger)
+        try await rows.requestWakeup(on: connection, logger: logger)
+    }
+
+    /// Events written by the caller's own statement, beside the rows they tell of: the text of
+    /// two CTEs storing the events of `OutboxRows` bound at `$first … $first+4`, when `condition`
+    /// (SQL, e.g. `EXISTS (SELECT FROM message)`) holds.
+    package static func insertCTEs(first: Int, condition: String = "true") -> String {
+        """
+        outbox_payloads AS (
+            INSERT INTO outbox_events (event_id, payload)
+            SELECT * FROM unnest($\(first)::uuid[], $\(first + 1)::text[]) WHERE \(condition)
+            ON CONFLICT (event_id) DO NOTHING),
+        outbox_rows AS (
+            INSERT INTO outbox (event_id, event_type, subscriber)
+            SELECT * FROM unnest($\(first + 2)::uuid[], $\(first + 3)::text[], $\(first + 4)::text[]) WHERE \(condition)
+            ON CONFLICT (event_id, subscriber) DO NOTHING)
+        """
+    }
+}
+
+/// Events as the outbox stores them: each payload once, a delivery row per subscriber.
+package struct OutboxRows: Sendable {
+    var eventIds: [UUID] = []
+    var payloads: [String] = []
+    var rowEventIds: [UUID] = []
+    var types: [String] = []
+    var subscribers: [String] = []
+
+    package init(_ events: [OutgoingEvent]) throws {
         for event in events {
             let targets = Subscriptions.subscribers(of: event.type)
             guard !targets.isEmpty else { continue }
-            statement.eventIds.append(event.id)
-            statement.payloads.append(try event.json())
+            eventIds.append(event.id)
+            payloads.append(try event.json())
             for subscriber in targets {
-                statement.rowEventIds.append(event.id)
-                statement.types.append(event.type)
-                statement.subscribers.append(subscriber.rawValue)
+                rowEventIds.append(event.id)
+                types.append(event.type)
+                subscribers.append(subscriber.rawValue)
             }
         }
-        guard !statement.eventIds.isEmpty else { return }
-        try await connection.execute(statement, logger: logger)
-        // Names the lanes written to, so the other lanes stay asleep.
-        try await Wakeups.request("outbox:" + Set(statement.subscribers).sorted().joined(separator: ","), on: connection, logger: logger)
+    }
+
+    package var isEmpty: Bool { eventIds.isEmpty }
+
+    package func append(to bindings: inout PostgresBindings) {
+        bindings.append(eventIds)
+        bindings.append(payloads)
+        bindings.append(rowEventIds)
+        bindings.append(types)
+        bindings.append(subscribers)
+    }
+
+    func bindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 5)
+        append(to: &bindings)
+        return bindings
+    }
+
+    /// Names the lanes written to, so the other lanes stay asleep.
+    package func requestWakeup(on connection: PostgresConnection, logger: Logger) async throws {
+        guard !isEmpty else { return }
+        try await Wakeups.request("outbox:" + Set(subscribers).sorted().joined(separator: ","), on: connection, logger: logger)
     }
 }
 

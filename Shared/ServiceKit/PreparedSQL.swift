@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import PostgresNIO
 
 /// The text of a statement a request runs every time. Run through `prepared`, each connection
@@ -8,6 +9,9 @@ package protocol PreparedSQL {
     static var sql: String { get }
 }
 
+/// Each statement's name, worked out once: hashing its text on every execution showed in profiles.
+private let preparedNames = Mutex<[ObjectIdentifier: String]>([:])
+
 /// `Text` as PostgresNIO's prepared statement.
 package struct Prepared<Text: PreparedSQL>: PostgresPreparedStatement {
     package typealias Row = PostgresRow
@@ -16,11 +20,15 @@ package struct Prepared<Text: PreparedSQL>: PostgresPreparedStatement {
     /// the full type names of `InsertMessage` and `InsertMessageWithKey` were one statement to
     /// it, and the second to be prepared on a connection failed with "already exists".
     package static var name: String {
+        let key = ObjectIdentifier(Text.self)
+        if let known = preparedNames.withLock({ $0[key] }) { return known }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in Text.sql.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
         }
-        return "\(String(describing: Text.self).prefix(40))_\(String(hash, radix: 16))"
+        let name = "\(String(describing: Text.self).prefix(40))_\(String(hash, radix: 16))"
+        preparedNames.withLock { $0[key] = name }
+        return name
     }
 
     let bindings: PostgresBindings

@@ -21,41 +21,45 @@ struct MessageStoreTests {
         try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(table)"), logger: TestDatabase.logger).first(Int.self) ?? -1
     }
 
-    @Test("NT-1: a key stored by a request that committed after this one's read leaves no second message, and the retry replays the first")
+    @Test("NT-1: a message, its key, its send job and its event are one statement; a taken key stores nothing, and the retry reads the first answer")
     func keyTakenMeanwhile() async throws {
         try await TestDatabase.withSchema(migrations: NotificationsMigrations.all) { client, _ in
             let store = MessageStore(client: client, outbox: Outbox(service: .notifications, clock: WallClock()), logger: TestDatabase.logger)
             let (user, company) = (UUID.random(), UUID.random())
-            let first = message(to: user, company: company)
+            var first = message(to: user, company: company)
+            first.contactId = UUID.random()
             let record = MessageStore.IdempotencyRecord(caller: "service:routing", key: "k-1", fingerprint: "f", status: 202)
-            let firstDoc = String(decoding: try JSONCoding.encoder.encode(first), as: UTF8.self)
+            let job = try ScheduledJob(kind: Sender.jobKind, payload: Sender.JobPayload(messageId: first.id), runAt: Self.now, maxAttempts: 8)
             let stored = try await client.withConnection { connection in
-                try await store.insert(first, doc: firstDoc, idempotency: record, at: Self.now, on: connection)
+                try await store.insert(first, job: job, idempotency: record, at: Self.now, on: connection)
             }
-            #expect(stored)
+            #expect(stored.stored)
+            #expect(try await count(client, "jobs WHERE kind = 'message.send' AND payload->>'messageId' = '\(first.id.uuidString)' AND max_attempts = 8") == 1)
+            #expect(try await count(client, "outbox WHERE event_type = 'message.updated'") >= 1)
             // The second request read "no key" before the first committed; its own write finds the key taken.
             let second = message(to: user, company: company)
             let secondStored = try await client.withConnection { connection in
-                try await store.insert(second, doc: "{}", idempotency: record, at: Self.now, on: connection)
+                try await store.insert(second, job: job, idempotency: record, at: Self.now, on: connection)
             }
-            #expect(!secondStored)
+            #expect(!secondStored.stored)
             #expect(try await count(client, "messages") == 1)
-            let state = try await client.withConnection { connection in
-                try await store.claimKey(caller: record.caller, key: record.key, fingerprint: "f", on: connection)
+            #expect(try await count(client, "jobs") == 1)
+            let answer = try await client.withConnection { connection in
+                try await store.storedKey(caller: record.caller, key: record.key, on: connection)
             }
-            guard case .replay(let status, let response) = state else {
-                Issue.record("expected a replay, got \(state)")
-                return
-            }
-            #expect(status == 202)
-            #expect(response == firstDoc)
-            let other = try await client.withConnection { connection in
-                try await store.claimKey(caller: record.caller, key: record.key, fingerprint: "other", on: connection)
-            }
-            guard case .mismatch = other else {
-                Issue.record("expected a mismatch, got \(other)")
-                return
-            }
+            #expect(answer?.fingerprint == "f")
+            #expect(answer?.status == 202)
+            #expect(answer?.response == stored.doc)
+            #expect(try JSONCoding.decoder.decode(Message.self, from: Data(stored.doc.utf8)).id == first.id)
+            // A suppressed message has no job; a push to a user tells no contact's timeline.
+            var suppressed = message(to: user, company: company)
+            suppressed.state = .suppressed
+            let events = try await count(client, "outbox")
+            let third = try await client.withConnection { connection in try await store.insert(suppressed, on: connection) }
+            #expect(third.stored)
+            #expect(try await count(client, "messages") == 2)
+            #expect(try await count(client, "jobs") == 1)
+            #expect(try await count(client, "outbox") == events)
         }
     }
 

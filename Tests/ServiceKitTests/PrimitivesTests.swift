@@ -126,6 +126,18 @@ struct PrimitivesTests {
         #expect(TraceMiddleware<AppContext>.traceId(of: "garbage") == nil)
     }
 
+    @Test("hex is two lower-case digits a byte; random trace ids and span ids have the length W3C asks and differ")
+    func hexAndRandomIds() {
+        #expect([UInt8]([0x00, 0x0f, 0x10, 0xab, 0xff]).hexString == "000f10abff")
+        #expect([UInt8]().hexString == "")
+        let span = TraceMiddleware<AppContext>.randomHex(8)
+        let trace = TraceMiddleware<AppContext>.randomHex(16)
+        #expect(span.count == 16 && trace.count == 32)
+        #expect(TraceMiddleware<AppContext>.traceId(of: "00-\(trace)-\(span)-01") == trace)
+        #expect(TraceMiddleware<AppContext>.randomHex(16) != trace)
+        #expect(TraceMiddleware<AppContext>.randomHex(3).count == 6)
+    }
+
     @Test("subscriptions: every event type names at least one subscriber, and no service subscribes to itself")
     func subscriptions() {
         for (type, subscribers) in Subscriptions.table {

@@ -50,9 +50,22 @@ struct MessagesController {
             try Self.validate(new, identity: identity)
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(new)).hexString, status: 202)
-            return try await idempotently(record) { connection in
-                let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
-                return try await accept(new, recipient: recipient, identity: identity, idempotency: record, on: connection).json
+            // No transaction: the message, its key, its job and its event are one statement.
+            return try await store.client.autocommit(logger: store.logger) { connection in
+                do {
+                    let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
+                    if let accepted = try await accept(new, recipient: recipient, identity: identity, idempotency: record, on: connection) {
+                        return Self.raw(status: record.status, json: accepted.json, replayed: false)
+                    }
+                } catch let error as APIError {
+                    // A retry of a request that was answered gets that answer, whatever changed since.
+                    if let answer = try await storedAnswer(record, on: connection) { return answer }
+                    throw error
+                }
+                // The key was taken, by an earlier try of this request or by a twin sent alongside
+                // it (whose statement this one's waited for).
+                guard let answer = try await storedAnswer(record, on: connection) else { throw Self.inProgress }
+                return answer
             }
         }
 
@@ -79,7 +92,9 @@ struct MessagesController {
                         return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
                     }
                     if let id { resolved[id] = recipient }
-                    accepted.append(try await accept(new, recipient: recipient, identity: identity, idempotency: nil, on: connection).message)
+                    if let message = try await accept(new, recipient: recipient, identity: identity, idempotency: nil, on: connection)?.message {
+                        accepted.append(message)
+                    }
                 }
                 let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: accepted)), as: UTF8.self)
                 guard try await store.storeKey(record, response: json, at: clock.now, on: connection) else { throw Self.inProgress }
@@ -142,8 +157,19 @@ struct MessagesController {
         }
     }
 
-    /// One request per key at a time; the same key again answers the first result (IETF draft).
-    /// `body` stores the key with its answer, in the transaction, and returns that answer.
+    /// The answer stored with the request's key: its replay, or 422 when the key came with another
+    /// body; nil when the key is unknown.
+    func storedAnswer(_ record: MessageStore.IdempotencyRecord, on connection: PostgresConnection) async throws -> Response? {
+        guard let stored = try await store.storedKey(caller: record.caller, key: record.key, on: connection) else { return nil }
+        guard stored.fingerprint == record.fingerprint else { throw Self.keyReused }
+        return Self.raw(status: stored.status, json: stored.response, replayed: true)
+    }
+
+    static let keyReused = APIError(.unprocessableContent, code: "idempotency_key_reused",
+                                    message: "this Idempotency-Key was used with a different request body", field: "Idempotency-Key")
+
+    /// A batch: one request per key at a time; the same key again answers the first result (IETF
+    /// draft). `body` stores the key with its answer, in the transaction, and returns that answer.
     func idempotently(_ record: MessageStore.IdempotencyRecord, _ body: (PostgresConnection) async throws -> String) async throws -> Response {
         try await store.client.transaction(logger: store.logger) { connection in
             switch try await store.claimKey(caller: record.caller, key: record.key, fingerprint: record.fingerprint, on: connection) {
@@ -152,8 +178,7 @@ struct MessagesController {
             case .replay(let status, let response):
                 return Self.raw(status: status, json: response, replayed: true)
             case .mismatch:
-                throw APIError(.unprocessableContent, code: "idempotency_key_reused",
-                               message: "this Idempotency-Key was used with a different request body", field: "Idempotency-Key")
+                throw Self.keyReused
             case .new:
                 return Self.raw(status: record.status, json: try await body(connection), replayed: false)
             }
@@ -163,11 +188,11 @@ struct MessagesController {
     static let inProgress = APIError(.conflict, code: "request_in_progress", message: "a request with this Idempotency-Key is still being processed",
                                      field: "Idempotency-Key")
 
-    /// Stores a new outbound message with the compliance decision of now, and its send job; with
-    /// the request's key and the message as its answer. A key another request stored meanwhile
-    /// (it committed between this one's lock and its read) undoes this one: 409, then a replay.
+    /// Stores a new outbound message with the compliance decision of now, its send job and its
+    /// event; with the request's key, when given, and the message as its answer. Nil when the key
+    /// was taken meanwhile: nothing is stored then.
     func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, idempotency: MessageStore.IdempotencyRecord?,
-                on connection: PostgresConnection) async throws -> (message: Message, json: String) {
+                on connection: PostgresConnection) async throws -> (message: Message, json: String)? {
         let now = clock.now
         let address: String?
         switch new.channel {
@@ -185,15 +210,9 @@ struct MessagesController {
         let decision: SendDecision = address == nil
             ? .suppress(reason: new.channel == .email ? "no_email_address" : "no_phone_number")
             : try await sender.decide(message, recipient: recipient, on: connection)
-        try await sender.apply(decision, to: &message, on: connection)
-        let json = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
-        if let idempotency {
-            guard try await store.insert(message, doc: json, idempotency: idempotency, at: now, on: connection) else { throw Self.inProgress }
-        } else {
-            try await store.insert(message, doc: json, on: connection)
-        }
-        try await store.publishUpdate(message, on: connection)
-        return (message, json)
+        let runAt = sender.settle(decision, &message)
+        let stored = try await store.insert(message, job: try sender.job(for: message, runAt: runAt), idempotency: idempotency, at: now, on: connection)
+        return stored.stored ? (message, stored.doc) : nil
     }
 
     func visibleMessage(_ id: UUID, identity: Identity) async throws -> Message {

@@ -134,7 +134,6 @@ struct WebhooksController {
                                       provider: channel == .email ? "email" : "twilio", providerId: providerId, reference: nil,
                                       requestedBy: "recipient", createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: now)
                 try await store.insert(message, on: connection)
-                try await store.publishUpdate(message, on: connection)
             }
             guard channel == .sms, let keyword = InboundKeyword(body: body) else { return }
             let company = matches.first?.companyId ?? Self.platformCompany
@@ -162,8 +161,8 @@ struct WebhooksController {
                               reason: nil, contactId: nil, userId: nil, to: number, from: sender.providers.fromNumber, subject: nil, body: text,
                               window: nil, gather: nil, digits: nil, holdUntil: nil, attempts: 0, provider: nil, providerId: nil, reference: nil,
                               requestedBy: "notifications", createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)
-        try await sender.apply(.send, to: &message, on: connection)
-        try await store.insert(message, on: connection)
+        let runAt = sender.settle(.send, &message)
+        try await store.insert(message, job: try sender.job(for: message, runAt: runAt), on: connection)
     }
 
     /// Twilio's delivery receipts move a message forward only: sent → delivered or failed.

@@ -48,8 +48,9 @@ struct Sender: Sendable {
         return .daily(open: start, close: end, timeZone: zone)
     }
 
-    /// Applies a decision to a message about to be stored or re-checked: state, reason, job.
-    func apply(_ decision: SendDecision, to message: inout Message, on connection: PostgresConnection) async throws {
+    /// A decision's state and reason on a message about to be stored or re-checked; answers when
+    /// its send job is to run, nil when it needs none.
+    func settle(_ decision: SendDecision, _ message: inout Message) -> Date? {
         let now = clock.now
         message.updatedAt = now
         switch decision {
@@ -57,25 +58,39 @@ struct Sender: Sendable {
             message.state = .queued
             message.reason = nil
             message.holdUntil = nil
-            _ = try await jobs.schedule(kind: Self.jobKind, payload: JobPayload(messageId: message.id), runAt: now, maxAttempts: 8,
-                                        on: connection, logger: logger)
+            return now
         case .hold(let until, let reason):
             message.state = .held
             message.reason = reason
             message.holdUntil = until
-            _ = try await jobs.schedule(kind: Self.jobKind, payload: JobPayload(messageId: message.id), runAt: until, maxAttempts: 8,
-                                        on: connection, logger: logger)
+            return until
         case .suppress(let reason):
             message.state = .suppressed
             message.reason = reason
             message.holdUntil = nil
+            return nil
         }
     }
+
+    /// The send job of a new message, written by the statement that stores it.
+    func job(for message: Message, runAt: Date?) throws -> ScheduledJob? {
+        guard let runAt else { return nil }
+        return try ScheduledJob(kind: Self.jobKind, payload: JobPayload(messageId: message.id), runAt: runAt, maxAttempts: Self.maxAttempts)
+    }
+
+    /// Applies a re-check's decision to a stored message: state, reason and, held again, its job.
+    func apply(_ decision: SendDecision, to message: inout Message, on connection: PostgresConnection) async throws {
+        guard let runAt = settle(decision, &message) else { return }
+        _ = try await jobs.schedule(kind: Self.jobKind, payload: JobPayload(messageId: message.id), runAt: runAt, maxAttempts: Self.maxAttempts,
+                                    on: connection, logger: logger)
+    }
+
+    static let maxAttempts = 8
 
     /// Message jobs due together go out together: one lock, one attempt write before the
     /// providers are called and one after, one save and one commit for the lot.
     var jobHandler: JobHandler {
-        JobHandler(kind: Self.jobKind, maxAttempts: 8, batchSize: 32) { jobs, connection, _ in
+        JobHandler(kind: Self.jobKind, maxAttempts: Self.maxAttempts, batchSize: 32) { jobs, connection, _ in
             try await run(jobs, on: connection)
         }
     }

@@ -115,31 +115,33 @@ struct MessageStore: Sendable {
 
     static let selectColumns = "m.doc::text, (SELECT count(*) FROM message_attempts a WHERE a.message_id = m.id)::int"
 
-    func insert(_ message: Message, on connection: PostgresConnection) async throws {
-        try await insert(message, doc: String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self), on: connection)
-    }
-
-    func insert(_ message: Message, doc: String, on connection: PostgresConnection) async throws {
-        try await connection.prepared(SQL.InsertMessage.self, try Self.insertBindings(message, doc: doc), logger: logger)
-    }
-
-    /// `$1 … $14` of `SQL.messageInsert`.
-    private static func insertBindings(_ message: Message, doc: String) throws -> PostgresBindings {
-        try .values(message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue,
-                    message.state.rawValue, message.contactId, message.userId, message.to, message.provider, message.providerId,
-                    message.createdAt, message.sentAt, doc)
-    }
-
-    /// The message and the request's key, whose answer is the message (`doc`) itself, in one
-    /// statement; false when the key was taken meanwhile (nothing is stored then).
-    func insert(_ message: Message, doc: String, idempotency: IdempotencyRecord, at: Date, on connection: PostgresConnection) async throws -> Bool {
-        var bindings = try Self.insertBindings(message, doc: doc)
-        try bindings.append(idempotency.caller)
-        try bindings.append(idempotency.key)
-        try bindings.append(idempotency.fingerprint)
-        try bindings.append(idempotency.status)
-        try bindings.append(at)
-        return try await connection.prepared(SQL.InsertMessageWithKey.self, bindings, logger: logger).count == 1
+    /// A new message with its send job (`job`) and, when it is a contact's, the event telling of
+    /// it; with the request's key, whose answer is the message's JSON itself. One statement, so a
+    /// request needs no transaction for it. False when the key was taken: nothing is stored then.
+    @discardableResult
+    func insert(_ message: Message, job: ScheduledJob? = nil, idempotency: IdempotencyRecord? = nil, at: Date? = nil,
+                on connection: PostgresConnection) async throws -> (stored: Bool, doc: String) {
+        let doc = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
+        var bindings = try PostgresBindings.values(
+            message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue,
+            message.state.rawValue, message.contactId, message.userId, message.to, message.provider, message.providerId,
+            message.createdAt, message.sentAt, doc)
+        if let idempotency {
+            bindings.append(idempotency.caller)
+            bindings.append(idempotency.key)
+            bindings.append(idempotency.fingerprint)
+            bindings.append(idempotency.status)
+            bindings.append(at ?? message.createdAt)
+        } else {
+            for _ in 0..<5 { bindings.appendNull() }
+        }
+        if let job { job.append(to: &bindings) } else { for _ in 0..<4 { bindings.appendNull() } }
+        let events = try OutboxRows(try message.contactId == nil ? [] : [updateEvent(message)])
+        events.append(to: &bindings)
+        guard try await connection.prepared(SQL.InsertMessage.self, bindings, logger: logger).count == 1 else { return (false, doc) }
+        if job?.runAt != nil { try await Wakeups.request("jobs", on: connection, logger: logger) }
+        try await events.requestWakeup(on: connection, logger: logger)
+        return (true, doc)
     }
 
     func save(_ message: inout Message, on connection: PostgresConnection) async throws {
@@ -302,6 +304,15 @@ struct MessageStore: Sendable {
         return .inProgress
     }
 
+    /// A stored key: the body it came with (its fingerprint) and its answer.
+    func storedKey(caller: String, key: String, on connection: PostgresConnection) async throws
+        -> (fingerprint: String, status: Int, response: String)? {
+        for row in try await connection.prepared(SQL.ReadKey.self, .values(caller, key), logger: logger) {
+            return try row.decode((String, Int, String).self)
+        }
+        return nil
+    }
+
     /// The key with its answer; false when another request stored it meanwhile.
     func storeKey(_ record: IdempotencyRecord, response: String, at: Date, on connection: PostgresConnection) async throws -> Bool {
         try await connection.prepared(SQL.StoreKey.self, .values(record.caller, record.key, record.fingerprint, record.status, response, at),
@@ -386,12 +397,15 @@ struct MessageStore: Sendable {
     }
 
     func publishUpdates(_ messages: [Message], on connection: PostgresConnection) async throws {
-        let events = try messages.filter { $0.contactId != nil }.map { message in
-            try outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
-                                data: MessageUpdated(message: message))
-        }
+        let events = try messages.filter { $0.contactId != nil }.map(updateEvent)
         guard !events.isEmpty else { return }
         try await outbox.publish(events, on: connection, logger: logger)
+    }
+
+    /// What a contact's timeline and the services that follow its messages hear of a change.
+    private func updateEvent(_ message: Message) throws -> OutgoingEvent {
+        try outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
+                            data: MessageUpdated(message: message))
     }
 }
 
@@ -416,15 +430,27 @@ extension MessageStore {
                              AND sent_at IS NOT NULL AND sent_at > $3 ORDER BY sent_at DESC LIMIT $4)
                 """
         }
-        /// A message's row from `$1 … $14`, typed so that it also reads as a SELECT list.
-        static let messageInsert = """
-            INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
-                provider_id, created_at, sent_at, doc)
-            SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::uuid, $8::uuid, $9::text, $10::text, $11::text,
-                $12::timestamptz, $13::timestamptz, $14::jsonb
-            """
+        /// A message (`$1 … $14`); the request's key (`$15 … $19`, none when `$15` is NULL), whose
+        /// answer is the message's doc; its send job (`$20 … $23`) and its event (`$24 … $28`).
+        /// A taken key stores nothing.
         enum InsertMessage: PreparedSQL {
-            static let sql = SQL.messageInsert
+            static let sql = """
+                WITH key AS (
+                    INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at)
+                    SELECT $15::text, $16::text, $17::text, $18::int8, $14::text, $19::timestamptz WHERE $15::text IS NOT NULL
+                    ON CONFLICT DO NOTHING
+                    RETURNING caller),
+                message AS (
+                    INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
+                        provider_id, created_at, sent_at, doc)
+                    SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::uuid, $8::uuid, $9::text, $10::text, $11::text,
+                        $12::timestamptz, $13::timestamptz, $14::text::jsonb
+                    WHERE $15::text IS NULL OR EXISTS (SELECT FROM key)
+                    RETURNING id),
+                \(JobQueue.insertCTE(first: 20, source: "message")),
+                \(Outbox.insertCTEs(first: 24, condition: "EXISTS (SELECT FROM message)"))
+                SELECT id FROM message
+                """
         }
         enum SaveMessages: PreparedSQL {
             static let sql = """
@@ -461,24 +487,13 @@ extension MessageStore {
                 FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.caller = $2 AND k.key = $3
                 """
         }
+        enum ReadKey: PreparedSQL {
+            static let sql = "SELECT fingerprint, status, response FROM idempotency_keys WHERE caller = $1 AND key = $2"
+        }
         enum StoreKey: PreparedSQL {
             static let sql = """
                 INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)
                 ON CONFLICT DO NOTHING RETURNING caller
-                """
-        }
-        /// The key goes in only with the message: a taken key rolls the message back with it.
-        enum InsertMessageWithKey: PreparedSQL {
-            static let sql = """
-                WITH key AS (
-                    INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at)
-                    VALUES ($15, $16, $17, $18, $14, $19)
-                    ON CONFLICT DO NOTHING
-                    RETURNING caller),
-                message AS (
-                    \(SQL.messageInsert) FROM key
-                    RETURNING id)
-                SELECT id FROM message
                 """
         }
     }
