@@ -35,7 +35,15 @@ package final class PeerClient: Sendable {
     let timeout: TimeAmount
     private let cachedToken = Mutex<(token: String, expires: Date)?>(nil)
 
-    package init(service: ServiceName, peers: [ServiceName: String], tokens: TokenService, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(5)) {
+    /// The services' client to each other. AsyncHTTPClient's shared one opens at most 8
+    /// connections to a host, and calls beyond that queue inside it whatever the peer could take.
+    package static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        return configuration
+    }())
+
+    package init(service: ServiceName, peers: [ServiceName: String], tokens: TokenService, http: HTTPClient = PeerClient.http, timeout: TimeAmount = .seconds(5)) {
         self.service = service
         self.peers = peers
         self.tokens = tokens
