@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import JWTKit
 import Models
+import Synchronization
 
 /// The claims of every token this system issues, for people and for services alike.
 package struct TokenClaims: JWTPayload, Equatable {
@@ -46,9 +47,34 @@ package struct Identity: Sendable, Equatable {
     }
 }
 
+/// Tokens already verified, with what they said and the span they are good for. Verifying is
+/// stateless (no token is revoked before it expires), so a token seen again needs only its times
+/// checked: a service sends the same token for an hour, and the HMAC and two JSON decodes of every
+/// request were a twentieth of a message's CPU. Keyed by the whole token, signature included.
+final class VerifiedTokens: Sendable {
+    private let entries = Mutex<[String: (identity: Identity, notBefore: Date?, expires: Date)]>([:])
+    static let capacity = 4096
+
+    func identity(_ token: String, now: Date) -> Identity? {
+        guard let entry = entries.withLock({ $0[token] }) else { return nil }
+        // JWTKit's own rules: good while now < exp, and once nbf < now.
+        guard now < entry.expires, (entry.notBefore ?? .distantPast) < now else { return nil }
+        return entry.identity
+    }
+
+    func remember(_ token: String, _ identity: Identity, notBefore: Date?, expires: Date) {
+        entries.withLock { entries in
+            // Forgetting all at once keeps the bound without bookkeeping; the next requests verify again.
+            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[token] = (identity, notBefore, expires)
+        }
+    }
+}
+
 /// Issues and verifies HS256 tokens with `JWT_SECRET`.
 package struct TokenService: Sendable {
     private let keys: JWTKeyCollection
+    let verified = VerifiedTokens()
 
     package init(secret: String) async {
         keys = JWTKeyCollection()
@@ -71,6 +97,7 @@ package struct TokenService: Sendable {
     /// Verifies a compact JWT. Only HS256 is accepted: a token naming another algorithm
     /// (`none` above all) is refused before its signature is looked at.
     package func verify(_ token: String) async throws(APIError) -> Identity {
+        if let known = verified.identity(token, now: Date()) { return known }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[2].isEmpty,
               let headerData = Data(base64URLEncoded: String(parts[0])),
@@ -97,7 +124,9 @@ package struct TokenService: Sendable {
             guard let id = UUID(uuidString: entity) else { throw APIError.unauthorized }
             entities.insert(id)
         }
-        return Identity(subject: claims.sub.value, companyId: companyId, role: role, entityIds: entities)
+        let identity = Identity(subject: claims.sub.value, companyId: companyId, role: role, entityIds: entities)
+        verified.remember(token, identity, notBefore: claims.nbf?.value, expires: claims.exp.value)
+        return identity
     }
 
     private struct Header: Decodable {
@@ -134,7 +163,7 @@ package struct AuthMiddleware: RouterMiddleware {
               header.prefix(7).lowercased() == "bearer "
         else { throw APIError.unauthorized }
         var context = context
-        context.identity = try await tokens.verify(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+        context.identity = try await tokens.verify(String(header.dropFirst(7)).trimmedSpaces())
         if let identity = context.identity {
             context.logger[metadataKey: "caller"] = "\(identity.role.rawValue):\(identity.subject)"
         }

@@ -58,6 +58,24 @@ struct AuthTests {
         }
     }
 
+    @Test("X-1: a token verified once is remembered only for its own span: refused once expired, and before its nbf")
+    func rememberedTokens() async throws {
+        let tokens = await TokenService(secret: Self.secret)
+        let token = try await tokens.issue(subject: UUID().uuidString, companyId: UUID(), role: .agent, entityIds: [], lifetime: 600)
+        let identity = try await tokens.verify(token)
+        #expect(try await tokens.verify(token) == identity)
+        let now = Date()
+        #expect(tokens.verified.identity(token, now: now) == identity)
+        #expect(tokens.verified.identity(token, now: now.addingTimeInterval(601)) == nil)
+        #expect(tokens.verified.identity(token + "x", now: now) == nil)
+        tokens.verified.remember("t", identity, notBefore: now.addingTimeInterval(60), expires: now.addingTimeInterval(120))
+        #expect(tokens.verified.identity("t", now: now) == nil)
+        #expect(tokens.verified.identity("t", now: now.addingTimeInterval(90)) == identity)
+        // The bound: a full cache starts over rather than grow.
+        for index in 0..<VerifiedTokens.capacity { tokens.verified.remember("n\(index)", identity, notBefore: nil, expires: now.addingTimeInterval(60)) }
+        #expect(tokens.verified.identity("t", now: now.addingTimeInterval(90)) == nil)
+    }
+
     @Test("a person's token without a company is refused")
     func personWithoutCompany() async throws {
         let tokens = await TokenService(secret: Self.secret)

@@ -237,7 +237,7 @@ enum ContactQuery {
         let query = request.uri.queryParameters
         var filter = ContactFilter(companyId: companyId)
         func list(_ name: String) -> [String] {
-            query.getAll(name).flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            query.getAll(name).flatMap { $0.split(separator: ",") }.map { String($0).trimmedSpaces() }.filter { !$0.isEmpty }
         }
         filter.statuses = try list("status").map { value in
             guard let status = ContactStatus(rawValue: value) else {

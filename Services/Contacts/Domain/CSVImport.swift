@@ -54,7 +54,7 @@ enum CSVImport {
     static let maxRows = 50_000
 
     static func key(_ header: String) -> String {
-        header.lowercased().filter { !" -_#.".contains($0) }.trimmingCharacters(in: .whitespaces)
+        header.lowercased().filter { !" -_#.".contains($0) }.trimmedSpaces()
     }
 
     /// Parses the whole file; throws (400) only when the file itself is unreadable or lacks a
@@ -201,7 +201,7 @@ enum CSVImport {
     }
 
     static func price(_ text: String, field: String) throws -> Int {
-        let digits = text.replacingOccurrences(of: "$", with: "").replacingOccurrences(of: ",", with: "").trimmingCharacters(in: .whitespaces)
+        let digits = text.replacingOccurrences(of: "$", with: "").replacingOccurrences(of: ",", with: "").trimmedSpaces()
         guard let value = Double(digits), value.isFinite, value >= 0, value <= 1_000_000_000 else {
             throw APIError.validation(field, "\(field) '\(text)' is not a price")
         }

@@ -107,7 +107,7 @@ enum ContactRules {
         draft.address = try address(draft.address)
         draft.searchInterest = try searchInterest(draft.searchInterest)
         if let listing = draft.listing {
-            guard !listing.listingId.trimmingCharacters(in: .whitespaces).isEmpty, listing.listingId.count <= 100 else {
+            guard !listing.listingId.trimmedSpaces().isEmpty, listing.listingId.count <= 100 else {
                 throw APIError.validation("listing.listingId", "listingId must be 1 to 100 characters")
             }
         }

@@ -97,7 +97,7 @@ struct ConsentController {
             let identity = try context.requireIdentity()
             let body = try await request.decodeJSON(as: OptOutRequest.self, context: context)
             guard let phone = PhoneNumber(body.number) else { throw APIError.validation("number", "not a phone number") }
-            let how = body.how.trimmingCharacters(in: .whitespacesAndNewlines)
+            let how = body.how.trimmedWhitespace()
             guard !how.isEmpty, how.count <= 200 else { throw APIError.validation("how", "how must be 1 to 200 characters") }
             try await store.client.transaction(logger: store.logger) { connection in
                 try await store.recordConsent(number: phone.e164, optOut: true, how: how, by: identity.subject, at: clock.now, on: connection)

@@ -231,7 +231,7 @@ struct MessagesController {
         guard let header = request.headers[.init("Idempotency-Key")!] else {
             throw APIError(.badRequest, code: "idempotency_key_missing", message: "send an Idempotency-Key header", field: "Idempotency-Key")
         }
-        var key = header.trimmingCharacters(in: .whitespaces)
+        var key = header.trimmedSpaces()
         if key.count >= 2, key.hasPrefix("\""), key.hasSuffix("\"") { key = String(key.dropFirst().dropLast()) }
         guard (1...255).contains(key.utf8.count), key.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) && $0 != "\"" && $0 != "\\" }) else {
             throw APIError(.badRequest, code: "idempotency_key_invalid", message: "Idempotency-Key must be 1 to 255 visible ASCII characters",
@@ -255,13 +255,13 @@ struct MessagesController {
         if !identity.isService && identity.companyId == nil { throw APIError.forbidden }
         if new.channel == .push && new.userId == nil { throw APIError.validation("userId", "push notifications go to users") }
         let limits: [MessageChannel: Int] = [.sms: 1600, .voice: 4000, .email: 100_000, .push: 2000]
-        let trimmed = new.body.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = new.body.trimmedWhitespace()
         guard !trimmed.isEmpty, new.body.count <= limits[new.channel, default: 1600] else {
             throw APIError.validation("body", "body must be 1 to \(limits[new.channel, default: 1600]) characters for \(new.channel.rawValue)")
         }
         switch new.channel {
         case .email:
-            guard let subject = new.subject, !subject.trimmingCharacters(in: .whitespaces).isEmpty, subject.count <= 200,
+            guard let subject = new.subject, !subject.trimmedSpaces().isEmpty, subject.count <= 200,
                   !subject.contains(where: \.isNewline) else {
                 throw APIError.validation("subject", "an e-mail needs a subject of 1 to 200 characters on one line")
             }

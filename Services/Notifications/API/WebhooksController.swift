@@ -137,7 +137,7 @@ struct WebhooksController {
             }
             guard channel == .sms, let keyword = InboundKeyword(body: body) else { return }
             let company = matches.first?.companyId ?? Self.platformCompany
-            let word = body.trimmingCharacters(in: .whitespacesAndNewlines).prefix(20)
+            let word = body.trimmedWhitespace().prefix(20)
             switch keyword {
             case .optOut:
                 // Confirmed once: a second STOP from an opted-out number changes nothing.

@@ -42,7 +42,7 @@ struct StateRule: Sendable, Hashable {
     /// `FL=08:00-20:00/3,TX=09:00-21:00` — the hours, and after a slash the daily cap.
     static func parse(_ text: String) throws(StateRuleError) -> [String: StateRule] {
         var rules: [String: StateRule] = [:]
-        for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+        for item in text.split(separator: ",").map({ $0.trimmedSpaces() }) where !item.isEmpty {
             let pair = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard pair.count == 2, let state = USStates.code(pair[0]) else { throw StateRuleError(item: item) }
             let capParts = pair[1].split(separator: "/", maxSplits: 1).map(String.init)

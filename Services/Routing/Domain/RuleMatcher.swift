@@ -86,12 +86,12 @@ enum RuleMatcher {
     }
 
     private static func same(_ a: String, _ b: String) -> Bool {
-        a.trimmingCharacters(in: .whitespaces).caseInsensitiveCompare(b.trimmingCharacters(in: .whitespaces)) == .orderedSame
+        a.trimmedSpaces().caseInsensitiveCompare(b.trimmedSpaces()) == .orderedSame
     }
 
     /// Tags compare without their `#` and case.
     static func hashtag(_ tag: String) -> String {
-        var text = tag.trimmingCharacters(in: .whitespaces).lowercased()
+        var text = tag.trimmedSpaces().lowercased()
         while text.hasPrefix("#") { text.removeFirst() }
         return text
     }

@@ -16,7 +16,7 @@ enum RuleValidation {
 
     static func validate(_ rule: RoutingRule, directory: Directory) throws -> RoutingRule {
         var rule = rule
-        rule.name = rule.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        rule.name = rule.name.trimmedWhitespace()
         guard (1...100).contains(rule.name.count) else { throw APIError.validation("name", "name must be 1 to 100 characters") }
         rule.criteria = try criteria(rule.criteria)
         if rule.isDefault {
@@ -100,7 +100,7 @@ enum RuleValidation {
             guard let values else { return nil }
             guard values.count <= 100 else { throw APIError.validation("criteria.\(field)", "at most 100 values") }
             return try values.enumerated().map { index, value in
-                let text = value.trimmingCharacters(in: .whitespacesAndNewlines)
+                let text = value.trimmedWhitespace()
                 guard (1...100).contains(text.count) else { throw APIError.validation("criteria.\(field)[\(index)]", "each value is 1 to 100 characters") }
                 return text
             }
