@@ -163,7 +163,12 @@ package enum ServiceKit {
 
         let runner = JobRunner(
             client: client, ledger: ledger, clock: clock, handlers: parts.jobHandlers, doorbell: jobsBell, logger: logger,
-            settings: { var settings = JobRunner.Settings(); settings.workers = config.jobWorkers; return settings }())
+            settings: {
+                var settings = JobRunner.Settings()
+                settings.workers = config.jobWorkers
+                settings.linger = JobRunner.linger[config.service] ?? .zero
+                return settings
+            }())
         let dispatcher = OutboxDispatcher(service: config.service, client: ledger, peers: peers, bells: outboxBells, logger: logger)
         let listener = WakeListener(
             service: config.service, client: client, virtualClock: virtualClock, outboxBells: outboxBells, jobsBell: jobsBell, logger: logger)

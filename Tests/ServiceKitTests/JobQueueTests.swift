@@ -223,6 +223,23 @@ struct JobQueueTests {
         }
     }
 
+    @Test("X-5: with a linger, claims that come back short are spaced that far apart across workers; a full batch lets the next go at once")
+    func claimSpacing() async throws {
+        let spacing = ClaimSpacing()
+        let start = ContinuousClock.now
+        await spacing.turn(linger: .milliseconds(300))
+        #expect(ContinuousClock.now - start < .seconds(5), "the first claim after a quiet spell goes at once")
+        await spacing.turn(linger: .milliseconds(300))
+        #expect(ContinuousClock.now - start >= .milliseconds(300), "the next waits out the linger")
+        spacing.claimed(full: true)
+        let backlog = ContinuousClock.now
+        await spacing.turn(linger: .seconds(10))
+        #expect(ContinuousClock.now - backlog < .seconds(5), "a backlog is claimed without waiting")
+        let zero = ContinuousClock.now
+        await spacing.turn(linger: .zero)
+        #expect(ContinuousClock.now - zero < .seconds(5), "no linger, no wait")
+    }
+
     @Test("graceful shutdown lets a quick job finish and releases a slow one for retry, leaving none running")
     func gracefulShutdown() async throws {
         try await TestDatabase.withSchema { client, _ in
