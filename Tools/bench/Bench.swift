@@ -356,7 +356,8 @@ struct Bench {
             var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
             var missing = 0
             let deadline = ContinuousClock.now + .seconds(120)
-            for (_, lead) in leads {
+            var slowest: [(index: Int, ms: Double)] = []
+            for (index, lead) in leads {
                 var notified: Date?
                 while notified == nil && ContinuousClock.now < deadline {
                     let (_, why) = try await call(.GET, setup.routingURL + "/v1/leads/\(lead.id)/routing", token: token)
@@ -370,9 +371,14 @@ struct Bench {
                 }
                 guard let notified else { missing += 1; continue }
                 _ = histogram.record(UInt64(max(0, notified.timeIntervalSince(lead.at)) * 1_000_000))
+                slowest.append((index, notified.timeIntervalSince(lead.at) * 1000))
             }
+            // When the tail happened: spikes clustered in time point at a pause, spread ones at load.
+            let tail = slowest.sorted { $0.ms > $1.ms }.prefix(5)
+                .map { String(format: "%.0f ms at +%.1f s", $0.ms, Double($0.index) / Double(rate)) }.joined(separator: ", ")
             let p50 = Double(histogram.valueAtPercentile(50)) / 1000, p99 = Double(histogram.valueAtPercentile(99)) / 1000
             print("at \(rate) leads/s (\(total) leads, \(intake.failures) intake failures, \(missing) never notified):")
+            print("  slowest: \(tail)")
             line("  lead -> offer/assignment notified p50", p50, unit: "ms", floor: floor.p50)
             line("  lead -> offer/assignment notified p99", p99, unit: "ms", floor: floor.p99)
             line("  lead -> offer/assignment notified max", Double(histogram.max) / 1000, unit: "ms", floor: floor.max)
