@@ -107,7 +107,7 @@ struct NotificationsTests {
         try await setClock(next)
     }
 
-    @Test("NT-1: the Idempotency-Key: missing is 400, the same key answers the first result and sends once, another body is 422, concurrent retries never send twice")
+    @Test("NT-1: the Idempotency-Key: missing is 400, the same key answers the first result and sends once (even after its contact is deleted), another body is 422, concurrent retries never send twice")
     func idempotency() async throws {
         let brokerage = try await stack.newCompany()
         let phone = Self.randomPhone()
@@ -148,6 +148,16 @@ struct NotificationsTests {
         #expect(log["items"]?.array?.count == 2, "one message per key: \(log.text)")
         let sent = try await providerRequests(to: phone).filter { $0["path"]?.string?.hasSuffix("/Messages.json") == true }
         #expect(sent.count == 2)
+
+        // A retry after the contact is gone still answers what the first request was answered;
+        // a new request to them is refused.
+        #expect(try await stack.call(.DELETE, .contacts, "/v1/contacts/\(contactId)", token: brokerage.adminToken).status == 204)
+        try await stack.waitUntilIdle()
+        let afterDelete = try await send(brokerage.adminToken, key: key, body)
+        #expect(afterDelete.status == 202, "\(afterDelete.text)")
+        #expect(afterDelete.text == first.text)
+        #expect(afterDelete.headers.first(name: "Idempotent-Replayed") == "true")
+        #expect(try await send(brokerage.adminToken, key: UUID().uuidString, body).status == 404)
     }
 
     @Test("NT-1: a batch is accepted all or none in the order given; its key replays it and sends nothing more; an error names the message at fault")
