@@ -78,6 +78,12 @@ package struct ScheduledJob: Sendable {
         if let runAt { bindings.append(runAt) } else { bindings.appendNull() }
         bindings.append(maxAttempts)
     }
+
+    /// Wakes the job workers once the statement that wrote it has committed.
+    package func requestWakeup(on connection: PostgresConnection, logger: Logger) async throws {
+        guard runAt != nil else { return }
+        try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
+    }
 }
 
 /// Spaces a runner's claims `linger` apart across its workers while they come back short (see
@@ -125,7 +131,7 @@ package struct JobQueue: Sendable {
             scheduled = id
         }
         if let scheduled {
-            try await Wakeups.request("jobs", on: connection, logger: logger)
+            try await Wakeups.request(Self.wakeup, on: connection, logger: logger)
             return scheduled
         }
         let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(uniqueKey)", logger: logger)
@@ -136,9 +142,9 @@ package struct JobQueue: Sendable {
     /// A job written by the caller's own statement, beside the rows it is the job of: the text
     /// of a CTE named `job` inserting one job of `$first` (kind), `$first+1` (payload JSON),
     /// `$first+2` (run at) and `$first+3` (max attempts) for each row of `source`, none when the
-    /// run-at is NULL. `ScheduledJob.append` binds them. A request that stores a row and its job
-    /// then pays one statement, and no transaction, instead of four; it asks `Wakeups` for
-    /// "jobs" itself.
+    /// run-at is NULL. `ScheduledJob.append` binds them and `ScheduledJob.requestWakeup` wakes the
+    /// workers. A request that stores a row and its job then pays one statement, and no
+    /// transaction, instead of four.
     package static func insertCTE(first: Int, source: String) -> String {
         """
         job AS (
@@ -148,6 +154,9 @@ package struct JobQueue: Sendable {
             RETURNING id)
         """
     }
+
+    /// The wake-up that rings the job workers' doorbell.
+    package static let wakeup = "jobs"
 
     /// Cancels a job that has not started (an offer accepted before its timeout, …).
     package func cancel(uniqueKey: String, on connection: PostgresConnection, logger: Logger) async throws {

@@ -242,7 +242,7 @@ struct WakeListener: Service {
                 for try await notification in try await connection.listen(WakeChannel.name(service)) {
                     // One notification per transaction that scheduled jobs: one worker starts, and
                     // wakes another as soon as it has claimed one.
-                    if notification.payload == "jobs" { jobsBell.ringOne() } else { outboxBells.ring(payload: notification.payload) }
+                    if notification.payload == JobQueue.wakeup { jobsBell.ringOne() } else { outboxBells.ring(payload: notification.payload) }
                 }
             }
             if let virtualClock {

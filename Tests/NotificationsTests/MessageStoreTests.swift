@@ -21,7 +21,7 @@ struct MessageStoreTests {
         try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(table)"), logger: TestDatabase.logger).first(Int.self) ?? -1
     }
 
-    @Test("NT-1: a message, its key, its send job and its event are one statement; a taken key stores nothing, and the retry reads the first answer")
+    @Test("NT-1, X-3: a message, its key, its send job and its event are one statement; a taken key stores nothing, and the retry reads the first answer")
     func keyTakenMeanwhile() async throws {
         try await TestDatabase.withSchema(migrations: NotificationsMigrations.all) { client, _ in
             let store = MessageStore(client: client, outbox: Outbox(service: .notifications, clock: WallClock()), logger: TestDatabase.logger)
@@ -31,7 +31,7 @@ struct MessageStoreTests {
             let record = MessageStore.IdempotencyRecord(caller: "service:routing", key: "k-1", fingerprint: "f", status: 202)
             let job = try ScheduledJob(kind: Sender.jobKind, payload: Sender.JobPayload(messageId: first.id), runAt: Self.now, maxAttempts: 8)
             let stored = try await client.withConnection { connection in
-                try await store.insert(first, job: job, idempotency: record, at: Self.now, on: connection)
+                try await store.insert(first, job: job, idempotency: record, on: connection)
             }
             #expect(stored.stored)
             #expect(try await count(client, "jobs WHERE kind = 'message.send' AND payload->>'messageId' = '\(first.id.uuidString)' AND max_attempts = 8") == 1)
@@ -39,7 +39,7 @@ struct MessageStoreTests {
             // The second request read "no key" before the first committed; its own write finds the key taken.
             let second = message(to: user, company: company)
             let secondStored = try await client.withConnection { connection in
-                try await store.insert(second, job: job, idempotency: record, at: Self.now, on: connection)
+                try await store.insert(second, job: job, idempotency: record, on: connection)
             }
             #expect(!secondStored.stored)
             #expect(try await count(client, "messages") == 1)

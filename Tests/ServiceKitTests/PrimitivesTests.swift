@@ -119,14 +119,14 @@ struct PrimitivesTests {
         #expect(clock.now == start.addingTimeInterval(60))
     }
 
-    @Test("traceparent: a valid header's trace id is kept, an invalid one is replaced")
+    @Test("X-4: traceparent: a valid header's trace id is kept, an invalid one is replaced")
     func traceparent() {
         #expect(TraceMiddleware<AppContext>.traceId(of: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") == "4bf92f3577b34da6a3ce929d0e0e4736")
         #expect(TraceMiddleware<AppContext>.traceId(of: "00-00000000000000000000000000000000-00f067aa0ba902b7-01") == nil)
         #expect(TraceMiddleware<AppContext>.traceId(of: "garbage") == nil)
     }
 
-    @Test("hex is two lower-case digits a byte; random trace ids and span ids have the length W3C asks and differ")
+    @Test("X-4: hex is two lower-case digits a byte; random trace ids and span ids have the length W3C asks and differ")
     func hexAndRandomIds() {
         #expect([UInt8]([0x00, 0x0f, 0x10, 0xab, 0xff]).hexString == "000f10abff")
         #expect([UInt8]().hexString == "")

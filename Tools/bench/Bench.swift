@@ -59,9 +59,10 @@ struct Bench {
 
     // MARK: HTTP
 
-    /// The load's client. AsyncHTTPClient's shared one opens at most 8 connections to a host, so
-    /// an open-loop load of 1,000 requests/s queued inside the client once an answer took over
-    /// 8 ms: the figures then measured the bench's own pool, with a core of the machine idle.
+    /// The client of setup, checks and speed-to-lead's leads (whose answers are read; the other
+    /// loads go through `LoadClient`). AsyncHTTPClient's shared one opens at most 8 connections to
+    /// a host, and an open-loop load queues inside it once answers are slow, which the figures
+    /// would then count as the system's.
     static let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
@@ -70,8 +71,17 @@ struct Bench {
 
     static func call(_ method: HTTPMethod, _ url: String, token: String? = nil, headers: [(String, String)] = [], body: String? = nil,
                      contentType: String = "application/json") async throws -> (Int, JSONValue) {
-        let (status, buffer) = try await exchange(method, url, token: token, headers: headers, body: body, contentType: contentType)
-        return (status, (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))) ?? .null)
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: contentType)
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await http.execute(request, timeout: .seconds(120))
+        let buffer = try await response.body.collect(upTo: 64 << 20)
+        return (Int(response.status.code), (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))) ?? .null)
     }
 
     /// The status alone, for the load's requests (floors included), sent by `LoadClient`: the
@@ -89,20 +99,6 @@ struct Bench {
         if body != nil { all.append(("Content-Type", "application/json")) }
         return try await LoadClient.shared(host: String(parts[0]), port: port)
             .send(method, path: String(url[slash...]), headers: all, body: body.map { ByteBuffer(string: $0) })
-    }
-
-    static func exchange(_ method: HTTPMethod, _ url: String, token: String? = nil, headers: [(String, String)] = [], body: String? = nil,
-                         contentType: String = "application/json") async throws -> (Int, ByteBuffer) {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: contentType)
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await http.execute(request, timeout: .seconds(120))
-        return (Int(response.status.code), try await response.body.collect(upTo: 64 << 20))
     }
 
     static func json(_ object: [String: Any]) -> String {
@@ -370,8 +366,9 @@ struct Bench {
                     if notified == nil { try await Task.sleep(for: .milliseconds(200)) }
                 }
                 guard let notified else { missing += 1; continue }
-                _ = histogram.record(UInt64(max(0, notified.timeIntervalSince(lead.at)) * 1_000_000))
-                slowest.append((index, notified.timeIntervalSince(lead.at) * 1000))
+                let took = max(0, notified.timeIntervalSince(lead.at))
+                _ = histogram.record(UInt64(took * 1_000_000))
+                slowest.append((index, took * 1000))
             }
             // When the tail happened: spikes clustered in time point at a pause, spread ones at load.
             let tail = slowest.sorted { $0.ms > $1.ms }.prefix(5)

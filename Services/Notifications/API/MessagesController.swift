@@ -160,9 +160,13 @@ struct MessagesController {
     /// The answer stored with the request's key: its replay, or 422 when the key came with another
     /// body; nil when the key is unknown.
     func storedAnswer(_ record: MessageStore.IdempotencyRecord, on connection: PostgresConnection) async throws -> Response? {
-        guard let stored = try await store.storedKey(caller: record.caller, key: record.key, on: connection) else { return nil }
-        guard stored.fingerprint == record.fingerprint else { throw Self.keyReused }
-        return Self.raw(status: stored.status, json: stored.response, replayed: true)
+        try await store.storedKey(caller: record.caller, key: record.key, on: connection).map { try Self.replay($0, of: record) }
+    }
+
+    /// The first answer again, or 422 when the key came with another body.
+    static func replay(_ stored: MessageStore.StoredKey, of record: MessageStore.IdempotencyRecord) throws -> Response {
+        guard stored.fingerprint == record.fingerprint else { throw keyReused }
+        return raw(status: stored.status, json: stored.response, replayed: true)
     }
 
     static let keyReused = APIError(.unprocessableContent, code: "idempotency_key_reused",
@@ -172,16 +176,10 @@ struct MessagesController {
     /// draft). `body` stores the key with its answer, in the transaction, and returns that answer.
     func idempotently(_ record: MessageStore.IdempotencyRecord, _ body: (PostgresConnection) async throws -> String) async throws -> Response {
         try await store.client.transaction(logger: store.logger) { connection in
-            switch try await store.claimKey(caller: record.caller, key: record.key, fingerprint: record.fingerprint, on: connection) {
-            case .inProgress:
-                throw Self.inProgress
-            case .replay(let status, let response):
-                return Self.raw(status: status, json: response, replayed: true)
-            case .mismatch:
-                throw Self.keyReused
-            case .new:
-                return Self.raw(status: record.status, json: try await body(connection), replayed: false)
-            }
+            let claim = try await store.claimKey(caller: record.caller, key: record.key, on: connection)
+            guard claim.locked else { throw Self.inProgress }
+            if let stored = claim.stored { return try Self.replay(stored, of: record) }
+            return Self.raw(status: record.status, json: try await body(connection), replayed: false)
         }
     }
 
@@ -211,7 +209,7 @@ struct MessagesController {
             ? .suppress(reason: new.channel == .email ? "no_email_address" : "no_phone_number")
             : try await sender.decide(message, recipient: recipient, on: connection)
         let runAt = sender.settle(decision, &message)
-        let stored = try await store.insert(message, job: try sender.job(for: message, runAt: runAt), idempotency: idempotency, at: now, on: connection)
+        let stored = try await store.insert(message, job: try sender.job(for: message, runAt: runAt), idempotency: idempotency, on: connection)
         return stored.stored ? (message, stored.doc) : nil
     }
 

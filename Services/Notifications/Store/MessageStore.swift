@@ -119,7 +119,7 @@ struct MessageStore: Sendable {
     /// it; with the request's key, whose answer is the message's JSON itself. One statement, so a
     /// request needs no transaction for it. False when the key was taken: nothing is stored then.
     @discardableResult
-    func insert(_ message: Message, job: ScheduledJob? = nil, idempotency: IdempotencyRecord? = nil, at: Date? = nil,
+    func insert(_ message: Message, job: ScheduledJob? = nil, idempotency: IdempotencyRecord? = nil,
                 on connection: PostgresConnection) async throws -> (stored: Bool, doc: String) {
         let doc = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
         var bindings = try PostgresBindings.values(
@@ -131,7 +131,7 @@ struct MessageStore: Sendable {
             bindings.append(idempotency.key)
             bindings.append(idempotency.fingerprint)
             bindings.append(idempotency.status)
-            bindings.append(at ?? message.createdAt)
+            bindings.append(message.createdAt)
         } else {
             for _ in 0..<5 { bindings.appendNull() }
         }
@@ -139,7 +139,7 @@ struct MessageStore: Sendable {
         let events = try OutboxRows(try message.contactId == nil ? [] : [updateEvent(message)])
         events.append(to: &bindings)
         guard try await connection.prepared(SQL.InsertMessage.self, bindings, logger: logger).count == 1 else { return (false, doc) }
-        if job?.runAt != nil { try await Wakeups.request("jobs", on: connection, logger: logger) }
+        try await job?.requestWakeup(on: connection, logger: logger)
         try await events.requestWakeup(on: connection, logger: logger)
         return (true, doc)
     }
@@ -275,13 +275,6 @@ struct MessageStore: Sendable {
 
     // MARK: idempotency
 
-    enum KeyState {
-        case new
-        case inProgress
-        case replay(status: Int, response: String)
-        case mismatch
-    }
-
     struct IdempotencyRecord: Sendable {
         var caller: String
         var key: String
@@ -289,26 +282,31 @@ struct MessageStore: Sendable {
         var status: Int
     }
 
-    /// Only one request per key at a time: a second one while the first holds the lock is told
-    /// so (409) instead of waiting. The lock and the read are one statement, whose snapshot may
-    /// predate the commit of a request that just released the lock; that case shows when storing
-    /// the key (`insert` answers false).
-    func claimKey(caller: String, key: String, fingerprint: String, on connection: PostgresConnection) async throws -> KeyState {
-        let lockKey = "idempotency:\(caller):\(key)"
-        for row in try await connection.prepared(SQL.ClaimKey.self, .values(lockKey, caller, key), logger: logger) {
-            let (locked, stored, status, response) = try row.decode((Bool, String?, Int?, String?).self)
-            guard locked else { return .inProgress }
-            guard let stored, let status, let response else { return .new }
-            return stored == fingerprint ? .replay(status: status, response: response) : .mismatch
-        }
-        return .inProgress
+    /// A key as stored: the body it came with (its fingerprint) and its answer.
+    struct StoredKey: Sendable {
+        var fingerprint: String
+        var status: Int
+        var response: String
     }
 
-    /// A stored key: the body it came with (its fingerprint) and its answer.
-    func storedKey(caller: String, key: String, on connection: PostgresConnection) async throws
-        -> (fingerprint: String, status: Int, response: String)? {
+    /// Only one batch per key at a time: false when another holds the key's lock, which the
+    /// caller answers with 409 rather than waiting. The lock and the read are one statement, whose
+    /// snapshot may predate the commit of a request that just released the lock; that case shows
+    /// when storing the key (`storeKey` answers false).
+    func claimKey(caller: String, key: String, on connection: PostgresConnection) async throws -> (locked: Bool, stored: StoredKey?) {
+        let lockKey = "idempotency:\(caller):\(key)"
+        for row in try await connection.prepared(SQL.ClaimKey.self, .values(lockKey, caller, key), logger: logger) {
+            let (locked, fingerprint, status, response) = try row.decode((Bool, String?, Int?, String?).self)
+            guard let fingerprint, let status, let response else { return (locked, nil) }
+            return (locked, StoredKey(fingerprint: fingerprint, status: status, response: response))
+        }
+        return (false, nil)
+    }
+
+    func storedKey(caller: String, key: String, on connection: PostgresConnection) async throws -> StoredKey? {
         for row in try await connection.prepared(SQL.ReadKey.self, .values(caller, key), logger: logger) {
-            return try row.decode((String, Int, String).self)
+            let (fingerprint, status, response) = try row.decode((String, Int, String).self)
+            return StoredKey(fingerprint: fingerprint, status: status, response: response)
         }
         return nil
     }
