@@ -5,15 +5,15 @@ import Foundation
 public struct PhoneNumber: Codable, Sendable, Hashable, CustomStringConvertible {
     public let e164: String
 
-    private static let allowed = CharacterSet(charactersIn: "+0123456789 ().-")
+    private static let allowed = Set("+0123456789 ().-".utf8)
 
     public init?(_ text: String) {
         let trimmed = text.trimmedSpaces()
         guard !trimmed.isEmpty, trimmed.count <= 32 else { return nil }
-        guard trimmed.unicodeScalars.allSatisfy(Self.allowed.contains) else { return nil }
+        guard trimmed.utf8.allSatisfy(Self.allowed.contains) else { return nil }
         let hasPlus = trimmed.hasPrefix("+")
-        guard !trimmed.dropFirst().contains("+") else { return nil }
-        let digits = trimmed.filter(\.isNumber)
+        guard !trimmed.utf8.dropFirst().contains(UInt8(ascii: "+")) else { return nil }
+        let digits = trimmed.filter(\.isNumberText)
         if hasPlus {
             guard (8...15).contains(digits.count), digits.first != "0" else { return nil }
             e164 = "+" + digits
@@ -66,12 +66,13 @@ public struct EmailAddress: Codable, Sendable, Hashable, CustomStringConvertible
         guard trimmed.utf8.count <= 254, let at = trimmed.lastIndex(of: "@") else { return nil }
         let local = trimmed[..<at]
         let domain = trimmed[trimmed.index(after: at)...]
-        guard !local.isEmpty, local.utf8.count <= 64, !local.contains("@"), !domain.isEmpty,
-              !trimmed.contains(where: { $0.isWhitespace || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }),
-              local.first != ".", local.last != ".", !local.contains(".."),
-              domain.contains("."), !domain.hasPrefix("."), !domain.hasSuffix("."), !domain.contains(".."),
-              domain.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }),
-              let tld = domain.split(separator: ".").last, tld.count >= 2, tld.allSatisfy(\.isLetter)
+        let dot = UInt8(ascii: ".")
+        guard !local.isEmpty, local.utf8.count <= 64, !local.utf8.contains(UInt8(ascii: "@")), !domain.isEmpty,
+              !trimmed.contains(where: { $0.isWhitespaceText || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }),
+              local.utf8.first != dot, local.utf8.last != dot, !local.utf8.containsRun(of: dot),
+              domain.utf8.contains(dot), domain.utf8.first != dot, domain.utf8.last != dot, !domain.utf8.containsRun(of: dot),
+              domain.allSatisfy({ $0.isLetterText || $0.isNumberText || $0 == "-" || $0 == "." }),
+              let tld = domain.split(separator: ".").last, tld.count >= 2, tld.allSatisfy(\.isLetterText)
         else { return nil }
         value = trimmed
     }

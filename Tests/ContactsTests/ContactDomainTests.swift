@@ -37,6 +37,23 @@ struct CSVImportTests {
         #expect(throws: APIError.self) { try CSVImport.parse("Name,Status\n\"Ann,new_lead\n") }
     }
 
+    @Test("ST-4: a file large enough to be checked on several cores keeps its rows, errors and numbers in file order")
+    func largeFile() throws {
+        var csv = "Name,Email,Status\n"
+        for index in 1...7_500 {
+            csv += index % 1_000 == 0 ? "Bad \(index),bad\(index)@nowhere,sphere\n" : "Row \(index),row\(index)@example.com,client\n"
+            if index % 2_500 == 0 { csv += "\n" }
+        }
+        let parsed = try CSVImport.parse(csv)
+        let blankRows = [2_501, 5_002]
+        let numbers = Array((1...7_502).filter { !blankRows.contains($0) })
+        let bad = numbers.enumerated().filter { ($0.offset + 1) % 1_000 == 0 }.map(\.element)
+        #expect(parsed.errors.map(\.row) == bad)
+        #expect(parsed.rows.map(\.row) == numbers.filter { !bad.contains($0) })
+        #expect(parsed.rows.first?.draft.emails.map(\.value) == ["row1@example.com"])
+        #expect(parsed.rows.last?.draft.emails.map(\.value) == ["row7500@example.com"])
+    }
+
     @Test("rows with more fields than the header are reported, CRLF files and a BOM are read")
     func shapes() throws {
         let parsed = try CSVImport.parse("\u{FEFF}Name,Status\r\nAnn Lee,sphere\r\nBob,client,extra\r\n")

@@ -37,9 +37,9 @@ enum ContactRules {
     static func tag(_ raw: String, field: String = "tags") throws -> String {
         var value = raw.trimmedWhitespace()
         while value.hasPrefix("#") { value.removeFirst() }
-        value = value.split(whereSeparator: \.isWhitespace).joined(separator: " ").lowercased()
+        value = value.split(whereSeparator: \.isWhitespaceText).joined(separator: " ").lowercased()
         guard !value.isEmpty, value.count <= 50 else { throw APIError.validation(field, "a tag is 1 to 50 characters") }
-        guard value.allSatisfy({ $0.isLetter || $0.isNumber || " -_.&'".contains($0) }) else {
+        guard value.allSatisfy({ $0.isLetterText || $0.isNumberText || " -_.&'".contains($0) }) else {
             throw APIError.validation(field, "tag '\(raw)' may hold letters, digits, spaces and - _ . & ' only")
         }
         return value
@@ -60,7 +60,7 @@ enum ContactRules {
         let trimmed = value.trimmedWhitespace()
         guard !trimmed.isEmpty else { return nil }
         guard trimmed.count <= maxLength else { throw APIError.validation(field, "\(field) must be at most \(maxLength) characters") }
-        guard !trimmed.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) && $0 != "\n" && $0 != "\t" }) else {
+        guard !trimmed.unicodeScalars.contains(where: { $0.isControlText && $0 != "\n" && $0 != "\t" }) else {
             throw APIError.validation(field, "\(field) must not contain control characters")
         }
         return trimmed

@@ -9,7 +9,7 @@ enum DirectoryRules {
         let trimmed = value.trimmedWhitespace()
         guard !trimmed.isEmpty else { throw APIError.validation(field, "\(field) must not be empty") }
         guard trimmed.count <= maxLength else { throw APIError.validation(field, "\(field) must be at most \(maxLength) characters") }
-        guard !trimmed.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
+        guard !trimmed.unicodeScalars.contains(where: \.isControlText) else {
             throw APIError.validation(field, "\(field) must not contain control characters")
         }
         return trimmed
