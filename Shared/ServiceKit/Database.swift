@@ -396,8 +396,13 @@ extension PostgresBindings {
     /// place); the values are still bound, never spliced.
     package static func of<each Value: PostgresEncodable & Sendable>(_ values: repeat each Value) throws -> PostgresBindings {
         var bindings = PostgresBindings()
-        repeat try bindings.append(each values, context: .default)
+        try bindings.append(all: repeat each values)
         return bindings
+    }
+
+    /// Binds the values after those already bound, in order.
+    package mutating func append<each Value: PostgresEncodable & Sendable>(all values: repeat each Value) throws {
+        repeat try append(each values, context: .default)
     }
 }
 

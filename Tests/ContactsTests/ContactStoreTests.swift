@@ -76,4 +76,64 @@ struct ContactStoreTests {
             #expect(try await store.contacts([thief.id], companyId: company).isEmpty)
         }
     }
+
+    @Test("ST-1, ST-11: a lead's contact, points, timeline and events are one statement; a held point or a stale version writes none of them")
+    func singleWrites() async throws {
+        try await TestDatabase.withSchema(migrations: ContactsMigrations.all) { client, _ in
+            let logger = TestDatabase.logger
+            let outbox = Outbox(service: .contacts, clock: WallClock())
+            let store = ContactStore(client: client, outbox: outbox, logger: logger)
+            let (company, entity) = (UUID.random(), UUID.random())
+            try await client.query("INSERT INTO companies (id, name, created_at) VALUES (\(company), 'Acme', now())", logger: logger)
+            try await client.query("""
+                INSERT INTO entities (id, company_id, kind, name, time_zone, office_hours, created_at, updated_at)
+                VALUES (\(entity), \(company), 'company', 'Acme', 'America/Chicago', '{}', now(), now())
+                """, logger: logger)
+            let actor = Actor(kind: .source, id: "s1", name: "Website")
+            func write(_ contact: Contact, kind: String, type: String) throws -> ContactWrite {
+                ContactWrite(contact: contact,
+                             timeline: [TimelineEntry(contactId: contact.id, kind: kind, at: Self.now, actor: actor, summary: kind)],
+                             events: [try outbox.envelope(type, version: contact.version, companyId: company, subjectId: contact.id,
+                                                          data: ContactChanged(contact: contact, actor: actor, change: ContactChange()))])
+            }
+            func count(_ table: String, _ contact: Contact) async throws -> Int {
+                let column = table == "outbox_events" ? "(payload::jsonb->>'subjectId')::uuid" : "contact_id"
+                return try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(table) WHERE \(column) = '\(contact.id.uuidString)'"),
+                                              logger: logger).collect().first?.decode(Int.self) ?? -1
+            }
+            let ann = contact(company: company, entity: entity) {
+                $0.firstName = "Ann"
+                $0.emails = ["ann@example.com"]
+                $0.phones = ["+13125550101"]
+            }
+            try await store.create(try write(ann, kind: "created", type: EventType.contactCreated))
+            #expect(try await store.contacts([ann.id], companyId: company) == [ann])
+            #expect(try await store.matching(companyId: company, emails: ["ann@example.com"], phones: ["+13125550101"])
+                    == [ann.id: ["email:ann@example.com", "phone:+13125550101"]])
+            #expect(try await count("timeline", ann) == 1)
+            #expect(try await count("outbox_events", ann) == 1)
+
+            // The phone is Ann's: nothing of Bob's is written, and the error names the phone, not the free e-mail.
+            let bob = contact(company: company, entity: entity) {
+                $0.emails = ["bob@example.com"]
+                $0.phones = ["+13125550101"]
+            }
+            await #expect(throws: ContactPointTaken(kind: "phone", value: "+13125550101", contactId: ann.id)) {
+                try await store.create(try write(bob, kind: "created", type: EventType.contactCreated))
+            }
+            #expect(try await store.contacts([bob.id], companyId: company).isEmpty)
+            #expect(try await store.matching(companyId: company, emails: ["bob@example.com"], phones: []).isEmpty)
+            #expect(try await count("outbox_events", bob) == 0)
+
+            // A change at the stored version lands with its entry and event; the same change again is stale and writes nothing.
+            var assigned = ann
+            assigned.status = .activeLead
+            assigned.version = 2
+            #expect(try await store.update(try write(assigned, kind: "status", type: EventType.contactStatusChanged), previous: ann))
+            #expect(try await store.contacts([ann.id], companyId: company) == [assigned])
+            #expect(try await store.update(try write(assigned, kind: "status", type: EventType.contactStatusChanged), previous: ann) == false)
+            #expect(try await count("timeline", ann) == 2)
+            #expect(try await count("outbox_events", ann) == 2)
+        }
+    }
 }
