@@ -90,7 +90,7 @@ struct Sender: Sendable {
     /// Message jobs due together go out together: one lock, one attempt write before the
     /// providers are called and one after, one save and one commit for the lot.
     var jobHandler: JobHandler {
-        JobHandler(kind: Self.jobKind, maxAttempts: Self.maxAttempts, batchSize: 32) { jobs, connection, _ in
+        JobHandler(kind: Self.jobKind, maxAttempts: Self.maxAttempts, batchSize: 64) { jobs, connection, _ in
             try await run(jobs, on: connection)
         }
     }
