@@ -358,6 +358,19 @@ struct Bench {
         guard status == 201, case .string(let key)? = source["apiKey"] else { throw Failure(description: "lead source creation failed (\(status))") }
         try await Task.sleep(for: .seconds(2))
         print("bench speed-to-lead: leads at each rate for \(setup.seconds) s; default round robin, text + e-mail + push per lead; floor = GET /health/live of routing")
+        @Sendable func postLead(_ index: Int, run: String) async throws -> (code: Int, answer: JSONValue) {
+            try await call(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: json([
+                "firstName": "Lead\(index)", "lastName": "Speed", "email": "lead\(index)-\(run)@example.com", "leadType": "buyer",
+            ]))
+        }
+        // Steady state is the measure: every service's connections, prepared statements and
+        // caches are made by the first leads, which a fresh stack would otherwise count.
+        if let first = rates.first {
+            let run = UUID().uuidString.prefix(6).lowercased()
+            let warm = try await steadyLoad(rate: first, count: first * 2) { index in try await postLead(index, run: run).code == 201 }
+            print(String(format: "warm-up: %d leads at %d/s, not counted (intake p99 %.1f ms)", first * 2, first, warm.p99))
+            try await Task.sleep(for: .seconds(2))
+        }
         var best: Int?
         for rate in rates {
             let total = rate * setup.seconds
@@ -368,9 +381,7 @@ struct Bench {
             let sent = Mutex([Int: (id: String, at: Date)]())
             let intake = try await steadyLoad(rate: rate, count: total) { index in
                 let at = Date()
-                let (code, answer) = try await call(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: json([
-                    "firstName": "Lead\(index)", "lastName": "Speed", "email": "lead\(index)-\(run)@example.com", "leadType": "buyer",
-                ]))
+                let (code, answer) = try await postLead(index, run: run)
                 guard code == 201, case .string(let id)? = answer["contact"]?["id"] else { return false }
                 sent.withLock { $0[index] = (id, at) }
                 return true
