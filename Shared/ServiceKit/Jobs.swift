@@ -145,9 +145,9 @@ package struct JobQueue: Sendable {
     /// run-at is NULL. `ScheduledJob.append` binds them and `ScheduledJob.requestWakeup` wakes the
     /// workers. A request that stores a row and its job then pays one statement, and no
     /// transaction, instead of four.
-    package static func insertCTE(first: Int, source: String) -> String {
+    package static func insertCTE(first: Int, source: String, name: String = "job") -> String {
         """
-        job AS (
+        \(name) AS (
             INSERT INTO jobs (kind, payload, run_at, max_attempts)
             SELECT $\(first)::text, $\(first + 1)::text::jsonb, $\(first + 2)::timestamptz, $\(first + 3)::int8
             FROM \(source) WHERE $\(first + 2)::timestamptz IS NOT NULL

@@ -160,7 +160,7 @@ struct NotificationsTests {
         #expect(try await send(brokerage.adminToken, key: UUID().uuidString, body).status == 404)
     }
 
-    @Test("NT-1: a batch is accepted all or none in the order given; its key replays it and sends nothing more; an error names the message at fault")
+    @Test("NT-1: a batch is accepted all or none in the order given; its key replays it and sends nothing more, twins sent at once included; an error names the message at fault")
     func batch() async throws {
         let brokerage = try await stack.newCompany()
         let phone = Self.randomPhone()
@@ -207,6 +207,25 @@ struct NotificationsTests {
             let id = try #require(item["id"]?.string)
             #expect(try await message(id)["state"]?.string == "sent")
         }
+
+        // Twins of a batch sent at once: one is stored, the others wait for it and answer what it answered.
+        let racedKey = UUID().uuidString
+        let json = Stack.json(["messages": [text, mail]])
+        let (shared, token) = (stack, brokerage.adminToken)
+        let answers = try await withThrowingTaskGroup(of: Stack.Answer.self) { group in
+            for _ in 0..<6 {
+                group.addTask {
+                    try await shared.call(.POST, .notifications, "/v1/messages/batch", token: token, json: json, headers: [("Idempotency-Key", racedKey)])
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.allSatisfy { $0.status == 202 }, "\(answers.map(\.status))")
+        #expect(Set(answers.map(\.text)).count == 1)
+        #expect(answers.filter { $0.headers.first(name: "Idempotent-Replayed") == "true" }.count == 5)
+        try await stack.waitUntilIdle()
+        let raced = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)
+        #expect(raced["items"]?.array?.count == 4, "one batch per key: \(raced.text)")
     }
 
     @Test("NT-2, NT-3, NT-6: a text goes out in Twilio's wire format, its status callback marks it delivered, forged and replayed callbacks change nothing, and the contact's timeline shows it")

@@ -81,24 +81,32 @@ struct MessagesController {
             }
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(batch)).hexString, status: 202)
-            return try await idempotently(record) { connection in
-                var accepted: [Message] = []
-                // A notice's text, e-mail and push go to one person, looked up once.
-                var resolved: [String: Recipient] = [:]
-                for (index, new) in batch.messages.enumerated() {
-                    let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
-                    let recipient = try await Self.naming(index) {
-                        if let id, let known = resolved[id] { return known }
-                        return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
+            // No transaction: the messages, their jobs and events and the key are one statement,
+            // after the reads that decide each message. A same-key twin waits for it and replays.
+            return try await store.client.autocommit(logger: store.logger) { connection in
+                do {
+                    var entries: [(message: Message, job: ScheduledJob?)] = []
+                    // A notice's text, e-mail and push go to one person, looked up once.
+                    var resolved: [String: Recipient] = [:]
+                    for (index, new) in batch.messages.enumerated() {
+                        let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
+                        let recipient = try await Self.naming(index) {
+                            if let id, let known = resolved[id] { return known }
+                            return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
+                        }
+                        if let id { resolved[id] = recipient }
+                        entries.append(try await compose(new, recipient: recipient, identity: identity, on: connection))
                     }
-                    if let id { resolved[id] = recipient }
-                    if let message = try await accept(new, recipient: recipient, identity: identity, idempotency: nil, on: connection)?.message {
-                        accepted.append(message)
+                    let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: entries.map(\.message))), as: UTF8.self)
+                    if try await store.insertBatch(entries, idempotency: record, response: json, at: clock.now, on: connection) {
+                        return Self.raw(status: record.status, json: json, replayed: false)
                     }
+                } catch let error as APIError {
+                    if let answer = try await storedAnswer(record, on: connection) { return answer }
+                    throw error
                 }
-                let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: accepted)), as: UTF8.self)
-                guard try await store.storeKey(record, response: json, at: clock.now, on: connection) else { throw Self.inProgress }
-                return json
+                guard let answer = try await storedAnswer(record, on: connection) else { throw Self.inProgress }
+                return answer
             }
         }
 
@@ -172,17 +180,6 @@ struct MessagesController {
     static let keyReused = APIError(.unprocessableContent, code: "idempotency_key_reused",
                                     message: "this Idempotency-Key was used with a different request body", field: "Idempotency-Key")
 
-    /// A batch: one request per key at a time; the same key again answers the first result (IETF
-    /// draft). `body` stores the key with its answer, in the transaction, and returns that answer.
-    func idempotently(_ record: MessageStore.IdempotencyRecord, _ body: (PostgresConnection) async throws -> String) async throws -> Response {
-        try await store.client.transaction(logger: store.logger) { connection in
-            let claim = try await store.claimKey(caller: record.caller, key: record.key, on: connection)
-            guard claim.locked else { throw Self.inProgress }
-            if let stored = claim.stored { return try Self.replay(stored, of: record) }
-            return Self.raw(status: record.status, json: try await body(connection), replayed: false)
-        }
-    }
-
     static let inProgress = APIError(.conflict, code: "request_in_progress", message: "a request with this Idempotency-Key is still being processed",
                                      field: "Idempotency-Key")
 
@@ -191,6 +188,14 @@ struct MessagesController {
     /// was taken meanwhile: nothing is stored then.
     func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, idempotency: MessageStore.IdempotencyRecord?,
                 on connection: PostgresConnection) async throws -> (message: Message, json: String)? {
+        let (message, job) = try await compose(new, recipient: recipient, identity: identity, on: connection)
+        let stored = try await store.insert(message, job: job, idempotency: idempotency, on: connection)
+        return stored.stored ? (message, stored.doc) : nil
+    }
+
+    /// A new outbound message as the compliance decision of now leaves it, with its send job.
+    func compose(_ new: NewMessage, recipient: Recipient, identity: Identity, on connection: PostgresConnection) async throws
+        -> (message: Message, job: ScheduledJob?) {
         let now = clock.now
         let address: String?
         switch new.channel {
@@ -209,8 +214,7 @@ struct MessagesController {
             ? .suppress(reason: new.channel == .email ? "no_email_address" : "no_phone_number")
             : try await sender.decide(message, recipient: recipient, on: connection)
         let runAt = sender.settle(decision, &message)
-        let stored = try await store.insert(message, job: try sender.job(for: message, runAt: runAt), idempotency: idempotency, on: connection)
-        return stored.stored ? (message, stored.doc) : nil
+        return (message, try sender.job(for: message, runAt: runAt))
     }
 
     func visibleMessage(_ id: UUID, identity: Identity) async throws -> Message {

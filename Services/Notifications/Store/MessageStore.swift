@@ -122,10 +122,8 @@ struct MessageStore: Sendable {
     func insert(_ message: Message, job: ScheduledJob? = nil, idempotency: IdempotencyRecord? = nil,
                 on connection: PostgresConnection) async throws -> (stored: Bool, doc: String) {
         let doc = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
-        var bindings = try PostgresBindings.values(
-            message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue,
-            message.state.rawValue, message.contactId, message.userId, message.to, message.provider, message.providerId,
-            message.createdAt, message.sentAt, doc)
+        var bindings = PostgresBindings()
+        try Self.bindColumns(of: message, doc: doc, to: &bindings)
         if let idempotency {
             bindings.append(idempotency.caller)
             bindings.append(idempotency.key)
@@ -142,6 +140,57 @@ struct MessageStore: Sendable {
         try await job?.requestWakeup(on: connection, logger: logger)
         try await events.requestWakeup(on: connection, logger: logger)
         return (true, doc)
+    }
+
+    /// `SQL.insertMessage`'s values.
+    private static func bindColumns(of message: Message, doc: String, to bindings: inout PostgresBindings) throws {
+        func bind(_ value: (some PostgresEncodable & Sendable)?) throws {
+            if let value { try bindings.append(value, context: .default) } else { bindings.appendNull() }
+        }
+        try bindings.append(all: message.id, message.companyId, message.channel.rawValue, message.direction.rawValue, message.purpose.rawValue,
+                            message.state.rawValue)
+        try bind(message.contactId)
+        try bind(message.userId)
+        try bindings.append(message.to, context: .default)
+        try bind(message.provider)
+        try bind(message.providerId)
+        try bindings.append(message.createdAt, context: .default)
+        try bind(message.sentAt)
+        try bindings.append(doc, context: .default)
+    }
+
+    /// A batch's messages with their send jobs and events, and its key with `response` as its
+    /// answer, in one statement: all of them, or none when the key is taken. Its text depends
+    /// on how many messages there are (at most a batch's twenty), so it is planned each time.
+    func insertBatch(_ entries: [(message: Message, job: ScheduledJob?)], idempotency: IdempotencyRecord, response: String, at: Date,
+                     on connection: PostgresConnection) async throws -> Bool {
+        var bindings = try PostgresBindings.values(idempotency.caller, idempotency.key, idempotency.fingerprint, idempotency.status, response, at)
+        var parts = ["""
+            key AS (
+                INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at)
+                VALUES ($1::text, $2::text, $3::text, $4::int8, $5::text, $6::timestamptz)
+                ON CONFLICT DO NOTHING
+                RETURNING caller)
+            """]
+        var next = 7
+        for (index, entry) in entries.enumerated() {
+            try Self.bindColumns(of: entry.message, doc: String(decoding: try JSONCoding.encoder.encode(entry.message), as: UTF8.self), to: &bindings)
+            parts.append("message\(index) AS (\(SQL.insertMessage(first: next, condition: "EXISTS (SELECT FROM key)")))")
+            next += 14
+            if let job = entry.job {
+                job.append(to: &bindings)
+                parts.append(JobQueue.insertCTE(first: next, source: "message\(index)", name: "job\(index)"))
+                next += 4
+            }
+        }
+        let events = try OutboxRows(try entries.compactMap { $0.message.contactId == nil ? nil : try updateEvent($0.message) })
+        events.append(to: &bindings)
+        parts.append(Outbox.insertCTEs(first: next, condition: "EXISTS (SELECT FROM key)"))
+        let query = PostgresQuery(unsafeSQL: "WITH " + parts.joined(separator: ",\n") + "\nSELECT count(*)::int FROM key", binds: bindings)
+        guard try await connection.query(query, logger: logger).collect().first?.decode(Int.self) == 1 else { return false }
+        for job in entries.compactMap(\.job) { try await job.requestWakeup(on: connection, logger: logger) }
+        try await events.requestWakeup(on: connection, logger: logger)
+        return true
     }
 
     func save(_ message: inout Message, on connection: PostgresConnection) async throws {
@@ -289,32 +338,12 @@ struct MessageStore: Sendable {
         var response: String
     }
 
-    /// Only one batch per key at a time: false when another holds the key's lock, which the
-    /// caller answers with 409 rather than waiting. The lock and the read are one statement, whose
-    /// snapshot may predate the commit of a request that just released the lock; that case shows
-    /// when storing the key (`storeKey` answers false).
-    func claimKey(caller: String, key: String, on connection: PostgresConnection) async throws -> (locked: Bool, stored: StoredKey?) {
-        let lockKey = "idempotency:\(caller):\(key)"
-        for row in try await connection.prepared(SQL.ClaimKey.self, .values(lockKey, caller, key), logger: logger) {
-            let (locked, fingerprint, status, response) = try row.decode((Bool, String?, Int?, String?).self)
-            guard let fingerprint, let status, let response else { return (locked, nil) }
-            return (locked, StoredKey(fingerprint: fingerprint, status: status, response: response))
-        }
-        return (false, nil)
-    }
-
     func storedKey(caller: String, key: String, on connection: PostgresConnection) async throws -> StoredKey? {
         for row in try await connection.prepared(SQL.ReadKey.self, .values(caller, key), logger: logger) {
             let (fingerprint, status, response) = try row.decode((String, Int, String).self)
             return StoredKey(fingerprint: fingerprint, status: status, response: response)
         }
         return nil
-    }
-
-    /// The key with its answer; false when another request stored it meanwhile.
-    func storeKey(_ record: IdempotencyRecord, response: String, at: Date, on connection: PostgresConnection) async throws -> Bool {
-        try await connection.prepared(SQL.StoreKey.self, .values(record.caller, record.key, record.fingerprint, record.status, response, at),
-                                      logger: logger).count == 1
     }
 
     // MARK: consent
@@ -439,15 +468,22 @@ extension MessageStore {
                     ON CONFLICT DO NOTHING
                     RETURNING caller),
                 message AS (
-                    INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
-                        provider_id, created_at, sent_at, doc)
-                    SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::uuid, $8::uuid, $9::text, $10::text, $11::text,
-                        $12::timestamptz, $13::timestamptz, $14::text::jsonb
-                    WHERE $15::text IS NULL OR EXISTS (SELECT FROM key)
-                    RETURNING id),
+                    \(insertMessage(first: 1, condition: "$15::text IS NULL OR EXISTS (SELECT FROM key)"))),
                 \(JobQueue.insertCTE(first: 20, source: "message")),
                 \(Outbox.insertCTEs(first: 24, condition: "EXISTS (SELECT FROM message)"))
                 SELECT id FROM message
+                """
+        }
+        /// One message's `MessageColumns` bound at `$first …`, stored when `condition` holds.
+        static func insertMessage(first: Int, condition: String) -> String {
+            let p = (first..<first + 14).map { "$\($0)" }
+            return """
+                INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
+                    provider_id, created_at, sent_at, doc)
+                SELECT \(p[0])::uuid, \(p[1])::uuid, \(p[2])::text, \(p[3])::text, \(p[4])::text, \(p[5])::text, \(p[6])::uuid, \(p[7])::uuid,
+                    \(p[8])::text, \(p[9])::text, \(p[10])::text, \(p[11])::timestamptz, \(p[12])::timestamptz, \(p[13])::text::jsonb
+                WHERE \(condition)
+                RETURNING id
                 """
         }
         enum SaveMessages: PreparedSQL {
@@ -479,20 +515,8 @@ extension MessageStore {
                 WHERE a.message_id = f.message_id AND a.number = f.number
                 """
         }
-        enum ClaimKey: PreparedSQL {
-            static let sql = """
-                SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)), k.fingerprint, k.status, k.response
-                FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.caller = $2 AND k.key = $3
-                """
-        }
         enum ReadKey: PreparedSQL {
             static let sql = "SELECT fingerprint, status, response FROM idempotency_keys WHERE caller = $1 AND key = $2"
-        }
-        enum StoreKey: PreparedSQL {
-            static let sql = """
-                INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT DO NOTHING RETURNING caller
-                """
         }
     }
 }
