@@ -295,10 +295,12 @@ struct LeadRouter: Sendable {
         try await store.save(routing, on: connection)
         try await store.log(RoutingLogEntry(at: clock.now, round: routing.round, kind: .assigned, agentId: agent.id, summary: routing.summary),
                             contactId: routing.contactId, on: connection)
+        // The agent is told by the job that writes the assignment: one job, not two, for the
+        // commonest routing, the two requests still sent side by side.
+        let notice = NoticeJob(contactId: contact.id, agentId: agent.id, offerId: nil, round: routing.round,
+                               channels: Distributor.channels(channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen))
         try await scheduleAssignment(routing, agentId: agent.id, pondId: nil, lenderId: lender, reason: routing.ruleName.map { "routing rule \"\($0)\"" } ?? "routing",
-                                     on: connection)
-        try await scheduleNotice(NoticeJob(contactId: contact.id, agentId: agent.id, offerId: nil, round: routing.round,
-                                           channels: Distributor.channels(channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen)), on: connection)
+                                     notice: notice.allChannels.isEmpty ? nil : notice, on: connection)
     }
 
     func offer(_ routing: LeadRouting, to agent: Agent, expires: Date, scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
@@ -316,9 +318,11 @@ struct LeadRouter: Sendable {
                                            channels: Distributor.channels(routing.channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen)), on: connection)
     }
 
-    private func scheduleAssignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String, on connection: PostgresConnection) async throws {
+    private func scheduleAssignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String, notice: NoticeJob? = nil,
+                                    on connection: PostgresConnection) async throws {
         try await jobs.schedule(kind: Self.assignJob,
-                                payload: AssignJob(contactId: routing.contactId, agentId: agentId, pondId: pondId, lenderId: lenderId, reason: reason),
+                                payload: AssignJob(contactId: routing.contactId, agentId: agentId, pondId: pondId, lenderId: lenderId, reason: reason,
+                                                   notice: notice),
                                 runAt: clock.now, uniqueKey: "assign:\(routing.contactId):\(routing.round)", on: connection, logger: logger)
     }
 
@@ -326,7 +330,7 @@ struct LeadRouter: Sendable {
         let subject = notice.offerId.map { "offer:\($0)" } ?? "lead:\(notice.contactId):\(notice.round)"
         guard !notice.allChannels.isEmpty else { return }
         try await jobs.schedule(kind: Self.noticeJob, payload: notice, runAt: clock.now, uniqueKey: "notice:\(subject)",
-                                maxAttempts: 8, on: connection, logger: logger)
+                                maxAttempts: Self.noticeAttempts, on: connection, logger: logger)
     }
 
     // MARK: answers
@@ -438,7 +442,13 @@ struct LeadRouter: Sendable {
         var pondId: UUID?
         var lenderId: UUID?
         var reason: String
+        /// The new agent's notice, sent by the same job (absent from jobs written before).
+        var notice: NoticeJob?
     }
+
+    /// A notice stops being retried after this many attempts, whichever job carries it: told
+    /// hours late, an agent has long lost the lead's moment.
+    static let noticeAttempts = 8
 
     /// Every channel of one notice or offer to one agent, in one job: one claim and one commit
     /// instead of one per channel, each channel still sent under its own idempotency key.

@@ -25,9 +25,17 @@ struct RoutingJobs: Sendable {
     var handlers: [JobHandler] {
         [
             JobHandler(kind: LeadRouter.assignJob) { job, connection, _ in
-                try await assign(try job.decode(LeadRouter.AssignJob.self), on: connection)
+                let assignment = try job.decode(LeadRouter.AssignJob.self)
+                guard let notice = assignment.notice, job.attempt <= LeadRouter.noticeAttempts else {
+                    return try await assign(assignment)
+                }
+                // Both requests at once; a retry sends the notice again under its key, which
+                // notifications answers from the first time.
+                async let assigned: Void = assign(assignment)
+                try await notify(notice, on: connection)
+                try await assigned
             },
-            JobHandler(kind: LeadRouter.noticeJob, maxAttempts: 8) { job, connection, _ in
+            JobHandler(kind: LeadRouter.noticeJob, maxAttempts: LeadRouter.noticeAttempts) { job, connection, _ in
                 try await notify(try job.decode(LeadRouter.NoticeJob.self), on: connection)
             },
             JobHandler(kind: LeadRouter.expiryJob) { job, connection, _ in
@@ -52,7 +60,7 @@ struct RoutingJobs: Sendable {
         return false
     }
 
-    func assign(_ job: LeadRouter.AssignJob, on connection: PostgresConnection) async throws {
+    func assign(_ job: LeadRouter.AssignJob) async throws {
         struct Body: Encodable {
             var agentId: UUID?
             var pondId: UUID?
