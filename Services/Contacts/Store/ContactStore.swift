@@ -87,19 +87,26 @@ struct ContactStore: Sendable {
     func create(_ write: ContactWrite) async throws {
         let contact = write.contact
         let points = contact.emails.map { ("email", $0) } + contact.phones.map { ("phone", $0) }
-        let events = try OutboxRows(write.events)
-        var bindings = try ContactColumns([contact]).bindings
-        try bindings.append(all: points.map(\.0), points.map(\.1))
-        try TimelineColumns(write.timeline.map { ($0, contact.companyId) }).append(to: &bindings)
-        events.append(to: &bindings)
+        let (bindings, events) = try Self.bindings(of: write, points: points)
         do {
-            try await client.autocommit(logger: logger) { [bindings] connection in
+            try await client.autocommit(logger: logger) { connection in
                 try await connection.prepared(SQL.CreateContact.self, bindings, logger: logger)
                 try await events.requestWakeup(on: connection, logger: logger)
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" && error.serverInfo?[.constraintName] == "contact_points_pkey" {
             throw try await heldPoint(of: contact, among: points) ?? error
         }
+    }
+
+    /// The values of `SQL.CreateContact` (with `points`) and `SQL.SaveContact` (without): the
+    /// contact's columns, its points' kinds and values, its timeline and its events.
+    private static func bindings(of write: ContactWrite, points: [(String, String)]?) throws -> (PostgresBindings, OutboxRows) {
+        let events = try OutboxRows(write.events)
+        var bindings = try ContactColumns([write.contact]).bindings
+        if let points { try bindings.append(all: points.map(\.0), points.map(\.1)) }
+        try TimelineColumns(write.timeline.map { ($0, write.contact.companyId) }).append(to: &bindings)
+        events.append(to: &bindings)
+        return (bindings, events)
     }
 
     /// The first of `points`, in the contact's order, that another contact of its company holds.
@@ -127,11 +134,8 @@ struct ContactStore: Sendable {
                 return true
             }
         }
-        let events = try OutboxRows(write.events)
-        var bindings = try ContactColumns([write.contact]).bindings
-        try TimelineColumns(write.timeline.map { ($0, write.contact.companyId) }).append(to: &bindings)
-        events.append(to: &bindings)
-        return try await client.autocommit(logger: logger) { [bindings] connection in
+        let (bindings, events) = try Self.bindings(of: write, points: nil)
+        return try await client.autocommit(logger: logger) { connection in
             guard try await connection.prepared(SQL.SaveContact.self, bindings, logger: logger).first?.decode(Int.self) == 1 else { return false }
             try await events.requestWakeup(on: connection, logger: logger)
             return true

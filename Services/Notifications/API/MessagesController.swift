@@ -50,22 +50,10 @@ struct MessagesController {
             try Self.validate(new, identity: identity)
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(new)).hexString, status: 202)
-            // No transaction: the message, its key, its job and its event are one statement.
-            return try await store.client.autocommit(logger: store.logger) { connection in
-                do {
-                    let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
-                    if let accepted = try await accept(new, recipient: recipient, identity: identity, idempotency: record, on: connection) {
-                        return Self.raw(status: record.status, json: accepted.json, replayed: false)
-                    }
-                } catch let error as APIError {
-                    // A retry of a request that was answered gets that answer, whatever changed since.
-                    if let answer = try await storedAnswer(record, on: connection) { return answer }
-                    throw error
-                }
-                // The key was taken, by an earlier try of this request or by a twin sent alongside
-                // it (whose statement this one's waited for).
-                guard let answer = try await storedAnswer(record, on: connection) else { throw Self.inProgress }
-                return answer
+            // The message, its key, its job and its event are one statement.
+            return try await storingOnce(record) { connection in
+                let recipient = try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
+                return try await accept(new, recipient: recipient, identity: identity, idempotency: record, on: connection)?.json
             }
         }
 
@@ -81,32 +69,23 @@ struct MessagesController {
             }
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(batch)).hexString, status: 202)
-            // No transaction: the messages, their jobs and events and the key are one statement,
-            // after the reads that decide each message. A same-key twin waits for it and replays.
-            return try await store.client.autocommit(logger: store.logger) { connection in
-                do {
-                    var entries: [(message: Message, job: ScheduledJob?)] = []
-                    // A notice's text, e-mail and push go to one person, looked up once.
-                    var resolved: [String: Recipient] = [:]
-                    for (index, new) in batch.messages.enumerated() {
-                        let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
-                        let recipient = try await Self.naming(index) {
-                            if let id, let known = resolved[id] { return known }
-                            return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
-                        }
-                        if let id { resolved[id] = recipient }
-                        entries.append(try await compose(new, recipient: recipient, identity: identity, on: connection))
+            // The messages, their jobs and events and the key are one statement, after the reads
+            // that decide each message.
+            return try await storingOnce(record) { connection in
+                var entries: [(message: Message, job: ScheduledJob?)] = []
+                // A notice's text, e-mail and push go to one person, looked up once.
+                var resolved: [String: Recipient] = [:]
+                for (index, new) in batch.messages.enumerated() {
+                    let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
+                    let recipient = try await Self.naming(index) {
+                        if let id, let known = resolved[id] { return known }
+                        return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
                     }
-                    let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: entries.map(\.message))), as: UTF8.self)
-                    if try await store.insertBatch(entries, idempotency: record, response: json, at: clock.now, on: connection) {
-                        return Self.raw(status: record.status, json: json, replayed: false)
-                    }
-                } catch let error as APIError {
-                    if let answer = try await storedAnswer(record, on: connection) { return answer }
-                    throw error
+                    if let id { resolved[id] = recipient }
+                    entries.append(try await compose(new, recipient: recipient, identity: identity, on: connection))
                 }
-                guard let answer = try await storedAnswer(record, on: connection) else { throw Self.inProgress }
-                return answer
+                let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: entries.map(\.message))), as: UTF8.self)
+                return try await store.insertBatch(entries, idempotency: record, response: json, at: clock.now, on: connection) ? json : nil
             }
         }
 
@@ -165,16 +144,30 @@ struct MessagesController {
         }
     }
 
+    /// Runs `store`, which writes what a request makes together with its key in one statement
+    /// and answers the JSON stored with the key, or nil when the key was taken; no transaction.
+    /// A key taken by an earlier try of the request or by a twin sent alongside it (whose
+    /// statement this one's waited for) answers what was stored. So does a retry that now
+    /// fails, whatever changed since: it was answered before.
+    func storingOnce(_ record: MessageStore.IdempotencyRecord, _ store: (PostgresConnection) async throws -> String?) async throws -> Response {
+        try await self.store.client.autocommit(logger: self.store.logger) { connection in
+            do {
+                if let json = try await store(connection) { return Self.raw(status: record.status, json: json, replayed: false) }
+            } catch let error as APIError {
+                if let answer = try await storedAnswer(record, on: connection) { return answer }
+                throw error
+            }
+            guard let answer = try await storedAnswer(record, on: connection) else { throw Self.inProgress }
+            return answer
+        }
+    }
+
     /// The answer stored with the request's key: its replay, or 422 when the key came with another
     /// body; nil when the key is unknown.
     func storedAnswer(_ record: MessageStore.IdempotencyRecord, on connection: PostgresConnection) async throws -> Response? {
-        try await store.storedKey(caller: record.caller, key: record.key, on: connection).map { try Self.replay($0, of: record) }
-    }
-
-    /// The first answer again, or 422 when the key came with another body.
-    static func replay(_ stored: MessageStore.StoredKey, of record: MessageStore.IdempotencyRecord) throws -> Response {
-        guard stored.fingerprint == record.fingerprint else { throw keyReused }
-        return raw(status: stored.status, json: stored.response, replayed: true)
+        guard let stored = try await store.storedKey(caller: record.caller, key: record.key, on: connection) else { return nil }
+        guard stored.fingerprint == record.fingerprint else { throw Self.keyReused }
+        return Self.raw(status: stored.status, json: stored.response, replayed: true)
     }
 
     static let keyReused = APIError(.unprocessableContent, code: "idempotency_key_reused",

@@ -188,7 +188,7 @@ struct MessageStore: Sendable {
         parts.append(Outbox.insertCTEs(first: next, condition: "EXISTS (SELECT FROM key)"))
         let query = PostgresQuery(unsafeSQL: "WITH " + parts.joined(separator: ",\n") + "\nSELECT count(*)::int FROM key", binds: bindings)
         guard try await connection.query(query, logger: logger).collect().first?.decode(Int.self) == 1 else { return false }
-        for job in entries.compactMap(\.job) { try await job.requestWakeup(on: connection, logger: logger) }
+        try await entries.lazy.compactMap(\.job).first?.requestWakeup(on: connection, logger: logger)
         try await events.requestWakeup(on: connection, logger: logger)
         return true
     }
