@@ -305,11 +305,16 @@ package final class Wakeups: Sendable {
         }
     }
 
-    /// Sends them once the transaction has committed, without holding up its caller.
+    /// Sends them once the transaction has committed, without holding up its caller: to this
+    /// process's own listener directly when it has one for `client`, by NOTIFY otherwise.
     fileprivate func sendAfterCommit(on client: PostgresClient, logger: Logger) {
         let payloads = payloads.withLock { $0 }
         guard !payloads.isEmpty else { return }
         let key = ObjectIdentifier(client)
+        if let ring = Self.inProcess.withLock({ $0[key] }) {
+            for payload in payloads { ring(payload) }
+            return
+        }
         let first = Self.inFlight.withLock { sending -> Bool in
             if sending[key] != nil {
                 sending[key]?.formUnion(payloads)
@@ -321,6 +326,19 @@ package final class Wakeups: Sendable {
         guard first else { return }
         Task { await Self.send(payloads, on: client, key: key, logger: logger) }
     }
+
+    /// The process's own listener for the work written through these clients. The work a
+    /// service writes is done by that service's own dispatcher and workers, so a bell rung in
+    /// the process replaces the NOTIFY: no statement after the commit, and no wake-up of every
+    /// listening connection of the database (PostgreSQL signals them all for any channel).
+    /// Another replica finds the work at its next poll, or when this one is gone.
+    package static func ringInProcess(for clients: [PostgresClient], _ ring: @escaping @Sendable (String) -> Void) {
+        inProcess.withLock { listeners in
+            for client in clients { listeners[ObjectIdentifier(client)] = ring }
+        }
+    }
+
+    private static let inProcess = Mutex<[ObjectIdentifier: @Sendable (String) -> Void]>([:])
 
     /// Per client, the payloads asked for while its last NOTIFY was on the way: under load one
     /// statement then wakes the listeners for many commits, instead of one statement each. An

@@ -172,6 +172,7 @@ package enum ServiceKit {
         let dispatcher = OutboxDispatcher(service: config.service, client: ledger, peers: peers, bells: outboxBells, logger: logger)
         let listener = WakeListener(
             service: config.service, client: client, virtualClock: virtualClock, outboxBells: outboxBells, jobsBell: jobsBell, logger: logger)
+        Wakeups.ringInProcess(for: [client, ledger]) { listener.ring(payload: $0) }
 
         var app = Application(
             router: router,
@@ -236,13 +237,17 @@ struct WakeListener: Service {
         }
     }
 
+    /// One wake-up per transaction that scheduled jobs starts one worker, which wakes another as
+    /// soon as it has claimed one; an outbox wake-up names the lanes to wake.
+    func ring(payload: String) {
+        if payload == JobQueue.wakeup { jobsBell.ringOne() } else { outboxBells.ring(payload: payload) }
+    }
+
     private func listen(on connection: PostgresConnection) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for try await notification in try await connection.listen(WakeChannel.name(service)) {
-                    // One notification per transaction that scheduled jobs: one worker starts, and
-                    // wakes another as soon as it has claimed one.
-                    if notification.payload == JobQueue.wakeup { jobsBell.ringOne() } else { outboxBells.ring(payload: notification.payload) }
+                    ring(payload: notification.payload)
                 }
             }
             if let virtualClock {

@@ -67,6 +67,16 @@ struct ContactsTests {
         let badPhone = try await stack.call(.POST, .contacts, "/v1/leads", json: #"{"firstName":"X","phone":"555"}"#, headers: [("X-Api-Key", key)])
         #expect(badPhone.status == 422)
         #expect(badPhone.errorField == "phone")
+
+        // A form posted twice at once (a double click, a retrying website): one contact, and each
+        // copy is answered with it.
+        let twin = #"{"firstName":"Tia","email":"tia@example.com","phone":"+1 312 555 0142"}"#
+        let copies = try await withThrowingTaskGroup(of: Stack.Answer.self) { group in
+            for _ in 0..<6 { group.addTask { try await stack.call(.POST, .contacts, "/v1/leads", json: twin, headers: [("X-Api-Key", key)]) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(copies.map(\.status).sorted() == [200, 200, 200, 200, 200, 201], "\(copies.map(\.text))")
+        #expect(Set(copies.compactMap { $0["contact"]?["id"]?.string }).count == 1)
     }
 
     @Test("ST-6: filter by several statuses with tag, lead type and source; cursor pages cover every contact once")

@@ -27,14 +27,19 @@ struct ContactWriter: Sendable {
                 throw Self.duplicate(taken, in: contact)
             }
         } else {
-            let write = try makeWrite(contact, records: ContactHistory.changes(from: nil, to: contact, actor: actor, reason: reason), actor: actor, at: now)
             do {
-                try await store.create(write)
+                try await create(contact, actor: actor, reason: reason)
             } catch let taken as ContactPointTaken {
                 throw Self.duplicate(taken, in: contact)
             }
         }
         return contact
+    }
+
+    /// Writes a new contact; an e-mail or phone another contact holds is `ContactPointTaken`.
+    func create(_ contact: Contact, actor: Actor, reason: String? = nil) async throws {
+        let records = ContactHistory.changes(from: nil, to: contact, actor: actor, reason: reason)
+        try await store.create(try makeWrite(contact, records: records, actor: actor, at: clock.now))
     }
 
     func delete(_ contact: Contact, actor: Actor) async throws {

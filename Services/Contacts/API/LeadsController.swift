@@ -100,16 +100,6 @@ struct LeadsController {
                 leadType: lead.leadType, source: lead.source ?? source.name, tags: lead.tags ?? [], address: lead.address,
                 searchInterest: lead.searchInterest, listing: lead.listing))
             let actor = Actor(kind: .source, id: source.id.uuidString.lowercased(), name: source.name)
-            let matches = try await contacts.matching(companyId: source.companyId, emails: draft.emails.map(\.value), phones: draft.phones.map(\.e164))
-            if let existingId = matches.keys.sorted(by: { $0.uuidString < $1.uuidString }).first,
-               let existing = try await contacts.contact(existingId, companyId: source.companyId) {
-                // A returning lead: merged into the contact they already are, status kept.
-                var merged = draft
-                merged.status = nil
-                let updated = try await writer.write(old: existing, new: ContactRules.merge(merged, into: existing), actor: actor,
-                                                     reason: "registered again through \(source.name)")
-                return JSONResponse(.ok, IntakeResult(contact: updated, created: false))
-            }
             let now = clock.now
             let contact = Contact(
                 id: UUID.random(), companyId: source.companyId, ownerEntityId: source.entityId, status: .newLead, firstName: draft.firstName,
@@ -117,7 +107,22 @@ struct LeadsController {
                 source: draft.source, sourceId: source.id, tags: draft.tags, assignedAgentId: nil, lenderId: nil, pondId: nil,
                 address: draft.address, searchInterest: draft.searchInterest, listing: draft.listing, agentSiteAgentId: source.agentId,
                 origin: source.origin, behavioralAlerts: true, version: 1, createdAt: now, updatedAt: now)
-            return JSONResponse(.created, IntakeResult(contact: try await writer.write(old: nil, new: contact, actor: actor), created: true))
+            do {
+                try await writer.create(contact, actor: actor)
+                return JSONResponse(.created, IntakeResult(contact: contact, created: true))
+            } catch let taken as ContactPointTaken {
+                // A returning lead: merged into the contact they already are, status kept. Most
+                // leads are new, so they are written first and looked up only when one is not.
+                let matches = try await contacts.matching(companyId: source.companyId, emails: draft.emails.map(\.value), phones: draft.phones.map(\.e164))
+                guard let existingId = matches.keys.sorted(by: { $0.uuidString < $1.uuidString }).first,
+                      let existing = try await contacts.contact(existingId, companyId: source.companyId)
+                else { throw ContactWriter.duplicate(taken, in: contact) }
+                var merged = draft
+                merged.status = nil
+                let updated = try await writer.write(old: existing, new: ContactRules.merge(merged, into: existing), actor: actor,
+                                                     reason: "registered again through \(source.name)")
+                return JSONResponse(.ok, IntakeResult(contact: updated, created: false))
+            }
         }
     }
 

@@ -83,18 +83,28 @@ struct ContactStore: Sendable {
 
     /// Inserts a new contact with its contact points, timeline and events, in one statement and
     /// so without a transaction around it (every lead comes this way: six round trips were one).
-    /// An e-mail or phone another contact holds fails the statement whole and is reported.
+    /// An e-mail or phone another contact holds writes nothing and is reported as
+    /// `ContactPointTaken`: the statement looks for it first, and one taken by a contact created
+    /// alongside fails it whole. So a lead needs no lookup of its e-mails and phones before it
+    /// is written; only a returning one is looked up, after.
     func create(_ write: ContactWrite) async throws {
         let contact = write.contact
         let points = contact.emails.map { ("email", $0) } + contact.phones.map { ("phone", $0) }
         let (bindings, events) = try Self.bindings(of: write, points: points)
+        let created: Bool
         do {
-            try await client.autocommit(logger: logger) { connection in
-                try await connection.prepared(SQL.CreateContact.self, bindings, logger: logger)
+            created = try await client.autocommit(logger: logger) { connection in
+                guard try await connection.prepared(SQL.CreateContact.self, bindings, logger: logger).first?.decode(Int.self) == 1 else { return false }
                 try await events.requestWakeup(on: connection, logger: logger)
+                return true
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" && error.serverInfo?[.constraintName] == "contact_points_pkey" {
             throw try await heldPoint(of: contact, among: points) ?? error
+        }
+        guard created else {
+            // Held when the statement looked; released since, it is a race lost to a change.
+            throw try await heldPoint(of: contact, among: points)
+                ?? APIError.conflict("an e-mail or phone of the contact changed hands meanwhile; send it again", code: "version_conflict")
         }
     }
 
@@ -564,21 +574,23 @@ extension ContactStore {
                 """
         }
         /// `ContactColumns` of one contact at `$1 … $24`, its points' kinds and values at `$25`
-        /// and `$26`, its `TimelineColumns` at `$27 … $34` and its `OutboxRows` at `$35 … $39`.
-        /// The keys of points and timeline are checked at the statement's end, when the contact
-        /// is there; a point already held is a unique violation, which writes nothing.
+        /// and `$26`, its `TimelineColumns` at `$27 … $34` and its `OutboxRows` at `$35 … $39`;
+        /// all written, and 1 answered, unless another contact holds one of the points. The keys of points and timeline are
+        /// checked at the statement's end, when the contact is there; a point taken meanwhile
+        /// is a unique violation, which writes nothing.
         enum CreateContact: PreparedSQL {
             static let sql = """
                 WITH contact AS (
                     \(InsertContacts.sql)
+                    WHERE NOT points_held(x.company_id, $25::text[], $26::text[])
                     RETURNING id, company_id),
                 points AS (
                     INSERT INTO contact_points (company_id, kind, value, contact_id)
                     SELECT c.company_id, p.kind, p.value, c.id FROM contact c, unnest($25::text[], $26::text[]) AS p(kind, value)),
                 entries AS (
-                    \(appendTimeline(first: 27))),
-                \(Outbox.insertCTEs(first: 35))
-                SELECT
+                    \(appendTimeline(first: 27, condition: "EXISTS (SELECT FROM contact)"))),
+                \(Outbox.insertCTEs(first: 35, condition: "EXISTS (SELECT FROM contact)"))
+                SELECT count(*)::int FROM contact
                 """
         }
         /// One changed contact's `ContactColumns` at `$1 … $24`, saved if its `version - 1` is

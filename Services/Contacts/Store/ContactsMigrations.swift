@@ -183,5 +183,22 @@ enum ContactsMigrations {
                 PRIMARY KEY (company_id, delivery_id))
             """,
         ]),
+        // Whether another contact of the company holds one of the points, each probed by its key.
+        // A function, so a new contact's one statement can ask it and keep its one plan: asked
+        // inline, an array of unknown length made the planner plan that statement on every run.
+        Migration("PointsHeld", [
+            """
+            CREATE FUNCTION points_held(company uuid, kinds text[], vals text[]) RETURNS boolean
+            LANGUAGE plpgsql STABLE AS $$
+            BEGIN
+                FOR i IN 1 .. coalesce(array_length(kinds, 1), 0) LOOP
+                    IF EXISTS (SELECT FROM contact_points WHERE company_id = company AND kind = kinds[i] AND value = vals[i]) THEN
+                        RETURN true;
+                    END IF;
+                END LOOP;
+                RETURN false;
+            END $$
+            """,
+        ]),
     ]
 }

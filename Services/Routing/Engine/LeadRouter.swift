@@ -103,20 +103,22 @@ struct LeadRouter: Sendable {
         /// Users of the entity and of every entity under it.
         var members: [Agent]
         var settings: RoutingSettings
+        /// The entity's rules as stored, in the order they run.
+        var ruleDocs: [String] = []
     }
 
     func scope(for contact: Contact, on connection: PostgresConnection) async throws -> Scope {
-        guard let entity = try await store.entity(contact.ownerEntityId, on: connection) else {
+        guard let entity = try await store.scope(entityId: contact.ownerEntityId, companyId: contact.companyId, on: connection) else {
             // The directory replica has not caught up: fail, and the event is delivered again.
             throw APIError.conflict("entity \(contact.ownerEntityId) is not known to routing yet", code: "replica_behind")
         }
         let agents = try await store.agents(companyId: contact.companyId, on: connection)
-        let tree = Set(try await store.entityTree(contact.ownerEntityId, on: connection))
+        let tree = Set(entity.tree)
         let open = TimeZone(identifier: entity.timeZone).map { WeeklyWindow.officeHours(entity.hours, timeZone: $0).isOpen(at: clock.now) } ?? true
         return Scope(entityId: contact.ownerEntityId, entityName: entity.name, officeOpen: open,
                      agents: Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
                      members: agents.filter { !tree.isDisjoint(with: $0.entityIds) },
-                     settings: try await store.settings(companyId: contact.companyId, on: connection))
+                     settings: entity.settings, ruleDocs: entity.ruleDocs)
     }
 
     func route(_ contact: Contact, round: Int, skipListingAgent: Bool, on connection: PostgresConnection) async throws {
@@ -173,7 +175,7 @@ struct LeadRouter: Sendable {
         }
 
         // RT-3: the scope's rules in order, the default last; the first that matches and has someone to take the lead.
-        var rules = try await store.rules(entityId: scope.entityId, on: connection)
+        var rules = try scope.ruleDocs.map { try RoutingStore.decode(RoutingRule.self, $0) }
         if !rules.contains(where: \.isDefault) {
             try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: now, on: connection)
             rules = try await store.rules(entityId: scope.entityId, on: connection)

@@ -97,6 +97,29 @@ struct RoutingStore: Sendable {
         return nil
     }
 
+    /// What a decision reads of the receiving entity besides its agents, in one round trip:
+    /// the entity, the entities under it, the company's settings and the entity's rules as
+    /// stored (decoded by who needs them). Nil when the replica does not know the entity yet.
+    func scope(entityId: UUID, companyId: UUID, on connection: PostgresConnection) async throws -> ScopeRows? {
+        for row in try await connection.prepared(SQL.Scope.self, .values(entityId, companyId), logger: logger) {
+            let (company, parent, name, zone, hours, tree, settings, rules) = try row.decode((UUID, UUID?, String, String, String, [UUID], String?, [String]).self)
+            return ScopeRows(companyId: company, parentId: parent, name: name, timeZone: zone, hours: try Self.decode([OfficeHoursDay].self, hours),
+                             tree: tree, settings: try settings.map { try Self.decode(RoutingSettings.self, $0) } ?? .standard, ruleDocs: rules)
+        }
+        return nil
+    }
+
+    struct ScopeRows {
+        var companyId: UUID
+        var parentId: UUID?
+        var name: String
+        var timeZone: String
+        var hours: [OfficeHoursDay]
+        var tree: [UUID]
+        var settings: RoutingSettings
+        var ruleDocs: [String]
+    }
+
     /// The entity and every entity under it.
     func entityTree(_ id: UUID, on connection: PostgresConnection) async throws -> [UUID] {
         try await connection.prepared(SQL.EntityTree.self, .values(id), logger: logger).map { try $0.decode(UUID.self) }
@@ -232,6 +255,16 @@ extension RoutingStore {
         }
         enum Settings: PreparedSQL {
             static let sql = "SELECT doc::text FROM routing_settings WHERE company_id = $1"
+        }
+        /// `Entity`, `EntityTree`, `Settings` (of the company `$2`) and `Rules` of the entity `$1`.
+        enum Scope: PreparedSQL {
+            static let sql = """
+                SELECT e.company_id, e.parent_id, e.name, e.time_zone, e.office_hours::text,
+                    ARRAY(\(EntityTree.sql)),
+                    (SELECT doc::text FROM routing_settings WHERE company_id = $2),
+                    ARRAY(\(Rules.sql))
+                FROM directory_entities e WHERE e.id = $1
+                """
         }
         enum Entity: PreparedSQL {
             static let sql = "SELECT company_id, parent_id, name, time_zone, office_hours::text FROM directory_entities WHERE id = $1"
