@@ -338,6 +338,13 @@ package final class Wakeups: Sendable {
         }
     }
 
+    /// Back to NOTIFY for these clients (tests, whose clients come and go).
+    package static func stopRingingInProcess(for clients: [PostgresClient]) {
+        inProcess.withLock { listeners in
+            for client in clients { listeners[ObjectIdentifier(client)] = nil }
+        }
+    }
+
     private static let inProcess = Mutex<[ObjectIdentifier: @Sendable (String) -> Void]>([:])
 
     /// Per client, the payloads asked for while its last NOTIFY was on the way: under load one

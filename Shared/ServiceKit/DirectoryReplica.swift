@@ -56,10 +56,13 @@ package enum DirectoryReplica {
     package static func handlers(for service: ServiceName) -> [EventHandler] {
         let wanted = Subscriptions.events(for: service)
         return [
+            // What a batch kept of the directory is stale from here on.
             EventHandler(name: "directory.entity", eventType: EventType.entityUpserted) { event, connection, logger in
+                BatchMemo.clear()
                 try await upsertEntity(event, on: connection, logger: logger)
             },
             EventHandler(name: "directory.user", eventType: EventType.userUpserted) { event, connection, logger in
+                BatchMemo.clear()
                 try await upsertUser(event, on: connection, logger: logger)
             },
             EventHandler(name: "directory.login", eventType: EventType.userLoggedIn) { event, connection, logger in

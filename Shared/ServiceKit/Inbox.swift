@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import Models
 import PostgresNIO
+import Synchronization
 
 /// What a service does when an event arrives. Its writes share one transaction with the inbox
 /// row, so an event is handled exactly once however often it is delivered.
@@ -29,6 +30,30 @@ package struct EventHandler: Sendable {
         var handler = EventHandler(name: name, eventType: eventType) { event, connection, logger in try await handleMany([event], connection, logger) }
         handler.handleMany = handleMany
         return handler
+    }
+}
+
+/// What the handlers of one delivered batch read alike (routing's view of one office for each of
+/// twenty leads it sends): read once for the batch's transaction and forgotten with it. A handler
+/// that changes what is kept (a directory change) drops it all.
+package final class BatchMemo: Sendable {
+    @TaskLocal package static var current: BatchMemo?
+
+    private let values = Mutex<[String: any Sendable]>([:])
+
+    /// The value kept under `key` in the current batch, read by `read` the first time; outside a
+    /// batch, read every time.
+    package static func value<Value: Sendable>(_ key: String, read: () async throws -> Value) async throws -> Value {
+        guard let memo = current else { return try await read() }
+        if let kept = memo.values.withLock({ $0[key] }) as? Value { return kept }
+        let value = try await read()
+        memo.values.withLock { $0[key] = value }
+        return value
+    }
+
+    /// Forgets everything the current batch kept.
+    package static func clear() {
+        current?.values.withLock { $0.removeAll() }
     }
 }
 
@@ -58,45 +83,47 @@ package struct Inbox: Sendable {
             }
         }
         // No handler for any of them here: nothing to record, no transaction.
-        let outcomes: [InboxOutcome] = ids.isEmpty ? events.map { _ in .ignored } : try await client.transaction(logger: logger) { connection in
-            var fresh = Set<String>()
-            for try await (id, name) in try await connection.execute(KitStatements.RecordInbox(eventIds: ids, handlers: names, types: types),
-                                                                     logger: logger) {
-                fresh.insert("\(id)/\(name)")
-            }
-            var outcomes: [InboxOutcome] = []
-            // Consecutive events for one batch-taking handler run together, the order of the
-            // handlers' work otherwise kept.
-            var run: (handler: EventHandler, events: [ReceivedEvent])?
-            func finishRun() async throws {
-                if let (handler, events) = run, let handleMany = handler.handleMany { try await handleMany(events, connection, logger) }
-                run = nil
-            }
-            for event in events {
-                guard let eventHandlers = handlers[event.type], !eventHandlers.isEmpty else {
-                    outcomes.append(.ignored)
-                    continue
+        let outcomes: [InboxOutcome] = ids.isEmpty ? events.map { _ in .ignored } : try await BatchMemo.$current.withValue(BatchMemo()) {
+            try await client.transaction(logger: logger) { connection in
+                var fresh = Set<String>()
+                for try await (id, name) in try await connection.execute(KitStatements.RecordInbox(eventIds: ids, handlers: names, types: types),
+                                                                         logger: logger) {
+                    fresh.insert("\(id)/\(name)")
                 }
-                var outcome = InboxOutcome.duplicate
-                // Removed as it runs: a second copy in the same batch is a duplicate.
-                for handler in eventHandlers where fresh.remove("\(event.id)/\(handler.name)") != nil {
-                    if handler.handleMany != nil {
-                        if run?.handler.name == handler.name {
-                            run?.events.append(event)
+                var outcomes: [InboxOutcome] = []
+                // Consecutive events for one batch-taking handler run together, the order of the
+                // handlers' work otherwise kept.
+                var run: (handler: EventHandler, events: [ReceivedEvent])?
+                func finishRun() async throws {
+                    if let (handler, events) = run, let handleMany = handler.handleMany { try await handleMany(events, connection, logger) }
+                    run = nil
+                }
+                for event in events {
+                    guard let eventHandlers = handlers[event.type], !eventHandlers.isEmpty else {
+                        outcomes.append(.ignored)
+                        continue
+                    }
+                    var outcome = InboxOutcome.duplicate
+                    // Removed as it runs: a second copy in the same batch is a duplicate.
+                    for handler in eventHandlers where fresh.remove("\(event.id)/\(handler.name)") != nil {
+                        if handler.handleMany != nil {
+                            if run?.handler.name == handler.name {
+                                run?.events.append(event)
+                            } else {
+                                try await finishRun()
+                                run = (handler, [event])
+                            }
                         } else {
                             try await finishRun()
-                            run = (handler, [event])
+                            try await handler.handle(event, connection, logger)
                         }
-                    } else {
-                        try await finishRun()
-                        try await handler.handle(event, connection, logger)
+                        outcome = .handled
                     }
-                    outcome = .handled
+                    outcomes.append(outcome)
                 }
-                outcomes.append(outcome)
+                try await finishRun()
+                return outcomes
             }
-            try await finishRun()
-            return outcomes
         }
         for (event, outcome) in zip(events, outcomes) {
             Counter(label: "events_received_total", dimensions: [("type", event.type), ("outcome", outcome.rawValue)]).increment()

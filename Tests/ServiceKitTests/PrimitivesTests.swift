@@ -35,6 +35,24 @@ struct PrimitivesTests {
         await gate.wait()
     }
 
+    @Test("a batch reads what its handlers share once, reads again after a handler drops it, and outside a batch reads every time")
+    func batchMemo() async throws {
+        let reads = Atomic<Int>(0)
+        @Sendable func read() async throws -> Int { reads.add(1, ordering: .relaxed).newValue }
+        #expect(try await BatchMemo.value("k", read: read) == 1)
+        #expect(try await BatchMemo.value("k", read: read) == 2)
+        try await BatchMemo.$current.withValue(BatchMemo()) { () async throws in
+            #expect(try await BatchMemo.value("k", read: read) == 3)
+            #expect(try await BatchMemo.value("k", read: read) == 3)
+            #expect(try await BatchMemo.value("other", read: read) == 4)
+            BatchMemo.clear()
+            #expect(try await BatchMemo.value("k", read: read) == 5)
+        }
+        try await BatchMemo.$current.withValue(BatchMemo()) { () async throws in
+            #expect(try await BatchMemo.value("k", read: read) == 6, "a new batch keeps nothing of the last")
+        }
+    }
+
     @Test("a ring before anyone waits is kept; a waiter is woken by a ring; a wait without ring times out")
     func doorbell() async {
         let bell = Doorbell()

@@ -54,6 +54,43 @@ struct WakeupTests {
         }
     }
 
+    @Test("X-3: a process with its own listener rings it after the commit, for what committed only, and sends no NOTIFY")
+    func wakeInProcess() async throws {
+        try await TestDatabase.withSchema { client, schema in
+            let logger = TestDatabase.logger
+            let rung = Mutex<[String]>([])
+            Wakeups.ringInProcess(for: [client]) { payload in rung.withLock { $0.append(payload) } }
+            defer { Wakeups.stopRingingInProcess(for: [client]) }
+            try await client.withConnection { listener in
+                let notifications = try await listener.listen("wake_" + schema)
+                var received = notifications.makeAsyncIterator()
+                try await client.transaction(logger: logger) { connection in
+                    _ = try await JobQueue().schedule(kind: "k", payload: ["n": 1], runAt: Date(), on: connection, logger: logger)
+                    #expect(rung.withLock { $0 }.isEmpty, "not before the commit")
+                }
+                #expect(rung.withLock { $0 } == ["jobs"])
+                struct Abandon: Error {}
+                await #expect(throws: Abandon.self) {
+                    try await client.transaction(logger: logger) { connection in
+                        _ = try await JobQueue().schedule(kind: "rolled-back", payload: ["n": 2], runAt: Date(), on: connection, logger: logger)
+                        throw Abandon()
+                    }
+                }
+                #expect(rung.withLock { $0 } == ["jobs"], "a rollback rings nothing")
+
+                // Back on NOTIFY, the listener's first notification is the next commit's: none came before.
+                Wakeups.stopRingingInProcess(for: [client])
+                let outbox = Outbox(service: .contacts, clock: WallClock())
+                let event = try outbox.envelope(EventType.userLoggedIn, version: 1, companyId: UUID.random(), subjectId: nil, data: ["n": 1])
+                try await client.transaction(logger: logger) { connection in
+                    try await outbox.publish([event], on: connection, logger: logger)
+                }
+                #expect(try await received.next()?.payload == "outbox:accountability")
+                #expect(rung.withLock { $0 } == ["jobs"])
+            }
+        }
+    }
+
     @Test("an event-loop sleep lasts its duration, and a cancelled one ends at once with CancellationError")
     func loopTimer() async throws {
         let start = ContinuousClock.now

@@ -42,8 +42,7 @@ struct LeadRouter: Sendable {
                                       queue: [], channels: [], skipListingAgent: false, rules: [],
                                       summary: "Not routed: the lead was \(contact.origin == .import ? "imported" : "entered by hand"); only leads from a source (website, dropbox, zapier) are routed.",
                                       startedAt: now, updatedAt: now)
-            try await store.save(routing, on: connection)
-            try await store.log(RoutingLogEntry(at: now, round: 1, kind: .notRouted, summary: routing.summary), contactId: contact.id, on: connection)
+            try await store.save(routing, logging: RoutingLogEntry(at: now, round: 1, kind: .notRouted, summary: routing.summary), on: connection)
             return
         }
         try await route(contact, round: 1, skipListingAgent: false, on: connection)
@@ -86,16 +85,15 @@ struct LeadRouter: Sendable {
         routing.queue = []
         routing.updatedAt = now
         routing.summary += " \(who) then assigned the lead by hand to \(owner), so routing stopped and the open offers were withdrawn."
-        try await store.save(routing, on: connection)
-        try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .reassigned, agentId: contact.assignedAgentId,
-                                            summary: "\(who) assigned the lead by hand to \(owner); the open offers were withdrawn."),
-                            contactId: contact.id, on: connection)
+        try await store.save(routing, logging: RoutingLogEntry(at: now, round: routing.round, kind: .reassigned, agentId: contact.assignedAgentId,
+                                                               summary: "\(who) assigned the lead by hand to \(owner); the open offers were withdrawn."),
+                             on: connection)
     }
 
     // MARK: the decision
 
     /// What a decision needs to know of the receiving entity, read once.
-    struct Scope {
+    struct Scope: Sendable {
         var entityId: UUID
         var entityName: String
         var officeOpen: Bool
@@ -107,7 +105,15 @@ struct LeadRouter: Sendable {
         var ruleDocs: [String] = []
     }
 
+    /// Read once per delivered batch: a burst of leads for one office reads its directory,
+    /// settings and rules once.
     func scope(for contact: Contact, on connection: PostgresConnection) async throws -> Scope {
+        try await BatchMemo.value("routing.scope:\(contact.companyId):\(contact.ownerEntityId)") {
+            try await readScope(for: contact, on: connection)
+        }
+    }
+
+    private func readScope(for contact: Contact, on connection: PostgresConnection) async throws -> Scope {
         guard let entity = try await store.scope(entityId: contact.ownerEntityId, companyId: contact.companyId, on: connection) else {
             // The directory replica has not caught up: fail, and the event is delivered again.
             throw APIError.conflict("entity \(contact.ownerEntityId) is not known to routing yet", code: "replica_behind")
@@ -140,8 +146,7 @@ struct LeadRouter: Sendable {
             routing.assignedAgentId = admin?.id
             routing.summary = "\(name) left an address but no e-mail or phone, so the lead stays with "
                 + "\(admin.map { "\($0.name), the admin of \(scope.entityName)," } ?? "\(scope.entityName)'s admin") until contact details arrive; then it is routed."
-            try await store.save(routing, on: connection)
-            try await store.log(RoutingLogEntry(at: now, round: round, kind: .held, agentId: admin?.id, summary: routing.summary), contactId: contact.id, on: connection)
+            try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .held, agentId: admin?.id, summary: routing.summary), on: connection)
             if let admin { try await scheduleAssignment(routing, agentId: admin.id, pondId: nil, lenderId: nil, reason: "address-only seller lead, kept with the admin", on: connection) }
             return
         }
@@ -178,6 +183,7 @@ struct LeadRouter: Sendable {
         var rules = try scope.ruleDocs.map { try RoutingStore.decode(RoutingRule.self, $0) }
         if !rules.contains(where: \.isDefault) {
             try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: now, on: connection)
+            BatchMemo.clear()
             rules = try await store.rules(entityId: scope.entityId, on: connection)
         }
         for rule in rules {
@@ -197,8 +203,7 @@ struct LeadRouter: Sendable {
                 routing.state = .pond
                 routing.pondId = pond
                 routing.summary = (listingNote ?? "") + "Rule \"\(rule.name)\" matched\(Self.because(checks)), and it sends leads to a pond."
-                try await store.save(routing, on: connection)
-                try await store.log(RoutingLogEntry(at: now, round: round, kind: .pond, summary: routing.summary), contactId: contact.id, on: connection)
+                try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .pond, summary: routing.summary), on: connection)
                 try await scheduleAssignment(routing, agentId: nil, pondId: pond, lenderId: rule.lenderId, reason: "routing rule \"\(rule.name)\"", on: connection)
                 return
             }
@@ -226,8 +231,7 @@ struct LeadRouter: Sendable {
         }
         routing.state = .unassigned
         routing.summary = (listingNote ?? "") + "No rule had an agent in rotation for \(name); the lead waits unassigned in \(scope.entityName)."
-        try await store.save(routing, on: connection)
-        try await store.log(RoutingLogEntry(at: now, round: round, kind: .unassigned, summary: routing.summary), contactId: contact.id, on: connection)
+        try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .unassigned, summary: routing.summary), on: connection)
     }
 
     /// The recipients in offer order; round robin moves the rule's shared position (RT-8).
@@ -294,9 +298,8 @@ struct LeadRouter: Sendable {
         routing.state = .assigned
         routing.assignedAgentId = agent.id
         routing.updatedAt = clock.now
-        try await store.save(routing, on: connection)
-        try await store.log(RoutingLogEntry(at: clock.now, round: routing.round, kind: .assigned, agentId: agent.id, summary: routing.summary),
-                            contactId: routing.contactId, on: connection)
+        try await store.save(routing, logging: RoutingLogEntry(at: clock.now, round: routing.round, kind: .assigned, agentId: agent.id, summary: routing.summary),
+                             on: connection)
         // The agent is told by the job that writes the assignment: one job, not two, for the
         // commonest routing, the two requests still sent side by side.
         let notice = NoticeJob(contactId: contact.id, agentId: agent.id, offerId: nil, round: routing.round,
@@ -380,9 +383,8 @@ struct LeadRouter: Sendable {
         routing.queue = []
         routing.updatedAt = now
         routing.summary += " \(agentName) accepted."
-        try await store.save(routing, on: connection)
-        try await store.log(RoutingLogEntry(at: now, round: offer.round, kind: .accepted, agentId: agentId, offerId: offer.id, summary: "\(agentName) accepted the lead."),
-                            contactId: offer.contactId, on: connection)
+        try await store.save(routing, logging: RoutingLogEntry(at: now, round: offer.round, kind: .accepted, agentId: agentId, offerId: offer.id,
+                                                               summary: "\(agentName) accepted the lead."), on: connection)
         try await jobs.cancel(uniqueKey: "timeout:\(offer.contactId):\(offer.round)", on: connection, logger: logger)
         try await scheduleAssignment(routing, agentId: agentId, pondId: nil, lenderId: routing.lenderId,
                                      reason: "accepted the offer of \(routing.ruleName.map { "routing rule \"\($0)\"" } ?? "the listing")", on: connection)

@@ -160,6 +160,13 @@ struct RoutingStore: Sendable {
                                       logger: logger)
     }
 
+    /// Saves the routing and appends `entry` to its log, in one statement.
+    func save(_ routing: LeadRouting, logging entry: RoutingLogEntry, on connection: PostgresConnection) async throws {
+        try await connection.prepared(SQL.SaveRoutingAndLog.self,
+                                      .values(routing.contactId, routing.companyId, routing.state.rawValue, try Self.json(routing), [try Self.json(entry)]),
+                                      logger: logger)
+    }
+
     // MARK: offers
 
     func insert(_ offer: Offer, on connection: PostgresConnection) async throws {
@@ -299,10 +306,20 @@ extension RoutingStore {
                 """
         }
         enum Log: PreparedSQL {
+            static let sql = appendLog(contactId: "$1", docs: "$2")
+        }
+        /// `SaveRouting` at `$1 … $4` and `Log` of its entries at `$5`.
+        enum SaveRoutingAndLog: PreparedSQL {
             static let sql = """
-                INSERT INTO routing_log (contact_id, doc)
-                SELECT $1::uuid, doc::jsonb FROM unnest($2::text[]) WITH ORDINALITY AS e(doc, n) ORDER BY n
+                WITH saved AS (\(SaveRouting.sql))
+                \(appendLog(contactId: "$1", docs: "$5"))
                 """
+        }
+        static func appendLog(contactId: String, docs: String) -> String {
+            """
+            INSERT INTO routing_log (contact_id, doc)
+            SELECT \(contactId)::uuid, doc::jsonb FROM unnest(\(docs)::text[]) WITH ORDINALITY AS e(doc, n) ORDER BY n
+            """
         }
     }
 }
