@@ -281,6 +281,11 @@ package enum KitMigrations {
             "DROP TRIGGER jobs_wake ON jobs",
             "DROP FUNCTION jobs_wake()",
         ]),
+        // Served the one queue of every subscriber; each lane claims by `outbox_lane` now, and an
+        // index no statement reads was still written for every event's every subscriber.
+        Migration("DropOutboxPending", [
+            "DROP INDEX outbox_pending",
+        ]),
     ]
 }
 

@@ -13,7 +13,7 @@ package struct EventHandler: Sendable {
     package var name: String
     package var eventType: String
     package var handle: @Sendable (ReceivedEvent, PostgresConnection, Logger) async throws -> Void
-    /// Set for handlers that take consecutive events of a batch in one go (replicas: one
+    /// Set for handlers that take the events of a batch in one go (replicas: one
     /// statement for the lot instead of one per event).
     package var handleMany: (@Sendable ([ReceivedEvent], PostgresConnection, Logger) async throws -> Void)?
 
@@ -23,8 +23,9 @@ package struct EventHandler: Sendable {
         self.handle = handle
     }
 
-    /// A handler that takes several events at once; events of every type that share its name
-    /// may come together, in delivery order.
+    /// A handler that takes several events at once: every event of a delivered batch whose type
+    /// shares its name, in delivery order, before the batch's other handlers run (so it must
+    /// not depend on them, as a replica, whose newer version wins, does not).
     package static func batched(name: String, eventType: String,
                                 handleMany: @escaping @Sendable ([ReceivedEvent], PostgresConnection, Logger) async throws -> Void) -> EventHandler {
         var handler = EventHandler(name: name, eventType: eventType) { event, connection, logger in try await handleMany([event], connection, logger) }
@@ -90,38 +91,34 @@ package struct Inbox: Sendable {
                                                                          logger: logger) {
                     fresh.insert("\(id)/\(name)")
                 }
+                // Batch-taking handlers (replicas) first, each over all of its events at once in
+                // delivery order; then the others, event by event, in order, seeing the replicas as
+                // the whole batch left them. A copy seen before, or twice in the batch, runs once.
                 var outcomes: [InboxOutcome] = []
-                // Consecutive events for one batch-taking handler run together, the order of the
-                // handlers' work otherwise kept.
-                var run: (handler: EventHandler, events: [ReceivedEvent])?
-                func finishRun() async throws {
-                    if let (handler, events) = run, let handleMany = handler.handleMany { try await handleMany(events, connection, logger) }
-                    run = nil
-                }
+                var runs: [(handler: EventHandler, events: [ReceivedEvent])] = []
+                var singles: [(handler: EventHandler, event: ReceivedEvent)] = []
                 for event in events {
                     guard let eventHandlers = handlers[event.type], !eventHandlers.isEmpty else {
                         outcomes.append(.ignored)
                         continue
                     }
                     var outcome = InboxOutcome.duplicate
-                    // Removed as it runs: a second copy in the same batch is a duplicate.
                     for handler in eventHandlers where fresh.remove("\(event.id)/\(handler.name)") != nil {
-                        if handler.handleMany != nil {
-                            if run?.handler.name == handler.name {
-                                run?.events.append(event)
-                            } else {
-                                try await finishRun()
-                                run = (handler, [event])
-                            }
+                        if handler.handleMany == nil {
+                            singles.append((handler, event))
+                        } else if let run = runs.firstIndex(where: { $0.handler.name == handler.name }) {
+                            runs[run].events.append(event)
                         } else {
-                            try await finishRun()
-                            try await handler.handle(event, connection, logger)
+                            runs.append((handler, [event]))
                         }
                         outcome = .handled
                     }
                     outcomes.append(outcome)
                 }
-                try await finishRun()
+                for (handler, events) in runs {
+                    if let handleMany = handler.handleMany { try await handleMany(events, connection, logger) }
+                }
+                for (handler, event) in singles { try await handler.handle(event, connection, logger) }
                 return outcomes
             }
         }

@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 import Testing
 @testable import ServiceKit
 import TestSupport
@@ -193,6 +194,23 @@ struct InboxBatchTests {
             let third = try event()
             await #expect(throws: Boom.self) { try await Inbox(client: client, handlers: [failing]).receive(batch: [third], logger: TestDatabase.logger) }
             #expect(try await inbox.receive(batch: [third], logger: TestDatabase.logger) == [.handled])
+        }
+    }
+
+    @Test("in a batch a batch-taking handler runs once over all its events, before the others run event by event, in order")
+    func batchTakersFirst() async throws {
+        try await TestDatabase.withSchema { client, _ in
+            let calls = Mutex<[String]>([])
+            let many = EventHandler.batched(name: "many", eventType: EventType.userLoggedIn) { events, _, _ in
+                calls.withLock { $0.append("many:\(events.count)") }
+            }
+            let one = EventHandler(name: "one", eventType: EventType.userLoggedIn) { event, _, _ in
+                calls.withLock { $0.append("one:\(event.id)") }
+            }
+            let (first, second, third) = (try event(), try event(), try event())
+            let outcomes = try await Inbox(client: client, handlers: [many, one]).receive(batch: [first, second, first, third], logger: TestDatabase.logger)
+            #expect(outcomes == [.handled, .handled, .duplicate, .handled])
+            #expect(calls.withLock { $0 } == ["many:3", "one:\(first.id)", "one:\(second.id)", "one:\(third.id)"])
         }
     }
 }
