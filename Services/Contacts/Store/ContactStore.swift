@@ -575,9 +575,9 @@ extension ContactStore {
         }
         /// `ContactColumns` of one contact at `$1 … $24`, its points' kinds and values at `$25`
         /// and `$26`, its `TimelineColumns` at `$27 … $34` and its `OutboxRows` at `$35 … $39`;
-        /// all written, and 1 answered, unless another contact holds one of the points. The keys of points and timeline are
-        /// checked at the statement's end, when the contact is there; a point taken meanwhile
-        /// is a unique violation, which writes nothing.
+        /// all written, and 1 answered, unless another contact holds one of the points. The
+        /// keys of points and timeline are checked at the statement's end, when the contact is
+        /// there; a point taken meanwhile is a unique violation, which writes nothing.
         enum CreateContact: PreparedSQL {
             static let sql = """
                 WITH contact AS (
