@@ -197,7 +197,7 @@ struct InboxBatchTests {
         }
     }
 
-    @Test("in a batch a batch-taking handler runs once over all its events, before the others run event by event, in order")
+    @Test("X-3: in a batch a batch-taking handler runs once over all its events, before the others run event by event, in order")
     func batchTakersFirst() async throws {
         try await TestDatabase.withSchema { client, _ in
             let calls = Mutex<[String]>([])

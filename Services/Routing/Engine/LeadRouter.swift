@@ -101,8 +101,8 @@ struct LeadRouter: Sendable {
         /// Users of the entity and of every entity under it.
         var members: [Agent]
         var settings: RoutingSettings
-        /// The entity's rules as stored, in the order they run.
-        var ruleDocs: [String] = []
+        /// The entity's rules in the order they run.
+        var rules: [RoutingRule] = []
     }
 
     /// Read once per delivered batch: a burst of leads for one office reads its directory,
@@ -124,7 +124,7 @@ struct LeadRouter: Sendable {
         return Scope(entityId: contact.ownerEntityId, entityName: entity.name, officeOpen: open,
                      agents: Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
                      members: agents.filter { !tree.isDisjoint(with: $0.entityIds) },
-                     settings: entity.settings, ruleDocs: entity.ruleDocs)
+                     settings: entity.settings, rules: entity.rules)
     }
 
     func route(_ contact: Contact, round: Int, skipListingAgent: Bool, on connection: PostgresConnection) async throws {
@@ -180,7 +180,7 @@ struct LeadRouter: Sendable {
         }
 
         // RT-3: the scope's rules in order, the default last; the first that matches and has someone to take the lead.
-        var rules = try scope.ruleDocs.map { try RoutingStore.decode(RoutingRule.self, $0) }
+        var rules = scope.rules
         if !rules.contains(where: \.isDefault) {
             try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: now, on: connection)
             BatchMemo.clear()

@@ -98,26 +98,25 @@ struct RoutingStore: Sendable {
     }
 
     /// What a decision reads of the receiving entity besides its agents, in one round trip:
-    /// the entity, the entities under it, the company's settings and the entity's rules as
-    /// stored (decoded by who needs them). Nil when the replica does not know the entity yet.
+    /// the entity, the entities under it, the company's settings and the entity's rules in the
+    /// order they run. Nil when the replica does not know the entity yet.
     func scope(entityId: UUID, companyId: UUID, on connection: PostgresConnection) async throws -> ScopeRows? {
         for row in try await connection.prepared(SQL.Scope.self, .values(entityId, companyId), logger: logger) {
-            let (company, parent, name, zone, hours, tree, settings, rules) = try row.decode((UUID, UUID?, String, String, String, [UUID], String?, [String]).self)
-            return ScopeRows(companyId: company, parentId: parent, name: name, timeZone: zone, hours: try Self.decode([OfficeHoursDay].self, hours),
-                             tree: tree, settings: try settings.map { try Self.decode(RoutingSettings.self, $0) } ?? .standard, ruleDocs: rules)
+            let (name, zone, hours, tree, settings, rules) = try row.decode((String, String, String, [UUID], String?, [String]).self)
+            return ScopeRows(name: name, timeZone: zone, hours: try Self.decode([OfficeHoursDay].self, hours), tree: tree,
+                             settings: try settings.map { try Self.decode(RoutingSettings.self, $0) } ?? .standard,
+                             rules: try rules.map { try Self.decode(RoutingRule.self, $0) })
         }
         return nil
     }
 
     struct ScopeRows {
-        var companyId: UUID
-        var parentId: UUID?
         var name: String
         var timeZone: String
         var hours: [OfficeHoursDay]
         var tree: [UUID]
         var settings: RoutingSettings
-        var ruleDocs: [String]
+        var rules: [RoutingRule]
     }
 
     /// The entity and every entity under it.
@@ -263,10 +262,10 @@ extension RoutingStore {
         enum Settings: PreparedSQL {
             static let sql = "SELECT doc::text FROM routing_settings WHERE company_id = $1"
         }
-        /// `Entity`, `EntityTree`, `Settings` (of the company `$2`) and `Rules` of the entity `$1`.
+        /// What `Entity`, `EntityTree`, `Settings` (of the company `$2`) and `Rules` read of the entity `$1`.
         enum Scope: PreparedSQL {
             static let sql = """
-                SELECT e.company_id, e.parent_id, e.name, e.time_zone, e.office_hours::text,
+                SELECT e.name, e.time_zone, e.office_hours::text,
                     ARRAY(\(EntityTree.sql)),
                     (SELECT doc::text FROM routing_settings WHERE company_id = $2),
                     ARRAY(\(Rules.sql))
