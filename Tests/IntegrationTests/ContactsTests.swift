@@ -154,6 +154,29 @@ struct ContactsTests {
         #expect(try await importCSV("Name,Status\nAnn,client\n", contentType: "application/json").status == 415)
     }
 
+    @Test("ST-4: one file imported three times at once creates each contact once; an import that lost the race asks to be sent again")
+    func concurrentImports() async throws {
+        let brokerage = try await stack.newCompany()
+        let rows = 150
+        var csv = "First Name,Email,Phone,Status\n"
+        for index in 0..<rows { csv += "Row\(index),row\(index)@example.com,312555\(String(format: "%04d", index)),new_lead\n" }
+        let (file, token) = (csv, brokerage.adminToken)
+        let answers = try await withThrowingTaskGroup(of: Stack.Answer.self) { group in
+            for _ in 0..<3 {
+                group.addTask { try await stack.callRaw(.POST, .contacts, "/v1/contacts/import", token: token, body: file, contentType: "text/csv") }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for answer in answers {
+            #expect(answer.status == 200 || (answer.status == 409 && answer.errorCode == "version_conflict"), "\(answer.text)")
+        }
+        let imported = answers.filter { $0.status == 200 }.compactMap { $0["imported"]?.number }.reduce(0, +)
+        #expect(imported == Double(rows))
+        let all = try await stack.call(.GET, .contacts, "/v1/contacts?limit=200", token: brokerage.adminToken)
+        #expect(all["items"]?.array?.count == rows)
+        #expect(Set(all["items"]?.array?.compactMap { $0["emails"]?.array?.first?.string } ?? []).count == rows)
+    }
+
     @Test("ST-5, ST-9: a status change is on the timeline with who and why; the timeline is newest first and paged; notes too")
     func statusAndTimeline() async throws {
         let brokerage = try await stack.newCompany()

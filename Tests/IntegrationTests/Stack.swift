@@ -171,4 +171,5 @@ struct StackError: Error, CustomStringConvertible {
 extension JSONValue {
     var string: String? { if case .string(let value) = self { value } else { nil } }
     var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+    var number: Double? { if case .number(let value) = self { value } else { nil } }
 }

@@ -162,12 +162,18 @@ struct Bench {
         guard status == 200, answer["imported"] == .number(Double(setup.rows)) else {
             throw Failure(description: "import answered \(status): \(answer)")
         }
+        // The first import's events are still being taken in by the five other services: the
+        // re-import is timed on a settled system, not against their catch-up.
+        let settling = ContinuousClock.now
+        try await settled(setup)
+        let settledAfter = milliseconds(since: settling)
         let again = ContinuousClock.now
         let (reStatus, reAnswer) = try await call(.POST, setup.contactsURL + "/v1/contacts/import", token: token, body: csv, contentType: "text/csv")
         let reTook = milliseconds(since: again)
         guard reStatus == 200, reAnswer["imported"] == .number(0) else { throw Failure(description: "re-import answered \(reStatus): \(reAnswer)") }
         print("bench import: \(setup.rows) rows (\(csv.utf8.count / 1024) KiB), floor = the same rows by one bare multi-row INSERT and commit into a copy of contacts without keys or indexes")
         line("import \(setup.rows) rows", took, unit: "ms", floor: floor)
+        print(String(format: "(the other services had taken in the import's events %.0f ms after its answer)", settledAfter))
         line("re-import (all matched, nothing new)", reTook, unit: "ms", floor: floor)
         print("beside the same INSERT into contacts itself (its keys and indexes, committed, then deleted):")
         line("import \(setup.rows) rows", took, unit: "ms", floor: keyedFloor)
@@ -181,19 +187,45 @@ struct Bench {
         case contacts(rootEntity: String)
     }
 
-    /// The same rows by one multi-row INSERT and commit; the median of three.
-    static func importFloor(_ setup: Setup, rows: [(String, String, String, String, String)], into target: FloorTable) async throws -> Double {
+    /// `body` with a client of the stack's database, as its superuser.
+    static func withDatabase<Result: Sendable>(_ setup: Setup, _ body: @Sendable (PostgresClient, Logger) async throws -> Result) async throws -> Result {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         var configuration = PostgresClient.Configuration(host: "127.0.0.1", port: setup.pgPort, username: "postgres",
                                                          password: try setup.secret("postgres-superuser"), database: "crm", tls: .disable)
         configuration.options.maximumConnections = 2
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: Double?.self) { group in
+        return try await withThrowingTaskGroup(of: Result?.self) { group in
             group.addTask {
                 await client.run()
                 return nil
             }
+            defer { group.cancelAll() }
+            return try await body(client, logger)
+        }
+    }
+
+    /// Waits until contacts' outbox holds nothing undelivered: every subscriber has its events.
+    static func settled(_ setup: Setup) async throws {
+        try await withDatabase(setup) { client, logger in
+            let deadline = ContinuousClock.now + .seconds(120)
+            func pending() async throws -> Int {
+                for try await count in try await client.query(
+                    "SELECT count(*)::int FROM contacts.outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL", logger: logger).decode(Int.self) {
+                    return count
+                }
+                return 0
+            }
+            while try await pending() > 0 {
+                guard ContinuousClock.now < deadline else { throw Failure(description: "contacts' events were not delivered within 120 s") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    /// The same rows by one multi-row INSERT and commit; the median of three.
+    static func importFloor(_ setup: Setup, rows: [(String, String, String, String, String)], into target: FloorTable) async throws -> Double {
+        try await withDatabase(setup) { client, logger in
             var timings: [Double] = []
             var owner = "id, id"
             if case .contacts(let root) = target {
@@ -234,7 +266,6 @@ struct Bench {
                 case .contacts: try await client.query("DELETE FROM contacts.contacts WHERE id = ANY(\(ids))", logger: logger)
                 }
             }
-            group.cancelAll()
             return timings.sorted()[1]
         }
     }
