@@ -41,6 +41,17 @@ package final class BatchMemo: Sendable {
     @TaskLocal package static var current: BatchMemo?
 
     private let values = Mutex<[String: any Sendable]>([:])
+    /// The batch's events, in delivery order: what a handler may read ahead for the lot.
+    package let events: [ReceivedEvent]
+
+    package init(events: [ReceivedEvent] = []) {
+        self.events = events
+    }
+
+    /// The current batch's events of one type; outside a batch, none.
+    package static func events(ofType type: String) -> [ReceivedEvent] {
+        current?.events.filter { $0.type == type } ?? []
+    }
 
     /// The value kept under `key` in the current batch, read by `read` the first time; outside a
     /// batch, read every time.
@@ -84,7 +95,7 @@ package struct Inbox: Sendable {
             }
         }
         // No handler for any of them here: nothing to record, no transaction.
-        let outcomes: [InboxOutcome] = ids.isEmpty ? events.map { _ in .ignored } : try await BatchMemo.$current.withValue(BatchMemo()) {
+        let outcomes: [InboxOutcome] = ids.isEmpty ? events.map { _ in .ignored } : try await BatchMemo.$current.withValue(BatchMemo(events: events)) {
             try await client.transaction(logger: logger) { connection in
                 var fresh = Set<String>()
                 for try await (id, name) in try await connection.execute(KitStatements.RecordInbox(eventIds: ids, handlers: names, types: types),

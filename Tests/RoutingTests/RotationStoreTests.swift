@@ -60,6 +60,33 @@ struct RotationStoreTests {
         }
     }
 
+    @Test("RT-1, X-3: a delivered batch reads once which of its new leads are routed: a lead routed before and a second copy of one in the batch are not routed again")
+    func batchKnowsItsRoutedLeads() async throws {
+        try await TestDatabase.withSchema(migrations: RoutingMigrations.all) { client, _ in
+            let agents = (0..<3).map { _ in UUID() }
+            try await Self.directory(company: RoutingRulesTests.company, entity: RoutingRulesTests.entity, agents: agents, on: client)
+            let router = LeadRouter(store: RoutingStore(client: client, logger: TestDatabase.logger), jobs: JobQueue(), clock: ManualClock(),
+                                    random: { 0.5 }, logger: TestDatabase.logger)
+            let earlier = RoutingRulesTests.lead(), fresh = RoutingRulesTests.lead()
+            try await client.transaction(logger: TestDatabase.logger) { try await router.newLead(earlier, on: $0) }
+            func created(_ contact: Contact) throws -> ReceivedEvent {
+                try ReceivedEvent(OutgoingEvent(EventEnvelope(type: EventType.contactCreated, version: 1, occurredAt: Date(), companyId: contact.companyId,
+                                                              subjectId: contact.id, data: try JSONValue(encoding: ContactChanged(
+                                                                contact: contact, actor: Actor(kind: .source, id: "site", name: "Site"), change: ContactChange())))))
+            }
+            let batch = [try created(earlier), try created(fresh), try created(fresh)]
+            try await BatchMemo.$current.withValue(BatchMemo(events: batch)) {
+                try await client.transaction(logger: TestDatabase.logger) { connection in
+                    for contact in [earlier, fresh, fresh] { try await router.newLead(contact, on: connection) }
+                }
+            }
+            for contact in [earlier, fresh] {
+                let log = try await client.withConnection { try await router.store.log(contactId: contact.id, on: $0) }
+                #expect(log.filter { $0.kind == .assigned }.count == 1, "\(log.map(\.summary))")
+            }
+        }
+    }
+
     /// The directory replica as the directory's events would have written it: one office open all
     /// week, three agents in rotation.
     static func directory(company: UUID, entity: UUID, agents: [UUID], on client: PostgresClient) async throws {

@@ -3,6 +3,7 @@ import Logging
 import Models
 import PostgresNIO
 import ServiceKit
+import Synchronization
 
 /// Routes new leads (RT-1 … RT-19): decides in the transaction of the event that announced the
 /// lead, records why, and leaves the calls to contacts and notifications to jobs, so a decision
@@ -35,7 +36,7 @@ struct LeadRouter: Sendable {
     /// RT-5: only leads from a source are routed; the others are recorded as not routed, so an
     /// admin who asks learns why.
     func newLead(_ contact: Contact, on connection: PostgresConnection) async throws {
-        guard try await store.routing(contact.id, on: connection) == nil else { return }
+        guard try await !alreadyRouted(contact.id, on: connection) else { return }
         guard contact.origin.isSource else {
             let now = clock.now
             let routing = LeadRouting(contactId: contact.id, companyId: contact.companyId, entityId: contact.ownerEntityId, round: 1, state: .notRouted,
@@ -46,6 +47,33 @@ struct LeadRouter: Sendable {
             return
         }
         try await route(contact, round: 1, skipListingAgent: false, on: connection)
+    }
+
+    /// The new leads of a delivered batch that routing already holds (a copy of an event the
+    /// inbox no longer remembers), read once for the batch rather than once a lead; a lead is
+    /// counted in as soon as it is routed, so a second copy in the batch is not routed again.
+    private func alreadyRouted(_ contactId: UUID, on connection: PostgresConnection) async throws -> Bool {
+        final class Routed: Sendable {
+            let ids: Mutex<Set<UUID>>
+            /// The contacts whose routings were looked for; any other is looked up alone.
+            let asked: Set<UUID>
+            init(ids: Set<UUID>, asked: Set<UUID>) {
+                self.ids = Mutex(ids)
+                self.asked = asked
+            }
+        }
+        let routed = try await BatchMemo.value("routing.routed") {
+            let asked = Set(BatchMemo.events(ofType: EventType.contactCreated).compactMap(\.header.subjectId) + [contactId])
+            return Routed(ids: try await store.routedContacts(Array(asked), on: connection), asked: asked)
+        }
+        let known: Bool
+        if routed.asked.contains(contactId) {
+            known = routed.ids.withLock { $0.contains(contactId) }
+        } else {
+            known = try await store.routing(contactId, on: connection) != nil
+        }
+        if !known { routed.ids.withLock { _ = $0.insert(contactId) } }
+        return known
     }
 
     /// RT-17: an address-only seller lead is routed once an e-mail or phone arrives.

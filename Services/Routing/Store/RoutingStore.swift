@@ -154,6 +154,11 @@ struct RoutingStore: Sendable {
         try docs(LeadRouting.self, try await connection.prepared(SQL.Routing.self, .values(contactId), logger: logger)).first
     }
 
+    /// Which of these contacts have a routing.
+    func routedContacts(_ contactIds: [UUID], on connection: PostgresConnection) async throws -> Set<UUID> {
+        Set(try await connection.prepared(SQL.Routed.self, .values(contactIds), logger: logger).map { try $0.decode(UUID.self) })
+    }
+
     func save(_ routing: LeadRouting, on connection: PostgresConnection) async throws {
         try await connection.prepared(SQL.SaveRouting.self, .values(routing.contactId, routing.companyId, routing.state.rawValue, try Self.json(routing)),
                                       logger: logger)
@@ -297,6 +302,9 @@ extension RoutingStore {
         }
         enum Routing: PreparedSQL {
             static let sql = "SELECT doc::text FROM lead_routings WHERE contact_id = $1"
+        }
+        enum Routed: PreparedSQL {
+            static let sql = "SELECT contact_id FROM lead_routings WHERE contact_id = ANY($1::uuid[])"
         }
         enum SaveRouting: PreparedSQL {
             static let sql = """
