@@ -50,9 +50,8 @@ package enum ContactReplica {
             }
         }
         handlers.append(EventHandler(name: "replica.communication", eventType: EventType.communicationLogged) { event, connection, logger in
-            let logged = try event.data(CommunicationLogged.self)
-            try await upsert([logged.contact], deleted: false, on: connection, logger: logger)
-            let item = logged.communication
+            try await apply([event], on: connection, logger: logger)
+            let item = try event.data(CommunicationLogged.self).communication
             try await connection.query("""
                 INSERT INTO communication_replica (id, contact_id, channel, direction, outcome, user_id, at)
                 VALUES (\(item.id), \(item.contactId), \(item.channel.rawValue), \(item.direction.rawValue), \(item.outcome?.rawValue),
@@ -63,49 +62,45 @@ package enum ContactReplica {
         return handlers.filter { wanted.contains($0.eventType) }
     }
 
-    /// Contact events and imports in delivery order: each contact's newest version is written,
-    /// the live ones in one statement and the deleted ones in another.
+    /// Contact events, imports and logged communications in delivery order, in one statement:
+    /// each contact's newest version is written, marked deleted when any of its events deleted
+    /// it. The events go to the database as they arrived, and it takes the contacts out of them:
+    /// decoding every contact only to encode it again for its snapshot was half of what a
+    /// replica service spent on an event.
     static func apply(_ events: [ReceivedEvent], on connection: PostgresConnection, logger: Logger) async throws {
-        var newest: [UUID: (contact: Contact, deleted: Bool)] = [:]
-        var order: [UUID] = []
-        func keep(_ contact: Contact, deleted: Bool) {
-            if let known = newest[contact.id] {
-                if contact.version > known.contact.version || (deleted && !known.deleted) { newest[contact.id] = (contact, deleted || known.deleted) }
-            } else {
-                newest[contact.id] = (contact, deleted)
-                order.append(contact.id)
-            }
+        guard !events.isEmpty else { return }
+        var bodies = Data("[".utf8)
+        for (index, event) in events.enumerated() {
+            if index > 0 { bodies.append(UInt8(ascii: ",")) }
+            bodies.append(event.body)
         }
-        for event in events {
-            if event.type == EventType.contactsImported {
-                for contact in try event.data(ContactsImported.self).contacts { keep(contact, deleted: false) }
-            } else {
-                keep(try event.data(ContactChanged.self).contact, deleted: event.type == EventType.contactDeleted)
-            }
-        }
-        let kept = order.compactMap { newest[$0] }
-        try await upsert(kept.filter { !$0.deleted }.map(\.contact), deleted: false, on: connection, logger: logger)
-        try await upsert(kept.filter(\.deleted).map(\.contact), deleted: true, on: connection, logger: logger)
-    }
-
-    static func upsert(_ contacts: [Contact], deleted: Bool, on connection: PostgresConnection, logger: Logger) async throws {
-        guard !contacts.isEmpty else { return }
-        let snapshots = String(decoding: try JSONCoding.encoder.encode(contacts), as: UTF8.self)
-        try await connection.prepared(UpsertSQL.self, .values(snapshots, deleted), logger: logger)
+        bodies.append(UInt8(ascii: "]"))
+        try await connection.prepared(UpsertSQL.self, .values(String(decoding: bodies, as: UTF8.self), EventType.contactsImported, EventType.contactDeleted),
+                                      logger: logger)
     }
 }
 
 extension ContactReplica {
-    /// Every contact event in five services runs it: prepared once per connection.
+    /// Every contact event in five services runs it: prepared once per connection. `$1` is the
+    /// events as one JSON array, `$2` the import event's type, `$3` the deletion's.
     enum UpsertSQL: PreparedSQL {
         static let sql = """
+            WITH received AS (
+                SELECT c, e->>'type' = $3 AS deleted, n, m
+                FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS b(e, n)
+                CROSS JOIN LATERAL jsonb_array_elements(
+                    CASE WHEN e->>'type' = $2 THEN e->'data'->'contacts' ELSE jsonb_build_array(e->'data'->'contact') END)
+                    WITH ORDINALITY AS i(c, m)),
+            newest AS (
+                SELECT DISTINCT ON ((c->>'id')::uuid) c, bool_or(deleted) OVER (PARTITION BY (c->>'id')::uuid) AS deleted
+                FROM received ORDER BY (c->>'id')::uuid, (c->>'version')::int DESC, n DESC, m DESC)
             INSERT INTO contact_replica (id, company_id, owner_entity_id, status, assigned_agent_id, tags, origin, phones, emails,
                 behavioral_alerts, deleted, version, created_at, snapshot)
             SELECT (c->>'id')::uuid, (c->>'companyId')::uuid, (c->>'ownerEntityId')::uuid, c->>'status', (c->>'assignedAgentId')::uuid,
                 ARRAY(SELECT jsonb_array_elements_text(c->'tags')), c->>'origin',
                 ARRAY(SELECT jsonb_array_elements_text(c->'phones')), ARRAY(SELECT jsonb_array_elements_text(c->'emails')),
-                (c->>'behavioralAlerts')::boolean, $2::boolean, (c->>'version')::int, (c->>'createdAt')::timestamptz, c
-            FROM jsonb_array_elements($1::jsonb) AS c
+                (c->>'behavioralAlerts')::boolean, deleted, (c->>'version')::int, (c->>'createdAt')::timestamptz, c
+            FROM newest
             ON CONFLICT (id) DO UPDATE SET owner_entity_id = EXCLUDED.owner_entity_id, status = EXCLUDED.status,
                 assigned_agent_id = EXCLUDED.assigned_agent_id, tags = EXCLUDED.tags, phones = EXCLUDED.phones, emails = EXCLUDED.emails,
                 behavioral_alerts = EXCLUDED.behavioral_alerts, deleted = contact_replica.deleted OR EXCLUDED.deleted,

@@ -290,6 +290,34 @@ struct ContactReplicaBatchTests {
             #expect(found[gone]?.1 == 2 && found[gone]?.2 == true)
             // The same batch again changes nothing: every event is a duplicate.
             #expect(try await inbox.receive(batch: batch, logger: TestDatabase.logger) == Array(repeating: .duplicate, count: 5))
+
+            // An import carries many contacts: a newer version of one known, an older of another,
+            // and a new one, whose snapshot is the contact as the event told it.
+            let fresh = contact(UUID(), version: 1, status: .sphere, company: company)
+            let imported = try ReceivedEvent(OutgoingEvent(
+                header: EventHeader(type: EventType.contactsImported, version: 1, occurredAt: Date(), companyId: company, subjectId: nil),
+                data: ContactsImported(contacts: [contact(kept, version: 4, status: .prospect, company: company),
+                                                  contact(gone, version: 1, status: .client, company: company), fresh],
+                                       actor: Actor(kind: .import, id: "admin"))))
+            let communication = Communication(id: UUID(), contactId: fresh.id, companyId: company, channel: .call, direction: .outbound,
+                                              outcome: nil, subject: nil, body: nil, userId: nil, at: Date())
+            var called = fresh
+            called.version = 2
+            called.status = .activeLead
+            let logged = try ReceivedEvent(OutgoingEvent(
+                header: EventHeader(type: EventType.communicationLogged, version: 1, occurredAt: Date(), companyId: company, subjectId: fresh.id),
+                data: CommunicationLogged(communication: communication, contact: called, actor: Actor(kind: .service, id: "contacts"))))
+            #expect(try await inbox.receive(batch: [imported, logged], logger: TestDatabase.logger) == [.handled, .handled])
+            let after = try await client.query("SELECT id, status, version, deleted, snapshot::text FROM contact_replica", logger: TestDatabase.logger)
+            var now: [UUID: (String, Int, Bool, String)] = [:]
+            for try await (id, status, version, deleted, snapshot) in after.decode((UUID, String, Int, Bool, String).self) {
+                now[id] = (status, version, deleted, snapshot)
+            }
+            #expect(now[kept]?.0 == "prospect" && now[kept]?.1 == 4)
+            #expect(now[gone]?.1 == 2 && now[gone]?.2 == true)
+            #expect(now[fresh.id]?.0 == "active_lead" && now[fresh.id]?.1 == 2)
+            let snapshot = try now[fresh.id].map { try JSONCoding.decoder.decode(Contact.self, from: Data($0.3.utf8)) }
+            #expect(snapshot?.id == called.id && snapshot?.status == .activeLead && snapshot?.version == 2 && snapshot?.firstName == "V1")
         }
     }
 }
