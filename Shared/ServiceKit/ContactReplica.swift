@@ -85,14 +85,16 @@ extension ContactReplica {
     /// events as one JSON array, `$2` the import event's type, `$3` the deletion's.
     enum UpsertSQL: PreparedSQL {
         static let sql = """
-            WITH received AS (
-                SELECT c, e->>'type' = $3 AS deleted, n, m
-                FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS b(e, n)
+            WITH events AS MATERIALIZED (
+                SELECT e, n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS b(e, n)),
+            received AS (
+                SELECT i.c, n, m FROM events
                 CROSS JOIN LATERAL jsonb_array_elements(
                     CASE WHEN e->>'type' = $2 THEN e->'data'->'contacts' ELSE jsonb_build_array(e->'data'->'contact') END)
                     WITH ORDINALITY AS i(c, m)),
             newest AS (
-                SELECT DISTINCT ON ((c->>'id')::uuid) c, bool_or(deleted) OVER (PARTITION BY (c->>'id')::uuid) AS deleted
+                SELECT DISTINCT ON ((c->>'id')::uuid) c,
+                    c->>'id' IN (SELECT e->'data'->'contact'->>'id' FROM events WHERE e->>'type' = $3) AS deleted
                 FROM received ORDER BY (c->>'id')::uuid, (c->>'version')::int DESC, n DESC, m DESC)
             INSERT INTO contact_replica (id, company_id, owner_entity_id, status, assigned_agent_id, tags, origin, phones, emails,
                 behavioral_alerts, deleted, version, created_at, snapshot)
