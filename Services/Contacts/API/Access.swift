@@ -73,4 +73,6 @@ struct PasswordHasher: Sendable {
 
 extension PSQLError {
     var isUniqueViolation: Bool { serverInfo?[.sqlState] == "23505" }
+    /// An e-mail or phone another contact of the company holds.
+    var isPointTaken: Bool { isUniqueViolation && serverInfo?[.constraintName] == "contact_points_pkey" }
 }

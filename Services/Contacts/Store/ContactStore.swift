@@ -98,7 +98,7 @@ struct ContactStore: Sendable {
                 try await events.requestWakeup(on: connection, logger: logger)
                 return true
             }
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" && error.serverInfo?[.constraintName] == "contact_points_pkey" {
+        } catch let error as PSQLError where error.isPointTaken {
             throw try await heldPoint(of: contact, among: points) ?? error
         }
         guard created else {
@@ -282,7 +282,7 @@ struct ContactStore: Sendable {
                             INSERT INTO contact_points (company_id, kind, value, contact_id)
                             SELECT * FROM unnest(\(points.companies), \(points.kinds), \(points.values), \(points.owners))
                             """, logger: logger)
-                    } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" && error.serverInfo?[.constraintName] == "contact_points_pkey" {
+                    } catch let error as PSQLError where error.isPointTaken {
                         throw LostRace()
                     }
                 }

@@ -66,12 +66,9 @@ struct LeadRouter: Sendable {
             let asked = Set(BatchMemo.events(ofType: EventType.contactCreated).compactMap(\.header.subjectId) + [contactId])
             return Routed(ids: try await store.routedContacts(Array(asked), on: connection), asked: asked)
         }
-        let known: Bool
-        if routed.asked.contains(contactId) {
-            known = routed.ids.withLock { $0.contains(contactId) }
-        } else {
-            known = try await store.routing(contactId, on: connection) != nil
-        }
+        let known = routed.asked.contains(contactId)
+            ? routed.ids.withLock { $0.contains(contactId) }
+            : try await !store.routedContacts([contactId], on: connection).isEmpty
         if !known { routed.ids.withLock { _ = $0.insert(contactId) } }
         return known
     }
