@@ -286,6 +286,16 @@ package enum KitMigrations {
         Migration("DropOutboxPending", [
             "DROP INDEX outbox_pending",
         ]),
+        // Each event's delivery rows are updated twice (claimed, then delivered). Half of every
+        // page is left free so the claim, which changes no indexed column, stays on its page
+        // without new index entries (a third of the updates did; now most). The unique key on
+        // (event, subscriber) was written on every insert and every update that moved a row,
+        // five times for each new lead, to catch a second publication of the same event: the
+        // publishing statement now writes delivery rows only for a payload it newly stored.
+        Migration("OutboxRoomForClaims", [
+            "ALTER TABLE outbox SET (fillfactor = 50)",
+            "ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_subscriber_key",
+        ]),
     ]
 }
 

@@ -36,17 +36,19 @@ package struct Outbox: Sendable {
 
     /// Events written by the caller's own statement, beside the rows they tell of: the text of
     /// two CTEs storing the events of `OutboxRows` bound at `$first … $first+4`, when `condition`
-    /// (SQL, e.g. `EXISTS (SELECT FROM message)`) holds.
+    /// (SQL, e.g. `EXISTS (SELECT FROM message)`) holds. An event already stored (published
+    /// again) gets no second set of delivery rows.
     package static func insertCTEs(first: Int, condition: String = "true") -> String {
         """
         outbox_payloads AS (
             INSERT INTO outbox_events (event_id, payload)
             SELECT * FROM unnest($\(first)::uuid[], $\(first + 1)::text[]) WHERE \(condition)
-            ON CONFLICT (event_id) DO NOTHING),
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING event_id),
         outbox_rows AS (
             INSERT INTO outbox (event_id, event_type, subscriber)
-            SELECT * FROM unnest($\(first + 2)::uuid[], $\(first + 3)::text[], $\(first + 4)::text[]) WHERE \(condition)
-            ON CONFLICT (event_id, subscriber) DO NOTHING)
+            SELECT * FROM unnest($\(first + 2)::uuid[], $\(first + 3)::text[], $\(first + 4)::text[]) AS r(event_id, event_type, subscriber)
+            WHERE r.event_id IN (SELECT event_id FROM outbox_payloads))
         """
     }
 }
@@ -59,10 +61,12 @@ package struct OutboxRows: Sendable {
     var types: [String] = []
     var subscribers: [String] = []
 
+    /// An event given twice is stored once.
     package init(_ events: [OutgoingEvent]) throws {
+        var seen = Set<UUID>()
         for event in events {
             let targets = Subscriptions.subscribers(of: event.type)
-            guard !targets.isEmpty else { continue }
+            guard !targets.isEmpty, events.count == 1 || seen.insert(event.id).inserted else { continue }
             eventIds.append(event.id)
             payloads.append(try event.json())
             for subscriber in targets {

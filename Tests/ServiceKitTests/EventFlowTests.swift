@@ -120,6 +120,35 @@ struct EventFlowTests {
         }
     }
 
+    @Test("X-3: an event published again, in the same statement or a later transaction, gets one delivery row per subscriber")
+    func publishedOnce() async throws {
+        try await TestDatabase.withSchema { client, _ in
+            let outbox = Outbox(service: .contacts, clock: WallClock())
+            let received = try event()
+            let event = try OutgoingEvent(header: received.header, data: try received.data(User.self))
+            let other = try OutgoingEvent(header: EventHeader(type: EventType.userUpserted, version: 1, occurredAt: Date(), companyId: UUID(), subjectId: UUID()),
+                                          data: try received.data(User.self))
+            try await client.transaction(logger: TestDatabase.logger) { connection in
+                try await outbox.publish([event, event], on: connection, logger: TestDatabase.logger)
+            }
+            try await client.transaction(logger: TestDatabase.logger) { connection in
+                try await outbox.publish([event, other], on: connection, logger: TestDatabase.logger)
+            }
+            let subscribers = Subscriptions.subscribers(of: event.type).count
+            #expect(subscribers > 0)
+            let rows = try await client.query("""
+                SELECT count(*) FILTER (WHERE event_id = \(event.id))::int, count(*) FILTER (WHERE event_id = \(other.id))::int,
+                       (SELECT count(*)::int FROM outbox_events)
+                FROM outbox
+                """, logger: TestDatabase.logger)
+            for try await (first, second, payloads) in rows.decode((Int, Int, Int).self) {
+                #expect(first == subscribers)
+                #expect(second == subscribers)
+                #expect(payloads == 2)
+            }
+        }
+    }
+
     @Test("an event the receiver rejects as malformed is kept, not retried forever")
     func rejectedKept() async throws {
         try await TestDatabase.withSchema { client, _ in

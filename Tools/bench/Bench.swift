@@ -443,15 +443,25 @@ struct Bench {
             var missing = 0
             let deadline = ContinuousClock.now + .seconds(120)
             var slowest: [(index: Int, ms: Double)] = []
+            // Where the time went, from the routing history's own stamps: the request until
+            // routing decided (contacts' answer, the event's delivery, the decision), and
+            // from then until the notice was accepted (its job and requests).
+            var toRouting = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+            var toNotified = toRouting
             for (index, lead) in leads {
                 var notified: Date?
+                var decided: Date?
                 while notified == nil && ContinuousClock.now < deadline {
                     let (_, why) = try await call(.GET, setup.routingURL + "/v1/leads/\(lead.id)/routing", token: token)
                     if case .array(let history)? = why["history"] {
-                        notified = history.compactMap { entry -> Date? in
-                            guard entry["kind"] == .string("notified"), case .string(let at)? = entry["at"] else { return nil }
-                            return RFC3339.date(from: at)
-                        }.min()
+                        func first(_ kind: String?) -> Date? {
+                            history.compactMap { entry -> Date? in
+                                guard kind.map({ entry["kind"] == .string($0) }) ?? true, case .string(let at)? = entry["at"] else { return nil }
+                                return RFC3339.date(from: at)
+                            }.min()
+                        }
+                        notified = first("notified")
+                        decided = first(nil)
                     }
                     if notified == nil { try await Task.sleep(for: .milliseconds(200)) }
                 }
@@ -459,6 +469,10 @@ struct Bench {
                 let took = max(0, notified.timeIntervalSince(lead.at))
                 _ = histogram.record(UInt64(took * 1_000_000))
                 slowest.append((index, took * 1000))
+                if let decided {
+                    _ = toRouting.record(UInt64(max(0, decided.timeIntervalSince(lead.at)) * 1_000_000))
+                    _ = toNotified.record(UInt64(max(0, notified.timeIntervalSince(decided)) * 1_000_000))
+                }
             }
             // When the tail happened: spikes clustered in time point at a pause, spread ones at load.
             let tail = slowest.sorted { $0.ms > $1.ms }.prefix(5)
@@ -469,6 +483,9 @@ struct Bench {
             line("  lead -> offer/assignment notified p50", p50, unit: "ms", floor: floor.p50)
             line("  lead -> offer/assignment notified p99", p99, unit: "ms", floor: floor.p99)
             line("  lead -> offer/assignment notified max", Double(histogram.max) / 1000, unit: "ms", floor: floor.max)
+            print(String(format: "  of which: lead -> routing decided p50 %.1f p99 %.1f ms; decided -> notified p50 %.1f p99 %.1f ms",
+                         Double(toRouting.valueAtPercentile(50)) / 1000, Double(toRouting.valueAtPercentile(99)) / 1000,
+                         Double(toNotified.valueAtPercentile(50)) / 1000, Double(toNotified.valueAtPercentile(99)) / 1000))
             line("  intake throughput", intake.throughput, unit: "/s", floor: floor.throughput)
             if p99 < 100, missing == 0, intake.failures == 0 { best = rate }
         }
@@ -485,7 +502,8 @@ struct Bench {
     }
 
     final class Recorder: Sendable {
-        let state = Mutex((histogram: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three), failures: 0))
+        let state = Mutex((histogram: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three), failures: 0,
+                           trace: [(index: Int, micros: UInt64)]()))
     }
 
     struct LoadResult {
@@ -502,6 +520,10 @@ struct Bench {
         let start = ContinuousClock.now
         let interval = Duration.nanoseconds(1_000_000_000 / Int64(rate))
         let recorded = Recorder()
+        // BENCH_TRACE=FILE writes each request's planned start and latency, to see when in the
+        // run the slow answers came.
+        let tracePath = ProcessInfo.processInfo.environment["BENCH_TRACE"]
+        let tracing = tracePath != nil
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<count {
                 let planned = start + interval * index
@@ -513,12 +535,17 @@ struct Bench {
                     recorded.state.withLock { state in
                         _ = state.histogram.record(micros)
                         if !ok { state.failures += 1 }
+                        if tracing { state.trace.append((index, micros)) }
                     }
                 }
             }
         }
-        let (histogram, failures) = recorded.state.withLock { ($0.histogram, $0.failures) }
+        let (histogram, failures, trace) = recorded.state.withLock { ($0.histogram, $0.failures, $0.trace) }
         let seconds = milliseconds(since: start) / 1000
+        if let tracePath {
+            let lines = trace.sorted { $0.index < $1.index }.map { "\(Double($0.index) * 1000 / Double(rate)) \(Double($0.micros) / 1000)" }
+            try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: tracePath))
+        }
         return LoadResult(p50: Double(histogram.valueAtPercentile(50)) / 1000, p99: Double(histogram.valueAtPercentile(99)) / 1000,
                           max: Double(histogram.max) / 1000, throughput: Double(count) / seconds, failures: failures)
     }
