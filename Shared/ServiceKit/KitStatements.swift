@@ -10,15 +10,20 @@ enum KitStatements {
         static let sql = "WITH \(Outbox.insertCTEs(first: 1))\nSELECT"
     }
 
-    /// Claims the due rows of one subscriber's lane, oldest first, skipping rows another replica
-    /// holds. A row's payload is its event's, or its own when written before payloads were shared.
+    /// Marks the lane's rows just delivered (`$3`, none when empty) and claims its next due rows,
+    /// oldest first, skipping rows another replica holds: a busy lane's one statement between
+    /// two deliveries. The claim reads the table as it was before the marks, so it passes over
+    /// the rows being marked by id. A row's payload is its event's, or its own when written
+    /// before payloads were shared.
     struct ClaimLane: PostgresPreparedStatement {
         static let sql = """
+            WITH delivered AS (
+                UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY($3::bigint[]))
             UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
             WHERE id IN (
                 SELECT id FROM outbox
                 WHERE subscriber = $1 AND delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
-                  AND (locked_until IS NULL OR locked_until < now())
+                  AND (locked_until IS NULL OR locked_until < now()) AND id <> ALL($3::bigint[])
                 ORDER BY id LIMIT $2
                 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscriber,
@@ -27,9 +32,10 @@ enum KitStatements {
         typealias Row = (Int64, String, String, Int, String)
         var subscriber: String
         var limit: Int
+        var delivered: [Int64] = []
 
         func makeBindings() throws -> PostgresBindings {
-            try .of(subscriber, limit)
+            try .of(subscriber, limit, delivered)
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row {

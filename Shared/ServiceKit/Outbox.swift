@@ -181,25 +181,37 @@ package struct OutboxDispatcher: Service {
     }
 
     private func deliverLoop(to subscriber: ServiceName, bell: Doorbell) async {
+        let linger = Subscriptions.linger[subscriber]
+        // Delivered rows the next claim marks, in the same statement.
+        var unmarked: [Int64] = []
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                // A full batch means more may be waiting; a partial one emptied the lane, and rows
-                // written since then have rung the bell.
-                if try await dispatchBatch(to: subscriber) < batchSize {
-                    await withGracefulShutdownHandler {
-                        await bell.wait(timeout: pollInterval)
-                    } onGracefulShutdown: {
-                        bell.ring()
-                    }
-                    if let linger = Subscriptions.linger[subscriber], !Task.isShuttingDownGracefully {
-                        try? await cancelWhenGracefulShutdown { try await LoopTimer.sleep(for: linger) }
-                    }
+                let claimed = try await claim(lane: subscriber.rawValue, markingDelivered: unmarked)
+                unmarked = []
+                let delivered = await send(claimed)
+                // A full batch means more may be waiting; so may a lane that takes its events as
+                // they come, whose next claim then costs nothing more than the marks it carries.
+                if claimed.count >= batchSize || (linger == nil && !claimed.isEmpty) {
+                    unmarked = delivered
+                    continue
+                }
+                // A partial batch emptied the lane, and rows written since then have rung the bell.
+                try await markDelivered(delivered)
+                await withGracefulShutdownHandler {
+                    await bell.wait(timeout: pollInterval)
+                } onGracefulShutdown: {
+                    bell.ring()
+                }
+                if let linger, !Task.isShuttingDownGracefully {
+                    try? await cancelWhenGracefulShutdown { try await LoopTimer.sleep(for: linger) }
                 }
             } catch {
                 logger.warning("outbox dispatch failed", metadata: ["subscriber": "\(subscriber.rawValue)", "error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+        // Stopping between a delivery and the claim that would have marked it.
+        if !unmarked.isEmpty { try? await markDelivered(unmarked) }
     }
 
     private func upkeepLoop() async {
@@ -232,13 +244,24 @@ package struct OutboxDispatcher: Service {
     package func dispatchBatch(to subscriber: ServiceName? = nil) async throws -> Int {
         let lanes = if let subscriber { [subscriber.rawValue] } else { try await waitingLanes() }
         var claimed: [Row] = []
-        for lane in lanes {
-            for try await (id, subscriber, payload, attempts, type) in try await client.execute(
-                KitStatements.ClaimLane(subscriber: lane, limit: batchSize), logger: logger) {
-                claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
-            }
+        for lane in lanes { claimed += try await claim(lane: lane) }
+        try await markDelivered(await send(claimed))
+        return claimed.count
+    }
+
+    /// Marks `delivered` and claims the lane's next due rows, in one statement.
+    private func claim(lane: String, markingDelivered delivered: [Int64] = []) async throws -> [Row] {
+        var claimed: [Row] = []
+        for try await (id, subscriber, payload, attempts, type) in try await client.execute(
+            KitStatements.ClaimLane(subscriber: lane, limit: batchSize, delivered: delivered), logger: logger) {
+            claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
         }
-        return try await deliver(claimed)
+        return claimed
+    }
+
+    private func markDelivered(_ ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        try await client.execute(KitStatements.MarkDelivered(ids: ids), logger: logger)
     }
 
     /// The subscribers with rows not yet delivered (tests and tools; the lanes know their own).
@@ -249,11 +272,11 @@ package struct OutboxDispatcher: Service {
         return lanes
     }
 
-    /// Delivers claimed rows concurrently per subscriber and marks the delivered ones; answers
-    /// how many were claimed.
-    private func deliver(_ claimed: [Row]) async throws -> Int {
-        guard !claimed.isEmpty else { return 0 }
-        let delivered = await withTaskGroup(of: [Int64].self) { group in
+    /// Delivers claimed rows concurrently per subscriber; answers the ids delivered, for the
+    /// caller to mark.
+    private func send(_ claimed: [Row]) async -> [Int64] {
+        guard !claimed.isEmpty else { return [] }
+        return await withTaskGroup(of: [Int64].self) { group in
             // First attempts travel together per subscriber; retries go alone, so one bad event in a
             // rejected batch is found and given up without holding the others.
             // Requests stay well under a receiver's body limit: a batch is cut into chunks of at
@@ -272,10 +295,6 @@ package struct OutboxDispatcher: Service {
             for await ids in group { delivered += ids }
             return delivered
         }
-        if !delivered.isEmpty {
-            try await client.execute(KitStatements.MarkDelivered(ids: delivered), logger: logger)
-        }
-        return claimed.count
     }
 
     /// Consecutive runs of rows whose payloads together stay within `maxBytes`; a larger row goes alone.

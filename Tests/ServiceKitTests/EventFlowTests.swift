@@ -149,6 +149,35 @@ struct EventFlowTests {
         }
     }
 
+    @Test("X-3: a lane's claim marks the rows just delivered and claims the next ones in one statement, never a row it is marking")
+    func claimMarksDelivered() async throws {
+        try await TestDatabase.withSchema { client, _ in
+            for _ in 0..<3 {
+                try await client.query("INSERT INTO outbox (event_id, event_type, subscriber, payload) VALUES (\(UUID()), 'x', 'routing', '{}')",
+                                       logger: TestDatabase.logger)
+            }
+            let first = try await client.execute(KitStatements.ClaimLane(subscriber: "routing", limit: 2), logger: TestDatabase.logger)
+            var claimed: [Int64] = []
+            for try await row in first { claimed.append(row.0) }
+            #expect(claimed.count == 2)
+            // One delivery outlived its lease: its row is due again, and is the one being marked.
+            try await client.query("UPDATE outbox SET locked_until = now() - interval '1 second' WHERE id = \(claimed[0])", logger: TestDatabase.logger)
+            let next = try await client.execute(KitStatements.ClaimLane(subscriber: "routing", limit: 2, delivered: claimed), logger: TestDatabase.logger)
+            var again: [Int64] = []
+            for try await row in next { again.append(row.0) }
+            #expect(again.count == 1)
+            #expect(!claimed.contains(again[0]))
+            let rows = try await client.query("""
+                SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL)::int, count(*) FILTER (WHERE delivered_at IS NULL AND locked_until > now())::int
+                FROM outbox
+                """, logger: TestDatabase.logger)
+            for try await (delivered, held) in rows.decode((Int, Int).self) {
+                #expect(delivered == 2)
+                #expect(held == 1)
+            }
+        }
+    }
+
     @Test("an event the receiver rejects as malformed is kept, not retried forever")
     func rejectedKept() async throws {
         try await TestDatabase.withSchema { client, _ in

@@ -302,7 +302,7 @@ struct BookkeepingPoolTests {
                     for sql in [KitStatements.ClaimJobs.sql, KitStatements.ClaimLane.sql] {
                         try await connection.query(PostgresQuery(unsafeSQL: "PREPARE claim AS \(sql)"), logger: TestDatabase.logger)
                         let arguments = sql == KitStatements.ClaimJobs.sql
-                            ? "'\(UUID.random().uuidString)', 60, now(), '{}', '{}'" : "'routing', 10"
+                            ? "'\(UUID.random().uuidString)', 60, now(), '{}', '{}'" : "'routing', 10, '{}'"
                         let rows = try await connection.query(PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE claim(\(arguments))"),
                                                               logger: TestDatabase.logger)
                         var plan = ""
