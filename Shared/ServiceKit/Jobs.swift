@@ -58,25 +58,31 @@ package struct JobHandler: Sendable {
     }
 }
 
-/// The values of `JobQueue.insertCTE`; a nil `runAt` writes no job.
+/// The values of `JobQueue.insertCTE`; a nil `runAt` writes no job. A `uniqueKey` is bound
+/// only by the keyed CTE (`insertCTE(…, keyed: true)`).
 package struct ScheduledJob: Sendable {
     package var kind: String
     package var payload: String
     package var runAt: Date?
     package var maxAttempts: Int
+    package var uniqueKey: String?
 
-    package init(kind: String, payload: some Encodable, runAt: Date?, maxAttempts: Int) throws {
+    package init(kind: String, payload: some Encodable, runAt: Date?, maxAttempts: Int, uniqueKey: String? = nil) throws {
         self.kind = kind
         self.payload = String(decoding: try JSONCoding.encoder.encode(payload), as: UTF8.self)
         self.runAt = runAt
         self.maxAttempts = maxAttempts
+        self.uniqueKey = uniqueKey
     }
 
-    package func append(to bindings: inout PostgresBindings) {
+    package func append(to bindings: inout PostgresBindings, keyed: Bool = false) {
         bindings.append(kind)
         bindings.append(payload)
         if let runAt { bindings.append(runAt) } else { bindings.appendNull() }
         bindings.append(maxAttempts)
+        if keyed {
+            if let uniqueKey { bindings.append(uniqueKey) } else { bindings.appendNull() }
+        }
     }
 
     /// Wakes the job workers once the statement that wrote it has committed.
@@ -124,17 +130,29 @@ package struct JobQueue: Sendable {
     @discardableResult
     package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, maxAttempts: Int = 20,
                           on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
-        let json = String(decoding: try JSONCoding.encoder.encode(payload), as: UTF8.self)
+        try await schedule(try ScheduledJob(kind: kind, payload: payload, runAt: runAt, maxAttempts: maxAttempts, uniqueKey: uniqueKey),
+                           at: runAt, on: connection, logger: logger)
+    }
+
+    /// Schedules `job` as `schedule(kind:…)` does; one without a `runAt` is not written (nil).
+    @discardableResult
+    package func schedule(_ job: ScheduledJob, on connection: PostgresConnection, logger: Logger) async throws -> Int64? {
+        guard let runAt = job.runAt else { return nil }
+        return try await schedule(job, at: runAt, on: connection, logger: logger)
+    }
+
+    private func schedule(_ job: ScheduledJob, at runAt: Date, on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
         var scheduled: Int64?
         for try await id in try await connection.execute(
-            KitStatements.ScheduleJob(kind: kind, uniqueKey: uniqueKey, payload: json, runAt: runAt, maxAttempts: maxAttempts), logger: logger) {
+            KitStatements.ScheduleJob(kind: job.kind, uniqueKey: job.uniqueKey, payload: job.payload, runAt: runAt, maxAttempts: job.maxAttempts),
+            logger: logger) {
             scheduled = id
         }
         if let scheduled {
             try await Wakeups.request(Self.wakeup, on: connection, logger: logger)
             return scheduled
         }
-        let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(uniqueKey)", logger: logger)
+        let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(job.uniqueKey)", logger: logger)
         for try await id in existing.decode(Int64.self) { return id }
         throw JobLeaseLost(jobId: -1)
     }
@@ -142,15 +160,17 @@ package struct JobQueue: Sendable {
     /// A job written by the caller's own statement, beside the rows it is the job of: the text
     /// of a CTE named `job` inserting one job of `$first` (kind), `$first+1` (payload JSON),
     /// `$first+2` (run at) and `$first+3` (max attempts) for each row of `source`, none when the
-    /// run-at is NULL. `ScheduledJob.append` binds them and `ScheduledJob.requestWakeup` wakes the
+    /// run-at is NULL; `keyed`, with the unique key at `$first+4`, which writes nothing when
+    /// taken. `ScheduledJob.append` binds them and `ScheduledJob.requestWakeup` wakes the
     /// workers. A request that stores a row and its job then pays one statement, and no
     /// transaction, instead of four.
-    package static func insertCTE(first: Int, source: String, name: String = "job") -> String {
+    package static func insertCTE(first: Int, source: String, name: String = "job", keyed: Bool = false) -> String {
         """
         \(name) AS (
-            INSERT INTO jobs (kind, payload, run_at, max_attempts)
-            SELECT $\(first)::text, $\(first + 1)::text::jsonb, $\(first + 2)::timestamptz, $\(first + 3)::int8
+            INSERT INTO jobs (kind, payload, run_at, max_attempts\(keyed ? ", unique_key" : ""))
+            SELECT $\(first)::text, $\(first + 1)::text::jsonb, $\(first + 2)::timestamptz, $\(first + 3)::int8\(keyed ? ", $\(first + 4)::text" : "")
             FROM \(source) WHERE $\(first + 2)::timestamptz IS NOT NULL
+            \(keyed ? "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING" : "")
             RETURNING id)
         """
     }

@@ -11,7 +11,7 @@ import TestSupport
 /// pools on one schema, deciding leads at the same time (RT-8).
 @Suite("Routing rotation in the database")
 struct RotationStoreTests {
-    @Test("RT-8: two routing processes deciding 60 leads at once hand out every slot of the round robin exactly once, and the position survives a restart")
+    @Test("RT-8: two routing processes deciding 60 leads at once hand out every slot of the round robin exactly once, each decision with its one assignment job, and the position survives a restart")
     func replicasShareTheRotation() async throws {
         try await TestDatabase.withSchema(migrations: RoutingMigrations.all) { first, schema in
             try await TestDatabase.withClient(schema: schema) { second in
@@ -43,6 +43,22 @@ struct RotationStoreTests {
                     if let agent = routing?.assignedAgentId { received[agent, default: 0] += 1 }
                 }
                 #expect(received.count == 3 && received.values.allSatisfy { $0 == 20 }, "a slot given twice would leave the shares uneven: \(received)")
+                // Each decision wrote its assignment job in the statement that saved it, once: the
+                // same round's job saved again is not a second one.
+                @Sendable func assignJobs() async throws -> (Int, Int) {
+                    try await first.query("SELECT count(*)::int, count(DISTINCT unique_key)::int FROM jobs WHERE kind = \(LeadRouter.assignJob)",
+                                          logger: TestDatabase.logger).decode((Int, Int).self).first { _ in true } ?? (0, 0)
+                }
+                #expect(try await assignJobs() == (60, 60))
+                if let routing = try await first.withConnection({ try await processes[0].store.routing(leads[0].id, on: $0) }) {
+                    let again = try ScheduledJob(kind: LeadRouter.assignJob, payload: ["again": true], runAt: clock.now, maxAttempts: 1,
+                                                 uniqueKey: "assign:\(routing.contactId):\(routing.round)")
+                    try await first.withConnection { connection in
+                        try await processes[0].store.save(routing, logging: RoutingLogEntry(at: clock.now, round: routing.round, kind: .assigned, summary: "again"),
+                                                          job: again, on: connection)
+                    }
+                }
+                #expect(try await assignJobs() == (60, 60))
 
                 // A new process (a restart) continues from the stored position: the next three leads go to three different agents.
                 try await TestDatabase.withClient(schema: schema) { restarted in

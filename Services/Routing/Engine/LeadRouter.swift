@@ -228,8 +228,9 @@ struct LeadRouter: Sendable {
                 routing.state = .pond
                 routing.pondId = pond
                 routing.summary = (listingNote ?? "") + "Rule \"\(rule.name)\" matched\(Self.because(checks)), and it sends leads to a pond."
-                try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .pond, summary: routing.summary), on: connection)
-                try await scheduleAssignment(routing, agentId: nil, pondId: pond, lenderId: rule.lenderId, reason: "routing rule \"\(rule.name)\"", on: connection)
+                try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .pond, summary: routing.summary),
+                                     job: try assignment(routing, agentId: nil, pondId: pond, lenderId: rule.lenderId, reason: "routing rule \"\(rule.name)\""),
+                                     on: connection)
                 return
             }
             let candidates = Distributor.candidates(rule.recipients, members: scope.members)
@@ -323,14 +324,15 @@ struct LeadRouter: Sendable {
         routing.state = .assigned
         routing.assignedAgentId = agent.id
         routing.updatedAt = clock.now
-        try await store.save(routing, logging: RoutingLogEntry(at: clock.now, round: routing.round, kind: .assigned, agentId: agent.id, summary: routing.summary),
-                             on: connection)
         // The agent is told by the job that writes the assignment: one job, not two, for the
-        // commonest routing, the two requests still sent side by side.
+        // commonest routing, the two requests still sent side by side. The job is written by the
+        // statement that saves the decision.
         let notice = NoticeJob(contactId: contact.id, agentId: agent.id, offerId: nil, round: routing.round,
                                channels: Distributor.channels(channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen))
-        try await scheduleAssignment(routing, agentId: agent.id, pondId: nil, lenderId: lender, reason: routing.ruleName.map { "routing rule \"\($0)\"" } ?? "routing",
-                                     notice: notice.allChannels.isEmpty ? nil : notice, on: connection)
+        let job = try assignment(routing, agentId: agent.id, pondId: nil, lenderId: lender, reason: routing.ruleName.map { "routing rule \"\($0)\"" } ?? "routing",
+                                 notice: notice.allChannels.isEmpty ? nil : notice)
+        try await store.save(routing, logging: RoutingLogEntry(at: clock.now, round: routing.round, kind: .assigned, agentId: agent.id, summary: routing.summary),
+                             job: job, on: connection)
     }
 
     func offer(_ routing: LeadRouting, to agent: Agent, expires: Date, scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
@@ -348,12 +350,16 @@ struct LeadRouter: Sendable {
                                            channels: Distributor.channels(routing.channels, prefersPush: agent.prefersPush, officeOpen: scope.officeOpen)), on: connection)
     }
 
-    private func scheduleAssignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String, notice: NoticeJob? = nil,
+    /// The job that writes a decision into contacts (and tells the agent, with `notice`), once per round.
+    private func assignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String, notice: NoticeJob? = nil) throws -> ScheduledJob {
+        try ScheduledJob(kind: Self.assignJob,
+                         payload: AssignJob(contactId: routing.contactId, agentId: agentId, pondId: pondId, lenderId: lenderId, reason: reason, notice: notice),
+                         runAt: clock.now, maxAttempts: Self.assignAttempts, uniqueKey: "assign:\(routing.contactId):\(routing.round)")
+    }
+
+    private func scheduleAssignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String,
                                     on connection: PostgresConnection) async throws {
-        try await jobs.schedule(kind: Self.assignJob,
-                                payload: AssignJob(contactId: routing.contactId, agentId: agentId, pondId: pondId, lenderId: lenderId, reason: reason,
-                                                   notice: notice),
-                                runAt: clock.now, uniqueKey: "assign:\(routing.contactId):\(routing.round)", on: connection, logger: logger)
+        try await jobs.schedule(try assignment(routing, agentId: agentId, pondId: pondId, lenderId: lenderId, reason: reason), on: connection, logger: logger)
     }
 
     private func scheduleNotice(_ notice: NoticeJob, on connection: PostgresConnection) async throws {
@@ -478,6 +484,8 @@ struct LeadRouter: Sendable {
     /// A notice stops being retried after this many attempts, whichever job carries it: told
     /// hours late, an agent has long lost the lead's moment.
     static let noticeAttempts = 8
+    /// The job queue's default: contacts being away a while must not lose a decision.
+    static let assignAttempts = 20
 
     /// Every channel of one notice or offer to one agent, in one job: one claim and one commit
     /// instead of one per channel, each channel still sent under its own idempotency key.

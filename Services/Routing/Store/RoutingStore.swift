@@ -164,11 +164,17 @@ struct RoutingStore: Sendable {
                                       logger: logger)
     }
 
-    /// Saves the routing and appends `entry` to its log, in one statement.
-    func save(_ routing: LeadRouting, logging entry: RoutingLogEntry, on connection: PostgresConnection) async throws {
-        try await connection.prepared(SQL.SaveRoutingAndLog.self,
-                                      .values(routing.contactId, routing.companyId, routing.state.rawValue, try Self.json(routing), [try Self.json(entry)]),
-                                      logger: logger)
+    /// Saves the routing and appends `entry` to its log, in one statement; with `job` (keyed: a
+    /// key already taken writes no second one), which carries the decision out, in the same one.
+    func save(_ routing: LeadRouting, logging entry: RoutingLogEntry, job: ScheduledJob? = nil, on connection: PostgresConnection) async throws {
+        var bindings = try PostgresBindings.of(routing.contactId, routing.companyId, routing.state.rawValue, try Self.json(routing), [try Self.json(entry)])
+        guard let job else {
+            try await connection.prepared(SQL.SaveRoutingAndLog.self, bindings, logger: logger)
+            return
+        }
+        job.append(to: &bindings, keyed: true)
+        try await connection.prepared(SQL.SaveRoutingLogAndJob.self, bindings, logger: logger)
+        try await job.requestWakeup(on: connection, logger: logger)
     }
 
     // MARK: offers
@@ -319,6 +325,14 @@ extension RoutingStore {
         enum SaveRoutingAndLog: PreparedSQL {
             static let sql = """
                 WITH saved AS (\(SaveRouting.sql))
+                \(appendLog(contactId: "$1", docs: "$5"))
+                """
+        }
+        /// `SaveRoutingAndLog` at `$1 … $5` and a keyed job at `$6 … $10`.
+        enum SaveRoutingLogAndJob: PreparedSQL {
+            static let sql = """
+                WITH saved AS (\(SaveRouting.sql)),
+                \(JobQueue.insertCTE(first: 6, source: "(SELECT) AS one", keyed: true))
                 \(appendLog(contactId: "$1", docs: "$5"))
                 """
         }
