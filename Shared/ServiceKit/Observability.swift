@@ -71,12 +71,8 @@ package enum Observability {
         }
         var factory = PrometheusMetricsFactory(registry: registry)
         // Prometheus names allow no dots; swift-metrics labels (Hummingbird's among them) use them.
-        // Runs for every counter a request or event makes: most names have no dot, and Foundation's
-        // replacing showed in every service's profile.
-        @Sendable func underscored(_ text: String) -> String {
-            guard text.utf8.contains(UInt8(ascii: ".")) else { return text }
-            return String(decoding: text.utf8.map { $0 == UInt8(ascii: ".") ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
-        }
+        // Runs for every counter a request or event makes, without Foundation's replacing.
+        @Sendable func underscored(_ text: String) -> String { text.replacingASCII(UInt8(ascii: "."), with: UInt8(ascii: "_")) }
         factory.nameAndLabelSanitizer = { name, dimensions in
             (underscored(name), dimensions.map { (underscored($0.0), $0.1) })
         }

@@ -36,6 +36,10 @@ struct TextTests {
         }
         #expect("a..b"[...].utf8.containsRun(of: UInt8(ascii: ".")))
         #expect(!"a.b.c"[...].utf8.containsRun(of: UInt8(ascii: ".")))
+        for text in ["new_lead", "no_phone_number", "plain", "", "_", "a__b_", "é_ü_中🙂", "e\u{301}_x"] {
+            #expect(text.replacingASCII(UInt8(ascii: "_"), with: UInt8(ascii: " ")) == text.replacingOccurrences(of: "_", with: " "), "\(text)")
+        }
+        #expect("http.requests.total".replacingASCII(UInt8(ascii: "."), with: UInt8(ascii: "_")) == "http_requests_total")
     }
 
     @Test("e-mail addresses: the shape local@domain.tld, lower-cased, nothing that breaks a header")

@@ -148,6 +148,6 @@ enum ContactRules {
     }
 
     static func label(_ status: ContactStatus) -> String {
-        status.rawValue.replacingOccurrences(of: "_", with: " ")
+        status.rawValue.replacingASCII(UInt8(ascii: "_"), with: UInt8(ascii: " "))
     }
 }
