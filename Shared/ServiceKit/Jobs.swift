@@ -38,7 +38,7 @@ package struct JobHandler: Sendable {
     /// others complete with the transaction. Throwing rolls back and retries the whole batch.
     package var handleBatch: (@Sendable ([Job], PostgresConnection, Logger) async throws -> [Int64: any Error])?
 
-    package init(kind: String, maxAttempts: Int = 20, handle: @escaping @Sendable (Job, PostgresConnection, Logger) async throws -> Void) {
+    package init(kind: String, maxAttempts: Int = JobQueue.defaultMaxAttempts, handle: @escaping @Sendable (Job, PostgresConnection, Logger) async throws -> Void) {
         self.kind = kind
         self.maxAttempts = maxAttempts
         self.handle = handle
@@ -46,7 +46,7 @@ package struct JobHandler: Sendable {
         self.handleBatch = nil
     }
 
-    package init(kind: String, maxAttempts: Int = 20, batchSize: Int,
+    package init(kind: String, maxAttempts: Int = JobQueue.defaultMaxAttempts, batchSize: Int,
                  handleBatch: @escaping @Sendable ([Job], PostgresConnection, Logger) async throws -> [Int64: any Error]) {
         self.kind = kind
         self.maxAttempts = maxAttempts
@@ -125,10 +125,13 @@ package struct JobLeaseLost: Error, CustomStringConvertible {
 package struct JobQueue: Sendable {
     package init() {}
 
+    /// Attempts before a job is discarded, unless its kind says otherwise.
+    package static let defaultMaxAttempts = 20
+
     /// Schedules a job. With a `uniqueKey` already taken, nothing new is written and the first
     /// job's id is returned.
     @discardableResult
-    package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, maxAttempts: Int = 20,
+    package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, maxAttempts: Int = Self.defaultMaxAttempts,
                           on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
         try await schedule(try ScheduledJob(kind: kind, payload: payload, runAt: runAt, maxAttempts: maxAttempts, uniqueKey: uniqueKey),
                            at: runAt, on: connection, logger: logger)

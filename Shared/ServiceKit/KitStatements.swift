@@ -17,8 +17,7 @@ enum KitStatements {
     /// before payloads were shared.
     struct ClaimLane: PostgresPreparedStatement {
         static let sql = """
-            WITH delivered AS (
-                UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY($3::bigint[]))
+            WITH delivered AS (\(MarkDelivered.marking(ids: "$3")))
             UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1
             WHERE id IN (
                 SELECT id FROM outbox
@@ -44,7 +43,11 @@ enum KitStatements {
     }
 
     struct MarkDelivered: PostgresPreparedStatement {
-        static let sql = "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY($1::bigint[])"
+        static let sql = marking(ids: "$1")
+        /// Marks the rows whose ids are the array parameter `ids` delivered.
+        static func marking(ids: String) -> String {
+            "UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = ANY(\(ids)::bigint[])"
+        }
         typealias Row = ()
         var ids: [Int64]
 

@@ -66,7 +66,7 @@ package struct OutboxRows: Sendable {
         var seen = Set<UUID>()
         for event in events {
             let targets = Subscriptions.subscribers(of: event.type)
-            guard !targets.isEmpty, events.count == 1 || seen.insert(event.id).inserted else { continue }
+            guard !targets.isEmpty, seen.insert(event.id).inserted else { continue }
             eventIds.append(event.id)
             payloads.append(try event.json())
             for subscriber in targets {

@@ -203,7 +203,7 @@ struct ActivityController {
 
     func communicationEntry(_ item: Communication, actor: Actor) -> TimelineEntry {
         var summary = "\(item.direction == .inbound ? "Inbound" : "Outbound") \(item.channel.rawValue)"
-        if let outcome = item.outcome { summary += ": \(outcome.rawValue.replacingASCII(UInt8(ascii: "_"), with: UInt8(ascii: " ")))" }
+        if let outcome = item.outcome { summary += ": \(ContactRules.words(outcome.rawValue))" }
         if let subject = item.subject { summary += " — \(subject)" }
         return TimelineEntry(contactId: item.contactId, kind: "communication", at: item.at, actor: actor, summary: summary,
                              data: .object(["communicationId": .string(item.id.uuidString.lowercased()), "channel": .string(item.channel.rawValue),

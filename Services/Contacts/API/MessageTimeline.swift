@@ -41,7 +41,7 @@ struct MessageTimeline: Sendable {
             return
         }
         var summary = "\(Self.noun(message.channel)) \(message.state.rawValue)"
-        if let reason = message.reason { summary += ": \(reason.replacingASCII(UInt8(ascii: "_"), with: UInt8(ascii: " ")))" }
+        if let reason = message.reason { summary += ": \(ContactRules.words(reason))" }
         if let until = message.holdUntil, message.state == .held { summary += " until \(RFC3339.string(from: until))" }
         let entry = TimelineEntry(id: message.id, contactId: contactId, kind: "message", at: message.createdAt, actor: actor, summary: summary,
                                   data: Self.data(message))

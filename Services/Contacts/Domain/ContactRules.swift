@@ -148,6 +148,11 @@ enum ContactRules {
     }
 
     static func label(_ status: ContactStatus) -> String {
-        status.rawValue.replacingASCII(UInt8(ascii: "_"), with: UInt8(ascii: " "))
+        words(status.rawValue)
+    }
+
+    /// A snake_case value (`no_answer`) as the words a summary shows.
+    static func words(_ value: String) -> String {
+        value.replacingASCII(UInt8(ascii: "_"), with: UInt8(ascii: " "))
     }
 }

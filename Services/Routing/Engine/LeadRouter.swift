@@ -354,7 +354,7 @@ struct LeadRouter: Sendable {
     private func assignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String, notice: NoticeJob? = nil) throws -> ScheduledJob {
         try ScheduledJob(kind: Self.assignJob,
                          payload: AssignJob(contactId: routing.contactId, agentId: agentId, pondId: pondId, lenderId: lenderId, reason: reason, notice: notice),
-                         runAt: clock.now, maxAttempts: Self.assignAttempts, uniqueKey: "assign:\(routing.contactId):\(routing.round)")
+                         runAt: clock.now, maxAttempts: JobQueue.defaultMaxAttempts, uniqueKey: "assign:\(routing.contactId):\(routing.round)")
     }
 
     private func scheduleAssignment(_ routing: LeadRouting, agentId: UUID?, pondId: UUID?, lenderId: UUID?, reason: String,
@@ -484,8 +484,6 @@ struct LeadRouter: Sendable {
     /// A notice stops being retried after this many attempts, whichever job carries it: told
     /// hours late, an agent has long lost the lead's moment.
     static let noticeAttempts = 8
-    /// The job queue's default: contacts being away a while must not lose a decision.
-    static let assignAttempts = 20
 
     /// Every channel of one notice or offer to one agent, in one job: one claim and one commit
     /// instead of one per channel, each channel still sent under its own idempotency key.
