@@ -1,19 +1,19 @@
 import Foundation
 
 /// ST-1: exactly one of these.
-public enum ContactStatus: String, Codable, Sendable, CaseIterable {
+public enum ContactStatus: String, WireEnum {
     case sphere, prospect
     case newLead = "new_lead"
     case activeLead = "active_lead"
     case client, contract, closed, archive
 }
 
-public enum LeadType: String, Codable, Sendable, CaseIterable {
+public enum LeadType: String, WireEnum {
     case buyer, seller, renter, agent
 }
 
 /// How a contact came to be (ST-2); routing applies only to source origins (RT-5).
-public enum CreationOrigin: String, Codable, Sendable, CaseIterable {
+public enum CreationOrigin: String, WireEnum {
     case website, dropbox, zapier, manual, `import`
 
     /// Website, dropbox and zapier leads came in from a source: they are routed and start as new leads.
@@ -122,7 +122,7 @@ public struct Contact: Codable, Sendable, Hashable {
 
 /// Who or what made a change, for the timeline (ST-5) and the events.
 public struct Actor: Codable, Sendable, Hashable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, WireEnum {
         case user, service, source, integration, `import`
     }
     public var kind: Kind
@@ -165,16 +165,16 @@ public struct ContactChange: Codable, Sendable, Hashable {
     }
 }
 
-public enum CommunicationChannel: String, Codable, Sendable, CaseIterable {
+public enum CommunicationChannel: String, WireEnum {
     case call, text, email
 }
 
-public enum CommunicationDirection: String, Codable, Sendable {
+public enum CommunicationDirection: String, WireEnum {
     case inbound, outbound
 }
 
 /// The outcome of a call an agent logs.
-public enum CallOutcome: String, Codable, Sendable, CaseIterable {
+public enum CallOutcome: String, WireEnum {
     case contacted
     case leftVoicemail = "left_voicemail"
     case noAnswer = "no_answer"

@@ -1,12 +1,12 @@
 import Foundation
 
 /// The six services; the raw value is the service's name, schema and executable.
-public enum ServiceName: String, Codable, Sendable, CaseIterable {
+public enum ServiceName: String, WireEnum {
     case contacts, routing, automation, accountability, smartplans, notifications
 }
 
 /// Who a caller is. `service` is another service of this system acting on its own behalf.
-public enum Role: String, Codable, Sendable, CaseIterable {
+public enum Role: String, WireEnum {
     case agent
     case teamAdmin = "team_admin"
     case officeAdmin = "office_admin"
@@ -23,7 +23,7 @@ public enum Role: String, Codable, Sendable, CaseIterable {
     }
 }
 
-public enum EntityKind: String, Codable, Sendable, CaseIterable {
+public enum EntityKind: String, WireEnum {
     case company, office, team
 }
 

@@ -1,24 +1,24 @@
 import Foundation
 
 /// How a message leaves (NT-1).
-public enum MessageChannel: String, Codable, Sendable, CaseIterable {
+public enum MessageChannel: String, WireEnum {
     case sms, email, voice, push
 }
 
 /// Automated messages obey quiet hours and state caps (NT-5); manual ones, sent by an agent
 /// from the app, still obey opt-outs and the Do-Not-Call list.
-public enum MessagePurpose: String, Codable, Sendable, CaseIterable {
+public enum MessagePurpose: String, WireEnum {
     case automated, manual
     /// Opt-out and help replies the service sends itself; callers cannot ask for it.
     case compliance
 }
 
 /// The delivery log's states (NT-3).
-public enum MessageState: String, Codable, Sendable, CaseIterable {
+public enum MessageState: String, WireEnum {
     case queued, held, sent, delivered, failed, suppressed
 }
 
-public enum MessageDirection: String, Codable, Sendable {
+public enum MessageDirection: String, WireEnum {
     case outbound, inbound
 }
 

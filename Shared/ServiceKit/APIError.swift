@@ -108,7 +108,9 @@ package struct APIError: HTTPResponseError, Sendable, Equatable {
             if field.isEmpty {
                 return APIError(.badRequest, code: "malformed_json", message: "the body is not valid JSON", field: "body")
             }
-            return .validation(field, "\(field): \(context.debugDescription)")
+            // A closed set's own message already reads after the field's name.
+            let separator = context.debugDescription.hasPrefix("'") ? " " : ": "
+            return .validation(field, field + separator + context.debugDescription)
         @unknown default:
             return APIError(.badRequest, code: "malformed_json", message: "the body could not be read", field: "body")
         }
@@ -201,5 +203,13 @@ package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             return try apiError.response(from: request, context: context)
         }
+    }
+}
+
+extension WireEnum {
+    /// `text` as a value of the set, or the 422 naming `field` and the values it takes.
+    package static func value(_ text: String, field: String) throws -> Self {
+        guard let value = Self(rawValue: text) else { throw APIError.validation(field, "\(field) \(unknownValue(text))") }
+        return value
     }
 }

@@ -495,6 +495,9 @@ struct NotificationsTests {
             #expect(answer.status == 422 || answer.status == 400, "\(field): \(answer.text)")
             #expect(answer.errorField == field, "\(answer.text)")
         }
+        // An unknown value names the values the field takes, not the Swift type behind it.
+        let fax = try await send(brokerage.adminToken, cases[0].0)
+        #expect(fax.body["error"]?["message"] == .string("channel 'fax' is not one of sms, email, voice, push"), "\(fax.text)")
         let email = "agent-\(UUID().uuidString.prefix(8).lowercased())@example.com"
         let created = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
             "role": "agent", "firstName": "Al", "lastName": "Agent", "email": email, "password": "agent password 1", "entityIds": [brokerage.rootEntityId],

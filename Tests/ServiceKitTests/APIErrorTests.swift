@@ -39,6 +39,33 @@ struct APIErrorTests {
         #expect(decodeError(#"{"name": "a", "count": 1, "days": [], "email": "nope"}"#).status == .unprocessableContent)
     }
 
+    @Test("X-2: an unknown value of a closed set names the field and the values it takes, in the body and in a query")
+    func unknownEnumValues() throws {
+        struct Message: Decodable { var channel: MessageChannel; var statuses: [ContactStatus] }
+        func error(_ json: String) -> APIError {
+            do {
+                _ = try JSONCoding.decoder.decode(Message.self, from: Data(json.utf8))
+                return APIError(.ok, code: "none", message: "")
+            } catch {
+                return APIError.from(error)
+            }
+        }
+        let channel = error(#"{"channel": "fax", "statuses": []}"#)
+        #expect(channel.status == .unprocessableContent)
+        #expect(channel.code == "invalid_field")
+        #expect(channel.field == "channel")
+        #expect(channel.message == "channel 'fax' is not one of sms, email, voice, push")
+        let status = error(#"{"channel": "sms", "statuses": ["new_lead", "bogus"]}"#)
+        #expect(status.field == "statuses[1]")
+        #expect(status.message == "statuses[1] 'bogus' is not one of sphere, prospect, new_lead, active_lead, client, contract, closed, archive")
+        #expect(error(#"{"channel": 3, "statuses": []}"#).code == "wrong_type")
+        #expect(error(#"{"channel": "push", "statuses": ["active_lead"]}"#).code == "none")
+        #expect(try LeadType.value("seller", field: "leadType") == .seller)
+        #expect(throws: APIError.validation("leadType", "leadType 'renters' is not one of buyer, seller, renter, agent")) {
+            try LeadType.value("renters", field: "leadType")
+        }
+    }
+
     func app() -> some ApplicationProtocol {
         BodyLimit.bytes.store(1024, ordering: .relaxed)
         let router = Router(context: AppContext.self)

@@ -239,16 +239,8 @@ enum ContactQuery {
         func list(_ name: String) -> [String] {
             query.getAll(name).flatMap { $0.split(separator: ",") }.map { String($0).trimmedSpaces() }.filter { !$0.isEmpty }
         }
-        filter.statuses = try list("status").map { value in
-            guard let status = ContactStatus(rawValue: value) else {
-                throw APIError.validation("status", "status '\(value)' is not one of \(ContactStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return status
-        }
-        filter.leadTypes = try list("leadType").map { value in
-            guard let type = LeadType(rawValue: value) else { throw APIError.validation("leadType", "leadType '\(value)' is unknown") }
-            return type
-        }
+        filter.statuses = try list("status").map { try ContactStatus.value($0, field: "status") }
+        filter.leadTypes = try list("leadType").map { try LeadType.value($0, field: "leadType") }
         filter.tags = try list("tag").map { try ContactRules.tag($0, field: "tag") }
         if let text = query["assignedAgentId"] {
             guard let id = UUID(uuidString: String(text)) else { throw APIError.validation("assignedAgentId", "assignedAgentId must be a UUID") }

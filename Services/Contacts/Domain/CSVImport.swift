@@ -212,11 +212,9 @@ enum CSVImport {
     }
 
     /// Accepts `new_lead`, `New Lead`, `new-lead` alike.
-    static func enumValue<T: RawRepresentable & CaseIterable>(_ type: T.Type, _ text: String, field: String) throws -> T where T.RawValue == String {
+    static func enumValue<T: WireEnum>(_ type: T.Type, _ text: String, field: String) throws -> T {
         let normalized = String(String.UnicodeScalarView(text.lowercased().unicodeScalars.map { $0 == " " || $0 == "-" ? "_" : $0 }))
-        guard let value = T(rawValue: normalized) else {
-            throw APIError.validation(field, "\(field) '\(text)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        guard let value = T(rawValue: normalized) else { throw APIError.validation(field, "\(field) \(T.unknownValue(text))") }
         return value
     }
 

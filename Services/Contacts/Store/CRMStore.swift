@@ -29,8 +29,8 @@ struct Pond: Codable, Sendable, Hashable {
 }
 
 struct ContactTask: Codable, Sendable, Hashable {
-    enum Kind: String, Codable, Sendable, CaseIterable { case task, call, text }
-    enum Priority: String, Codable, Sendable, CaseIterable { case none, high, medium, low }
+    enum Kind: String, WireEnum { case task, call, text }
+    enum Priority: String, WireEnum { case none, high, medium, low }
 
     var id: UUID
     var contactId: UUID

@@ -96,12 +96,7 @@ struct MessagesController {
             let contactId = try query["contactId"].map { try Self.uuid(String($0), field: "contactId") }
             let userId = try query["userId"].map { try Self.uuid(String($0), field: "userId") }
             var state: MessageState?
-            if let text = query["state"].map(String.init) {
-                guard let value = MessageState(rawValue: text) else {
-                    throw APIError.validation("state", "state must be one of \(MessageState.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                state = value
-            }
+            if let text = query["state"].map(String.init) { state = try MessageState.value(text, field: "state") }
             var list = MessageStore.ListQuery(companyId: nil, contactId: contactId, userId: userId, state: state, after: paging.after, limit: paging.limit + 1)
             if !identity.isService {
                 guard let company = identity.companyId else { throw APIError.forbidden }

@@ -64,7 +64,7 @@ struct LeadRouting: Codable, Sendable, Hashable {
     var updatedAt: Date
 }
 
-enum OfferState: String, Codable, Sendable, CaseIterable {
+enum OfferState: String, WireEnum {
     case open, accepted, declined, lapsed
     case timedOut = "timed_out"
     /// Another agent accepted first, or the lead was routed elsewhere.

@@ -2,12 +2,12 @@ import Foundation
 import Models
 
 /// How a routing notification reaches an agent (RT-11).
-enum DeliveryChannel: String, Codable, Sendable, CaseIterable {
+enum DeliveryChannel: String, WireEnum {
     case call, text, email, push
 }
 
 /// RT-8 … RT-10.
-enum Distribution: String, Codable, Sendable, CaseIterable {
+enum Distribution: String, WireEnum {
     case roundRobin = "round_robin"
     case weighted
     case blast
@@ -38,7 +38,7 @@ struct RecipientAgent: Codable, Sendable, Hashable {
 
 /// RT-6: who a rule's leads go to.
 struct RuleRecipients: Codable, Sendable, Hashable {
-    enum Kind: String, Codable, Sendable, CaseIterable {
+    enum Kind: String, WireEnum {
         case agents
         /// Every agent of the rule's entity at the time of each lead, later joiners included.
         case allAgents = "all_agents"
