@@ -285,14 +285,19 @@ struct Bench {
             try await Self.status(.GET, setup.contactsURL + "/health/live") == 200
         }
         let run = UUID().uuidString.prefix(6).lowercased()
-        // Written before the clock starts: the load's own work is not the system's.
-        let bodies = (0..<total).map { index in
+        // Written before the clock starts: the load's own work is not the system's. The warm-up's
+        // leads come first, each lead a new person.
+        let warmCount = setup.rate * 2
+        let bodies = (0..<(warmCount + total)).map { index in
             json(["firstName": "Lead\(index)", "lastName": "Bench", "email": "lead\(index)-\(run)@example.com",
                   "phone": String(format: "+1773%07d", 2_000_000 + index), "tags": ["bench"],
                   "searchInterest": ["area": "Lincoln Park", "priceMin": 300000, "priceMax": 500000]])
         }
-        let intake = try await steadyLoad(rate: setup.rate, count: total) { index in
+        try await warmUp("leads", rate: setup.rate) { index in
             try await Self.status(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: bodies[index]) == 201
+        }
+        let intake = try await steadyLoad(rate: setup.rate, count: total) { index in
+            try await Self.status(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: bodies[warmCount + index]) == 201
         }
         line("intake p50", intake.p50, unit: "ms", floor: floor.p50)
         line("intake p99 (target <= 20 ms)", intake.p99, unit: "ms", floor: floor.p99)
@@ -317,6 +322,10 @@ struct Bench {
         let run = UUID().uuidString.prefix(8)
         let bodies = (0..<total).map { index in
             json(["channel": "push", "userId": userId, "subject": "New lead", "body": "Lead \(index) is waiting", "purpose": "manual"])
+        }
+        try await warmUp("pushes", rate: rate) { index in
+            try await Self.status(.POST, setup.notificationsURL + "/v1/messages", token: token,
+                                  headers: [("Idempotency-Key", "bench-warm-\(run)-\(index)")], body: bodies[index % total]) == 202
         }
         let sentBefore = try await sentCount(setup)
         let started = ContinuousClock.now
@@ -415,13 +424,9 @@ struct Bench {
                 "firstName": "Lead\(index)", "lastName": "Speed", "email": "lead\(index)-\(run)@example.com", "leadType": "buyer",
             ]))
         }
-        // Steady state is the measure: every service's connections, prepared statements and
-        // caches are made by the first leads, which a fresh stack would otherwise count.
         if let first = rates.first {
             let run = UUID().uuidString.prefix(6).lowercased()
-            let warm = try await steadyLoad(rate: first, count: first * 2) { index in try await postLead(index, run: run).code == 201 }
-            print(String(format: "warm-up: %d leads at %d/s, not counted (intake p99 %.1f ms)", first * 2, first, warm.p99))
-            try await Task.sleep(for: .seconds(2))
+            try await warmUp("leads", rate: first) { index in try await postLead(index, run: run).code == 201 }
         }
         var best: Int?
         for rate in rates {
@@ -514,6 +519,20 @@ struct Bench {
         var failures: Int
     }
 
+    /// Steady state is the measure: a fresh stack's first requests make every service's
+    /// connections, prepared statements and caches, and the load client's connections, which
+    /// the figures would otherwise count (a cluster of slow answers in the first 200 ms of an
+    /// intake run was a third of its slowest hundredth). Two seconds at the rate, printed and not
+    /// counted, then two for the stack to settle.
+    static func warmUp(_ what: String, rate: Int, _ request: @escaping @Sendable (Int) async throws -> Bool) async throws {
+        let warm = try await steadyLoad(rate: rate, count: rate * 2, request)
+        print("warm-up: \(rate * 2) \(what) at \(rate)/s, not counted (p99 \(String(format: "%.1f", warm.p99)) ms, \(warm.failures) failures)")
+        try await Task.sleep(for: .seconds(2))
+    }
+
+    /// How many loads this run has made, to name their traces.
+    static let loads = Atomic<Int>(0)
+
     /// Open loop: request i starts at i/rate whatever the others do, so a slow answer cannot
     /// hide the queue it causes (latency counts from the planned start).
     static func steadyLoad(rate: Int, count: Int, _ request: @escaping @Sendable (Int) async throws -> Bool) async throws -> LoadResult {
@@ -521,8 +540,8 @@ struct Bench {
         let interval = Duration.nanoseconds(1_000_000_000 / Int64(rate))
         let recorded = Recorder()
         // BENCH_TRACE=FILE writes each request's planned start and latency, to see when in the
-        // run the slow answers came.
-        let tracePath = ProcessInfo.processInfo.environment["BENCH_TRACE"]
+        // run the slow answers came: FILE.1 for the scenario's first load, FILE.2 for its next…
+        let tracePath = ProcessInfo.processInfo.environment["BENCH_TRACE"].map { "\($0).\(loads.add(1, ordering: .relaxed).newValue)" }
         let tracing = tracePath != nil
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<count {
