@@ -296,6 +296,7 @@ struct Bench {
         try await warmUp("leads", rate: setup.rate) { index in
             try await Self.status(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: bodies[index]) == 201
         }
+        let cpuBefore = CPUUse.sample(runDir: setup.runDir)
         let intake = try await steadyLoad(rate: setup.rate, count: total) { index in
             try await Self.status(.POST, setup.contactsURL + "/v1/leads", headers: [("X-Api-Key", key)], body: bodies[warmCount + index]) == 201
         }
@@ -304,6 +305,9 @@ struct Bench {
         line("intake max", intake.max, unit: "ms", floor: floor.max)
         line("intake throughput (target >= 500/s)", intake.throughput, unit: "/s", floor: floor.throughput)
         print("intake failures: \(intake.failures) of \(total)")
+        // Sampled once the events of the last leads have reached every service.
+        try await Task.sleep(for: .milliseconds(500))
+        if let cpu = CPUUse.line(from: cpuBefore, to: CPUUse.sample(runDir: setup.runDir), items: total, unit: "lead") { print(cpu) }
     }
 
     /// Messages accepted by POST /v1/messages at a steady rate, then the time until the local
@@ -328,6 +332,7 @@ struct Bench {
                                   headers: [("Idempotency-Key", "bench-warm-\(run)-\(index)")], body: bodies[index % total]) == 202
         }
         let sentBefore = try await sentCount(setup)
+        let cpuBefore = CPUUse.sample(runDir: setup.runDir)
         let started = ContinuousClock.now
         // The sent count every quarter second while messages arrive: the rate they leave at once
         // the first two seconds have filled the pipeline is the sustained one (the whole run's
@@ -355,6 +360,7 @@ struct Bench {
             try await Task.sleep(for: .milliseconds(10))
         }
         let allSentBy = milliseconds(since: started)
+        let cpuAfter = CPUUse.sample(runDir: setup.runDir)
         line("accept p50", accept.p50, unit: "ms", floor: floor.p50)
         line("accept p99 (target <= 15 ms)", accept.p99, unit: "ms", floor: floor.p99)
         line("accept throughput", accept.throughput, unit: "/s", floor: floor.throughput)
@@ -366,6 +372,7 @@ struct Bench {
         }
         print("messages: \(Int(sent)) of \(total) sent, the last \(String(format: "%.0f", allSentBy - acceptedBy)) ms after the last was accepted "
               + "(\(String(format: "%.1f", sent / (allSentBy / 1000)))/s over the whole run); accept failures: \(accept.failures)")
+        if let cpu = CPUUse.line(from: cpuBefore, to: cpuAfter, items: total, unit: "message accepted and sent") { print(cpu) }
 
         // The same number of pushes from a producer that batches (routing's notices, a plan's
         // step): POST /v1/messages/batch with BENCH_BATCH each. Not the target's measure, which
@@ -436,6 +443,7 @@ struct Bench {
             }
             let run = UUID().uuidString.prefix(6).lowercased()
             let sent = Mutex([Int: (id: String, at: Date)]())
+            let cpuBefore = CPUUse.sample(runDir: setup.runDir)
             let intake = try await steadyLoad(rate: rate, count: total) { index in
                 let at = Date()
                 let (code, answer) = try await postLead(index, run: run)
@@ -443,6 +451,9 @@ struct Bench {
                 sent.withLock { $0[index] = (id, at) }
                 return true
             }
+            // Sampled once the last leads' notices are out, before the routing histories are read.
+            try await Task.sleep(for: .milliseconds(500))
+            let cpuAfter = CPUUse.sample(runDir: setup.runDir)
             let leads = sent.withLock { $0 }
             var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
             var missing = 0
@@ -492,6 +503,7 @@ struct Bench {
                          Double(toRouting.valueAtPercentile(50)) / 1000, Double(toRouting.valueAtPercentile(99)) / 1000,
                          Double(toNotified.valueAtPercentile(50)) / 1000, Double(toNotified.valueAtPercentile(99)) / 1000))
             line("  intake throughput", intake.throughput, unit: "/s", floor: floor.throughput)
+            if let cpu = CPUUse.line(from: cpuBefore, to: cpuAfter, items: total, unit: "lead") { print(cpu) }
             if p99 < 100, missing == 0, intake.failures == 0 { best = rate }
         }
         print("targets: p99 <= 50 ms at 50 leads/s; highest rate tried with p99 < 100 ms: \(best.map { "\($0) leads/s" } ?? "none")")

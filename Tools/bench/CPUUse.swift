@@ -1,0 +1,66 @@
+import Foundation
+
+/// The CPU time a load cost, read from /proc (Linux): each service's process (its pid from
+/// `RUN_DIR/pids`), the PostgreSQL server's processes and the whole machine. A figure then comes
+/// with its cost per item, and a slow phase of a shared machine shows as more CPU for the same
+/// work instead of passing for a slower system.
+struct CPUUse {
+    struct Sample {
+        /// Seconds of CPU each service's process has used.
+        var services: [String: Double]
+        var postgres: Double
+        /// Seconds of CPU the machine has spent busy, and lost to other guests (steal), in all.
+        var busy: Double
+        var steal: Double
+        var at: ContinuousClock.Instant
+    }
+
+    static let services = ["contacts", "routing", "automation", "accountability", "smartplans", "notifications"]
+    static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// Nil where /proc cannot be read (not Linux): the figures are then printed without it.
+    static func sample(runDir: String) -> Sample? {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = stat.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
+        // user nice system idle iowait irq softirq steal
+        let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard fields.count >= 8 else { return nil }
+        var services: [String: Double] = [:]
+        for service in Self.services {
+            guard let pid = try? String(contentsOfFile: "\(runDir)/pids/\(service)", encoding: .utf8) else { continue }
+            services[service] = processSeconds(pid.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
+        let postgres = pids.filter { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) == "postgres\n" }
+            .compactMap(processSeconds).reduce(0, +)
+        return Sample(services: services, postgres: postgres, busy: (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / ticksPerSecond,
+                      steal: fields[7] / ticksPerSecond, at: .now)
+    }
+
+    /// User and system time of one process; its name may hold spaces, so the fields are counted
+    /// from the parenthesis that closes it.
+    static func processSeconds(_ pid: String) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the name: state is the first field, utime the twelfth and stime the thirteenth.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / ticksPerSecond
+    }
+
+    /// One line: CPU per item by process and for the machine, with how busy it was.
+    static func line(from start: Sample?, to end: Sample?, items: Int, unit: String) -> String? {
+        guard let start, let end, items > 0 else { return nil }
+        func perItem(_ seconds: Double) -> String { String(format: "%.2f", seconds * 1000 / Double(items)) }
+        let processes = Self.services.compactMap { service -> String? in
+            guard let before = start.services[service], let after = end.services[service] else { return nil }
+            return "\(service) \(perItem(after - before))"
+        }
+        let elapsed = Double((end.at - start.at).components.seconds) + Double((end.at - start.at).components.attoseconds) / 1e18
+        let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        let busy = elapsed > 0 ? (end.busy - start.busy) / (elapsed * cores) * 100 : 0
+        let steal = elapsed > 0 ? (end.steal - start.steal) / (elapsed * cores) * 100 : 0
+        return "  CPU per \(unit), ms: " + (processes + ["PostgreSQL \(perItem(end.postgres - start.postgres))"]).joined(separator: ", ")
+            + "; machine \(perItem(end.busy - start.busy)) (busy \(String(format: "%.0f", busy))% of \(Int(cores)) cores, steal \(String(format: "%.0f", steal))%)"
+    }
+}
