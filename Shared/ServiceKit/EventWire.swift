@@ -53,6 +53,9 @@ package struct EventHeader: Codable, Sendable, Hashable {
 package struct OutgoingEvent: Sendable, Hashable {
     package var header: EventHeader
     package var dataJSON: String
+    /// The service whose request made the change, when one did; not on the wire. Some events are
+    /// not sent back to it (`Subscriptions.notEchoed`).
+    package var causedBy: ServiceName?
 
     package init(header: EventHeader, data: some Encodable) throws {
         self.header = header

@@ -65,7 +65,7 @@ package struct OutboxRows: Sendable {
     package init(_ events: [OutgoingEvent]) throws {
         var seen = Set<UUID>()
         for event in events {
-            let targets = Subscriptions.subscribers(of: event.type)
+            let targets = Subscriptions.subscribers(of: event.type, causedBy: event.causedBy)
             guard !targets.isEmpty, seen.insert(event.id).inserted else { continue }
             eventIds.append(event.id)
             payloads.append(try event.json())

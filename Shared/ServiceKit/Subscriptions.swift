@@ -37,8 +37,20 @@ package enum Subscriptions {
         .smartplans: .milliseconds(100),
     ]
 
-    package static func subscribers(of type: String) -> [ServiceName] {
-        table[type] ?? []
+    /// Events a service caused that are not sent back to it. Routing writes the assignments it
+    /// decides through contacts, and its own record of the lead already says who has it; its
+    /// contact replica keeps what offers and notices show (names, interests), which an
+    /// assignment does not change. Sent back, every routed lead cost one more delivery and
+    /// transaction in routing that changed nothing. An assignment made by anyone else still
+    /// reaches routing: the lead was assigned by hand, and open offers are withdrawn.
+    package static let notEchoed: [String: Set<ServiceName>] = [
+        EventType.contactAssigned: [.routing],
+    ]
+
+    package static func subscribers(of type: String, causedBy: ServiceName? = nil) -> [ServiceName] {
+        let all = table[type] ?? []
+        guard let causedBy, notEchoed[type]?.contains(causedBy) == true else { return all }
+        return all.filter { $0 != causedBy }
     }
 
     /// The event types `service` receives.

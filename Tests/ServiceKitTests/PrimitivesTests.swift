@@ -165,6 +165,23 @@ struct PrimitivesTests {
         #expect(Subscriptions.events(for: .accountability).contains(EventType.userLoggedIn))
     }
 
+    @Test("X-3: an assignment routing made is not sent back to routing; anyone else's reaches every contact reader")
+    func notEchoed() throws {
+        func lanes(_ type: String, causedBy: ServiceName?) throws -> [String] {
+            var event = try OutgoingEvent(header: EventHeader(type: type, version: 2, occurredAt: Date(timeIntervalSince1970: 0), companyId: UUID(),
+                                                              subjectId: UUID()), data: ["x": 1])
+            event.causedBy = causedBy
+            return try OutboxRows([event]).subscribers.sorted()
+        }
+        let readers = ["accountability", "automation", "notifications", "routing", "smartplans"]
+        #expect(try lanes(EventType.contactAssigned, causedBy: .routing) == ["accountability", "automation", "notifications", "smartplans"])
+        #expect(try lanes(EventType.contactAssigned, causedBy: nil) == readers)
+        #expect(try lanes(EventType.contactAssigned, causedBy: .automation) == readers)
+        // Only the listed events: routing still hears of the contacts it creates and updates.
+        #expect(try lanes(EventType.contactUpdated, causedBy: .routing) == readers)
+        #expect(try lanes(EventType.contactStatusChanged, causedBy: .routing) == readers)
+    }
+
     @Test("phone numbers normalise to E.164; bad ones are refused")
     func phones() {
         #expect(PhoneNumber("(312) 555-0123")?.e164 == "+13125550123")

@@ -60,8 +60,10 @@ struct ContactWriter: Sendable {
             TimelineEntry(contactId: contact.id, kind: $0.kind, at: at, actor: actor, summary: $0.summary, data: $0.data)
         }
         let events = try records.map {
-            try outbox.envelope($0.eventType, version: contact.version, companyId: contact.companyId, subjectId: contact.id,
-                                data: ContactChanged(contact: contact, actor: actor, change: $0.change))
+            var event = try outbox.envelope($0.eventType, version: contact.version, companyId: contact.companyId, subjectId: contact.id,
+                                            data: ContactChanged(contact: contact, actor: actor, change: $0.change))
+            event.causedBy = actor.kind == .service ? ServiceName(rawValue: actor.id) : nil
+            return event
         }
         return ContactWrite(contact: contact, timeline: timeline, events: events)
     }
