@@ -105,8 +105,13 @@ start_private_postgres() {
   [ "$data" != "$RUN_DIR/pg" ] && ln -sfn "$data" "$RUN_DIR/pg"
   if ! pg_user_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    # wal_init_zero=off: a new cluster has no used WAL segments to recycle until its first
+    # checkpoints, so every 16 MB of WAL (about a thousand leads) a committing backend zero-fills
+    # and fsyncs a whole new segment while it holds the WAL write lock, and every commit of every
+    # service waits behind it: 60-90 ms stalls every two seconds at 500 leads/s. Off, a segment is
+    # created by writing its last byte and ext4 allocates its blocks as WAL is written.
     pg_user_run "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $data -c max_connections=300 -c fsync=${PG_FSYNC:-on} -c shared_buffers=256MB ${PG_EXTRA_OPTIONS:-}" \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $data -c max_connections=300 -c fsync=${PG_FSYNC:-on} -c shared_buffers=256MB -c wal_init_zero=off ${PG_EXTRA_OPTIONS:-}" \
       start >/dev/null || { tail -20 "$data/server.log" >&2; die "PostgreSQL did not start"; }
   fi
   export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGPASSWORD=$superpass
