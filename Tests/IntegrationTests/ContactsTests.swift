@@ -154,6 +154,37 @@ struct ContactsTests {
         #expect(try await importCSV("Name,Status\nAnn,client\n", contentType: "application/json").status == 415)
     }
 
+    @Test("ST-4: a file of several statements' rows is imported whole: a late row merges into a contact an early row made, and a re-import matches every row")
+    func largeImport() async throws {
+        let brokerage = try await stack.newCompany()
+        let rows = 4_500
+        var csv = "First Name,Email,Phone,Status,Source\n"
+        for index in 0..<rows {
+            csv += "Row\(index),row\(index)@example.com,312555\(String(format: "%04d", index)),new_lead,\(index >= 4_400 ? "tail" : "bulk")\n"
+        }
+        csv += "Again,row0@example.com,,client,bulk\n"
+        func importCSV() async throws -> Stack.Answer {
+            try await stack.callRaw(.POST, .contacts, "/v1/contacts/import", token: brokerage.adminToken, body: csv, contentType: "text/csv")
+        }
+        let first = try await importCSV()
+        #expect(first.status == 200, "\(first.text)")
+        #expect(first["imported"] == .number(Double(rows)))
+        #expect(first["updated"] == .number(0))
+        #expect(first["errors"]?.array?.isEmpty == true)
+        let tail = try await stack.call(.GET, .contacts, "/v1/contacts?source=tail&limit=200", token: brokerage.adminToken)
+        #expect(tail["items"]?.array?.count == 100)
+        let merged = try await stack.call(.GET, .contacts, "/v1/contacts?status=client&limit=200", token: brokerage.adminToken)
+        #expect(merged["items"]?.array?.compactMap { $0["emails"]?.array?.first?.string } == ["row0@example.com"])
+        #expect(merged["items"]?.array?.first?["phones"]?.array?.count == 1)
+
+        // Every e-mail and phone of every chunk was stored: the same file matches every row.
+        let again = try await importCSV()
+        #expect(again.status == 200, "\(again.text)")
+        #expect(again["imported"] == .number(0))
+        #expect(again["updated"] == .number(1))
+        #expect(again["unchanged"] == .number(Double(rows - 1)))
+    }
+
     @Test("ST-4: one file imported three times at once creates each contact once; an import that lost the race asks to be sent again")
     func concurrentImports() async throws {
         let brokerage = try await stack.newCompany()

@@ -71,16 +71,13 @@ struct ImportController {
         errors += plan.errors
         // The events are encoded while the database writes the rows: the two take about as long.
         let changed = plan.creates + plan.updates
-        let envelopes = Task { [outbox, importActor] in
-            try await NIOThreadPool.singleton.runIfActive {
-                try stride(from: 0, to: changed.count, by: Self.eventBatch).map { start in
-                    try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
-                                        data: ContactsImported(contacts: Array(changed[start..<min(start + Self.eventBatch, changed.count)]), actor: importActor))
-                }
+        let events: @Sendable () throws -> [OutgoingEvent] = { [outbox, importActor] in
+            try stride(from: 0, to: changed.count, by: Self.eventBatch).map { start in
+                try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
+                                    data: ContactsImported(contacts: Array(changed[start..<min(start + Self.eventBatch, changed.count)]), actor: importActor))
             }
         }
-        defer { envelopes.cancel() }
-        guard try await contacts.importBatch(creates: plan.creates, updates: plan.updates, timeline: plan.timeline, events: { try await envelopes.value }) else {
+        guard try await contacts.importBatch(creates: plan.creates, updates: plan.updates, timeline: plan.timeline, events: events) else {
             throw APIError.conflict("contacts in this file changed while it was imported; import it again", code: "version_conflict")
         }
         errors.sort { ($0.row, $0.field) < ($1.row, $1.field) }
