@@ -69,7 +69,7 @@ struct ImportController {
                       actor: importActor, now: now, access: access)
         }
         errors += plan.errors
-        // The events are encoded while the database writes the rows: the two take about as long.
+        // Encoded by the store on the thread pool while the database writes the rows.
         let changed = plan.creates + plan.updates
         let events: @Sendable () throws -> [OutgoingEvent] = { [outbox, importActor] in
             try stride(from: 0, to: changed.count, by: Self.eventBatch).map { start in

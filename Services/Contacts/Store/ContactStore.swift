@@ -170,11 +170,6 @@ struct ContactStore: Sendable {
         try await save([contact], on: connection) == 1
     }
 
-    private func insert(_ columns: ContactColumns, on connection: PostgresConnection) async throws {
-        guard !columns.ids.isEmpty else { return }
-        try await connection.prepared(SQL.InsertContacts.self, try columns.bindings, logger: logger)
-    }
-
     /// Saves the contacts whose `version - 1` is still stored; answers how many that was.
     private func save(_ contacts: [Contact], on connection: PostgresConnection) async throws -> Int {
         try await save(try ContactColumns(contacts), on: connection)
@@ -222,11 +217,8 @@ struct ContactStore: Sendable {
     /// field of that name (a version number) is higher, so a message's entry follows its state
     /// whatever order the updates arrive in. Answers the ids written.
     func writeTimeline(_ entries: [(TimelineEntry, UUID)], replacingNewer field: String?, on connection: PostgresConnection) async throws -> Set<UUID> {
-        try await writeTimeline(try TimelineColumns(entries), replacingNewer: field, on: connection)
-    }
-
-    private func writeTimeline(_ columns: TimelineColumns, replacingNewer field: String?, on connection: PostgresConnection) async throws -> Set<UUID> {
-        guard !columns.ids.isEmpty else { return [] }
+        guard !entries.isEmpty else { return [] }
+        let columns = try TimelineColumns(entries)
         let conflict = field.map { name in
             """
             ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
@@ -252,9 +244,6 @@ struct ContactStore: Sendable {
         }
     }
 
-    /// Writes an import in one transaction with a handful of statements whatever its size:
-    /// new contacts, changed contacts (each still at its read version), their contact points,
-    /// timeline entries and events. False when a contact changed meanwhile.
     /// Rows per statement of an import. The database writes one chunk while the thread pool
     /// encodes the next: encoding the bound values of 10,000 rows took about as long as the
     /// database took to insert a quarter of them, and the database waited for it.
@@ -269,8 +258,10 @@ struct ContactStore: Sendable {
         case events([OutgoingEvent])
     }
 
-    /// An import's contacts, their points and timeline and its events, in one transaction.
-    /// `events` is built on the thread pool after the rows, which the database needs first.
+    /// Writes an import in one transaction: new contacts, changed contacts (each still at its
+    /// read version), their contact points, timeline entries and events, `importChunk` rows a
+    /// statement. `events` is built on the thread pool after the rows, which the database needs
+    /// first. False when a contact changed meanwhile.
     func importBatch(creates: [Contact], updates: [Contact], timeline: [TimelineEntry],
                      events: @escaping @Sendable () throws -> [OutgoingEvent]) async throws -> Bool {
         guard let companyId = (creates + updates).first?.companyId else { return true }
