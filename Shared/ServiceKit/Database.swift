@@ -30,9 +30,7 @@ package enum Database {
     /// kit's bookkeeping only (claims, leases, delivery marks), which a crash may lose without
     /// harm. What it did is still seen by every other session at once, and any later durable
     /// commit on the server flushes it too.
-    /// With `keepOpen` false (tests, which make many small pools) connections above one close
-    /// when idle.
-    package static func makeClient(url: String, schema: String, poolSize: Int, durableCommits: Bool = true, keepOpen: Bool = true,
+    package static func makeClient(url: String, schema: String, poolSize: Int, durableCommits: Bool = true,
                                    logger: Logger) throws -> PostgresClient {
         let parsed = try DatabaseURL(url)
         var configuration = PostgresClient.Configuration(
@@ -49,14 +47,19 @@ package enum Database {
         configuration.options.additionalStartupParameters = [("search_path", schema), ("application_name", schema)]
             + (durableCommits ? [] : [("synchronous_commit", "off"), ("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")])
         configuration.options.maximumConnections = poolSize
-        // Every connection stays open and is not pinged while idle: the pool otherwise starts an
-        // idle timer and a keep-alive timer each time a connection goes back, and its timers run
-        // on Dispatch (a thread hop each), which showed as a tenth of a busy service's CPU. A
-        // connection the server dropped fails its next query, which the caller's retry covers as
-        // it would within a keep-alive period.
-        configuration.options.minimumConnections = keepOpen ? poolSize : 1
+        // No minimum: PostgresNIO 1.33's pool asserts that it never holds fewer open connections
+        // than its minimum when a request finds none idle (`createNewDemandConnectionIfPossible`),
+        // but a connection the server closes counts as closing, not open, until it is gone. With a
+        // minimum of any size, a database restart under load closed the pool's connections while
+        // requests kept coming and the whole service died on that precondition. With none, the
+        // pool opens connections on demand (and reopens them after a restart) and closes one that
+        // has been idle a minute; a busy service keeps its connections.
+        configuration.options.minimumConnections = 0
+        // Not pinged while idle: the keep-alive timer runs on Dispatch (a thread hop each), which
+        // showed as a tenth of a busy service's CPU. A connection the server dropped fails its
+        // next query, which the caller's retry or the job's retry covers.
         configuration.options.keepAliveBehavior = nil
-        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return PostgresClient(configuration: configuration, backgroundLogger: DatabaseLogHandler.escalating(logger))
     }
 
     /// Applies every migration not yet recorded, in order, each in its own transaction, under an
@@ -119,20 +122,6 @@ package enum Database {
                     logger: logger)
             }
             logger.info("migration applied", metadata: ["schema": "\(schema)", "track": "\(track)", "version": "\(version)", "name": "\(migration.name)"])
-        }
-    }
-
-    /// `body`'s result, or a `MigrationError` saying `problem` once `limit` has passed.
-    package static func withinDeadline<T: Sendable>(_ limit: Duration, _ problem: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let result = first else { throw MigrationError(description: problem) }
-            return result
         }
     }
 
@@ -474,5 +463,47 @@ extension PostgresRowSequence {
     package func first<Value: PostgresDecodable>(_ type: Value.Type) async throws -> Value? {
         for try await value in decode(Value.self) { return value }
         return nil
+    }
+}
+
+/// The pool's own log, with its reports of a database it cannot reach raised to warning:
+/// PostgresNIO logs a failed connection attempt at info, and an operator must see a database that
+/// went away at the level they watch.
+package struct DatabaseLogHandler: LogHandler {
+    /// What PostgresNIO's pool says when it cannot open a connection.
+    static let unreachable: Set<String> = ["Connection creation failed"]
+
+    var base: any LogHandler
+
+    package static func escalating(_ logger: Logger) -> Logger {
+        var escalating = logger
+        escalating.handler = DatabaseLogHandler(base: logger.handler)
+        return escalating
+    }
+
+    package var metadata: Logger.Metadata {
+        get { base.metadata }
+        set { base.metadata = newValue }
+    }
+
+    /// Lets the pool's info reach `log` whatever the service's level, which it applies itself.
+    package var logLevel: Logger.Level {
+        get { min(base.logLevel, .info) }
+        set { base.logLevel = newValue }
+    }
+
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { base[metadataKey: key] }
+        set { base[metadataKey: key] = newValue }
+    }
+
+    package func log(event: LogEvent) {
+        var event = event
+        if event.level < .warning, Self.unreachable.contains(event.message.description) {
+            event.level = .warning
+            event.message = "database unreachable: connection attempt failed"
+        }
+        guard event.level >= base.logLevel else { return }
+        base.log(event: event)
     }
 }

@@ -28,6 +28,9 @@ package struct Job: Sendable {
 package struct JobHandler: Sendable {
     package var kind: String
     package var maxAttempts: Int
+    /// How long one run may take, its database and peer calls included, before it is abandoned
+    /// and retried; nil: the runner's `Settings.jobDeadline`.
+    package var deadline: Duration?
     /// Runs inside the transaction that completes the job: if the lease was lost meanwhile, the
     /// completion fails its fencing check and the handler's writes roll back with it.
     package var handle: @Sendable (Job, PostgresConnection, Logger) async throws -> Void
@@ -115,6 +118,13 @@ final class ClaimSpacing: Sendable {
     }
 }
 
+/// A fact one task states and others read.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}
+
 package struct JobLeaseLost: Error, CustomStringConvertible {
     package var jobId: Int64
     package var description: String { "job \(jobId) lost its lease before it finished" }
@@ -196,13 +206,22 @@ package struct JobQueue: Sendable {
 package struct JobRunner: Service {
     package struct Settings: Sendable {
         package var workers = 4
-        package var lease: Duration = .seconds(60)
+        /// How long a claimed job stays its worker's without a renewal (every third of it): a
+        /// killed worker's job is taken back by the rescuer this long after its last renewal.
+        package var lease: Duration = .seconds(15)
         package var pollInterval: Duration = .seconds(1)
         package var rescueInterval: Duration = .seconds(5)
         /// How long running jobs may go on after a shutdown starts before they are released: well
         /// inside the 10 s after which `docker stop` and scripts/run kill a service, so a job is
         /// handed back at once rather than left leased for a minute.
         package var shutdownGrace: Duration = .seconds(5)
+        /// How long a job may run before it is abandoned and retried, unless its kind says
+        /// otherwise. Its lease is renewed only until then, so a worker stuck past it (a query
+        /// stranded in a pool while the database restarted, a peer that stopped answering) cannot
+        /// keep the job from being run again; its writes, if they ever come, are fenced off.
+        package var jobDeadline: Duration = .seconds(20)
+        /// The deadline of each bookkeeping statement (claim, renewal, retry, rescue).
+        package var bookkeepingDeadline: Duration = .seconds(10)
         package var backoff = Backoff(base: 2, cap: 3600)
         /// How long due jobs gather between one claim and the next, whichever workers make them,
         /// unless the last claim was a full batch (a backlog): batched kinds then go out many to a
@@ -319,11 +338,15 @@ package struct JobRunner: Service {
     package func claimBatch() async throws -> [Job] {
         let token = UUID.random()
         let leaseSeconds = Double(settings.lease.components.seconds)
-        let rows = try await ledger.execute(KitStatements.ClaimJobs(token: token, leaseSeconds: leaseSeconds, now: clock.now,
-                                                                    batchKinds: batchKinds.map(\.kind), batchSizes: batchKinds.map(\.size)),
-                                            logger: logger)
+        let statement = KitStatements.ClaimJobs(token: token, leaseSeconds: leaseSeconds, now: clock.now,
+                                                batchKinds: batchKinds.map(\.kind), batchSizes: batchKinds.map(\.size))
+        let claimed = try await bookkeeping("job claim") { [ledger, logger] in
+            var claimed: [(Int64, String, String, Int, Int, Date, Bool)] = []
+            for try await row in try await ledger.execute(statement, logger: logger) { claimed.append(row) }
+            return claimed
+        }
         var jobs: [Job] = []
-        for try await (id, kind, payload, attempts, maxAttempts, runAt, moreDue) in rows {
+        for (id, kind, payload, attempts, maxAttempts, runAt, moreDue) in claimed {
             let value = (try? JSONCoding.decoder.decode(JSONValue.self, from: Data(payload.utf8))) ?? .null
             jobs.append(Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token,
                             moreDue: moreDue))
@@ -352,18 +375,27 @@ package struct JobRunner: Service {
             return outcomes
         }
         let started = ContinuousClock.now
+        let deadline = handler.deadline ?? settings.jobDeadline
+        // Whether the handler got its connection: a job stuck in the pool's queue and one stuck
+        // in its own work are different faults to an operator.
+        let connected = Flag()
+        let stage: @Sendable () -> String = { connected.isSet ? "while running its handler" : "while waiting for a database connection" }
         let race: Race = await withTaskGroup(of: Race?.self) { group in
             group.addTask {
                 do {
-                    let failed = try await client.transaction(logger: logger) { connection -> [Int64: String] in
-                        var failed: [Int64: String] = [:]
-                        if jobs.count > 1, let batch = handler.handleBatch {
-                            failed = try await batch(jobs, connection, logger).mapValues { String(describing: $0) }
-                        } else {
-                            try await handler.handle(first, connection, logger)
+                    // Returns at the deadline even if the handler's transaction never does.
+                    let failed = try await Deadline.run(deadline, "job \(first.id) (\(first.kind)) did not finish within \(deadline)") {
+                        try await client.transaction(logger: logger) { connection -> [Int64: String] in
+                            connected.set()
+                            var failed: [Int64: String] = [:]
+                            if jobs.count > 1, let batch = handler.handleBatch {
+                                failed = try await batch(jobs, connection, logger).mapValues { String(describing: $0) }
+                            } else {
+                                try await handler.handle(first, connection, logger)
+                            }
+                            try await complete(jobs.filter { failed[$0.id] == nil }, on: connection)
+                            return failed
                         }
-                        try await complete(jobs.filter { failed[$0.id] == nil }, on: connection)
-                        return failed
                     }
                     return .finished(.success(failed))
                 } catch {
@@ -371,7 +403,8 @@ package struct JobRunner: Service {
                 }
             }
             group.addTask {
-                // Renews the lease while the handler runs; stops when the lease is gone.
+                // Renews the lease while the handler runs, which is at most until its deadline
+                // (the group ends then); stops when the lease is gone.
                 while !Task.isCancelled {
                     try? await LoopTimer.sleep(for: settings.lease / 3)
                     if Task.isCancelled { return nil }
@@ -413,6 +446,13 @@ package struct JobRunner: Service {
             Counter(label: "jobs_finished_total", dimensions: [("kind", first.kind), ("outcome", "completed")])
                 .increment(by: outcomes.filter { $0 == .completed }.count)
             return outcomes
+        case .finished(.failure(let error as Deadline.Passed)):
+            // Abandoned: its lease is no longer renewed, and the retry takes it from it now.
+            let reason = "\(error.description) \(stage())"
+            logger.warning("job abandoned at its deadline; it will be retried", metadata: ["job": "\(first.id)", "kind": "\(first.kind)", "reason": "\(reason)"])
+            var outcomes: [Outcome] = []
+            for job in jobs { outcomes.append(await fail(job, error: reason, permanent: false)) }
+            return outcomes
         case .finished(.failure(let error as JobLeaseLost)):
             logger.warning("job finished after losing its lease; its writes were rolled back", metadata: ["job": "\(error.jobId)"])
             return jobs.map { _ in .leaseLost }
@@ -424,6 +464,8 @@ package struct JobRunner: Service {
             logger.warning("job lost its lease while running", metadata: ["job": "\(first.id)"])
             return jobs.map { _ in .leaseLost }
         case .shutdownGraceOver:
+            logger.notice("jobs still running at the end of the shutdown grace are released", metadata: [
+                "jobs": "\(jobs.map(\.id))", "kind": "\(first.kind)", "stage": "\(stage())"])
             for job in jobs { await release(job) }
             return jobs.map { _ in .released }
         }
@@ -450,11 +492,20 @@ package struct JobRunner: Service {
 
     private func renewLease(_ jobs: [Job]) async throws -> Bool {
         let leaseSeconds = Double(settings.lease.components.seconds)
-        return try await ledger.query("""
-            UPDATE jobs SET locked_until = now() + make_interval(secs => \(leaseSeconds))
-            WHERE id = ANY(\(jobs.map(\.id))) AND lease_token = \(jobs[0].leaseToken) AND state = 'running'
-            RETURNING id
-            """, logger: logger).collect().count == jobs.count
+        let ids = jobs.map(\.id), token = jobs[0].leaseToken
+        return try await bookkeeping("lease renewal") { [ledger, logger] in
+            try await ledger.query("""
+                UPDATE jobs SET locked_until = now() + make_interval(secs => \(leaseSeconds))
+                WHERE id = ANY(\(ids)) AND lease_token = \(token) AND state = 'running'
+                RETURNING id
+                """, logger: logger).collect().count == ids.count
+        }
+    }
+
+    /// A bookkeeping statement, given up at its deadline: the next poll, or the rescuer once the
+    /// lease expires, tries again.
+    private func bookkeeping<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Deadline.run(settings.bookkeepingDeadline, "\(what) did not finish within \(settings.bookkeepingDeadline)", body)
     }
 
     /// Retries with capped exponential backoff and jitter on the service clock, or discards
@@ -465,13 +516,15 @@ package struct JobRunner: Service {
         let retryAt = clock.now.addingTimeInterval(delay)
         let state = discard ? "discarded" : "retryable"
         do {
-            let updated = try await ledger.query("""
-                UPDATE jobs SET state = \(state), last_error = \(error), lease_token = NULL, locked_until = NULL,
-                    run_at = CASE WHEN \(discard) THEN run_at ELSE \(retryAt) END,
-                    finished_at = CASE WHEN \(discard) THEN now() ELSE NULL END
-                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
-                RETURNING id
-                """, logger: logger).collect().count
+            let updated = try await bookkeeping("job failure") { [ledger, logger] in
+                try await ledger.query("""
+                    UPDATE jobs SET state = \(state), last_error = \(error), lease_token = NULL, locked_until = NULL,
+                        run_at = CASE WHEN \(discard) THEN run_at ELSE \(retryAt) END,
+                        finished_at = CASE WHEN \(discard) THEN now() ELSE NULL END
+                    WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                    RETURNING id
+                    """, logger: logger).collect().count
+            }
             guard updated == 1 else { return .leaseLost }
         } catch {
             logger.error("job failure not recorded; its lease will expire and it will be rescued", metadata: ["job": "\(job.id)"])
@@ -483,17 +536,21 @@ package struct JobRunner: Service {
 
     /// Gives a job back untouched (shutdown): due again at once, the attempt not counted.
     package func release(_ job: Job) async {
-        _ = try? await ledger.query("""
-            UPDATE jobs SET state = 'retryable', attempts = greatest(attempts - 1, 0), lease_token = NULL, locked_until = NULL
-            WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
-            """, logger: logger)
+        _ = try? await bookkeeping("job release") { [ledger, logger] in
+            try await ledger.query("""
+                UPDATE jobs SET state = 'retryable', attempts = greatest(attempts - 1, 0), lease_token = NULL, locked_until = NULL
+                WHERE id = \(job.id) AND lease_token = \(job.leaseToken) AND state = 'running'
+                """, logger: logger).collect()
+        }
         logger.notice("job released at shutdown", metadata: ["job": "\(job.id)"])
     }
 
     /// Returns running jobs whose lease expired (their worker died) to the queue.
     @discardableResult
     package func rescueExpired() async throws -> [Int64] {
-        let rows = try await ledger.query("""
+        let rescued = try await bookkeeping("job rescue") { [ledger, logger] in
+            var rescued: [Int64] = []
+            let rows = try await ledger.query("""
             UPDATE jobs SET
                 state = CASE WHEN attempts >= max_attempts THEN 'discarded' ELSE 'retryable' END,
                 finished_at = CASE WHEN attempts >= max_attempts THEN now() ELSE NULL END,
@@ -502,8 +559,9 @@ package struct JobRunner: Service {
             WHERE state = 'running' AND locked_until < now()
             RETURNING id
             """, logger: logger)
-        var rescued: [Int64] = []
-        for try await id in rows.decode(Int64.self) { rescued.append(id) }
+            for try await id in rows.decode(Int64.self) { rescued.append(id) }
+            return rescued
+        }
         if !rescued.isEmpty {
             logger.warning("rescued jobs whose lease expired", metadata: ["jobs": "\(rescued)"])
             doorbell.ring()
@@ -512,13 +570,16 @@ package struct JobRunner: Service {
     }
 
     private func recordLag() async throws {
-        let rows = try await ledger.query("""
-            SELECT count(*)::int, coalesce(extract(epoch FROM \(clock.now)::timestamptz - min(run_at)), 0)::float8
-            FROM jobs WHERE state IN ('available', 'retryable') AND run_at <= \(clock.now)
-            """, logger: logger)
-        for try await (due, lag) in rows.decode((Int, Double).self) {
-            Gauge(label: "jobs_due").record(due)
-            Gauge(label: "jobs_lag_seconds").record(lag)
+        let now = clock.now
+        try await bookkeeping("job lag") { [ledger, logger] in
+            let rows = try await ledger.query("""
+                SELECT count(*)::int, coalesce(extract(epoch FROM \(now)::timestamptz - min(run_at)), 0)::float8
+                FROM jobs WHERE state IN ('available', 'retryable') AND run_at <= \(now)
+                """, logger: logger)
+            for try await (due, lag) in rows.decode((Int, Double).self) {
+                Gauge(label: "jobs_due").record(due)
+                Gauge(label: "jobs_lag_seconds").record(lag)
+            }
         }
     }
 }

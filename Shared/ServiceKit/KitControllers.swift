@@ -67,6 +67,9 @@ struct AdminClockController {
         var now: Date
         var dueJobs: Int
         var runningJobs: Int
+        /// Failed jobs waiting on the clock for their retry: work still to do, though not due.
+        var retryingJobs: Int
+        var nextRetryAt: Date?
         var pendingEvents: Int
     }
 
@@ -115,11 +118,14 @@ struct AdminClockController {
                 SELECT
                   (SELECT count(*)::int FROM jobs WHERE state IN ('available', 'retryable') AND run_at <= \(now)),
                   (SELECT count(*)::int FROM jobs WHERE state = 'running'),
+                  (SELECT count(*)::int FROM jobs WHERE state = 'retryable' AND run_at > \(now)),
+                  (SELECT min(run_at) FROM jobs WHERE state = 'retryable' AND run_at > \(now)),
                   (SELECT count(*)::int FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL)
                 """, logger: logger)
-            var idle = Idle(idle: false, now: now, dueJobs: 0, runningJobs: 0, pendingEvents: 0)
-            for try await (due, running, pending) in rows.decode((Int, Int, Int).self) {
-                idle = Idle(idle: due + running + pending == 0, now: now, dueJobs: due, runningJobs: running, pendingEvents: pending)
+            var idle = Idle(idle: false, now: now, dueJobs: 0, runningJobs: 0, retryingJobs: 0, pendingEvents: 0)
+            for try await (due, running, retrying, nextRetry, pending) in rows.decode((Int, Int, Int, Date?, Int).self) {
+                idle = Idle(idle: due + running + retrying + pending == 0, now: now, dueJobs: due, runningJobs: running,
+                            retryingJobs: retrying, nextRetryAt: nextRetry, pendingEvents: pending)
             }
             return idle
         }

@@ -251,17 +251,27 @@ package struct OutboxDispatcher: Service {
 
     /// Marks `delivered` and claims the lane's next due rows, in one statement.
     private func claim(lane: String, markingDelivered delivered: [Int64] = []) async throws -> [Row] {
-        var claimed: [Row] = []
-        for try await (id, subscriber, payload, attempts, type) in try await client.execute(
-            KitStatements.ClaimLane(subscriber: lane, limit: batchSize, delivered: delivered), logger: logger) {
-            claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
+        let statement = KitStatements.ClaimLane(subscriber: lane, limit: batchSize, delivered: delivered)
+        return try await bookkeeping("outbox claim") { [client, logger] in
+            var claimed: [Row] = []
+            for try await (id, subscriber, payload, attempts, type) in try await client.execute(statement, logger: logger) {
+                claimed.append(Row(id: id, subscriber: subscriber, payload: payload, attempts: attempts, eventType: type))
+            }
+            return claimed
         }
-        return claimed
     }
 
     private func markDelivered(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
-        try await client.execute(KitStatements.MarkDelivered(ids: ids), logger: logger)
+        try await bookkeeping("outbox mark") { [client, logger] in
+            try await client.execute(KitStatements.MarkDelivered(ids: ids), logger: logger)
+        }
+    }
+
+    /// A bookkeeping statement given up at its deadline; a claimed row's lease then expires and
+    /// the row is claimed again (a delivery is at least once; receivers drop duplicates).
+    private func bookkeeping<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Deadline.run(.seconds(10), "\(what) did not finish within 10 seconds", body)
     }
 
     /// The subscribers with rows not yet delivered (tests and tools; the lanes know their own).
@@ -356,11 +366,13 @@ package struct OutboxDispatcher: Service {
         let seconds = immediately ? 0 : backoff.delay(afterAttempt: row.attempts, unit: Double.random(in: 0...1))
         Counter(label: "outbox_delivery_failures_total", dimensions: [("subscriber", row.subscriber)]).increment()
         do {
-            try await client.query("""
-                UPDATE outbox SET locked_until = NULL, last_error = \(error),
-                    next_attempt_at = now() + make_interval(secs => \(seconds))
-                WHERE id = \(row.id)
-                """, logger: logger)
+            try await bookkeeping("outbox retry") { [client, logger] in
+                try await client.query("""
+                    UPDATE outbox SET locked_until = NULL, last_error = \(error),
+                        next_attempt_at = now() + make_interval(secs => \(seconds))
+                    WHERE id = \(row.id)
+                    """, logger: logger).collect()
+            }
         } catch {
             logger.warning("outbox retry not recorded; the lease will expire and retry it", metadata: ["error": "\(error)"])
         }
@@ -369,8 +381,10 @@ package struct OutboxDispatcher: Service {
     private func giveUp(_ row: Row, reason: String) async {
         logger.error("outbox event rejected by its subscriber; kept for inspection", metadata: ["id": "\(row.id)", "subscriber": "\(row.subscriber)", "reason": "\(reason)"])
         Counter(label: "outbox_rejected_total", dimensions: [("subscriber", row.subscriber)]).increment()
-        _ = try? await client.query(
-            "UPDATE outbox SET gave_up_at = now(), locked_until = NULL, last_error = \(reason) WHERE id = \(row.id)", logger: logger)
+        _ = try? await bookkeeping("outbox give-up") { [client, logger] in
+            try await client.query(
+                "UPDATE outbox SET gave_up_at = now(), locked_until = NULL, last_error = \(reason) WHERE id = \(row.id)", logger: logger).collect()
+        }
     }
 
     private func prune() async throws {

@@ -101,9 +101,14 @@ package final class PeerClient: Sendable {
         var lastError: (any Error)?
         for attempt in 1...max(attempts, 1) {
             do {
-                let response = try await http.execute(request, timeout: timeout)
-                let buffer = try await response.body.collect(upTo: 8 << 20)
-                let answer = Response(status: Int(response.status.code), body: String(buffer: buffer))
+                // The client's timeout ends a request whose answer does not come; the deadline also
+                // ends one whose body stops half-way.
+                let answer = try await Deadline.run(.nanoseconds(timeout.nanoseconds) + .seconds(1),
+                                                    "\(peer.rawValue) did not answer \(method) \(path) in time") { [http, timeout, request] in
+                    let response = try await http.execute(request, timeout: timeout)
+                    let buffer = try await response.body.collect(upTo: 8 << 20)
+                    return Response(status: Int(response.status.code), body: String(buffer: buffer))
+                }
                 if attempt < attempts, [502, 503, 504].contains(answer.status) {
                     try await Task.sleep(for: .milliseconds(100 * attempt * attempt))
                     continue

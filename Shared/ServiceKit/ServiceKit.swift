@@ -100,7 +100,16 @@ package enum ServiceKit {
         }
         do {
             let app = try await build(try ServiceConfig(service: service))
-            try await app.runService()
+            var configuration = ServiceGroupConfiguration(
+                services: [
+                    .init(service: app),
+                    .init(service: ShutdownWatchdog(service: service, logger: app.logger),
+                          successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: app.logger)
+            // Past this, what has not stopped is cancelled; the watchdog covers what ignores that.
+            configuration.maximumGracefulShutdownDuration = ShutdownWatchdog.gracePeriod
+            try await ServiceGroup(configuration: configuration).run()
         } catch {
             FileHandle.standardError.write(Data("\(service.rawValue): \(error)\n".utf8))
             exit(1)
@@ -182,7 +191,7 @@ package enum ServiceKit {
         app.beforeServerStarts {
             // An unreachable database would otherwise be waited for in silence, forever; a slow
             // migration (a table rewrite) is given all the time it needs.
-            try await Database.withinDeadline(.seconds(30), "the database at \(Database.displayAddress(config.databaseURL)) did not answer within 30 seconds") {
+            try await Deadline.run(.seconds(30), "the database at \(Database.displayAddress(config.databaseURL)) did not answer within 30 seconds") {
                 _ = try await client.query("SELECT 1", logger: logger).collect()
             }
             try await Database.migrate(client, schema: config.schema, tracks: tracks, logger: logger)
@@ -194,6 +203,30 @@ package enum ServiceKit {
             logger.info("service ready", metadata: ["port": "\(config.port)", "clock": "\(config.clockMode.rawValue)"])
         }
         return app
+    }
+}
+
+/// Ends the process if a shutdown has not finished within its grace period plus a second: a
+/// request or job stuck on a wait that ignores cancellation must not keep a stopped service's port
+/// open and silent until something kills it. The normal path (requests answered, jobs finished
+/// or handed back within `JobRunner.Settings.shutdownGrace`) ends well before, with status 0.
+struct ShutdownWatchdog: Service {
+    /// Inside the 10 s after which `docker stop`, Kubernetes' default and scripts/run kill.
+    static let gracePeriod: Duration = .seconds(8)
+
+    let service: ServiceName
+    let logger: Logger
+
+    func run() async throws {
+        try await gracefulShutdown()
+        let logger = logger
+        let limit = Double(Self.gracePeriod.components.seconds) + 1
+        // A thread of its own, not a task: it must fire even when every executor thread is stuck.
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: limit)
+            logger.error("shutdown did not finish within its grace period; exiting", metadata: ["seconds": "\(limit)"])
+            exit(1)
+        }
     }
 }
 

@@ -115,20 +115,34 @@ struct Stack: Sendable {
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
 
-    /// Waits until no service has due jobs, running jobs or undelivered events.
+    /// Waits until no service has due jobs, running jobs, retries waiting on the clock or
+    /// undelivered events.
     func waitUntilIdle(timeout: Duration = .seconds(30)) async throws {
+        try await waitUntilQuiet(allowingRetries: false, timeout: timeout)
+    }
+
+    /// Waits until nothing is due, running or undelivered, while failed jobs may wait on the
+    /// virtual clock for their retry: for a test that looks at a job between its attempts.
+    func waitUntilSettled(timeout: Duration = .seconds(30)) async throws {
+        try await waitUntilQuiet(allowingRetries: true, timeout: timeout)
+    }
+
+    private func waitUntilQuiet(allowingRetries: Bool, timeout: Duration) async throws {
         let token = try await serviceToken()
         let deadline = ContinuousClock.now + timeout
+        var busy: [String] = []
         while ContinuousClock.now < deadline {
-            var idle = true
+            busy = []
             for service in ServiceName.allCases {
                 let answer = try await call(.GET, service, "/v1/admin/idle", token: token)
-                if answer["idle"] != .bool(true) { idle = false }
+                let quiet = answer["idle"] == .bool(true)
+                    || (allowingRetries && ["dueJobs", "runningJobs", "pendingEvents"].allSatisfy { answer[$0] == .number(0) })
+                if !quiet { busy.append("\(service.rawValue): \(answer.text)") }
             }
-            if idle { return }
+            if busy.isEmpty { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw StackError(message: "the stack did not become idle within \(timeout)")
+        throw StackError(message: "the stack did not become \(allowingRetries ? "settled" : "idle") within \(timeout): \(busy.joined(separator: "; "))")
     }
 
     /// A Prometheus counter's value, summed over series whose labels contain every `labels` pair.

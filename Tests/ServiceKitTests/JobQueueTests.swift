@@ -295,7 +295,7 @@ struct BookkeepingPoolTests {
     func claimsUseTheirIndexes() async throws {
         try await TestDatabase.withSchema { _, schema in
             let ledger = try Database.makeClient(url: try TestDatabase.url(), schema: schema, poolSize: 1, durableCommits: false,
-                                                 keepOpen: false, logger: TestDatabase.logger)
+                                                 logger: TestDatabase.logger)
             let plans = try await TestDatabase.running([ledger]) {
                 try await ledger.withConnection { connection in
                     var plans: [String] = []
@@ -319,26 +319,5 @@ struct BookkeepingPoolTests {
             #expect(plans[0].contains("jobs_due"))
             #expect(plans[1].contains("outbox_lane"))
         }
-    }
-
-    @Test("a service's pool opens all its connections and keeps them, so no idle timer starts per query")
-    func keepsConnectionsOpen() async throws {
-        // The schema is only the connections' application_name here, to count them.
-        let name = "pool_" + UUID.random().uuidString.lowercased().prefix(8)
-        let client = try Database.makeClient(url: try TestDatabase.url(), schema: String(name), poolSize: 3, logger: TestDatabase.logger)
-        let observer = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, keepOpen: false,
-                                               logger: TestDatabase.logger)
-        let open = try await TestDatabase.running([client, observer]) {
-            _ = try await client.query("SELECT 1", logger: TestDatabase.logger).collect()
-            var count = 0
-            let deadline = ContinuousClock.now + .seconds(10)
-            while count < 3, ContinuousClock.now < deadline {
-                count = try await observer.query("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = \(String(name))",
-                                                 logger: TestDatabase.logger).first(Int.self) ?? 0
-                if count < 3 { try await Task.sleep(for: .milliseconds(50)) }
-            }
-            return count
-        }
-        #expect(open == 3)
     }
 }

@@ -123,7 +123,7 @@ struct PreparedSQLTests {
         let second = Prepared<AStatementWhoseTypeNameIsLongerThanPostgreSQLAllowsForNamesToo>.name
         #expect(first.utf8.count <= 63 && second.utf8.count <= 63)
         #expect(first != second)
-        let client = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, keepOpen: false, logger: TestDatabase.logger)
+        let client = try Database.makeClient(url: try TestDatabase.url(), schema: "public", poolSize: 1, logger: TestDatabase.logger)
         let answers = try await TestDatabase.running([client]) {
             try await client.withConnection { connection in
                 var answers: [Int] = []

@@ -40,7 +40,7 @@ package enum TestDatabase {
     }
 
     package static func withClient<T: Sendable>(schema: String, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = try Database.makeClient(url: try url(), schema: schema, poolSize: 12, keepOpen: false, logger: logger)
+        let client = try Database.makeClient(url: try url(), schema: schema, poolSize: 12, logger: logger)
         return try await running([client]) { try await body(client) }
     }
 

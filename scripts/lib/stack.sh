@@ -161,7 +161,7 @@ build_services() {
 }
 
 start_services() {
-  mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids"
+  mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids" "$RUN_DIR/supervisors" "$RUN_DIR/restarts"
   JWT_SECRET=${JWT_SECRET:-$(stored_secret jwt)}
   PLATFORM_ADMIN_EMAIL=${PLATFORM_ADMIN_EMAIL:-platform-admin@example.com}
   PLATFORM_ADMIN_PASSWORD=${PLATFORM_ADMIN_PASSWORD:-$(stored_secret platform-admin)}
@@ -170,20 +170,55 @@ start_services() {
   for svc in "${SERVICES[@]}"; do peers+=("PEERS_${svc^^}=$(service_url "$svc")"); done
   for svc in "${SERVICES[@]}"; do
     stop_service "$svc"
-    env "${peers[@]}" PORT="$(service_port "$svc")" DATABASE_URL="$(service_database_url "$svc")" CLOCK="$CLOCK" \
-      LOG_LEVEL="${LOG_LEVEL:-info}" BCRYPT_COST="${BCRYPT_COST:-12}" \
-      "$BIN_DIR/$svc" >>"$RUN_DIR/logs/$svc.log" 2>&1 &
-    echo $! >"$RUN_DIR/pids/$svc"
+    rm -f "$RUN_DIR/restarts/$svc"
+    supervise "$svc" env "${peers[@]}" PORT="$(service_port "$svc")" DATABASE_URL="$(service_database_url "$svc")" CLOCK="$CLOCK" \
+      LOG_LEVEL="${LOG_LEVEL:-info}" BCRYPT_COST="${BCRYPT_COST:-12}" "$BIN_DIR/$svc" >>"$RUN_DIR/logs/stack.log" 2>&1 &
+    echo $! >"$RUN_DIR/supervisors/$svc"
   done
   wait_ready
+}
+
+# supervise SERVICE COMMAND…: runs the service and starts it again whenever it exits without being
+# asked to stop (as compose's `restart: unless-stopped` and Kubernetes do), after a back-off that
+# doubles from 0.25 s up to 15 s while it keeps dying young and starts again from 0.25 s once it
+# has run a minute. The service's pid is in RUN_DIR/pids/SERVICE, its restarts are counted in
+# RUN_DIR/restarts/SERVICE and logged on its standard output (RUN_DIR/logs/stack.log). A TERM stops the service (TERM,
+# then KILL after 10 s) and this loop.
+supervise() {
+  local svc=$1; shift
+  local child="" stopping=0 started status delay=0.25 restarts=0
+  trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
+  while [ $stopping = 0 ]; do
+    started=$SECONDS
+    "$@" >>"$RUN_DIR/logs/$svc.log" 2>&1 &
+    child=$!
+    echo "$child" >"$RUN_DIR/pids/$svc"
+    status=0
+    wait "$child" || status=$?
+    if [ $stopping = 1 ]; then
+      # The TERM interrupted the wait: give the service its grace period, then make sure.
+      for _ in $(seq 1 100); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$child" 2>/dev/null || true
+      break
+    fi
+    restarts=$((restarts + 1))
+    echo "$restarts" >"$RUN_DIR/restarts/$svc"
+    if [ $((SECONDS - started)) -ge 60 ]; then delay=0.25; fi
+    printf '[stack] %s %s exited with status %s after %s s; restart %s in %s s\n' "$(date -u +%FT%TZ)" "$svc" "$status" \
+      "$((SECONDS - started))" "$restarts" "$delay"
+    sleep "$delay" & wait $! || true
+    delay=$(awk -v d="$delay" 'BEGIN { d *= 2; if (d > 15) d = 15; print d }')
+  done
+  rm -f "$RUN_DIR/pids/$svc"
 }
 
 wait_ready() {
   local svc deadline=$((SECONDS + ${READY_TIMEOUT:-120}))
   for svc in "${SERVICES[@]}"; do
     until curl -fsS "$(service_url "$svc")/health/ready" >/dev/null 2>&1; do
-      if ! kill -0 "$(cat "$RUN_DIR/pids/$svc")" 2>/dev/null; then
+      if [ -s "$RUN_DIR/restarts/$svc" ] || ! kill -0 "$(cat "$RUN_DIR/supervisors/$svc")" 2>/dev/null; then
         tail -20 "$RUN_DIR/logs/$svc.log" >&2
+        stop_stack
         die "$svc exited during start (log: $RUN_DIR/logs/$svc.log)"
       fi
       [ $SECONDS -lt $deadline ] || die "$svc not ready in time (log: $RUN_DIR/logs/$svc.log)"
@@ -193,16 +228,27 @@ wait_ready() {
   log "all six services are ready"
 }
 
+# Stops a service and its supervisor (also one a stack of an earlier version started alone).
 stop_service() {
-  local file="$RUN_DIR/pids/$1" pid
-  [ -f "$file" ] || return 0
-  pid=$(cat "$file")
-  if kill -0 "$pid" 2>/dev/null; then
+  local pid pids=()
+  for file in "$RUN_DIR/supervisors/$1" "$RUN_DIR/pids/$1"; do
+    [ -f "$file" ] || continue
+    pid=$(cat "$file")
+    rm -f "$file"
+    kill -0 "$pid" 2>/dev/null || continue
+    pids+=("$pid")
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$file"
+    # The supervisor stops its service; only a service without one is signalled directly.
+    [ "$file" = "$RUN_DIR/supervisors/$1" ] && break
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  for _ in $(seq 1 110); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 stop_stack() {
