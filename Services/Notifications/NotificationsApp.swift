@@ -20,7 +20,7 @@ func buildNotifications(config: ServiceConfig) async throws -> some ApplicationP
                             clock: environment.clock, logger: environment.logger)
         let recipients = Recipients(store: store, peers: environment.peers)
         MessagesController(store: store, sender: sender, recipients: recipients, clock: environment.clock).register(on: routes.authenticated)
-        ConsentController(store: store, clock: environment.clock).register(on: routes.authenticated)
+        ConsentController(store: store, recipients: recipients, clock: environment.clock).register(on: routes.authenticated)
         WebhooksController(store: store, sender: sender, settings: settings.webhooks, peers: environment.peers, clock: environment.clock).register(on: routes.open)
         return ServiceParts(migrations: NotificationsMigrations.all,
                             eventHandlers: DirectoryReplica.handlers(for: .notifications) + ContactReplica.handlers(for: .notifications),

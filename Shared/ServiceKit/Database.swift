@@ -382,7 +382,11 @@ extension PostgresClient {
     ) async throws -> sending Result {
         do {
             return try await sendingWakeups(afterFailure: false, logger: logger) {
-                try await withTransaction(logger: logger, isolation: isolation, body)
+                try await withTransaction(logger: logger, isolation: isolation) { connection in
+                    let cutOff = Self.cutOffIfStuck(connection, logger: logger)
+                    defer { cutOff.cancel() }
+                    return try await body(connection)
+                }
             }
         } catch let error as PostgresTransactionError {
             if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
@@ -399,7 +403,26 @@ extension PostgresClient {
     ) async throws -> sending Result {
         // What committed before a failure still wants its listeners.
         try await sendingWakeups(afterFailure: true, logger: logger) {
-            try await withConnection(isolation: isolation, body)
+            try await withConnection(isolation: isolation) { connection in
+                let cutOff = Self.cutOffIfStuck(connection, logger: logger)
+                defer { cutOff.cancel() }
+                return try await body(connection)
+            }
+        }
+    }
+
+    /// How long a transaction may hold its connection before the connection is closed under it.
+    /// PostgresNIO 1.33 can leave a query waiting for ever on a connection the server dropped
+    /// mid-query (seen when a database restart cut connections: the query neither answered nor
+    /// failed); closing the connection fails that query, frees the caller, and the pool opens a
+    /// new one. No request, event or job of ours takes near this long.
+    package static let stuckConnectionLimit: TimeAmount = .seconds(60)
+
+    /// Closes `connection` if still held after `stuckConnectionLimit`; cancel it when done.
+    package static func cutOffIfStuck(_ connection: PostgresConnection, logger: Logger) -> Scheduled<Void> {
+        LoopTimer.loop.scheduleTask(in: stuckConnectionLimit) {
+            logger.warning("a database connection was held past its limit; closing it so its waiting query fails")
+            connection.closeNow()
         }
     }
 
@@ -417,6 +440,14 @@ extension PostgresClient {
             if afterFailure { wakeups.sendAfterCommit(on: self, logger: logger) }
             throw error
         }
+    }
+}
+
+extension PostgresConnection {
+    /// Closes the connection without waiting: what waits on it fails, and the pool drops it.
+    package func closeNow() {
+        let closing: EventLoopFuture<Void> = close()
+        closing.whenComplete { _ in }
     }
 }
 

@@ -52,6 +52,24 @@ package enum DirectoryReplica {
         Migration("AddDirectoryUserPrefersPush", ["ALTER TABLE directory_users ADD COLUMN prefers_push boolean NOT NULL DEFAULT false"]),
     ]
 
+    /// The entities an office or team admin manages, with every entity under them; nil for
+    /// everyone else, whose reach is not a part of the entity tree (a company admin's is the whole
+    /// company, an agent's their own contacts, a service's every company). An admin's scope is
+    /// their entities in every service, for reads and for sends (X-1).
+    package static func managedEntities(of identity: Identity, on connection: PostgresConnection, logger: Logger) async throws -> Set<UUID>? {
+        guard identity.role == .officeAdmin || identity.role == .teamAdmin else { return nil }
+        guard let companyId = identity.companyId else { return [] }
+        var tree: Set<UUID> = []
+        let rows = try await connection.query("""
+            WITH RECURSIVE tree AS (
+                SELECT id FROM directory_entities WHERE id = ANY(\(Array(identity.entityIds))) AND company_id = \(companyId)
+                UNION SELECT e.id FROM directory_entities e JOIN tree t ON e.parent_id = t.id)
+            SELECT id FROM tree
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { tree.insert(id) }
+        return tree
+    }
+
     /// Handlers for every directory event `service` subscribes to.
     package static func handlers(for service: ServiceName) -> [EventHandler] {
         let wanted = Subscriptions.events(for: service)

@@ -118,11 +118,11 @@ final class ClaimSpacing: Sendable {
     }
 }
 
-/// A fact one task states and others read.
-final class Flag: Sendable {
-    private let value = Mutex(false)
-    func set() { value.withLock { $0 = true } }
-    var isSet: Bool { value.withLock { $0 } }
+/// The connection a running job's handler holds, once it has one.
+final class HeldConnection: Sendable {
+    private let value = Mutex<PostgresConnection?>(nil)
+    func hold(_ connection: PostgresConnection) { value.withLock { $0 = connection } }
+    var connection: PostgresConnection? { value.withLock { $0 } }
 }
 
 package struct JobLeaseLost: Error, CustomStringConvertible {
@@ -378,15 +378,15 @@ package struct JobRunner: Service {
         let deadline = handler.deadline ?? settings.jobDeadline
         // Whether the handler got its connection: a job stuck in the pool's queue and one stuck
         // in its own work are different faults to an operator.
-        let connected = Flag()
-        let stage: @Sendable () -> String = { connected.isSet ? "while running its handler" : "while waiting for a database connection" }
+        let held = HeldConnection()
+        let stage: @Sendable () -> String = { held.connection != nil ? "while running its handler" : "while waiting for a database connection" }
         let race: Race = await withTaskGroup(of: Race?.self) { group in
             group.addTask {
                 do {
                     // Returns at the deadline even if the handler's transaction never does.
                     let failed = try await Deadline.run(deadline, "job \(first.id) (\(first.kind)) did not finish within \(deadline)") {
                         try await client.transaction(logger: logger) { connection -> [Int64: String] in
-                            connected.set()
+                            held.hold(connection)
                             var failed: [Int64: String] = [:]
                             if jobs.count > 1, let batch = handler.handleBatch {
                                 failed = try await batch(jobs, connection, logger).mapValues { String(describing: $0) }
@@ -450,6 +450,9 @@ package struct JobRunner: Service {
             // Abandoned: its lease is no longer renewed, and the retry takes it from it now.
             let reason = "\(error.description) \(stage())"
             logger.warning("job abandoned at its deadline; it will be retried", metadata: ["job": "\(first.id)", "kind": "\(first.kind)", "reason": "\(reason)"])
+            // A query stuck on a dead connection ends only when the connection closes (see
+            // `PostgresClient.stuckConnectionLimit`); its transaction rolls back.
+            held.connection?.closeNow()
             var outcomes: [Outcome] = []
             for job in jobs { outcomes.append(await fail(job, error: reason, permanent: false)) }
             return outcomes

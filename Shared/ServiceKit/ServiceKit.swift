@@ -278,6 +278,22 @@ struct WakeListener: Service {
 
     private func listen(on connection: PostgresConnection) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
+            // A listening connection the server dropped may never say so (see
+            // `PostgresClient.stuckConnectionLimit`): a ping that does not answer in time closes
+            // it, and the loop above listens again on a new one.
+            group.addTask {
+                while true {
+                    try await cancelWhenGracefulShutdown { try await LoopTimer.sleep(for: .seconds(10)) }
+                    do {
+                        try await Deadline.run(.seconds(5), "the wake listener's ping did not answer within 5 s") {
+                            _ = try await connection.query("SELECT 1", logger: logger).collect()
+                        }
+                    } catch {
+                        connection.closeNow()
+                        throw error
+                    }
+                }
+            }
             group.addTask {
                 for try await notification in try await connection.listen(WakeChannel.name(service)) {
                     ring(payload: notification.payload)

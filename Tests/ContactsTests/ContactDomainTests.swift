@@ -54,9 +54,17 @@ struct CSVImportTests {
         #expect(parsed.rows.last?.draft.emails.map(\.value) == ["row7500@example.com"])
     }
 
+    @Test("ST-4: a row with a name but neither e-mail nor phone is refused and reported, so a re-import cannot create it twice")
+    func rowWithoutContactPoint() throws {
+        let parsed = try CSVImport.parse("Name,Email,Phone,Status\nAnn Lee,,,sphere\nBob Roe,,312-555-0101,client\n")
+        #expect(parsed.rows.map(\.row) == [2])
+        #expect(parsed.errors.map(\.row) == [1])
+        #expect(parsed.errors.first?.field == "Email")
+    }
+
     @Test("rows with more fields than the header are reported, CRLF files and a BOM are read")
     func shapes() throws {
-        let parsed = try CSVImport.parse("\u{FEFF}Name,Status\r\nAnn Lee,sphere\r\nBob,client,extra\r\n")
+        let parsed = try CSVImport.parse("\u{FEFF}Name,Status,Email\r\nAnn Lee,sphere,ann@example.com\r\nBob,client,bob@example.com,extra\r\n")
         #expect(parsed.rows.count == 1)
         #expect(parsed.rows[0].draft.firstName == "Ann")
         #expect(parsed.rows[0].draft.lastName == "Lee")

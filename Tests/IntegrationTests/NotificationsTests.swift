@@ -406,7 +406,7 @@ struct NotificationsTests {
         let elsewhere = try await stack.call(.GET, .notifications, "/v1/consent/dnc?number=%2B\(phone.dropFirst())", token: other.adminToken)
         #expect(elsewhere["listed"] == .bool(false), "each brokerage keeps its own list")
         let agentLookup = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: other.adminToken)
-        #expect(agentLookup["items"]?.array?.isEmpty == true, "another company sees none of these messages")
+        #expect(agentLookup.status == 404, "another company's contact is as unknown as a missing one: \(agentLookup.text)")
     }
 
     @Test("NT-7: a 500 and Twilio's 20429 are retried with backoff; 21211 fails at once; 21610 fails and records the opt-out")
@@ -478,6 +478,116 @@ struct NotificationsTests {
         #expect(try await message(id)["digits"] == .string("1"))
         let after = try await stack.metric(.routing, "events_received_total", ["type": "message.keypress", "outcome": "handled"])
         #expect(after - before == 1)
+    }
+
+    @Test("X-1, NT-5: consent per role: an admin records and lifts their company's opt-out for their own contact's number and it binds that company only; agents may not; another company sees none of it; a STOP binds every company and only START lifts it")
+    func consentPerRole() async throws {
+        let first = try await stack.newCompany(), second = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let query = "/v1/consent/opt-outs?number=%2B\(phone.dropFirst())"
+        let ours = try await contact(first, phone: phone)
+        let agentEmail = "agent-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        _ = try await stack.call(.POST, .contacts, "/v1/users", token: first.adminToken, json: Stack.json([
+            "role": "agent", "firstName": "Al", "lastName": "Agent", "email": agentEmail, "password": "agent password 1", "entityIds": [first.rootEntityId],
+        ]))
+        let agent = try await stack.login(agentEmail, "agent password 1")
+        let record = ["number": phone, "how": "asked on the phone not to be texted"]
+
+        #expect(try await stack.call(.POST, .notifications, "/v1/consent/opt-outs", token: agent, json: Stack.json(record)).status == 403)
+        let stranger = try await stack.call(.POST, .notifications, "/v1/consent/opt-outs", token: second.adminToken, json: Stack.json(record))
+        #expect(stranger.status == 422, "not a contact of theirs: \(stranger.text)")
+        #expect(stranger.errorField == "number")
+        let recorded = try await stack.call(.POST, .notifications, "/v1/consent/opt-outs", token: first.adminToken, json: Stack.json(record))
+        #expect(recorded.status == 201, "\(recorded.text)")
+        #expect(recorded["binds"] == .string("this_company"))
+        #expect(try await stack.call(.GET, .notifications, query, token: agent)["optedOut"] == .bool(true), "the agent reads their company's record")
+
+        // Another company: not opted out, and none of the first company's records.
+        let elsewhere = try await stack.call(.GET, .notifications, query, token: second.adminToken)
+        #expect(elsewhere["optedOut"] == .bool(false), "\(elsewhere.text)")
+        #expect(elsewhere["history"]?.array?.isEmpty == true)
+        let theirs = try await contact(second, phone: phone)
+        #expect(try await send(first.adminToken, ["channel": "sms", "contactId": ours, "body": "Hi", "purpose": "manual"])["reason"] == .string("opted_out"))
+        let other = try await send(second.adminToken, ["channel": "sms", "contactId": theirs, "body": "Hi", "purpose": "manual"])
+        #expect(other.status == 202 && other["state"] != .string("suppressed"), "\(other.text)")
+
+        #expect(try await stack.call(.DELETE, .notifications, query, token: agent).status == 403)
+        let lifted = try await stack.call(.DELETE, .notifications, query, token: first.adminToken)
+        #expect(lifted.status == 200, "\(lifted.text)")
+        #expect(lifted["optedOut"] == .bool(false))
+        #expect(lifted["history"]?.array?.count == 2)
+
+        // The recipient's own STOP binds every company, and no admin lifts it.
+        #expect(try await inboundText(from: phone, body: "STOP").status == 200)
+        try await stack.waitUntilIdle()
+        let stopped = try await stack.call(.GET, .notifications, query, token: second.adminToken)
+        #expect(stopped["optedOut"] == .bool(true))
+        #expect(stopped["binds"] == .string("every_company"))
+        #expect(stopped["history"]?.array?.map { $0["recordedBy"] } == [.string("recipient")], "\(stopped.text)")
+        let refused = try await stack.call(.DELETE, .notifications, query, token: first.adminToken)
+        #expect(refused.status == 409)
+        #expect(refused.errorCode == "recipient_opt_out")
+        #expect(try await send(second.adminToken, ["channel": "sms", "contactId": theirs, "body": "Hi", "purpose": "manual"])["reason"] == .string("opted_out"))
+        #expect(try await inboundText(from: phone, body: "START").status == 200)
+        try await stack.waitUntilIdle()
+    }
+
+    @Test("X-1: an office admin reads and messages only the contacts their office owns and its people; another office's are 404, in the log as by id")
+    func officeAdminScope() async throws {
+        let brokerage = try await stack.newCompany()
+        func office(_ name: String) async throws -> String {
+            let answer = try await stack.call(.POST, .contacts, "/v1/entities", token: brokerage.adminToken,
+                                              json: Stack.json(["parentId": brokerage.rootEntityId, "kind": "office", "name": name]))
+            return try #require(answer["id"]?.string, "\(answer.text)")
+        }
+        func person(_ role: String, in entity: String) async throws -> (id: String, email: String) {
+            let email = "\(role)-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+            let answer = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+                "role": role, "firstName": "Pat", "lastName": "Person", "email": email, "password": "person password 1", "entityIds": [entity],
+            ]))
+            return (try #require(answer["id"]?.string, "\(answer.text)"), email)
+        }
+        func ownedContact(by entity: String) async throws -> String {
+            let answer = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": "active_lead", "firstName": "Oona", "lastName": "Owned", "phones": [Self.randomPhone()], "ownerEntityId": entity,
+            ]))
+            return try #require(answer["id"]?.string, "\(answer.text)")
+        }
+        let north = try await office("North"), south = try await office("South")
+        let admin = try await person("office_admin", in: north)
+        let southAgent = try await person("agent", in: south)
+        let northAgent = try await person("agent", in: north)
+        let ours = try await ownedContact(by: north), theirs = try await ownedContact(by: south)
+        try await stack.waitUntilIdle()
+        try await moveToDaytime()
+        let token = try await stack.login(admin.email, "person password 1")
+        let company = brokerage.adminToken
+        let southMessage = try #require(try await send(company, ["channel": "sms", "contactId": theirs, "body": "South news", "purpose": "manual"])["id"]?.string)
+        let southNotice = try #require(try await send(company, ["channel": "push", "userId": southAgent.id, "body": "South desk", "purpose": "manual"])["id"]?.string)
+        try await stack.waitUntilIdle()
+
+        // Another office's contact and people: as if they did not exist.
+        #expect(try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(theirs)", token: token).status == 404)
+        #expect(try await stack.call(.GET, .notifications, "/v1/messages/\(southMessage)", token: token).status == 404)
+        #expect(try await stack.call(.GET, .notifications, "/v1/messages/\(southNotice)", token: token).status == 404)
+        #expect(try await stack.call(.GET, .notifications, "/v1/messages?userId=\(southAgent.id)", token: token).status == 404)
+        #expect(try await send(token, ["channel": "sms", "contactId": theirs, "body": "hi", "purpose": "manual"]).status == 404)
+        #expect(try await send(token, ["channel": "push", "userId": southAgent.id, "body": "hi", "purpose": "manual"]).status == 404)
+        // Their own office's: reachable, and the unfiltered log holds only those.
+        let mine = try await send(token, ["channel": "sms", "contactId": ours, "body": "North news", "purpose": "manual"])
+        #expect(mine.status == 202, "\(mine.text)")
+        #expect(try await send(token, ["channel": "push", "userId": northAgent.id, "body": "North desk", "purpose": "manual"]).status == 202)
+        try await stack.waitUntilIdle()
+        let byContact = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(ours)", token: token)
+        #expect(byContact.status == 200)
+        #expect(byContact["items"]?.array?.count == 1)
+        let log = try await stack.call(.GET, .notifications, "/v1/messages", token: token)
+        let ids = Set(log["items"]?.array?.compactMap { $0["id"]?.string } ?? [])
+        #expect(ids.count == 2, "\(log.text)")
+        #expect(!ids.contains(southMessage) && !ids.contains(southNotice))
+        // The company admin still sees the whole company.
+        let everything = try await stack.call(.GET, .notifications, "/v1/messages", token: company)
+        #expect(everything["items"]?.array?.count == 4, "\(everything.text)")
     }
 
     @Test("X-1, X-2: bad input names the field; agents reach only their contacts; people cannot send automated messages")

@@ -257,9 +257,16 @@ struct RoutingTests {
         let page = try await HTTPClient.shared.execute(HTTPClientRequest(url: link), timeout: .seconds(10))
         let html = String(buffer: try await page.body.collect(upTo: 1 << 20))
         #expect(page.status == .ok && html.contains("already accepted"), "\(html)")
+        #expect(!html.contains("closed before it was accepted"))
         // A forged link is refused.
         let forged = try await HTTPClient.shared.execute(HTTPClientRequest(url: link.dropLast(2) + "xx"), timeout: .seconds(10))
         #expect(forged.status == .notFound)
+        // A link lives a day past its offer's window; after that it is 404, as the contract says, and says so.
+        try await advance(minutes: 2 * 24 * 60)
+        let expired = try await HTTPClient.shared.execute(HTTPClientRequest(url: link), timeout: .seconds(10))
+        let expiredPage = String(buffer: try await expired.body.collect(upTo: 1 << 20))
+        #expect(expired.status == .notFound)
+        #expect(expiredPage.contains("This link has expired"), "\(expiredPage)")
     }
 
     @Test("RT-15: in a browser (headless Chromium), an agent opens the link and accepts; a second agent's browser sees it was already accepted")

@@ -135,6 +135,33 @@ struct RoutingRulesTests {
         #expect(OfferPage.remaining(from: now, until: now.addingTimeInterval(2 * 86400)) == "about 2 more days")
     }
 
+    @Test("RT-15: a closed offer's page says what happened: accepted by another, gone to the timeout agent, given to another, given to this agent, lapsed, withdrawn")
+    func offerPageOutcomes() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let me = UUID(), other = UUID(), timeoutAgent = UUID(), contact = UUID()
+        func offer(_ agent: UUID, _ state: OfferState, expires: TimeInterval = -60) -> Offer {
+            Offer(id: UUID(), contactId: contact, companyId: UUID(), round: 1, agentId: agent, ruleId: nil, mode: .sequential, state: state,
+                  offeredAt: now.addingTimeInterval(-600), expiresAt: now.addingTimeInterval(expires), decidedAt: nil)
+        }
+        func routing(_ state: RoutingState, to agent: UUID?) -> LeadRouting {
+            LeadRouting(contactId: contact, companyId: UUID(), entityId: UUID(), round: 1, state: state, mode: .sequential, ruleId: nil, ruleName: nil,
+                        assignedAgentId: agent, pondId: nil, lenderId: nil, timeoutAgentId: timeoutAgent, timeoutAt: nil, windowMinutes: 5,
+                        queue: [], channels: [], skipListingAgent: false, rules: [], summary: "", startedAt: now, updatedAt: now)
+        }
+        let mine = offer(me, .lapsed)
+        #expect(OfferPage.state(of: offer(me, .open, expires: 60), routing: routing(.offering, to: nil), offers: [], now: now) == .open)
+        #expect(OfferPage.state(of: offer(me, .open), routing: routing(.offering, to: nil), offers: [], now: now) == .lapsed,
+                "an open offer past its window, before its expiry job ran")
+        #expect(OfferPage.state(of: mine, routing: routing(.offering, to: nil), offers: [mine, offer(other, .open, expires: 60)], now: now) == .lapsed)
+        #expect(OfferPage.state(of: offer(me, .closed), routing: routing(.offering, to: nil), offers: [offer(other, .accepted)], now: now) == .taken,
+                "the loser of a race sees it was accepted, even before the assignment is made")
+        #expect(OfferPage.state(of: mine, routing: routing(.assigned, to: timeoutAgent), offers: [mine, offer(other, .timedOut)], now: now) == .timedOut)
+        #expect(OfferPage.state(of: mine, routing: routing(.assigned, to: other), offers: [mine], now: now) == .reassigned)
+        #expect(OfferPage.state(of: offer(me, .timedOut), routing: routing(.assigned, to: me), offers: [], now: now) == .assignedToYou)
+        #expect(OfferPage.state(of: offer(me, .closed), routing: routing(.offering, to: nil), offers: [], now: now) == .withdrawn)
+        #expect(OfferPage.state(of: offer(me, .accepted), routing: routing(.assigned, to: me), offers: [], now: now) == .yours)
+    }
+
     @Test("RT-11: a notice job carries every channel; jobs queued before grouping (one channel each) still run")
     func noticeJobs() throws {
         let contact = UUID(), agent = UUID()

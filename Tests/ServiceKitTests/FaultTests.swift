@@ -17,13 +17,9 @@ struct FaultTests {
 
     @Test("X-4: a pool under load survives its database restarting (every connection dropped, new ones refused for a while) and serves again once it is back")
     func poolSurvivesDatabaseRestart() async throws {
-        let target = try DatabaseURL(try TestDatabase.url())
-        let proxy = try await RestartableProxy.start(to: target.host, port: target.port)
+        let (proxy, proxied) = try await RestartableProxy.toTestDatabase()
         // The same pool configuration as a service's, through the proxy.
-        var url = URLComponents(string: try TestDatabase.url())!
-        url.host = "127.0.0.1"
-        url.port = proxy.port
-        let client = try Database.makeClient(url: url.string!, schema: "public", poolSize: 4, logger: TestDatabase.logger)
+        let client = try Database.makeClient(url: proxied, schema: "public", poolSize: 4, logger: TestDatabase.logger)
         let (before, during, after) = try await TestDatabase.running([client]) {
             let load = Load()
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -108,6 +104,42 @@ struct FaultTests {
         }
     }
 
+    @Test("X-4: a job whose database restarts under its query is retried, and its query ends instead of hanging on the dropped connection")
+    func jobOnDroppedConnection() async throws {
+        let (proxy, proxied) = try await RestartableProxy.toTestDatabase()
+        try await TestDatabase.withSchema { direct, schema in
+            let client = try Database.makeClient(url: proxied, schema: schema, poolSize: 4, logger: TestDatabase.logger)
+            let ended = Recorder<String>()
+            try await TestDatabase.running([client]) {
+                let handler = JobHandler(kind: "slow") { _, connection, logger in
+                    do {
+                        _ = try await connection.query("SELECT pg_sleep(30)", logger: logger).collect()
+                        ended.append("answered")
+                    } catch {
+                        ended.append("failed")
+                        throw error
+                    }
+                }
+                var settings = JobRunner.Settings()
+                settings.jobDeadline = .seconds(2)
+                let runner = JobRunner(client: client, ledger: direct, clock: ManualClock(), handlers: [handler], doorbell: Doorbell(),
+                                       logger: TestDatabase.logger, settings: settings, random: { 0 })
+                _ = try await direct.withConnection { connection in
+                    try await JobQueue().schedule(kind: "slow", payload: Payload(n: 1), runAt: ManualClock().now, on: connection, logger: TestDatabase.logger)
+                }
+                async let outcome = runner.runNext()
+                try await Task.sleep(for: .milliseconds(500))
+                try await proxy.restart(downFor: .milliseconds(200))
+                #expect(try await outcome?.outcome == .retrying)
+                // The handler's query ends once its connection is closed, well before its 30 s sleep.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while ended.all.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(ended.all == ["failed"])
+            }
+        }
+        try await proxy.stop()
+    }
+
     @Test("X-4: a job calling a peer that accepts the request and never finishes its answer fails at the call's deadline and is retried")
     func silentPeerFailsTheJob() async throws {
         let peer = try await SilentPeer.start()
@@ -190,6 +222,17 @@ final class RestartableProxy: Sendable {
         self.targetPort = targetPort
         self.server = Mutex(server)
         self.open = open
+    }
+
+    /// A proxy to the test database, and the database URL that goes through it.
+    static func toTestDatabase() async throws -> (RestartableProxy, String) {
+        let target = try DatabaseURL(try TestDatabase.url())
+        let proxy = try await start(to: target.host, port: target.port)
+        var url = URLComponents(string: try TestDatabase.url())
+        url?.host = "127.0.0.1"
+        url?.port = proxy.port
+        guard let proxied = url?.string else { throw ConfigError(variable: "TEST_DATABASE_URL", problem: "is not a URL") }
+        return (proxy, proxied)
     }
 
     static func start(to host: String, port: Int) async throws -> RestartableProxy {

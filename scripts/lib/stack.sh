@@ -165,7 +165,10 @@ start_services() {
   JWT_SECRET=${JWT_SECRET:-$(stored_secret jwt)}
   PLATFORM_ADMIN_EMAIL=${PLATFORM_ADMIN_EMAIL:-platform-admin@example.com}
   PLATFORM_ADMIN_PASSWORD=${PLATFORM_ADMIN_PASSWORD:-$(stored_secret platform-admin)}
-  export JWT_SECRET PLATFORM_ADMIN_EMAIL PLATFORM_ADMIN_PASSWORD
+  # Without a Twilio account, a development token still lets inbound texts, STOP and the voice
+  # flow be tried: scripts/inbound-text signs a webhook with it as Twilio would.
+  TWILIO_AUTH_TOKEN=${TWILIO_AUTH_TOKEN:-$(stored_secret twilio-auth-token)}
+  export JWT_SECRET PLATFORM_ADMIN_EMAIL PLATFORM_ADMIN_PASSWORD TWILIO_AUTH_TOKEN
   local peers=() svc
   for svc in "${SERVICES[@]}"; do peers+=("PEERS_${svc^^}=$(service_url "$svc")"); done
   for svc in "${SERVICES[@]}"; do

@@ -208,6 +208,12 @@ enum CSVImport {
         } catch let error as APIError {
             throw APIError.validation(columnName(for: error.field), error.message)
         }
+        // A row is matched to a contact by e-mail or phone; one with neither could not be found
+        // by the next import of the same file and would be created again each time. A name alone
+        // is no key (two people share one), so such a row is refused and reported.
+        guard !draft.emails.isEmpty || !draft.phones.isEmpty else {
+            throw APIError.validation("Email", "a row needs an e-mail or a phone, so that importing the file again finds this contact instead of creating it twice")
+        }
         return Row(row: number, draft: draft, assignedAgentEmail: assigned)
     }
 

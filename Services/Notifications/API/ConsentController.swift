@@ -4,8 +4,18 @@ import Models
 import ServiceKit
 
 /// `/v1/consent`: the company's Do-Not-Call list and the opt-out ledger per number (NT-5).
+///
+/// Whom an opt-out binds: a recipient's own word (a STOP or START text, a carrier's report
+/// that the number unsubscribed) binds every company, because every company texts from the
+/// platform's sending numbers and carriers block a number pair for every sender behind it; the
+/// strictest reading and the carriers' sender-scoped one agree here. An opt-out asked of one
+/// brokerage another way (a call, an e-mail) is recorded by that brokerage's admins, for numbers
+/// of contacts they manage, and binds that brokerage; its admins may lift it, while a STOP is
+/// lifted only by the recipient's START. A company reads the recipient's own word and its own
+/// records, never another company's.
 struct ConsentController {
     let store: MessageStore
+    let recipients: Recipients
     let clock: any ServiceClock
 
     struct DNCImport: Decodable {
@@ -38,12 +48,24 @@ struct ConsentController {
     struct OptOutRequest: Decodable {
         var number: String
         var how: String
+        /// Services name the company; people act for their own.
+        var companyId: UUID?
     }
 
     struct OptOutStatus: ResponseEncodable {
         var number: String
         var optedOut: Bool
+        /// `every_company` (the recipient's own STOP), `this_company` (recorded by hand here), or
+        /// absent when the number may be texted.
+        var binds: String?
         var history: [OptOutEntry]
+
+        init(number: String, view: MessageStore.OptOutView) {
+            self.number = number
+            optedOut = view.everyCompany || view.thisCompany
+            binds = view.everyCompany ? "every_company" : view.thisCompany ? "this_company" : nil
+            history = view.history
+        }
     }
 
     func register(on group: RouterGroup<AppContext>) {
@@ -85,26 +107,63 @@ struct ConsentController {
         }
 
         group.get("/v1/consent/opt-outs") { request, context -> OptOutStatus in
-            _ = try context.requireIdentity()
+            let identity = try context.requireIdentity()
             let number = try Self.number(request)
-            let status = try await store.optOutHistory(number)
-            return OptOutStatus(number: number, optedOut: status.optedOut, history: status.history)
+            // A service without a company reads only the recipient's own word.
+            let company = identity.isService ? try Self.companyQuery(request) : try Self.company(identity, given: try Self.companyQuery(request), adminOnly: false)
+            return OptOutStatus(number: number, view: try await store.optOutHistory(number, companyId: company))
         }
 
-        // Recording an opt-out someone asked for another way (a call, an e-mail). Opting back in
-        // is the recipient's own word only: START from their phone.
+        // Recording an opt-out someone asked for another way (a call, an e-mail), for a contact
+        // the admin manages. Opting back in is the recipient's own START, or the lifting of this
+        // company's own record below.
         group.post("/v1/consent/opt-outs") { request, context -> JSONResponse<OptOutStatus> in
             let identity = try context.requireIdentity()
             let body = try await request.decodeJSON(as: OptOutRequest.self, context: context)
             guard let phone = PhoneNumber(body.number) else { throw APIError.validation("number", "not a phone number") }
             let how = body.how.trimmedWhitespace()
             guard !how.isEmpty, how.count <= 200 else { throw APIError.validation("how", "how must be 1 to 200 characters") }
+            let company = try await managedNumber(phone.e164, identity: identity, given: body.companyId)
             try await store.client.transaction(logger: store.logger) { connection in
-                try await store.recordConsent(number: phone.e164, optOut: true, how: how, by: identity.subject, at: clock.now, on: connection)
+                _ = try await store.recordCompanyConsent(number: phone.e164, optOut: true, companyId: company, how: how, by: identity.subject,
+                                                         at: clock.now, on: connection)
             }
-            let status = try await store.optOutHistory(phone.e164)
-            return JSONResponse(.created, OptOutStatus(number: phone.e164, optedOut: status.optedOut, history: status.history))
+            return JSONResponse(.created, OptOutStatus(number: phone.e164, view: try await store.optOutHistory(phone.e164, companyId: company)))
         }
+
+        group.delete("/v1/consent/opt-outs") { request, context -> OptOutStatus in
+            let identity = try context.requireIdentity()
+            let number = try Self.number(request)
+            let company = try await managedNumber(number, identity: identity, given: try Self.companyQuery(request))
+            let how = request.uri.queryParameters["how"].map { String($0).trimmedWhitespace() } ?? "lifted by hand"
+            guard !how.isEmpty, how.count <= 200 else { throw APIError.validation("how", "how must be 1 to 200 characters") }
+            let lifted = try await store.client.transaction(logger: store.logger) { connection in
+                try await store.recordCompanyConsent(number: number, optOut: false, companyId: company, how: how, by: identity.subject,
+                                                     at: clock.now, on: connection)
+            }
+            let view = try await store.optOutHistory(number, companyId: company)
+            guard lifted else {
+                if view.everyCompany {
+                    throw APIError.conflict("the recipient opted out by text; only their START lifts it", code: "recipient_opt_out")
+                }
+                throw APIError.notFound("opt-out of \(number) recorded by your company")
+            }
+            return OptOutStatus(number: number, view: view)
+        }
+    }
+
+    /// The company whose consent record an admin (or a service naming the company) may change for
+    /// `number`: people, only for the phone of a contact they manage.
+    func managedNumber(_ number: String, identity: Identity, given: UUID?) async throws -> UUID {
+        let company = try Self.company(identity, given: given, adminOnly: true)
+        if identity.isService { return company }
+        for match in try await store.contactsReachedAt(number) where match.companyId == company {
+            let reachable = try await store.client.withConnection { connection in
+                (try? await recipients.resolve(contactId: match.contactId, userId: nil, identity: identity, on: connection)) != nil
+            }
+            if reachable { return company }
+        }
+        throw APIError.validation("number", "\(number) is not the phone of a contact you manage")
     }
 
     static func number(_ request: Request) throws -> String {

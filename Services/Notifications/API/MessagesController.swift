@@ -101,7 +101,12 @@ struct MessagesController {
             if !identity.isService {
                 guard let company = identity.companyId else { throw APIError.forbidden }
                 list.companyId = company
-                if !identity.role.isAdmin {
+                if identity.role.isAdmin {
+                    // Office and team admins read what concerns their entities' contacts and users.
+                    if let contactId { try await recipients.requireVisibleContact(contactId, identity: identity) }
+                    if let userId { try await recipients.requireVisibleUser(userId, identity: identity) }
+                    list.entities = try await recipients.managedEntities(identity)
+                } else {
                     // Agents and lenders read the log of their own contacts and of themselves.
                     if let contactId {
                         try await recipients.requireVisibleContact(contactId, identity: identity)
@@ -209,10 +214,14 @@ struct MessagesController {
         guard let message = try await store.message(id) else { throw APIError.notFound("message \(id)") }
         if identity.isService { return message }
         guard identity.companyId == message.companyId else { throw APIError.notFound("message \(id)") }
-        if identity.role.isAdmin || message.userId == identity.userId || message.requestedBy == identity.userId?.uuidString.lowercased() {
+        if identity.role == .companyAdmin || message.userId == identity.userId || message.requestedBy == identity.userId?.uuidString.lowercased() {
             return message
         }
+        // Office and team admins, agents and lenders: a message about a contact or user they reach.
         if let contactId = message.contactId, (try? await recipients.requireVisibleContact(contactId, identity: identity)) != nil { return message }
+        if identity.role.isAdmin, let userId = message.userId, (try? await recipients.requireVisibleUser(userId, identity: identity)) != nil {
+            return message
+        }
         throw APIError.notFound("message \(id)")
     }
 

@@ -42,6 +42,9 @@ struct OptOutEntry: Codable, Sendable, Hashable {
     var how: String
     var recordedBy: String
     var at: Date
+    /// `every_company`: the recipient's own word (a STOP or START text, a carrier's report);
+    /// `this_company`: recorded by hand for the caller's company.
+    var binds: String
 }
 
 /// The delivery log, idempotency keys, consent and webhook receipts (SQL only).
@@ -76,6 +79,13 @@ struct MessageStore: Sendable {
 
     func entityZone(_ id: UUID, on connection: PostgresConnection) async throws -> String? {
         try await connection.query("SELECT time_zone FROM directory_entities WHERE id = \(id)", logger: logger).first(String.self)
+    }
+
+    /// The entities a user belongs to, from the directory replica.
+    func userEntities(_ id: UUID, on connection: PostgresConnection) async throws -> Set<UUID> {
+        let rows = try await connection.query("SELECT entity_ids FROM directory_users WHERE id = \(id)", logger: logger)
+        for try await entities in rows.decode([UUID].self) { return Set(entities) }
+        return []
     }
 
     func userRecipient(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
@@ -242,6 +252,9 @@ struct MessageStore: Sendable {
         var contactId: UUID?
         var userId: UUID?
         var state: MessageState?
+        /// An office or team admin's entities: only messages to the contacts they own and to
+        /// their users.
+        var entities: Set<UUID>?
         var after: UUID?
         var limit: Int
     }
@@ -258,6 +271,13 @@ struct MessageStore: Sendable {
         if let contact = query.contactId { conditions.append("m.contact_id = \(try bind(contact))") }
         if let user = query.userId { conditions.append("m.user_id = \(try bind(user))") }
         if let state = query.state { conditions.append("m.state = \(try bind(state.rawValue))") }
+        if let entities = query.entities {
+            let scope = try bind(Array(entities))
+            conditions.append("""
+                (m.contact_id IN (SELECT id FROM contact_replica WHERE owner_entity_id = ANY(\(scope)))
+                 OR m.user_id IN (SELECT id FROM directory_users WHERE entity_ids && \(scope)))
+                """)
+        }
         if let after = query.after {
             conditions.append("(m.created_at, m.id) < (SELECT created_at, id FROM messages WHERE id = \(try bind(after)))")
         }
@@ -385,15 +405,51 @@ struct MessageStore: Sendable {
         return changed == 1
     }
 
-    func optOutHistory(_ number: String) async throws -> (optedOut: Bool, history: [OptOutEntry]) {
-        let rows = try await client.query("""
-            SELECT action, how, recorded_by, at FROM opt_out_ledger WHERE number = \(number) ORDER BY seq DESC LIMIT 200
-            """, logger: logger)
-        var history: [OptOutEntry] = []
-        for try await (action, how, by, at) in rows.decode((String, String, String, Date).self) {
-            history.append(OptOutEntry(action: action, how: how, recordedBy: by, at: at))
+    /// An opt-out or its lifting recorded by hand for one company; true when it changed that
+    /// company's state.
+    func recordCompanyConsent(number: String, optOut: Bool, companyId: UUID, how: String, by: String, at: Date,
+                              on connection: PostgresConnection) async throws -> Bool {
+        let changed = try await connection.query(optOut ? """
+            INSERT INTO company_opt_outs (company_id, number, at) VALUES (\(companyId), \(number), \(at))
+            ON CONFLICT DO NOTHING RETURNING number
+            """ : "DELETE FROM company_opt_outs WHERE company_id = \(companyId) AND number = \(number) RETURNING number",
+            logger: logger).collect().count == 1
+        if changed {
+            try await connection.query("""
+                INSERT INTO opt_out_ledger (id, number, action, how, recorded_by, at, company_id)
+                VALUES (\(UUID.random()), \(number), \(optOut ? "opt_out" : "opt_in"), \(how), \(by), \(at), \(companyId))
+                """, logger: logger)
         }
-        return (history.first?.action == "opt_out", history)
+        return changed
+    }
+
+    /// A number's consent as one company sees it: the recipient's own word, which binds every
+    /// company, and that company's own records; never another company's.
+    func optOutHistory(_ number: String, companyId: UUID?) async throws -> OptOutView {
+        let rows = try await client.query("""
+            SELECT action, how, recorded_by, at, company_id FROM opt_out_ledger
+            WHERE number = \(number) AND (company_id IS NULL OR company_id = \(companyId))
+            ORDER BY seq DESC LIMIT 200
+            """, logger: logger)
+        var view = OptOutView()
+        for try await (action, how, by, at, company) in rows.decode((String, String, String, Date, UUID?).self) {
+            view.history.append(OptOutEntry(action: action, how: how, recordedBy: by, at: at, binds: company == nil ? "every_company" : "this_company"))
+        }
+        let state = try await client.query("""
+            SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = \(number)), false),
+                   EXISTS (SELECT 1 FROM company_opt_outs WHERE company_id = \(companyId) AND number = \(number))
+            """, logger: logger)
+        for try await (everywhere, here) in state.decode((Bool, Bool).self) {
+            view.everyCompany = everywhere
+            view.thisCompany = here
+        }
+        return view
+    }
+
+    struct OptOutView: Sendable {
+        var everyCompany = false
+        var thisCompany = false
+        var history: [OptOutEntry] = []
     }
 
     // MARK: webhooks
@@ -451,7 +507,8 @@ extension MessageStore {
         }
         enum Consent: PreparedSQL {
             static let sql = """
-                SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = $1), false),
+                SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = $1), false)
+                       OR EXISTS (SELECT 1 FROM company_opt_outs WHERE company_id = $2 AND number = $1),
                        EXISTS (SELECT 1 FROM dnc_numbers WHERE company_id = $2 AND number = $1),
                        ARRAY(SELECT sent_at FROM messages WHERE to_address = $1 AND purpose = 'automated' AND direction = 'outbound'
                              AND sent_at IS NOT NULL AND sent_at > $3 ORDER BY sent_at DESC LIMIT $4)

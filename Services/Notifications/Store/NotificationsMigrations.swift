@@ -107,5 +107,19 @@ enum NotificationsMigrations {
                 at timestamptz NOT NULL)
             """,
         ]),
-    ] + DirectoryReplica.userPreferences
+    ] + DirectoryReplica.userPreferences + [
+        // X-1, NT-5: an opt-out someone asked a brokerage for by hand (a call, an e-mail) binds that
+        // brokerage; the recipient's own STOP binds every company, and stays in `opt_outs`. A
+        // ledger row names the company whose record it is (NULL: the recipient's own word).
+        Migration("OptOutsPerCompany", [
+            "ALTER TABLE opt_out_ledger ADD COLUMN company_id uuid",
+            """
+            CREATE TABLE company_opt_outs (
+                company_id uuid NOT NULL,
+                number text NOT NULL,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (company_id, number))
+            """,
+        ]),
+    ]
 }

@@ -6,8 +6,23 @@ import NIOCore
 
 /// The HTML page an offer's link opens (RT-15), readable on a phone.
 struct OfferPage: Sendable {
+    /// What the page tells its opener; every closed state says what really happened (RT-15).
     enum State: String, Sendable {
-        case open, yours, taken, declined, expired, invalid
+        case open, yours, taken, declined
+        /// The agent's own window passed before they answered; the lead moved on.
+        case lapsed
+        /// Nobody accepted in time, and the rule's timeout agent got the lead.
+        case timedOut
+        /// The lead went to another agent some other way (an admin's assignment, routing again).
+        case reassigned
+        /// The lead went to this agent without their acceptance (they were the timeout agent).
+        case assignedToYou
+        /// The offer was taken back before anyone accepted (the lead was archived, deleted or routed again).
+        case withdrawn
+        /// The link is older than links live (404).
+        case linkExpired
+        /// The link is damaged or names no offer (404).
+        case invalid
     }
 
     let template: MustacheTemplate
@@ -16,14 +31,20 @@ struct OfferPage: Sendable {
         template = try MustacheTemplate(string: Self.source)
     }
 
-    /// What an opener sees: once anyone accepted, everyone else sees "already accepted".
-    static func state(of offer: Offer, routing: LeadRouting?, now: Date) -> State {
+    /// What an opener sees: once anyone accepted, everyone else sees "already accepted"; an offer
+    /// that closed otherwise says how, from the lead's routing and its other offers.
+    static func state(of offer: Offer, routing: LeadRouting?, offers: [Offer], now: Date) -> State {
         switch offer.state {
         case .accepted: return .yours
         case .declined: return .declined
-        case .lapsed, .timedOut: return routing?.state == .assigned && routing?.assignedAgentId != offer.agentId ? .taken : .expired
-        case .closed: return routing?.state == .assigned && routing?.assignedAgentId != offer.agentId ? .taken : .expired
-        case .open: return now < offer.expiresAt ? .open : .expired
+        case .open where now < offer.expiresAt: return .open
+        case .open, .lapsed, .timedOut, .closed:
+            if offers.contains(where: { $0.state == .accepted && $0.agentId != offer.agentId }) { return .taken }
+            if routing?.state == .assigned, let owner = routing?.assignedAgentId {
+                if owner == offer.agentId { return .assignedToYou }
+                return offers.contains { $0.state == .timedOut } ? .timedOut : .reassigned
+            }
+            return offer.state == .closed ? .withdrawn : .lapsed
         }
     }
 
@@ -42,7 +63,7 @@ struct OfferPage: Sendable {
             values["expires"] = RFC3339.string(from: offer.expiresAt)
             values["remaining"] = Self.remaining(from: now ?? offer.offeredAt, until: offer.expiresAt)
         }
-        let status: HTTPResponse.Status = state == .invalid ? .notFound : .ok
+        let status: HTTPResponse.Status = state == .invalid || state == .linkExpired ? .notFound : .ok
         return Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                         body: ResponseBody(byteBuffer: ByteBuffer(string: template.render(values))))
     }
@@ -64,7 +85,12 @@ struct OfferPage: Sendable {
         .yours: "The lead is yours",
         .taken: "This lead was already accepted",
         .declined: "You declined this lead",
-        .expired: "This offer has closed",
+        .lapsed: "Your time to accept ran out",
+        .timedOut: "This lead went to the timeout agent",
+        .reassigned: "This lead went to another agent",
+        .assignedToYou: "The lead is yours",
+        .withdrawn: "This offer was withdrawn",
+        .linkExpired: "This link has expired",
         .invalid: "This link is not valid",
     ]
 
@@ -106,8 +132,13 @@ struct OfferPage: Sendable {
       {{#yours}}<p class="done" id="outcome">You accepted this lead. Call them now: the first five minutes count most.</p>{{/yours}}
       {{#taken}}<p class="done" id="outcome">This lead was already accepted by another agent.</p>{{/taken}}
       {{#declined}}<p class="done" id="outcome">You declined this lead; it went to the next agent.</p>{{/declined}}
-      {{#expired}}<p class="done" id="outcome">This offer closed before it was accepted.</p>{{/expired}}
-      {{#invalid}}<p class="done" id="outcome">The link is damaged or has expired.</p>{{/invalid}}
+      {{#lapsed}}<p class="done" id="outcome">Your time to accept this lead ran out before you answered, so it was offered on.</p>{{/lapsed}}
+      {{#timedOut}}<p class="done" id="outcome">Nobody accepted this lead in time, so it went to the rule's timeout agent.</p>{{/timedOut}}
+      {{#reassigned}}<p class="done" id="outcome">This lead was assigned to another agent.</p>{{/reassigned}}
+      {{#assignedToYou}}<p class="done" id="outcome">Nobody accepted in time, so the lead was assigned to you. Call them now.</p>{{/assignedToYou}}
+      {{#withdrawn}}<p class="done" id="outcome">This offer was withdrawn before anyone accepted: the lead is no longer being offered.</p>{{/withdrawn}}
+      {{#linkExpired}}<p class="done" id="outcome">This link has expired.</p>{{/linkExpired}}
+      {{#invalid}}<p class="done" id="outcome">The link is damaged.</p>{{/invalid}}
     </div>
     </main>
     </body>

@@ -72,13 +72,12 @@ struct OffersController {
                 let id: UUID
                 switch links.verify(token, now: clock.now) {
                 case .valid(let valid): id = valid
-                case .expired: return page.render(.expired, lead: nil, token: token)
+                case .expired: return page.render(.linkExpired, lead: nil, token: token)
                 case .invalid: return page.render(.invalid, lead: nil, token: token)
                 }
                 guard let offer = try await store.offer(id, on: connection) else { return page.render(.invalid, lead: nil, token: token) }
                 let lead = Self.summary(try await store.contact(offer.contactId, on: connection))
-                let routing = try await store.routing(offer.contactId, on: connection)
-                return page.render(OfferPage.state(of: offer, routing: routing, now: clock.now), lead: lead, token: token, offer: offer, now: clock.now)
+                return page.render(try await pageState(of: offer, on: connection), lead: lead, token: token, offer: offer, now: clock.now)
             }
         }
         open.post("/offers/{token}/acceptance") { _, context -> Response in
@@ -119,7 +118,12 @@ struct OffersController {
     /// preview that only fetches the page changes nothing.
     private func answerPage(_ context: AppContext, accept: Bool) async throws -> Response {
         let token = try context.parameters.require("token")
-        guard case .valid(let id) = links.verify(token, now: clock.now) else { return page.render(.invalid, lead: nil, token: token) }
+        let id: UUID
+        switch links.verify(token, now: clock.now) {
+        case .valid(let valid): id = valid
+        case .expired: return page.render(.linkExpired, lead: nil, token: token)
+        case .invalid: return page.render(.invalid, lead: nil, token: token)
+        }
         return try await store.client.transaction(logger: store.logger) { connection in
             guard let offer = try await store.offer(id, on: connection) else { return page.render(.invalid, lead: nil, token: token) }
             let (answer, decided) = try await router.answer(id, agentId: offer.agentId, accept: accept, on: connection)
@@ -128,10 +132,16 @@ struct OffersController {
             case .accepted, .alreadyYours: .yours
             case .takenByOther: .taken
             case .declined: .declined
-            case .expired: .expired
+            case .expired: try await pageState(of: try await store.offer(id, on: connection) ?? offer, on: connection)
             }
             return page.render(state, lead: lead, token: token, offer: decided, now: clock.now)
         }
+    }
+
+    /// What happened to an offer, from the lead's routing and its other offers (RT-15).
+    private func pageState(of offer: Offer, on connection: PostgresConnection) async throws -> OfferPage.State {
+        OfferPage.state(of: offer, routing: try await store.routing(offer.contactId, on: connection),
+                        offers: try await store.offers(contactId: offer.contactId, on: connection), now: clock.now)
     }
 
     /// RT-16: 1 accept / 2 decline; then 1 connect / 2 a follow-up call task for later today.
