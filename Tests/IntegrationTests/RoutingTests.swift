@@ -159,7 +159,7 @@ struct RoutingTests {
         #expect(try await stack.call(.GET, .routing, "/v1/leads/\(plain)/routing", token: other.adminToken).status == 404)
     }
 
-    @Test("RT-13, RT-14: offers move on after a decline or a lapsed window, then the timeout agent; the timeout must cover recipients × window")
+    @Test("RT-13, RT-14: offers move on after a decline or a lapsed window; the last recipient may accept until the timeout, when the timeout agent gets the lead; the timeout must cover recipients × window")
     func acceptanceWindows() async throws {
         let office = try await office()
         let (alice, bob, cara) = (office.agents["Alice"]!, office.agents["Bob"]!, office.agents["Cara"]!)
@@ -189,22 +189,34 @@ struct RoutingTests {
         // Both offers carry the same virtual instant, so look the open one up rather than rely on order.
         #expect(offers(why).count == 2 && offers(why).contains { $0["agentId"]?.string == bob.id && $0["state"]?.string == "open" },
                 "the next recipient is offered: \(why.text)")
-        // Bob lets his window pass: nobody is left, so the timeout agent gets it without acceptance.
+        // Bob is the last recipient: his offer stays open until the rule's timeout (12 minutes), past
+        // his 5-minute window; then the timeout agent gets the lead without acceptance.
+        try await advance(minutes: 6)
+        why = try await explain(office, contactId)
+        #expect(why["state"]?.string == "offering", "minute 6: Bob may still accept: \(why.text)")
+        #expect(try await assignee(office, contactId) == nil)
         try await advance(minutes: 6)
         why = try await explain(office, contactId)
         #expect(why["state"]?.string == "assigned" && why["assignedAgentId"]?.string == cara.id, "\(why.text)")
-        #expect((why["history"]?.array ?? []).contains { $0["kind"]?.string == "lapsed" && $0["agentId"]?.string == bob.id })
+        #expect((why["history"]?.array ?? []).contains { ["lapsed", "timed_out"].contains($0["kind"]?.string ?? "") && $0["agentId"]?.string == bob.id }
+                || (why["history"]?.array ?? []).contains { $0["kind"]?.string == "timed_out" }, "\(why.text)")
         #expect(try await assignee(office, contactId) == cara.id)
         let late = try await stack.call(.POST, .routing, "/v1/offers/\(offerId)/acceptance", token: alice.token)
         #expect(late.status == 409, "\(late.text)")
 
-        // The rule's timeout: nobody answers at all.
+        // The rule's timeout itself: nobody answers at all. Both windows (5 + 5 minutes) lapse before
+        // the 12-minute timeout, and the lead is the timeout agent's at the timeout, not before.
         let second = try await lead(office, ["firstName": "Tim", "email": "tim-\(UUID().uuidString.prefix(6))@example.com"])
         try await advance(minutes: 5)
         try await advance(minutes: 5)
-        try await advance(minutes: 3)
         why = try await explain(office, second)
-        #expect(why["assignedAgentId"]?.string == cara.id, "\(why.text)")
+        #expect(why["state"]?.string == "offering", "minute 10: the timeout is 12: \(why.text)")
+        #expect(why["summary"]?.string?.contains("after 12 minutes it goes to") == true, "\(why.text)")
+        try await advance(minutes: 1)
+        #expect(try await explain(office, second)["state"]?.string == "offering", "minute 11")
+        try await advance(minutes: 1)
+        why = try await explain(office, second)
+        #expect(why["assignedAgentId"]?.string == cara.id, "minute 12: \(why.text)")
     }
 
     @Test("RT-12, RT-14: outside office hours the lead goes straight to the timeout agent, told by e-mail only")

@@ -9,6 +9,19 @@ struct ComplianceTests {
 
     func date(_ text: String) -> Date { RFC3339.date(from: text)! }
 
+    @Test("NT-5: Washington's area codes are Washington's, on Pacific time, and 689 (Orlando, an overlay of 407) is on Eastern, not Central")
+    func areaCodeZones() throws {
+        for areaCode in ["206", "253", "360", "425", "509", "564"] {
+            let place = try #require(RecipientZone.resolve(state: nil, phone: "+1\(areaCode)5550123"), "\(areaCode)")
+            #expect(place.state == "WA")
+            #expect(place.timeZone.identifier == "America/Los_Angeles")
+        }
+        let orlando = try #require(RecipientZone.resolve(state: nil, phone: "+16895550123"))
+        #expect(orlando.state == "FL")
+        #expect(orlando.timeZone.identifier == "America/New_York")
+        #expect(RecipientZone.resolve(state: nil, phone: "+14075550123")?.timeZone.identifier == "America/New_York")
+    }
+
     @Test("NT-5: opt-out, opt-in and help words in any case, with spaces and punctuation; other texts are not keywords")
     func keywords() {
         for word in ["STOP", "stop", "  Stop! ", "StopAll", "unsubscribe", "CANCEL.", "end", "Quit", "revoke", "optout", "Opt Out", "opt   out"] {

@@ -305,12 +305,15 @@ struct LeadRouter: Sendable {
             offered = [pick.order[0]]
             routing.queue = Array(pick.order.dropFirst())
             routing.summary = "\(intro); \(firstName) was \(how) and is offered the lead for \(Self.duration(acceptance.windowMinutes)), then the next agent; "
-                + "after \(Self.duration(acceptance.timeoutMinutes)) it goes to \(timeoutName)."
+                + "the last one's offer stays open until the timeout: after \(Self.duration(acceptance.timeoutMinutes)) it goes to \(timeoutName)."
         }
         try await store.save(routing, on: connection)
         for agentId in offered {
             guard let agent = scope.agents[agentId] else { continue }
-            let expires = routing.mode == .blast ? (routing.timeoutAt ?? now) : now.addingTimeInterval(Double(acceptance.windowMinutes) * 60)
+            let expires = routing.mode == .blast
+                ? (routing.timeoutAt ?? now)
+                : Self.windowEnd(now: now, windowMinutes: acceptance.windowMinutes, last: !routing.queue.contains { scope.agents[$0]?.inRotation(at: now) == true },
+                                 timeoutAt: routing.timeoutAt)
             try await offer(routing, to: agent, expires: expires, scope: scope, contact: contact, on: connection)
         }
         try await jobs.schedule(kind: Self.timeoutJob, payload: RoundJob(contactId: contact.id, round: routing.round), runAt: routing.timeoutAt ?? now,
@@ -441,12 +444,23 @@ struct LeadRouter: Sendable {
                 let next = routing.queue.removeFirst()
                 guard let agent = scope.agents[next], agent.inRotation(at: clock.now) else { continue }
                 try await store.save(routing, on: connection)
-                try await self.offer(routing, to: agent, expires: clock.now.addingTimeInterval(Double(routing.windowMinutes ?? 5) * 60), scope: scope,
-                                     contact: contact, on: connection)
+                let last = !routing.queue.contains { scope.agents[$0]?.inRotation(at: clock.now) == true }
+                try await self.offer(routing, to: agent, expires: Self.windowEnd(now: clock.now, windowMinutes: routing.windowMinutes ?? 5, last: last,
+                                                                                  timeoutAt: routing.timeoutAt),
+                                     scope: scope, contact: contact, on: connection)
                 return
             }
             try await timeOut(&routing, contact: contact, because: "no agent is left to offer it to", scope: scope, on: connection)
         }
+    }
+
+    /// When a sequential offer closes (RT-13, RT-14): after the agent's window, except that the
+    /// last recipient's stays open until the rule's timeout, so the timeout agent gets the lead at
+    /// the timeout, as the rule and its explanation say, and not when the last window lapses.
+    static func windowEnd(now: Date, windowMinutes: Int, last: Bool, timeoutAt: Date?) -> Date {
+        let window = now.addingTimeInterval(Double(windowMinutes) * 60)
+        guard last, let timeoutAt else { return window }
+        return max(window, timeoutAt)
     }
 
     /// RT-14: the timeout agent gets the lead without acceptance.
