@@ -255,9 +255,10 @@ stop_service() {
 }
 
 stop_stack() {
-  local svc
-  for svc in "${SERVICES[@]}"; do stop_service "$svc" & done
-  wait
+  local svc stopping=()
+  for svc in "${SERVICES[@]}"; do stop_service "$svc" & stopping+=($!); done
+  # Only these: a caller's other background jobs (its supervisors' own waits, a sleep) are not ours.
+  wait "${stopping[@]}"
   [ "${PRIVATE_PG:-0}" = 1 ] && stop_private_postgres
   return 0
 }
