@@ -33,6 +33,12 @@ package enum Deadline {
         }
     }
 
+    /// `run`, saying what did not finish: "`what` did not finish within `limit`".
+    package static func run<T: Sendable>(_ limit: Duration, doing what: String,
+                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await run(limit, "\(what) did not finish within \(limit)", body)
+    }
+
     /// The first result given, handed to the one waiter whether it came before or after it waits.
     private final class Outcome<T: Sendable>: Sendable {
         private struct State {

@@ -384,7 +384,7 @@ package struct JobRunner: Service {
             group.addTask {
                 do {
                     // Returns at the deadline even if the handler's transaction never does.
-                    let failed = try await Deadline.run(deadline, "job \(first.id) (\(first.kind)) did not finish within \(deadline)") {
+                    let failed = try await Deadline.run(deadline, doing: "job \(first.id) (\(first.kind))") {
                         try await client.transaction(logger: logger) { connection -> [Int64: String] in
                             held.hold(connection)
                             var failed: [Int64: String] = [:]
@@ -508,7 +508,7 @@ package struct JobRunner: Service {
     /// A bookkeeping statement, given up at its deadline: the next poll, or the rescuer once the
     /// lease expires, tries again.
     private func bookkeeping<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await Deadline.run(settings.bookkeepingDeadline, "\(what) did not finish within \(settings.bookkeepingDeadline)", body)
+        try await Deadline.run(settings.bookkeepingDeadline, doing: what, body)
     }
 
     /// Retries with capped exponential backoff and jitter on the service clock, or discards

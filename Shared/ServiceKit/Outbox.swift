@@ -271,7 +271,7 @@ package struct OutboxDispatcher: Service {
     /// A bookkeeping statement given up at its deadline; a claimed row's lease then expires and
     /// the row is claimed again (a delivery is at least once; receivers drop duplicates).
     private func bookkeeping<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await Deadline.run(.seconds(10), "\(what) did not finish within 10 seconds", body)
+        try await Deadline.run(.seconds(10), doing: what, body)
     }
 
     /// The subscribers with rows not yet delivered (tests and tools; the lanes know their own).
