@@ -50,11 +50,14 @@ public struct User: Codable, Sendable, Hashable {
     public var timeZone: String
     public var rotation: Rotation
     public var prefersPush: Bool
+    /// The agent's own lender, attached to the leads routed to them unless the routing rule
+    /// names another (RT-6).
+    public var lenderId: UUID?
     public var active: Bool
     public var version: Int
     public var createdAt: Date
     public var updatedAt: Date
-    public init(id: UUID, companyId: UUID?, role: Role, entityIds: [UUID], firstName: String, lastName: String, email: String, mobilePhone: String?, timeZone: String, rotation: Rotation, prefersPush: Bool, active: Bool, version: Int, createdAt: Date, updatedAt: Date) {
+    public init(id: UUID, companyId: UUID?, role: Role, entityIds: [UUID], firstName: String, lastName: String, email: String, mobilePhone: String?, timeZone: String, rotation: Rotation, prefersPush: Bool, lenderId: UUID? = nil, active: Bool, version: Int, createdAt: Date, updatedAt: Date) {
         self.id = id
         self.companyId = companyId
         self.role = role
@@ -66,6 +69,7 @@ public struct User: Codable, Sendable, Hashable {
         self.timeZone = timeZone
         self.rotation = rotation
         self.prefersPush = prefersPush
+        self.lenderId = lenderId
         self.active = active
         self.version = version
         self.createdAt = createdAt

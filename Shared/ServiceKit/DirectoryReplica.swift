@@ -52,6 +52,11 @@ package enum DirectoryReplica {
         Migration("AddDirectoryUserPrefersPush", ["ALTER TABLE directory_users ADD COLUMN prefers_push boolean NOT NULL DEFAULT false"]),
     ]
 
+    /// An agent's own lender (RT-6), appended the same way after `userPreferences`.
+    package static let userLender: [Migration] = [
+        Migration("AddDirectoryUserLender", ["ALTER TABLE directory_users ADD COLUMN lender_id uuid"]),
+    ]
+
     /// The entities an office or team admin manages, with every entity under them; nil for
     /// everyone else, whose reach is not a part of the entity tree (a company admin's is the whole
     /// company, an agent's their own contacts, a service's every company). An admin's scope is
@@ -114,15 +119,15 @@ package enum DirectoryReplica {
         }
         try await connection.query("""
             INSERT INTO directory_users (id, company_id, role, entity_ids, first_name, last_name, email, mobile_phone,
-                time_zone, in_rotation, rotation_until, active, prefers_push, version)
+                time_zone, in_rotation, rotation_until, active, prefers_push, lender_id, version)
             VALUES (\(user.id), \(companyId), \(user.role.rawValue), \(user.entityIds), \(user.firstName), \(user.lastName),
                     \(user.email), \(user.mobilePhone), \(user.timeZone), \(user.rotation.inRotation), \(user.rotation.until),
-                    \(user.active), \(user.prefersPush), \(user.version))
+                    \(user.active), \(user.prefersPush), \(user.lenderId), \(user.version))
             ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, entity_ids = EXCLUDED.entity_ids,
                 first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
                 mobile_phone = EXCLUDED.mobile_phone, time_zone = EXCLUDED.time_zone, in_rotation = EXCLUDED.in_rotation,
                 rotation_until = EXCLUDED.rotation_until, active = EXCLUDED.active, prefers_push = EXCLUDED.prefers_push,
-                version = EXCLUDED.version
+                lender_id = EXCLUDED.lender_id, version = EXCLUDED.version
             WHERE directory_users.version < EXCLUDED.version
             """, logger: logger)
     }

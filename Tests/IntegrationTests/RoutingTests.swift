@@ -337,7 +337,7 @@ struct RoutingTests {
         #expect(connect.text.contains("<Dial>\(leadPhone)</Dial>"), "\(connect.text)")
     }
 
-    @Test("RT-6: a rule's lender is attached to the leads it routes; a pond rule puts leads in the pond; all agents includes later joiners; a hand assignment withdraws open offers")
+    @Test("RT-6: a rule's lender is attached to the leads it routes, overriding the agent's own, which is attached otherwise; a pond rule puts leads in the pond; all agents includes later joiners; a hand assignment withdraws open offers")
     func recipientsLenderAndPond() async throws {
         let office = try await office()
         let (alice, bob, cara) = (office.agents["Alice"]!, office.agents["Bob"]!, office.agents["Cara"]!)
@@ -371,16 +371,33 @@ struct RoutingTests {
         for agent in [alice, bob, cara] {
             #expect(try await stack.call(.PATCH, .contacts, "/v1/users/\(agent.id)", token: admin, json: #"{"rotation":{"inRotation":false}}"#).status == 200)
         }
+        let olga = try await stack.call(.POST, .contacts, "/v1/users", token: admin, json: Stack.json([
+            "role": "lender", "firstName": "Olga", "lastName": "Own", "email": "olga-\(UUID().uuidString.prefix(8).lowercased())@example.com",
+            "entityIds": [office.brokerage.rootEntityId],
+        ]))
+        let olgaId = try #require(olga["id"]?.string, "\(olga.text)")
         let dan = try await stack.call(.POST, .contacts, "/v1/users", token: admin, json: Stack.json([
             "role": "agent", "firstName": "Dan", "lastName": "Newman", "email": "dan-\(UUID().uuidString.prefix(8).lowercased())@example.com",
-            "password": "agent password 1", "entityIds": [office.brokerage.rootEntityId],
+            "password": "agent password 1", "entityIds": [office.brokerage.rootEntityId], "lenderId": olgaId,
         ]))
         let danId = try #require(dan["id"]?.string, "\(dan.text)")
+        #expect(dan["lenderId"]?.string == olgaId, "an agent's own lender: \(dan.text)")
+        let agentNotLender = try await stack.call(.PATCH, .contacts, "/v1/users/\(danId)", token: admin, json: Stack.json(["lenderId": alice.id]))
+        #expect(agentNotLender.status == 422 && agentNotLender.errorField == "lenderId", "\(agentNotLender.text)")
+        let lenderOfLender = try await stack.call(.PATCH, .contacts, "/v1/users/\(lenderId)", token: admin, json: Stack.json(["lenderId": olgaId]))
+        #expect(lenderOfLender.status == 422 && lenderOfLender.errorField == "lenderId", "\(lenderOfLender.text)")
+        let danToken = try await stack.login(try #require(dan["email"]?.string), "agent password 1")
+        #expect(try await stack.call(.PATCH, .contacts, "/v1/users/\(danId)", token: danToken, json: Stack.json(["lenderId": lenderId])).status == 403,
+                "an agent's lender is an admin's to set")
         try await stack.waitUntilIdle()
         let financed = try await lead(office, ["firstName": "Finn", "email": "finn-\(UUID().uuidString.prefix(6))@example.com", "tags": ["financing"]])
         let financedContact = try await stack.call(.GET, .contacts, "/v1/contacts/\(financed)", token: admin)
         #expect(financedContact["assignedAgentId"]?.string == danId, "\(financedContact.text)")
-        #expect(financedContact["lenderId"]?.string == lenderId, "RT-6: the rule's lender is attached: \(financedContact.text)")
+        #expect(financedContact["lenderId"]?.string == lenderId, "RT-6: the rule's lender overrides the agent's own: \(financedContact.text)")
+        let plain = try await lead(office, ["firstName": "Paula", "email": "paula-\(UUID().uuidString.prefix(6))@example.com"])
+        let plainContact = try await stack.call(.GET, .contacts, "/v1/contacts/\(plain)", token: admin)
+        #expect(plainContact["assignedAgentId"]?.string == danId && plainContact["lenderId"]?.string == olgaId,
+                "RT-6: without a rule lender the agent's own is attached: \(plainContact.text)")
 
         // Offers out, then an admin assigns the lead by hand: the offers are withdrawn and no timeout moves it again.
         for agent in [alice, bob] {

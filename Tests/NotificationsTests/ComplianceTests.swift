@@ -14,12 +14,52 @@ struct ComplianceTests {
         for areaCode in ["206", "253", "360", "425", "509", "564"] {
             let place = try #require(RecipientZone.resolve(state: nil, phone: "+1\(areaCode)5550123"), "\(areaCode)")
             #expect(place.state == "WA")
-            #expect(place.timeZone.identifier == "America/Los_Angeles")
+            #expect(place.timeZones.map(\.identifier) == ["America/Los_Angeles"])
         }
         let orlando = try #require(RecipientZone.resolve(state: nil, phone: "+16895550123"))
         #expect(orlando.state == "FL")
-        #expect(orlando.timeZone.identifier == "America/New_York")
-        #expect(RecipientZone.resolve(state: nil, phone: "+14075550123")?.timeZone.identifier == "America/New_York")
+        #expect(orlando.timeZones.map(\.identifier) == ["America/New_York"])
+        #expect(RecipientZone.resolve(state: nil, phone: "+14075550123")?.timeZones.first?.identifier == "America/New_York")
+    }
+
+    @Test("NT-5: every US area code in service has the state and zones the Postal Service's zip codes give it (an independent source); a code whose zip codes lie in several zones carries them all")
+    func areaCodesAgainstZipCodes() throws {
+        // Zones that keep the same clock all year are one zone (America/Detroit is New York's time).
+        let instants = ["2026-01-15T12:00:00Z", "2026-03-10T12:00:00Z", "2026-07-15T12:00:00Z", "2026-11-03T12:00:00Z"].map(date)
+        func clock(_ name: String) -> [Int]? { TimeZone(identifier: name).map { zone in instants.map { zone.secondsFromGMT(for: $0) } } }
+        let tableZones = { (code: String) -> [String] in
+            AreaCodes.zones[code] ?? [AreaCodes.zoneOverride[code] ?? USStates.timeZones[AreaCodes.state[code] ?? ""] ?? "?"]
+        }
+        for (code, served) in AreaCodeReference.served {
+            let state = try #require(AreaCodes.state[code], "\(code) serves zip codes in \(served.states) but is not in the table")
+            let majority = served.states.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key
+            #expect(served.states[state] != nil, "\(code): the table says \(state), its zip codes are in \(served.states)")
+            if let majority, state != majority { #expect(served.states[state, default: 0] * 4 >= served.states[majority, default: 0], "\(code): \(state) against \(served.states)") }
+            let clocks = Set(tableZones(code).compactMap(clock))
+            #expect(clocks.count == tableZones(code).count, "\(code): every zone of the table is a zone, each a different clock: \(tableZones(code))")
+            for (zone, zips) in served.zones where zips >= 3 {
+                let other = try #require(clock(zone), "\(zone) is a time zone")
+                #expect(clocks.contains(other), "\(code): \(zips) of its zip codes are on \(zone)'s clock, which the table does not give it (\(tableZones(code)))")
+            }
+        }
+        // Codes opened after the reference's data: checked by the generator's other source only.
+        let newer = Set(AreaCodes.state.keys).subtracting(AreaCodeReference.served.keys)
+        #expect(newer == ["235", "274", "324", "327", "329", "353", "369", "645", "686", "728", "730", "738", "748", "821", "975"], "\(newer.sorted())")
+    }
+
+    @Test("NT-5: a number whose area code spans two zones is texted only while quiet hours are open in both (219, Gary and Michiana: Central and Eastern)")
+    func twoZoneAreaCode() throws {
+        let place = try #require(RecipientZone.resolve(state: nil, phone: "+12195550123"))
+        #expect(place.state == "IN")
+        #expect(Set(place.timeZones.map(\.identifier)) == ["America/New_York", "America/Chicago"])
+        let policy = CompliancePolicy()
+        let context = SendContext(channel: .sms, purpose: .automated, address: "+12195550123", optedOut: false, onDNC: false,
+                                  recipientTimeZones: place.timeZones, recipientState: place.state, window: nil, automatedSentInLastDay: [])
+        // 08:30 Eastern is 07:30 Central: held until 08:00 Central (09:00 Eastern).
+        #expect(policy.decide(context, now: date("2026-11-24T13:30:00Z")) == .hold(until: date("2026-11-24T14:00:00Z"), reason: "quiet_hours"))
+        // 20:30 Central is 21:30 Eastern: held until the next morning's 08:00 Central.
+        #expect(policy.decide(context, now: date("2026-11-25T02:30:00Z")) == .hold(until: date("2026-11-25T14:00:00Z"), reason: "quiet_hours"))
+        #expect(policy.decide(context, now: date("2026-11-24T15:00:00Z")) == .send)
     }
 
     @Test("NT-5: opt-out, opt-in and help words in any case, with spaces and punctuation; other texts are not keywords")
@@ -60,7 +100,7 @@ struct ComplianceTests {
         let policy = CompliancePolicy()
         let night = date("2026-11-24T04:00:00Z") // 22:00 in Chicago
         var context = SendContext(channel: .sms, purpose: .automated, address: "+13125550123", optedOut: false, onDNC: false,
-                                  recipientTimeZone: chicago, recipientState: "IL", window: nil, automatedSentInLastDay: [])
+                                  recipientTimeZones: [chicago], recipientState: "IL", window: nil, automatedSentInLastDay: [])
         #expect(policy.decide(context, now: night) == .hold(until: date("2026-11-24T14:00:00Z"), reason: "quiet_hours"))
         context.purpose = .manual
         #expect(policy.decide(context, now: night) == .send, "manual messages are not held by quiet hours")
@@ -89,9 +129,9 @@ struct ComplianceTests {
         #expect(throws: StateRuleError.self) { try StateRule.parse("XX=08:00-20:00") }
         #expect(throws: StateRuleError.self) { try StateRule.parse("FL=20:00-08:00") }
         #expect(RecipientZone.resolve(state: "fl", phone: nil)?.state == "FL")
-        #expect(RecipientZone.resolve(state: nil, phone: "+13125550123")?.timeZone.identifier == "America/Chicago")
-        #expect(RecipientZone.resolve(state: nil, phone: "+12125550123")?.timeZone.identifier == "America/New_York")
-        #expect(RecipientZone.resolve(state: nil, phone: "+18085550123")?.timeZone.identifier == "Pacific/Honolulu")
+        #expect(RecipientZone.resolve(state: nil, phone: "+13125550123")?.timeZones.first?.identifier == "America/Chicago")
+        #expect(RecipientZone.resolve(state: nil, phone: "+12125550123")?.timeZones.first?.identifier == "America/New_York")
+        #expect(RecipientZone.resolve(state: nil, phone: "+18085550123")?.timeZones.first?.identifier == "Pacific/Honolulu")
         #expect(RecipientZone.resolve(state: nil, phone: "+442071234567") == nil)
     }
 

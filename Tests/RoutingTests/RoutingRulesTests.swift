@@ -207,12 +207,12 @@ struct RoutingRulesTests {
     @Test("RT-18: the listing agent if they belong to the receiving entity, else the co-listing agent if only they do")
     func listingAgent() {
         let inside = Self.agent("Inside"), outside = Self.agent("Outside")
-        let scope = LeadRouter.Scope(entityId: Self.entity, entityName: "Office", officeOpen: true, agents: [inside.id: inside, outside.id: outside],
+        let scope = RoutingScope(entityId: Self.entity, entityName: "Office", officeOpen: true, agents: [inside.id: inside, outside.id: outside],
                                      members: [inside], settings: .standard)
-        #expect(LeadRouter.listingAgent(ListingInterest(listingId: "L1", listingAgentId: inside.id, coListingAgentId: nil), scope: scope) == inside)
-        #expect(LeadRouter.listingAgent(ListingInterest(listingId: "L2", listingAgentId: outside.id, coListingAgentId: inside.id), scope: scope) == inside,
+        #expect(LeadDecider.listingAgent(ListingInterest(listingId: "L1", listingAgentId: inside.id, coListingAgentId: nil), scope: scope) == inside)
+        #expect(LeadDecider.listingAgent(ListingInterest(listingId: "L2", listingAgentId: outside.id, coListingAgentId: inside.id), scope: scope) == inside,
                 "the co-listing agent when only they belong to the entity")
-        #expect(LeadRouter.listingAgent(ListingInterest(listingId: "L3", listingAgentId: outside.id, coListingAgentId: nil), scope: scope) == nil)
+        #expect(LeadDecider.listingAgent(ListingInterest(listingId: "L3", listingAgentId: outside.id, coListingAgentId: nil), scope: scope) == nil)
     }
 
     @Test("RT-16: a follow-up chosen on the phone is due later the same day")

@@ -22,6 +22,7 @@ struct UsersController {
         var entityIds: [UUID]
         var rotation: Rotation?
         var prefersPush: Bool?
+        var lenderId: UUID?
     }
 
     /// A partial update; for `mobilePhone`, an explicit null clears the number.
@@ -37,10 +38,12 @@ struct UsersController {
         var entityIds: [UUID]?
         var rotation: Rotation?
         var prefersPush: Bool?
+        /// Absent: unchanged; null: the agent has no lender of their own any more.
+        var lenderId: UUID??
         var active: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case role, firstName, lastName, email, password, mobilePhone, timeZone, entityIds, rotation, prefersPush, active
+            case role, firstName, lastName, email, password, mobilePhone, timeZone, entityIds, rotation, prefersPush, lenderId, active
         }
 
         init(from decoder: any Decoder) throws {
@@ -59,12 +62,13 @@ struct UsersController {
             entityIds = try container.decodeIfPresent([UUID].self, forKey: .entityIds)
             rotation = try container.decodeIfPresent(Rotation.self, forKey: .rotation)
             prefersPush = try container.decodeIfPresent(Bool.self, forKey: .prefersPush)
+            if container.contains(.lenderId) { lenderId = .some(try container.decodeIfPresent(UUID.self, forKey: .lenderId)) }
             active = try container.decodeIfPresent(Bool.self, forKey: .active)
         }
 
         /// Fields a user may change on their own record.
         var touchesOnlyOwnProfile: Bool {
-            role == nil && entityIds == nil && rotation == nil && active == nil && email == nil
+            role == nil && entityIds == nil && rotation == nil && active == nil && email == nil && lenderId == nil
         }
     }
 
@@ -79,7 +83,7 @@ struct UsersController {
             let companyId = try access.companyId(of: identity)
             let entities = try await checkedEntities(input.entityIds, identity: identity, companyId: companyId, field: "entityIds")
             let now = clock.now
-            let user = User(
+            var user = User(
                 id: UUID.random(), companyId: companyId, role: input.role, entityIds: entities.map(\.id),
                 firstName: try DirectoryRules.name(input.firstName, field: "firstName"),
                 lastName: try DirectoryRules.name(input.lastName, field: "lastName"),
@@ -87,6 +91,7 @@ struct UsersController {
                 timeZone: try input.timeZone.map { try DirectoryRules.timeZone($0) } ?? entities[0].timeZone,
                 rotation: input.rotation ?? Rotation(inRotation: input.role == .agent), prefersPush: input.prefersPush ?? false,
                 active: true, version: 1, createdAt: now, updatedAt: now)
+            user.lenderId = try await checkedLender(input.lenderId, for: user)
             var hash: String?
             if let password = input.password { hash = try await hasher.hash(try DirectoryRules.password(password)) }
             do {
@@ -140,6 +145,11 @@ struct UsersController {
             if let rotation = patch.rotation { user.rotation = rotation }
             if let prefersPush = patch.prefersPush { user.prefersPush = prefersPush }
             if let active = patch.active { user.active = active }
+            if let lender = patch.lenderId {
+                user.lenderId = try await checkedLender(lender, for: user)
+            } else if user.role == .lender {
+                user.lenderId = nil
+            }
             var hash: String?
             if let password = patch.password { hash = try await hasher.hash(try DirectoryRules.password(password)) }
             user.version += 1
@@ -153,6 +163,17 @@ struct UsersController {
             }
             return user
         }
+    }
+
+    /// RT-6: an agent's own lender is an active lender of the same company; a lender has none.
+    private func checkedLender(_ lenderId: UUID?, for user: User) async throws -> UUID? {
+        guard let lenderId else { return nil }
+        guard user.role != .lender else { throw APIError.validation("lenderId", "a lender has no lender of their own") }
+        guard let companyId = user.companyId else { throw APIError.validation("lenderId", "only a company's users have a lender") }
+        guard let (lender, _) = try await store.user(lenderId), lender.companyId == companyId, lender.active, lender.role == .lender else {
+            throw APIError.validation("lenderId", "lenderId names no active lender of this company")
+        }
+        return lenderId
     }
 
     /// Every id must be an entity of the company that the caller manages; at least one.

@@ -200,5 +200,7 @@ enum ContactsMigrations {
             END $$
             """,
         ]),
+        // RT-6: an agent's own lender, attached to the leads routed to them unless a rule names one.
+        Migration("AddUserLender", ["ALTER TABLE users ADD COLUMN lender_id uuid REFERENCES users (id)"]),
     ]
 }

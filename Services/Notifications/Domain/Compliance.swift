@@ -72,8 +72,9 @@ struct SendContext: Sendable {
     var address: String
     var optedOut: Bool
     var onDNC: Bool
-    /// The recipient's time zone (contacts only; users are reached any time) and US state.
-    var recipientTimeZone: TimeZone?
+    /// The recipient's time zone (contacts only; users are reached any time), or every zone
+    /// their area code spans, and US state.
+    var recipientTimeZones: [TimeZone]
     var recipientState: String?
     /// The caller's window (office hours of an entity or a fixed local window).
     var window: WeeklyWindow?
@@ -95,7 +96,7 @@ struct CompliancePolicy: Sendable {
     var stateRules: [String: StateRule] = StateRule.defaults
 
     /// How many of the latest automated sends to the address `decide` may look at: daily caps
-    /// apply to automated texts and calls to contacts (`recipientTimeZone` is a contact's), and
+    /// apply to automated texts and calls to contacts (`recipientTimeZones` are a contact's), and
     /// a cap only ever counts its last `cap` sends.
     func recentSendsNeeded(channel: MessageChannel, purpose: MessagePurpose, toContact: Bool) -> Int {
         guard purpose == .automated, toContact, channel == .sms || channel == .voice else { return 0 }
@@ -111,14 +112,18 @@ struct CompliancePolicy: Sendable {
         var windows: [(WeeklyWindow, String)] = []
         if let window = context.window { windows.append((window, "sending_window")) }
         var cap: Int?
-        if context.purpose == .automated && phoneChannel, let zone = context.recipientTimeZone {
+        if context.purpose == .automated && phoneChannel, !context.recipientTimeZones.isEmpty {
             var open = quietOpen, close = quietClose
             if let state = context.recipientState, let rule = stateRules[state] {
                 open = max(open, rule.open)
                 close = min(close, rule.close)
                 cap = rule.maxPerDay
             }
-            windows.append((.daily(open: open, close: close, timeZone: zone), "quiet_hours"))
+            // A number whose area code spans zones may be in any of them: the strictest reading
+            // sends only while the window is open in every one.
+            for zone in context.recipientTimeZones {
+                windows.append((.daily(open: open, close: close, timeZone: zone), "quiet_hours"))
+            }
         }
         var earliest = now
         var reason: String?
@@ -141,16 +146,19 @@ struct CompliancePolicy: Sendable {
     }
 }
 
-/// Where a contact is on the clock: the state of its address, else the area code of its phone.
+/// Where a contact is on the clock: the state of its address, else the area code of its phone,
+/// with every zone the code spans (its main zone first).
 enum RecipientZone {
-    static func resolve(state: String?, phone: String?) -> (timeZone: TimeZone, state: String)? {
+    static func resolve(state: String?, phone: String?) -> (timeZones: [TimeZone], state: String)? {
         if let state, let code = USStates.code(state), let zone = USStates.timeZones[code].flatMap(TimeZone.init(identifier:)) {
-            return (zone, code)
+            return ([zone], code)
         }
         if let phone, phone.hasPrefix("+1"), phone.count == 12 {
             let areaCode = String(phone.dropFirst(2).prefix(3))
-            if let code = AreaCodes.state[areaCode], let zone = (AreaCodes.zoneOverride[areaCode] ?? USStates.timeZones[code]).flatMap(TimeZone.init(identifier:)) {
-                return (zone, code)
+            if let code = AreaCodes.state[areaCode] {
+                let names = AreaCodes.zones[areaCode] ?? [AreaCodes.zoneOverride[areaCode] ?? USStates.timeZones[code]].compactMap { $0 }
+                let zones = names.compactMap(TimeZone.init(identifier:))
+                if !zones.isEmpty { return (zones, code) }
             }
         }
         return nil

@@ -36,7 +36,7 @@ struct Sender: Sendable {
             if window == nil { return .suppress(reason: "window_entity_unknown") }
         }
         let context = SendContext(channel: message.channel, purpose: message.purpose, address: message.to, optedOut: facts.optedOut,
-                                  onDNC: facts.onDNC, recipientTimeZone: message.contactId == nil ? nil : recipient?.timeZone,
+                                  onDNC: facts.onDNC, recipientTimeZones: message.contactId == nil ? [] : recipient?.timeZones ?? [],
                                   recipientState: recipient?.state, window: window, automatedSentInLastDay: facts.recentAutomated)
         return policy.decide(context, now: now)
     }

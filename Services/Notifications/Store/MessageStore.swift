@@ -12,7 +12,8 @@ struct Recipient: Sendable {
     var phone: String?
     var email: String?
     var state: String?
-    var timeZone: TimeZone?
+    /// Where the contact is on the clock: one zone, or every zone its area code spans.
+    var timeZones: [TimeZone] = []
     var ownerEntityId: UUID?
     var assignedAgentId: UUID?
 
@@ -20,10 +21,10 @@ struct Recipient: Sendable {
     /// entity's zone (with no state rule then).
     mutating func place(addressState: String?, entityZone: String?) {
         if let resolved = RecipientZone.resolve(state: addressState, phone: phone) {
-            timeZone = resolved.timeZone
+            timeZones = resolved.timeZones
             state = resolved.state
         } else {
-            timeZone = entityZone.flatMap(TimeZone.init(identifier:))
+            timeZones = entityZone.flatMap(TimeZone.init(identifier:)).map { [$0] } ?? []
         }
     }
 }

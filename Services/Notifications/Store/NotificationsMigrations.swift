@@ -121,5 +121,5 @@ enum NotificationsMigrations {
                 PRIMARY KEY (company_id, number))
             """,
         ]),
-    ]
+    ] + DirectoryReplica.userLender
 }

@@ -41,7 +41,7 @@ struct OffersController {
     }
 
     static func summary(_ contact: Contact?) -> LeadSummary? {
-        contact.map { LeadSummary(contactId: $0.id, name: LeadRouter.leadName($0), interest: OfferMessage.interest($0), priceRange: OfferMessage.priceRange($0)) }
+        contact.map { LeadSummary(contactId: $0.id, name: LeadDecider.leadName($0), interest: OfferMessage.interest($0), priceRange: OfferMessage.priceRange($0)) }
     }
 
     func view(_ offer: Offer, on connection: PostgresConnection) async throws -> OfferView {
@@ -152,7 +152,7 @@ struct OffersController {
         guard let agent = press.userId else { throw APIError.validation("userId", "the call was not to an agent") }
         return try await store.client.transaction(logger: store.logger) { connection in
             guard let offer = try await store.offer(offerId, on: connection), offer.agentId == agent else { throw APIError.notFound("offer \(offerId)") }
-            let name = try await store.contact(offer.contactId, on: connection).map(LeadRouter.leadName) ?? "the lead"
+            let name = try await store.contact(offer.contactId, on: connection).map(LeadDecider.leadName) ?? "the lead"
             if press.step == 1 {
                 switch press.digits {
                 case "1":

@@ -12,6 +12,8 @@ struct Agent: Sendable, Hashable {
     var inRotation: Bool
     var rotationUntil: Date?
     var prefersPush: Bool
+    /// The agent's own lender (RT-6).
+    var lenderId: UUID? = nil
 
     var name: String { "\(firstName) \(lastName)" }
     var holdsLeads: Bool { [.agent, .teamAdmin, .officeAdmin, .companyAdmin].contains(role) }

@@ -29,7 +29,7 @@ struct OfferMessage: Sendable, Hashable {
     }
 
     static func compose(contact: Contact, channel: DeliveryChannel, offer: Offer?, link: String?) -> OfferMessage {
-        let name = LeadRouter.leadName(contact)
+        let name = LeadDecider.leadName(contact)
         let about = [interest(contact), priceRange(contact)].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ", ")
         let lead = about.isEmpty ? name : "\(name) (\(about))"
         let source = contact.source.map { " from \($0)" } ?? ""

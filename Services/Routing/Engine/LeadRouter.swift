@@ -117,28 +117,15 @@ struct LeadRouter: Sendable {
 
     // MARK: the decision
 
-    /// What a decision needs to know of the receiving entity, read once.
-    struct Scope: Sendable {
-        var entityId: UUID
-        var entityName: String
-        var officeOpen: Bool
-        var agents: [UUID: Agent]
-        /// Users of the entity and of every entity under it.
-        var members: [Agent]
-        var settings: RoutingSettings
-        /// The entity's rules in the order they run.
-        var rules: [RoutingRule] = []
-    }
-
     /// Read once per delivered batch: a burst of leads for one office reads its directory,
     /// settings and rules once.
-    func scope(for contact: Contact, on connection: PostgresConnection) async throws -> Scope {
+    func scope(for contact: Contact, on connection: PostgresConnection) async throws -> RoutingScope {
         try await BatchMemo.value("routing.scope:\(contact.companyId):\(contact.ownerEntityId)") {
             try await readScope(for: contact, on: connection)
         }
     }
 
-    private func readScope(for contact: Contact, on connection: PostgresConnection) async throws -> Scope {
+    private func readScope(for contact: Contact, on connection: PostgresConnection) async throws -> RoutingScope {
         guard let entity = try await store.scope(entityId: contact.ownerEntityId, companyId: contact.companyId, on: connection) else {
             // The directory replica has not caught up: fail, and the event is delivered again.
             throw APIError.conflict("entity \(contact.ownerEntityId) is not known to routing yet", code: "replica_behind")
@@ -146,183 +133,72 @@ struct LeadRouter: Sendable {
         let agents = try await store.agents(companyId: contact.companyId, on: connection)
         let tree = Set(entity.tree)
         let open = TimeZone(identifier: entity.timeZone).map { WeeklyWindow.officeHours(entity.hours, timeZone: $0).isOpen(at: clock.now) } ?? true
-        return Scope(entityId: contact.ownerEntityId, entityName: entity.name, officeOpen: open,
-                     agents: Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
-                     members: agents.filter { !tree.isDisjoint(with: $0.entityIds) },
-                     settings: entity.settings, rules: entity.rules)
+        return RoutingScope(entityId: contact.ownerEntityId, entityName: entity.name, officeOpen: open,
+                            agents: Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
+                            members: agents.filter { !tree.isDisjoint(with: $0.entityIds) },
+                            settings: entity.settings, rules: entity.rules)
     }
 
+    /// Decides with `LeadDecider` (pure) and carries the decision out: the routing, its log line,
+    /// the round robin position, the offers and the jobs, all in the caller's transaction.
     func route(_ contact: Contact, round: Int, skipListingAgent: Bool, on connection: PostgresConnection) async throws {
-        let now = clock.now
-        let scope = try await scope(for: contact, on: connection)
-        var routing = LeadRouting(contactId: contact.id, companyId: contact.companyId, entityId: scope.entityId, round: round, state: .unassigned,
-                                  queue: [], channels: [], skipListingAgent: skipListingAgent, rules: [], summary: "", startedAt: now, updatedAt: now)
-        let name = Self.leadName(contact)
-
-        // RT-17: leads from an agent's own site always go to that agent.
-        if let agentId = contact.agentSiteAgentId, let agent = scope.agents[agentId], agent.active {
-            routing.summary = "\(name) registered on \(agent.name)'s own site, so the lead goes to \(agent.name)."
-            return try await assign(&routing, to: agent, lender: nil, channels: [.text, .email, .push], scope: scope, contact: contact, on: connection)
-        }
-        // RT-17: an address but no way to reach the seller yet: kept with the entity's admin.
-        if contact.emails.isEmpty && contact.phones.isEmpty && contact.address != nil {
-            routing.state = .awaitingContactInfo
-            let admin = Self.admin(of: scope)
-            routing.assignedAgentId = admin?.id
-            routing.summary = "\(name) left an address but no e-mail or phone, so the lead stays with "
-                + "\(admin.map { "\($0.name), the admin of \(scope.entityName)," } ?? "\(scope.entityName)'s admin") until contact details arrive; then it is routed."
-            try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .held, agentId: admin?.id, summary: routing.summary), on: connection)
-            if let admin { try await scheduleAssignment(routing, agentId: admin.id, pondId: nil, lenderId: nil, reason: "address-only seller lead, kept with the admin", on: connection) }
-            return
-        }
-        // RT-18, RT-19: the listing's agent, unless the company bypasses it.
-        var listingNote: String?
-        if let listing = contact.listing, !skipListingAgent {
-            if scope.settings.bypassListingAgent {
-                listingNote = "The company bypasses listing-agent routing, so ordinary rules apply. "
-            } else if let agent = Self.listingAgent(listing, scope: scope) {
-                let role = agent.id == listing.listingAgentId ? "listing agent" : "co-listing agent"
-                if let minutes = scope.settings.listingAgentTimeoutMinutes {
-                    routing.summary = "\(name) registered on listing \(listing.listingId); its \(role) \(agent.name) is offered the lead for \(Self.duration(minutes)), then it is routed by the rules."
-                    routing.state = .offering
-                    routing.mode = .listing
-                    routing.timeoutAt = now.addingTimeInterval(Double(minutes) * 60)
-                    routing.windowMinutes = minutes
-                    routing.channels = [.text, .email, .push]
-                    try await store.save(routing, on: connection)
-                    try await offer(routing, to: agent, expires: routing.timeoutAt ?? now, scope: scope, contact: contact, on: connection)
-                    try await jobs.schedule(kind: Self.timeoutJob, payload: RoundJob(contactId: contact.id, round: round), runAt: routing.timeoutAt ?? now,
-                                            uniqueKey: "timeout:\(contact.id):\(round)", on: connection, logger: logger)
-                    return
-                }
-                routing.summary = "\(name) registered on listing \(listing.listingId), so the lead goes to its \(role) \(agent.name)."
-                return try await assign(&routing, to: agent, lender: nil, channels: [.text, .email, .push], scope: scope, contact: contact, on: connection)
-            } else {
-                listingNote = "Neither the listing agent nor the co-listing agent of listing \(listing.listingId) belongs to \(scope.entityName), so ordinary rules apply. "
-            }
-        } else if contact.listing != nil {
-            listingNote = "The listing agent did not accept in time, so the rules route the lead without the listing-agent step. "
-        }
-
-        // RT-3: the scope's rules in order, the default last; the first that matches and has someone to take the lead.
-        var rules = scope.rules
-        if !rules.contains(where: \.isDefault) {
-            try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: now, on: connection)
+        var scope = try await scope(for: contact, on: connection)
+        if !scope.rules.contains(where: \.isDefault) {
+            try await store.ensureDefaultRule(companyId: contact.companyId, entityId: scope.entityId, now: clock.now, on: connection)
             BatchMemo.clear()
-            rules = try await store.rules(entityId: scope.entityId, on: connection)
+            scope.rules = try await store.rules(entityId: scope.entityId, on: connection)
         }
-        for rule in rules {
-            let checks = RuleMatcher.checks(rule.criteria, lead: contact)
-            var outcome = RuleOutcome(ruleId: rule.id, name: rule.name, isDefault: rule.isDefault, matched: RuleMatcher.matches(checks), checks: checks)
-            guard outcome.matched else {
-                routing.rules.append(outcome)
+        var input = LeadDecider.Input(contact: contact, round: round, skipListingAgent: skipListingAgent, scope: scope, now: clock.now, draw: random())
+        var decision: RoutingDecision
+        while true {
+            switch LeadDecider.decide(input) {
+            case .needsPosition(let ruleId):
+                input.positions[ruleId] = try await store.lockPosition(ruleId: ruleId, on: connection)
                 continue
+            case .decided(let decided):
+                decision = decided
             }
-            routing.ruleId = rule.id
-            routing.ruleName = rule.name
-            routing.lenderId = rule.lenderId
-            routing.channels = rule.channels
-            if rule.recipients.kind == .pond, let pond = rule.recipients.pondId {
-                outcome.note = "took the lead into its pond"
-                routing.rules.append(outcome)
-                routing.state = .pond
-                routing.pondId = pond
-                routing.summary = (listingNote ?? "") + "Rule \"\(rule.name)\" matched\(Self.because(checks)), and it sends leads to a pond."
-                try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .pond, summary: routing.summary),
-                                     job: try assignment(routing, agentId: nil, pondId: pond, lenderId: rule.lenderId, reason: "routing rule \"\(rule.name)\""),
-                                     on: connection)
-                return
-            }
-            let candidates = Distributor.candidates(rule.recipients, members: scope.members)
-            let eligible = Set(candidates.filter { scope.agents[$0].map { $0.holdsLeads && $0.inRotation(at: now) } ?? false })
-            guard let pick = try await pick(rule, candidates: candidates, eligible: eligible, on: connection) else {
-                outcome.note = candidates.isEmpty ? "matched, but it has no agents" : "matched, but none of its \(candidates.count) agents is in rotation"
-                routing.rules.append(outcome)
-                continue
-            }
-            let first = scope.agents[pick.order[0]]
-            let skipped = candidates.filter { !eligible.contains($0) }.compactMap { scope.agents[$0]?.name }
-            let skippedNote = skipped.isEmpty ? "" : " (\(skipped.joined(separator: ", ")) \(skipped.count == 1 ? "is" : "are") out of rotation)"
-            let how = switch rule.distribution {
-            case .roundRobin: "next in its round robin\(skippedNote)"
-            case .weighted: "drawn by its weights\(skippedNote)"
-            case .blast: "offered to all \(pick.order.count) of its agents at once\(skippedNote)"
-            }
-            outcome.note = "took the lead"
-            routing.rules.append(outcome)
-            let matchedText = (listingNote ?? "") + (routing.rules.count > 1 ? "\(routing.rules.count - 1) earlier rule\(routing.rules.count > 2 ? "s" : "") did not take it; " : "")
-                + "rule \"\(rule.name)\" matched\(Self.because(checks))"
-            return try await apply(rule, pick: pick, how: how, firstName: first?.name ?? "the agent", intro: matchedText, routing: &routing,
-                                   scope: scope, contact: contact, on: connection)
+            break
         }
-        routing.state = .unassigned
-        routing.summary = (listingNote ?? "") + "No rule had an agent in rotation for \(name); the lead waits unassigned in \(scope.entityName)."
-        try await store.save(routing, logging: RoutingLogEntry(at: now, round: round, kind: .unassigned, summary: routing.summary), on: connection)
+        if let move = decision.position { try await store.setPosition(ruleId: move.ruleId, move.next, on: connection) }
+        try await carryOut(decision, scope: scope, contact: contact, on: connection)
     }
 
-    /// The recipients in offer order; round robin moves the rule's shared position (RT-8).
-    private func pick(_ rule: RoutingRule, candidates: [UUID], eligible: Set<UUID>, on connection: PostgresConnection) async throws -> Pick? {
-        guard !eligible.isEmpty else { return nil }
-        switch rule.distribution {
-        case .roundRobin:
-            let position = try await store.lockPosition(ruleId: rule.id, on: connection)
-            guard let pick = Distributor.roundRobin(candidates, eligible: eligible, position: position) else { return nil }
-            try await store.setPosition(ruleId: rule.id, pick.nextPosition ?? position, on: connection)
-            return pick
-        case .weighted:
-            return Distributor.weighted(rule.recipients.agents ?? [], eligible: eligible, unit: random())
-        case .blast:
-            return Distributor.blast(candidates, eligible: eligible)
-        }
-    }
-
-    /// RT-13, RT-14: assign at once, or offer and wait.
-    private func apply(_ rule: RoutingRule, pick: Pick, how: String, firstName: String, intro: String, routing: inout LeadRouting,
-                       scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
+    private func carryOut(_ decision: RoutingDecision, scope: RoutingScope, contact: Contact, on connection: PostgresConnection) async throws {
+        var routing = decision.routing
         let now = clock.now
-        guard let acceptance = rule.acceptance else {
-            routing.summary = "\(intro); \(firstName) was \(how) and is assigned the lead (acceptance is off)."
-            guard let agent = scope.agents[pick.order[0]] else { return }
-            return try await assign(&routing, to: agent, lender: rule.lenderId, channels: rule.channels, scope: scope, contact: contact, on: connection)
+        switch decision.action {
+        case .assign(let agentId, let lenderId, let channels):
+            guard let agent = scope.agents[agentId] else { return }
+            try await assign(&routing, to: agent, lender: lenderId, channels: channels, scope: scope, contact: contact, on: connection)
+        case .hold(let adminId):
+            try await store.save(routing, logging: RoutingLogEntry(at: now, round: routing.round, kind: .held, agentId: adminId, summary: routing.summary),
+                                 on: connection)
+            if let adminId {
+                try await scheduleAssignment(routing, agentId: adminId, pondId: nil, lenderId: nil, reason: "address-only seller lead, kept with the admin",
+                                             on: connection)
+            }
+        case .pond(let pondId, let lenderId):
+            try await store.save(routing, logging: RoutingLogEntry(at: now, round: routing.round, kind: .pond, summary: routing.summary),
+                                 job: try assignment(routing, agentId: nil, pondId: pondId, lenderId: lenderId,
+                                                     reason: "routing rule \"\(routing.ruleName ?? "")\""),
+                                 on: connection)
+        case .offer(let offers, let timeoutAt):
+            try await store.save(routing, on: connection)
+            for planned in offers {
+                guard let agent = scope.agents[planned.agentId] else { continue }
+                try await offer(routing, to: agent, expires: planned.expiresAt, scope: scope, contact: contact, on: connection)
+            }
+            try await jobs.schedule(kind: Self.timeoutJob, payload: RoundJob(contactId: contact.id, round: routing.round), runAt: timeoutAt,
+                                    uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
+        case .unassigned:
+            try await store.save(routing, logging: RoutingLogEntry(at: now, round: routing.round, kind: .unassigned, summary: routing.summary), on: connection)
         }
-        routing.timeoutAgentId = acceptance.timeoutAgentId
-        guard scope.officeOpen else {
-            routing.summary = "\(intro); the lead arrived outside \(scope.entityName)'s office hours, so it goes straight to the timeout agent."
-            guard let agent = scope.agents[acceptance.timeoutAgentId] else { return }
-            return try await assign(&routing, to: agent, lender: rule.lenderId, channels: rule.channels, scope: scope, contact: contact, on: connection)
-        }
-        routing.state = .offering
-        routing.windowMinutes = acceptance.windowMinutes
-        routing.timeoutAt = now.addingTimeInterval(Double(acceptance.timeoutMinutes) * 60)
-        let timeoutName = scope.agents[acceptance.timeoutAgentId]?.name ?? "the timeout agent"
-        let offered: [UUID]
-        if rule.distribution == .blast {
-            routing.mode = .blast
-            offered = pick.order
-            routing.summary = "\(intro); the lead is \(how), the first to accept gets it; after \(Self.duration(acceptance.timeoutMinutes)) it goes to \(timeoutName)."
-        } else {
-            routing.mode = .sequential
-            offered = [pick.order[0]]
-            routing.queue = Array(pick.order.dropFirst())
-            routing.summary = "\(intro); \(firstName) was \(how) and is offered the lead for \(Self.duration(acceptance.windowMinutes)), then the next agent; "
-                + "the last one's offer stays open until the timeout: after \(Self.duration(acceptance.timeoutMinutes)) it goes to \(timeoutName)."
-        }
-        try await store.save(routing, on: connection)
-        for agentId in offered {
-            guard let agent = scope.agents[agentId] else { continue }
-            let expires = routing.mode == .blast
-                ? (routing.timeoutAt ?? now)
-                : Self.windowEnd(now: now, windowMinutes: acceptance.windowMinutes, last: !routing.queue.contains { scope.agents[$0]?.inRotation(at: now) == true },
-                                 timeoutAt: routing.timeoutAt)
-            try await offer(routing, to: agent, expires: expires, scope: scope, contact: contact, on: connection)
-        }
-        try await jobs.schedule(kind: Self.timeoutJob, payload: RoundJob(contactId: contact.id, round: routing.round), runAt: routing.timeoutAt ?? now,
-                                uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
     }
 
     // MARK: assignments and offers
 
-    private func assign(_ routing: inout LeadRouting, to agent: Agent, lender: UUID?, channels: [DeliveryChannel], scope: Scope, contact: Contact,
+    private func assign(_ routing: inout LeadRouting, to agent: Agent, lender: UUID?, channels: [DeliveryChannel], scope: RoutingScope, contact: Contact,
                         on connection: PostgresConnection) async throws {
         routing.state = .assigned
         routing.assignedAgentId = agent.id
@@ -338,7 +214,7 @@ struct LeadRouter: Sendable {
                              job: job, on: connection)
     }
 
-    func offer(_ routing: LeadRouting, to agent: Agent, expires: Date, scope: Scope, contact: Contact, on connection: PostgresConnection) async throws {
+    func offer(_ routing: LeadRouting, to agent: Agent, expires: Date, scope: RoutingScope, contact: Contact, on connection: PostgresConnection) async throws {
         let now = clock.now
         let offer = Offer(id: UUID.random(), contactId: contact.id, companyId: contact.companyId, round: routing.round, agentId: agent.id, ruleId: routing.ruleId,
                           mode: routing.mode ?? .sequential, state: .open, offeredAt: now, expiresAt: expires, decidedAt: nil)
@@ -420,7 +296,9 @@ struct LeadRouter: Sendable {
         try await store.save(routing, logging: RoutingLogEntry(at: now, round: offer.round, kind: .accepted, agentId: agentId, offerId: offer.id,
                                                                summary: "\(agentName) accepted the lead."), on: connection)
         try await jobs.cancel(uniqueKey: "timeout:\(offer.contactId):\(offer.round)", on: connection, logger: logger)
-        try await scheduleAssignment(routing, agentId: agentId, pondId: nil, lenderId: routing.lenderId,
+        // RT-6: the rule's lender, else the accepting agent's own.
+        let lender = if let rule = routing.lenderId { rule } else { try await store.ownLender(of: agentId, on: connection) }
+        try await scheduleAssignment(routing, agentId: agentId, pondId: nil, lenderId: lender,
                                      reason: "accepted the offer of \(routing.ruleName.map { "routing rule \"\($0)\"" } ?? "the listing")", on: connection)
         var accepted = offer
         accepted.state = .accepted
@@ -440,41 +318,28 @@ struct LeadRouter: Sendable {
             if open.isEmpty { try await timeOut(&routing, contact: contact, because: "every agent declined", on: connection) }
         case .sequential, nil:
             let scope = try await scope(for: contact, on: connection)
-            while !routing.queue.isEmpty {
-                let next = routing.queue.removeFirst()
-                guard let agent = scope.agents[next], agent.inRotation(at: clock.now) else { continue }
-                try await store.save(routing, on: connection)
-                let last = !routing.queue.contains { scope.agents[$0]?.inRotation(at: clock.now) == true }
-                try await self.offer(routing, to: agent, expires: Self.windowEnd(now: clock.now, windowMinutes: routing.windowMinutes ?? 5, last: last,
-                                                                                  timeoutAt: routing.timeoutAt),
-                                     scope: scope, contact: contact, on: connection)
-                return
+            guard let (next, queue) = LeadDecider.nextOffer(routing, scope: scope, now: clock.now), let agent = scope.agents[next.agentId] else {
+                routing.queue = []
+                return try await timeOut(&routing, contact: contact, because: "no agent is left to offer it to", scope: scope, on: connection)
             }
-            try await timeOut(&routing, contact: contact, because: "no agent is left to offer it to", scope: scope, on: connection)
+            routing.queue = queue
+            try await store.save(routing, on: connection)
+            try await self.offer(routing, to: agent, expires: next.expiresAt, scope: scope, contact: contact, on: connection)
         }
     }
 
-    /// When a sequential offer closes (RT-13, RT-14): after the agent's window, except that the
-    /// last recipient's stays open until the rule's timeout, so the timeout agent gets the lead at
-    /// the timeout, as the rule and its explanation say, and not when the last window lapses.
-    static func windowEnd(now: Date, windowMinutes: Int, last: Bool, timeoutAt: Date?) -> Date {
-        let window = now.addingTimeInterval(Double(windowMinutes) * 60)
-        guard last, let timeoutAt else { return window }
-        return max(window, timeoutAt)
-    }
-
     /// RT-14: the timeout agent gets the lead without acceptance.
-    private func timeOut(_ routing: inout LeadRouting, contact: Contact, because reason: String, scope known: Scope? = nil,
+    private func timeOut(_ routing: inout LeadRouting, contact: Contact, because reason: String, scope known: RoutingScope? = nil,
                          on connection: PostgresConnection) async throws {
         let now = clock.now
         for id in try await store.closeOpenOffers(contactId: contact.id, as: .timedOut, at: now, on: connection) {
             try await store.log(RoutingLogEntry(at: now, round: routing.round, kind: .timedOut, offerId: id, summary: "The offer timed out."), contactId: contact.id, on: connection)
         }
         let scope = if let known { known } else { try await self.scope(for: contact, on: connection) }
-        guard let timeoutAgent = routing.timeoutAgentId.flatMap({ scope.agents[$0] }) else { return }
-        routing.summary += " Nobody accepted (\(reason)), so the lead goes to the timeout agent \(timeoutAgent.name)."
+        guard let decision = LeadDecider.timedOut(routing, because: reason, scope: scope) else { return }
         try await jobs.cancel(uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
-        try await assign(&routing, to: timeoutAgent, lender: routing.lenderId, channels: routing.channels, scope: scope, contact: contact, on: connection)
+        routing = decision.routing
+        try await carryOut(decision, scope: scope, contact: contact, on: connection)
     }
 
     // MARK: jobs
@@ -557,38 +422,5 @@ struct LeadRouter: Sendable {
             return try await route(contact, round: routing.round + 1, skipListingAgent: true, on: connection)
         }
         try await timeOut(&routing, contact: contact, because: "the rule's timeout passed", on: connection)
-    }
-
-    // MARK: helpers
-
-    static func leadName(_ contact: Contact) -> String {
-        let name = [contact.firstName, contact.lastName].compactMap { $0 }.joined(separator: " ")
-        return name.isEmpty ? "The lead" : name
-    }
-
-    static func because(_ checks: [CriterionCheck]) -> String {
-        checks.isEmpty ? " (it takes every lead)" : " (" + checks.map(\.detail).joined(separator: "; ") + ")"
-    }
-
-    static func duration(_ minutes: Int) -> String {
-        if minutes % 60 == 0 { return minutes == 60 ? "1 hour" : "\(minutes / 60) hours" }
-        return minutes == 1 ? "1 minute" : "\(minutes) minutes"
-    }
-
-    /// The admin of the entity itself, else of the entities above it (company admins last).
-    static func admin(of scope: Scope) -> Agent? {
-        let admins = scope.members.filter { $0.role.isAdmin && $0.active }
-        let rank: [Role: Int] = [.teamAdmin: 0, .officeAdmin: 1, .companyAdmin: 2]
-        return admins.first { $0.entityIds.contains(scope.entityId) }
-            ?? scope.agents.values.filter { $0.role.isAdmin && $0.active }.sorted { (rank[$0.role] ?? 3, $0.name) < (rank[$1.role] ?? 3, $1.name) }.first
-    }
-
-    /// RT-18: the listing agent if they belong to the receiving entity, else the co-listing agent if they do.
-    static func listingAgent(_ listing: ListingInterest, scope: Scope) -> Agent? {
-        let members = Set(scope.members.filter { $0.active && $0.holdsLeads }.map(\.id))
-        for candidate in [listing.listingAgentId, listing.coListingAgentId] {
-            if let id = candidate, members.contains(id), let agent = scope.agents[id] { return agent }
-        }
-        return nil
     }
 }

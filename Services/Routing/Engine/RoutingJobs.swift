@@ -154,7 +154,7 @@ struct RoutingJobs: Sendable {
             var dueAt: Date
             var assigneeId: UUID
         }
-        let task = NewTask(kind: "call", title: "Call \(LeadRouter.leadName(contact))", description: "Follow-up scheduled by phone when the lead was accepted.",
+        let task = NewTask(kind: "call", title: "Call \(LeadDecider.leadName(contact))", description: "Follow-up scheduled by phone when the lead was accepted.",
                            dueAt: job.dueAt, assigneeId: job.agentId)
         let path = "/v1/contacts/\(job.contactId.uuidString.lowercased())/tasks"
         // Tasks take no idempotency key: a run that created the task but died before committing

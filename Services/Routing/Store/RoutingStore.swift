@@ -127,10 +127,11 @@ struct RoutingStore: Sendable {
     func agents(companyId: UUID, on connection: PostgresConnection) async throws -> [Agent] {
         var agents: [Agent] = []
         for row in try await connection.prepared(SQL.Agents.self, .values(companyId), logger: logger) {
-            let (id, first, last, role, entities, active, inRotation, until, push) = try row.decode((UUID, String, String, String, [UUID], Bool, Bool, Date?, Bool).self)
+            let (id, first, last, role, entities, active, inRotation, until, push, lender)
+                = try row.decode((UUID, String, String, String, [UUID], Bool, Bool, Date?, Bool, UUID?).self)
             guard let role = Role(rawValue: role) else { continue }
             agents.append(Agent(id: id, firstName: first, lastName: last, role: role, entityIds: entities, active: active, inRotation: inRotation,
-                                rotationUntil: until, prefersPush: push))
+                                rotationUntil: until, prefersPush: push, lenderId: lender))
         }
         return agents
     }
@@ -138,6 +139,14 @@ struct RoutingStore: Sendable {
     /// One user's name, for the log line of an answer (not the whole company's directory).
     func agentName(_ id: UUID, on connection: PostgresConnection) async throws -> String? {
         try await connection.query("SELECT first_name || ' ' || last_name FROM directory_users WHERE id = \(id)", logger: logger).first(String.self)
+    }
+
+    /// RT-6: the agent's own lender while that lender is an active lender (as `LeadDecider.lender`).
+    func ownLender(of agentId: UUID, on connection: PostgresConnection) async throws -> UUID? {
+        try await connection.query("""
+            SELECT l.id FROM directory_users a JOIN directory_users l ON l.id = a.lender_id AND l.active AND l.role = 'lender'
+            WHERE a.id = \(agentId)
+            """, logger: logger).first(UUID.self)
     }
 
     func contact(_ id: UUID, on connection: PostgresConnection) async throws -> Contact? {
@@ -296,7 +305,7 @@ extension RoutingStore {
         }
         enum Agents: PreparedSQL {
             static let sql = """
-                SELECT id, first_name, last_name, role, entity_ids, active, in_rotation, rotation_until, prefers_push
+                SELECT id, first_name, last_name, role, entity_ids, active, in_rotation, rotation_until, prefers_push, lender_id
                 FROM directory_users WHERE company_id = $1
                 """
         }
