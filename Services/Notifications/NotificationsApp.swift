@@ -23,7 +23,7 @@ func buildNotifications(config: ServiceConfig) async throws -> some ApplicationP
         ConsentController(store: store, recipients: recipients, clock: environment.clock).register(on: routes.authenticated)
         WebhooksController(store: store, sender: sender, settings: settings.webhooks, peers: environment.peers, clock: environment.clock).register(on: routes.open)
         return ServiceParts(migrations: NotificationsMigrations.all,
-                            eventHandlers: DirectoryReplica.handlers(for: .notifications) + ContactReplica.handlers(for: .notifications),
+                            eventHandlers: DirectoryReplica.handlers(for: .notifications) + ContactReplica.handlers(for: .notifications) + [sender.archiveHandler],
                             jobHandlers: [sender.jobHandler])
     }
 }

@@ -271,7 +271,7 @@ struct ContactsTests {
         #expect(badLink.errorField == "links[0]")
     }
 
-    @Test("ST-7, ST-11: archiving is a status change every automation service hears about exactly once")
+    @Test("ST-11: archiving is a status change every automation service hears about exactly once (what each does with it is proved under ST-7 in notifications and routing)")
     func archiveReachesAutomation() async throws {
         try await stack.waitUntilIdle()
         let readers: [ServiceName] = [.routing, .automation, .accountability, .smartplans, .notifications]

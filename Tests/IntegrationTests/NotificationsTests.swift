@@ -368,6 +368,39 @@ struct NotificationsTests {
         #expect(abs(windowOpens.timeIntervalSince(until) - 2 * 3600) < 1, "10:00 is two hours after 08:00")
     }
 
+    @Test("ST-7: a held automated text to a contact who is then archived never leaves; later automated messages are suppressed as archived; the agent's own text still goes")
+    func archiveStopsAutomation() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let contactId = try await contact(brokerage, phone: phone)
+        var chicago = Calendar(identifier: .gregorian)
+        chicago.timeZone = try #require(TimeZone(identifier: "America/Chicago"))
+        let night = try #require(chicago.nextDate(after: try await clock(), matching: DateComponents(hour: 22, minute: 30), matchingPolicy: .nextTime))
+        try await setClock(night)
+        let service = try await stack.serviceToken(.smartplans)
+        let held = try await send(service, ["channel": "sms", "contactId": contactId, "body": "New listings for you", "purpose": "automated"])
+        #expect(held["state"] == .string("held") && held["reason"] == .string("quiet_hours"), "\(held.text)")
+        let id = try #require(held["id"]?.string)
+        let until = try #require(held["holdUntil"]?.string.flatMap(RFC3339.date(from:)))
+
+        let archived = try await stack.call(.POST, .contacts, "/v1/contacts/\(contactId)/status", token: brokerage.adminToken,
+                                            json: #"{"status":"archive","reason":"not interested"}"#)
+        #expect(archived.status == 200, "\(archived.text)")
+        try await stack.waitUntilIdle()
+        let suppressed = try await message(id)
+        #expect(suppressed["state"] == .string("suppressed") && suppressed["reason"] == .string("archived"), "\(suppressed.text)")
+        try await setClock(until.addingTimeInterval(60))
+        try await stack.waitUntilIdle()
+        #expect(try await providerRequests(to: phone).isEmpty, "the held text never left")
+
+        let later = try await send(service, ["channel": "sms", "contactId": contactId, "body": "Still looking?", "purpose": "automated"])
+        #expect(later["state"] == .string("suppressed") && later["reason"] == .string("archived"), "\(later.text)")
+        let manual = try await send(brokerage.adminToken, ["channel": "sms", "contactId": contactId, "body": "Thanks for letting me know", "purpose": "manual"])
+        #expect(manual.status == 202 && manual["state"] == .string("queued"), "\(manual.text)")
+        try await stack.waitUntilIdle()
+        #expect(try await providerRequests(to: phone).count == 1, "only the agent's own text went")
+    }
+
     @Test("NT-5: stricter state rules — a Florida contact gets at most 3 automated texts in 24 hours; the 4th is held until the first leaves the window")
     func stateCap() async throws {
         let brokerage = try await stack.newCompany()

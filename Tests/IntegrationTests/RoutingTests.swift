@@ -337,7 +337,7 @@ struct RoutingTests {
         #expect(connect.text.contains("<Dial>\(leadPhone)</Dial>"), "\(connect.text)")
     }
 
-    @Test("RT-6: a rule's lender is attached to the leads it routes, overriding the agent's own, which is attached otherwise; a pond rule puts leads in the pond; all agents includes later joiners; a hand assignment withdraws open offers")
+    @Test("RT-6: a rule's lender is attached to the leads it routes, overriding the agent's own, which is attached otherwise; a pond rule puts leads in the pond; all agents includes later joiners; a hand assignment withdraws open offers, and so does archiving (ST-7)")
     func recipientsLenderAndPond() async throws {
         let office = try await office()
         let (alice, bob, cara) = (office.agents["Alice"]!, office.agents["Bob"]!, office.agents["Cara"]!)
@@ -419,8 +419,16 @@ struct RoutingTests {
         #expect(offers(why).allSatisfy { $0["state"]?.string == "closed" }, "\(why.text)")
         let late = try await stack.call(.POST, .routing, "/v1/offers/\(offerId)/acceptance", token: alice.token)
         #expect(late.status == 409, "\(late.text)")
+        // ST-7: a lead archived while its offers are out is routed no further.
+        let dropped = try await lead(office, ["firstName": "Archie", "email": "archie-\(UUID().uuidString.prefix(6))@example.com", "tags": ["offer"]])
+        #expect(try await explain(office, dropped)["state"]?.string == "offering")
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(dropped)/status", token: admin, json: #"{"status":"archive"}"#).status == 200)
+        try await stack.waitUntilIdle()
+        let stopped = try await explain(office, dropped)
+        #expect(stopped["state"]?.string == "not_routed" && offers(stopped).allSatisfy { $0["state"]?.string == "closed" }, "\(stopped.text)")
         try await advance(minutes: 11)
         #expect(try await assignee(office, offered) == danId, "the rule's timeout no longer applies")
+        #expect(try await assignee(office, dropped) == nil, "ST-7: nor to an archived lead")
     }
 
     @Test("RT-17: an address-only seller waits with the admin until contact details arrive; agent-site leads go to their agent")

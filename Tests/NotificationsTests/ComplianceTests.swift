@@ -121,6 +121,15 @@ struct ComplianceTests {
         #expect(policy.decide(context, now: date("2026-11-25T02:30:00Z")) == .hold(until: date("2026-11-25T14:00:00Z"), reason: "quiet_hours"))
     }
 
+    @Test("ST-7: an automated message to an archived contact is suppressed as archived; a manual one is not")
+    func archivedSuppressed() {
+        var context = SendContext(channel: .email, purpose: .automated, address: "a@example.com", optedOut: false, onDNC: false,
+                                  recipientTimeZones: [chicago], recipientState: "IL", window: nil, automatedSentInLastDay: [], recipientArchived: true)
+        #expect(CompliancePolicy().decide(context, now: date("2026-11-24T18:00:00Z")) == .suppress(reason: "archived"))
+        context.purpose = .manual
+        #expect(CompliancePolicy().decide(context, now: date("2026-11-24T18:00:00Z")) == .send)
+    }
+
     @Test("NT-5: state rules parse from configuration; contacts are placed by state, else by area code")
     func stateRulesAndZones() throws {
         let rules = try StateRule.parse("TX=09:00-20:00/2, Georgia=08:00-21:00")

@@ -175,4 +175,12 @@ struct LeadDeciderTests {
         #expect(ponded.action == .pond(pondId: pond, lenderId: ruleLender.id))
         #expect(ponded.routing.state == .pond)
     }
+
+    @Test("ST-7: an archived lead is not routed")
+    func archivedNotRouted() throws {
+        var lead = T.lead()
+        lead.status = .archive
+        let decision = try #require(Self.decide(lead, Self.scope([T.agent("Ann")], rules: [Self.rule("Default", isDefault: true)])))
+        #expect(decision.action == .notRouted && decision.routing.state == .notRouted)
+    }
 }

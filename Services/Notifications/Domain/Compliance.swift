@@ -80,6 +80,8 @@ struct SendContext: Sendable {
     var window: WeeklyWindow?
     /// When the automated messages sent to this recipient in the last 24 hours went out.
     var automatedSentInLastDay: [Date]
+    /// ST-7, BA-11: the recipient is an archived contact.
+    var recipientArchived = false
 }
 
 enum SendDecision: Equatable {
@@ -104,6 +106,8 @@ struct CompliancePolicy: Sendable {
     }
 
     func decide(_ context: SendContext, now: Date) -> SendDecision {
+        // ST-7: archiving stops all automation; the agent's own messages still go.
+        if context.purpose == .automated && context.recipientArchived { return .suppress(reason: "archived") }
         let phoneChannel = context.channel == .sms || context.channel == .voice
         if phoneChannel && context.optedOut { return .suppress(reason: "opted_out") }
         if phoneChannel && context.onDNC { return .suppress(reason: "dnc") }

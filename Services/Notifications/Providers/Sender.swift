@@ -37,7 +37,8 @@ struct Sender: Sendable {
         }
         let context = SendContext(channel: message.channel, purpose: message.purpose, address: message.to, optedOut: facts.optedOut,
                                   onDNC: facts.onDNC, recipientTimeZones: message.contactId == nil ? [] : recipient?.timeZones ?? [],
-                                  recipientState: recipient?.state, window: window, automatedSentInLastDay: facts.recentAutomated)
+                                  recipientState: recipient?.state, window: window, automatedSentInLastDay: facts.recentAutomated,
+                                  recipientArchived: message.contactId != nil && recipient?.archived == true)
         return policy.decide(context, now: now)
     }
 
@@ -86,6 +87,24 @@ struct Sender: Sendable {
     }
 
     static let maxAttempts = 8
+
+    /// ST-7: a contact archived: every automated message still held or queued for them is
+    /// suppressed at once (their jobs then find nothing to send); manual ones go on.
+    var archiveHandler: EventHandler {
+        EventHandler(name: "notifications.archive", eventType: EventType.contactStatusChanged) { event, connection, _ in
+            let contact = try event.data(ContactChanged.self).contact
+            guard contact.status == .archive else { return }
+            let ids = try await store.pendingAutomated(contactId: contact.id, on: connection)
+            guard !ids.isEmpty else { return }
+            var changed: [Message] = []
+            for var message in try await store.lockMessages(ids, on: connection) where message.state == .held || message.state == .queued {
+                _ = settle(.suppress(reason: "archived"), &message)
+                changed.append(message)
+            }
+            try await store.save(&changed, on: connection)
+            try await store.publishUpdates(changed, on: connection)
+        }
+    }
 
     /// Message jobs due together go out together: one lock, one attempt write before the
     /// providers are called and one after, one save and one commit for the lot.

@@ -16,6 +16,8 @@ struct Recipient: Sendable {
     var timeZones: [TimeZone] = []
     var ownerEntityId: UUID?
     var assignedAgentId: UUID?
+    /// ST-7: an archived contact gets no automated message.
+    var archived = false
 
     /// The contact's zone and state: its address, else its phone's area code, else its owner
     /// entity's zone (with no state rule then).
@@ -61,8 +63,10 @@ struct MessageStore: Sendable {
 
     func contactRecipient(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
         for row in try await connection.prepared(SQL.ContactRecipient.self, .values(id), logger: logger) {
-            let (company, phone, email, state, owner, agent, entityZone) = try row.decode((UUID, String?, String?, String?, UUID, UUID?, String?).self)
-            var recipient = Recipient(companyId: company, contactId: id, phone: phone, email: email, ownerEntityId: owner, assignedAgentId: agent)
+            let (company, phone, email, state, owner, agent, entityZone, archived)
+                = try row.decode((UUID, String?, String?, String?, UUID, UUID?, String?, Bool).self)
+            var recipient = Recipient(companyId: company, contactId: id, phone: phone, email: email, ownerEntityId: owner, assignedAgentId: agent,
+                                      archived: archived)
             recipient.place(addressState: state, entityZone: entityZone)
             return recipient
         }
@@ -73,7 +77,7 @@ struct MessageStore: Sendable {
     func recipient(from contact: Contact, entityZone: String?) -> Recipient {
         let phone = contact.phones.first
         var recipient = Recipient(companyId: contact.companyId, contactId: contact.id, phone: phone, email: contact.emails.first,
-                                  ownerEntityId: contact.ownerEntityId, assignedAgentId: contact.assignedAgentId)
+                                  ownerEntityId: contact.ownerEntityId, assignedAgentId: contact.assignedAgentId, archived: contact.status == .archive)
         recipient.place(addressState: contact.address?.state, entityZone: entityZone)
         return recipient
     }
@@ -223,6 +227,17 @@ struct MessageStore: Sendable {
     }
 
     /// The messages, locked for their sender (no-key lock: attempts are written beside them).
+    /// ST-7: the automated messages still waiting to go to a contact (held or queued).
+    func pendingAutomated(contactId: UUID, on connection: PostgresConnection) async throws -> [UUID] {
+        let rows = try await connection.query("""
+            SELECT id FROM messages
+            WHERE contact_id = \(contactId) AND purpose = 'automated' AND direction = 'outbound' AND state IN ('held', 'queued')
+            """, logger: logger)
+        var ids: [UUID] = []
+        for try await id in rows.decode(UUID.self) { ids.append(id) }
+        return ids
+    }
+
     func lockMessages(_ ids: [UUID], on connection: PostgresConnection) async throws -> [Message] {
         try decode(try await connection.prepared(SQL.LockMessages.self, .values(ids), logger: logger))
     }
@@ -498,7 +513,8 @@ extension MessageStore {
     enum SQL {
         enum ContactRecipient: PreparedSQL {
             static let sql = """
-                SELECT c.company_id, c.phones[1], c.emails[1], c.snapshot->'address'->>'state', c.owner_entity_id, c.assigned_agent_id, e.time_zone
+                SELECT c.company_id, c.phones[1], c.emails[1], c.snapshot->'address'->>'state', c.owner_entity_id, c.assigned_agent_id, e.time_zone,
+                    c.status = 'archive'
                 FROM contact_replica c LEFT JOIN directory_entities e ON e.id = c.owner_entity_id
                 WHERE c.id = $1 AND NOT c.deleted
                 """

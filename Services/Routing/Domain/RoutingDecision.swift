@@ -33,6 +33,8 @@ enum RoutingAction: Sendable, Hashable {
     case offer([PlannedOffer], timeoutAt: Date)
     /// No rule had an agent who could take it.
     case unassigned
+    /// ST-7: an archived lead is not routed.
+    case notRouted
 }
 
 /// A round robin rule's shared position after this lead (RT-8).
@@ -78,6 +80,13 @@ enum LeadDecider {
                                   queue: [], channels: [], skipListingAgent: input.skipListingAgent, rules: [], summary: "", startedAt: now, updatedAt: now)
         let name = leadName(contact)
         let everyChannel: [DeliveryChannel] = [.text, .email, .push]
+
+        // ST-7: archiving stops all automation, routing included.
+        if contact.status == .archive {
+            routing.state = .notRouted
+            routing.summary = "Not routed: \(name) is archived, and archived contacts get no automation."
+            return .decided(RoutingDecision(routing: routing, action: .notRouted))
+        }
 
         // RT-17: leads from an agent's own site always go to that agent.
         if let agentId = contact.agentSiteAgentId, let agent = scope.agents[agentId], agent.active {

@@ -30,6 +30,9 @@ struct LeadRouter: Sendable {
             EventHandler(name: "routing.assigned-by-hand", eventType: EventType.contactAssigned) { event, connection, _ in
                 try await assignedElsewhere(try event.data(ContactChanged.self), on: connection)
             },
+            EventHandler(name: "routing.archived", eventType: EventType.contactStatusChanged) { event, connection, _ in
+                try await archived(try event.data(ContactChanged.self).contact, on: connection)
+            },
         ]
     }
 
@@ -115,6 +118,23 @@ struct LeadRouter: Sendable {
                              on: connection)
     }
 
+    /// ST-7: archiving a lead stops its routing: open offers are withdrawn, no timeout hands it
+    /// on, and an address-only seller is no longer waiting for details.
+    func archived(_ contact: Contact, on connection: PostgresConnection) async throws {
+        guard contact.status == .archive, var routing = try await store.lockRouting(contact.id, on: connection),
+              routing.state == .offering || routing.state == .awaitingContactInfo else { return }
+        let now = clock.now
+        _ = try await store.closeOpenOffers(contactId: contact.id, as: .closed, at: now, on: connection)
+        try await jobs.cancel(uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
+        routing.state = .notRouted
+        routing.queue = []
+        routing.updatedAt = now
+        routing.summary += " The lead was then archived, so routing stopped and the open offers were withdrawn."
+        try await store.save(routing, logging: RoutingLogEntry(at: now, round: routing.round, kind: .notRouted,
+                                                               summary: "The lead was archived; routing stopped and the open offers were withdrawn."),
+                             on: connection)
+    }
+
     // MARK: the decision
 
     /// Read once per delivered batch: a burst of leads for one office reads its directory,
@@ -193,6 +213,8 @@ struct LeadRouter: Sendable {
                                     uniqueKey: "timeout:\(contact.id):\(routing.round)", on: connection, logger: logger)
         case .unassigned:
             try await store.save(routing, logging: RoutingLogEntry(at: now, round: routing.round, kind: .unassigned, summary: routing.summary), on: connection)
+        case .notRouted:
+            try await store.save(routing, logging: RoutingLogEntry(at: now, round: routing.round, kind: .notRouted, summary: routing.summary), on: connection)
         }
     }
 

@@ -76,7 +76,8 @@ struct RoutingJobs: Sendable {
     /// request and one transaction in notifications for all of them. A failure that lasts fails
     /// the job, which runs again under the same idempotency key, so nobody is told twice.
     func notify(_ job: LeadRouter.NoticeJob, on connection: PostgresConnection) async throws {
-        guard let contact = try await store.contact(job.contactId, on: connection) else { return }
+        // ST-7: nobody is told about an archived lead.
+        guard let contact = try await store.contact(job.contactId, on: connection), contact.status != .archive else { return }
         var offer: Offer?
         if let id = job.offerId {
             offer = try await store.offer(id, on: connection)
