@@ -33,6 +33,8 @@ package struct ServiceConfig: Sendable {
     package var maxBodyBytes: Int
     package var databasePoolSize: Int
     package var jobWorkers: Int
+    /// Days finished jobs, handled inbox rows and delivered outbox rows are kept (`Retention`).
+    package var retentionDays: Int
     /// The reader the config came from, for service-specific settings (provider keys …).
     package var reader: ConfigReader
 
@@ -86,6 +88,7 @@ package struct ServiceConfig: Sendable {
         maxBodyBytes = try Self.integer(reader, key: "max.body.bytes", variable: "MAX_BODY_BYTES", default: 2 << 20, range: 1024...(256 << 20))
         databasePoolSize = try Self.integer(reader, key: "database.pool.size", variable: "DATABASE_POOL_SIZE", default: 10, range: 2...200)
         jobWorkers = try Self.integer(reader, key: "job.workers", variable: "JOB_WORKERS", default: 4, range: 1...64)
+        retentionDays = try Self.integer(reader, key: "retention.days", variable: "RETENTION_DAYS", default: 7, range: 1...3650)
     }
 
     package var schema: String { service.rawValue }

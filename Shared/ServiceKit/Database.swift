@@ -285,6 +285,34 @@ package enum KitMigrations {
             "ALTER TABLE outbox SET (fillfactor = 50)",
             "ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_subscriber_key",
         ]),
+        // A unique key is held for ever by default (a decision's job, a period's run: once). A job
+        // scheduled with a reusable key gives it up when it finishes (completed, discarded or
+        // cancelled), as River's unique states allow, so the same key may be scheduled again
+        // (a follow-up check per contact, each time one is due). The trigger's WHEN is evaluated
+        // without calling the function, so other jobs' updates pay nothing for it.
+        Migration("JobsReusableKeys", [
+            "ALTER TABLE jobs ADD COLUMN key_reusable boolean NOT NULL DEFAULT false, ADD COLUMN finished_key text",
+            """
+            CREATE FUNCTION jobs_release_key() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                NEW.finished_key := NEW.unique_key;
+                NEW.unique_key := NULL;
+                RETURN NEW;
+            END $$
+            """,
+            """
+            CREATE TRIGGER jobs_release_key BEFORE UPDATE OF state ON jobs FOR EACH ROW
+            WHEN (NEW.key_reusable AND NEW.unique_key IS NOT NULL AND NEW.state IN ('completed', 'discarded', 'cancelled'))
+            EXECUTE FUNCTION jobs_release_key()
+            """,
+        ]),
+        // Retention finds old rows by time: block-range indexes, a few pages each and next to
+        // free to keep up, since rows arrive (and finish) roughly in time order.
+        Migration("RetentionIndexes", [
+            "CREATE INDEX jobs_finished ON jobs USING brin (finished_at)",
+            "CREATE INDEX inbox_handled ON inbox USING brin (handled_at)",
+            "CREATE INDEX outbox_delivered ON outbox USING brin (delivered_at)",
+        ]),
     ]
 }
 

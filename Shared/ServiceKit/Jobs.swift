@@ -20,9 +20,24 @@ package struct Job: Sendable {
     /// Whether another job was due when this one was claimed.
     package var moreDue = false
 
+    /// The payload as `type`; one that does not decode is `UndecodablePayload`, which discards
+    /// the job at once and logs it as an error: retrying cannot make it decode, and a handler
+    /// must never run with a half-read payload.
     package func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try payload.decode(type)
+        do {
+            return try payload.decode(type)
+        } catch {
+            throw UndecodablePayload(jobId: id, kind: kind, expected: String(describing: type), problem: String(describing: error))
+        }
     }
+}
+
+package struct UndecodablePayload: Error, CustomStringConvertible {
+    package var jobId: Int64
+    package var kind: String
+    package var expected: String
+    package var problem: String
+    package var description: String { "undecodable payload: job \(jobId) (\(kind)) is not a \(expected): \(problem)" }
 }
 
 package struct JobHandler: Sendable {
@@ -69,6 +84,8 @@ package struct ScheduledJob: Sendable {
     package var runAt: Date?
     package var maxAttempts: Int
     package var uniqueKey: String?
+    /// Only `JobQueue.schedule`: the key is free again once the job has finished.
+    package var keyReusable = false
 
     package init(kind: String, payload: some Encodable, runAt: Date?, maxAttempts: Int, uniqueKey: String? = nil) throws {
         self.kind = kind
@@ -139,12 +156,14 @@ package struct JobQueue: Sendable {
     package static let defaultMaxAttempts = 20
 
     /// Schedules a job. With a `uniqueKey` already taken, nothing new is written and the first
-    /// job's id is returned.
+    /// job's id is returned. A key is held for ever unless `keyReusable`: then it is free again
+    /// once its job has finished (completed, discarded or cancelled).
     @discardableResult
-    package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, maxAttempts: Int = Self.defaultMaxAttempts,
-                          on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
-        try await schedule(try ScheduledJob(kind: kind, payload: payload, runAt: runAt, maxAttempts: maxAttempts, uniqueKey: uniqueKey),
-                           at: runAt, on: connection, logger: logger)
+    package func schedule(kind: String, payload: some Encodable, runAt: Date, uniqueKey: String? = nil, keyReusable: Bool = false,
+                          maxAttempts: Int = Self.defaultMaxAttempts, on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
+        var job = try ScheduledJob(kind: kind, payload: payload, runAt: runAt, maxAttempts: maxAttempts, uniqueKey: uniqueKey)
+        job.keyReusable = keyReusable
+        return try await schedule(job, at: runAt, on: connection, logger: logger)
     }
 
     /// Schedules `job` as `schedule(kind:…)` does; one without a `runAt` is not written (nil).
@@ -155,18 +174,22 @@ package struct JobQueue: Sendable {
     }
 
     private func schedule(_ job: ScheduledJob, at runAt: Date, on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
-        var scheduled: Int64?
-        for try await id in try await connection.execute(
-            KitStatements.ScheduleJob(kind: job.kind, uniqueKey: job.uniqueKey, payload: job.payload, runAt: runAt, maxAttempts: job.maxAttempts),
-            logger: logger) {
-            scheduled = id
+        // Twice: a reusable key's holder may finish, and free it, between the two statements.
+        for _ in 0..<2 {
+            var scheduled: Int64?
+            for try await id in try await connection.execute(
+                KitStatements.ScheduleJob(kind: job.kind, uniqueKey: job.uniqueKey, payload: job.payload, runAt: runAt, maxAttempts: job.maxAttempts,
+                                          keyReusable: job.keyReusable),
+                logger: logger) {
+                scheduled = id
+            }
+            if let scheduled {
+                try await Wakeups.request(Self.wakeup, on: connection, logger: logger)
+                return scheduled
+            }
+            let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(job.uniqueKey)", logger: logger)
+            for try await id in existing.decode(Int64.self) { return id }
         }
-        if let scheduled {
-            try await Wakeups.request(Self.wakeup, on: connection, logger: logger)
-            return scheduled
-        }
-        let existing = try await connection.query("SELECT id FROM jobs WHERE unique_key = \(job.uniqueKey)", logger: logger)
-        for try await id in existing.decode(Int64.self) { return id }
         throw JobLeaseLost(jobId: -1)
     }
 
@@ -357,7 +380,7 @@ package struct JobRunner: Service {
 
     private enum Race {
         /// The jobs the batch handler reported failed, with their errors.
-        case finished(Result<[Int64: String], any Error>)
+        case finished(Result<[Int64: any Error], any Error>)
         case shutdownGraceOver
         case leaseLost
     }
@@ -385,11 +408,11 @@ package struct JobRunner: Service {
                 do {
                     // Returns at the deadline even if the handler's transaction never does.
                     let failed = try await Deadline.run(deadline, doing: "job \(first.id) (\(first.kind))") {
-                        try await client.transaction(logger: logger) { connection -> [Int64: String] in
+                        try await client.transaction(logger: logger) { connection -> [Int64: any Error] in
                             held.hold(connection)
-                            var failed: [Int64: String] = [:]
+                            var failed: [Int64: any Error] = [:]
                             if jobs.count > 1, let batch = handler.handleBatch {
-                                failed = try await batch(jobs, connection, logger).mapValues { String(describing: $0) }
+                                failed = try await batch(jobs, connection, logger)
                             } else {
                                 try await handler.handle(first, connection, logger)
                             }
@@ -438,7 +461,7 @@ package struct JobRunner: Service {
             var outcomes: [Outcome] = []
             for job in jobs {
                 if let error = failed[job.id] {
-                    outcomes.append(await fail(job, error: error, permanent: false))
+                    outcomes.append(await self.failed(job, error))
                 } else {
                     outcomes.append(.completed)
                 }
@@ -461,7 +484,7 @@ package struct JobRunner: Service {
             return jobs.map { _ in .leaseLost }
         case .finished(.failure(let error)):
             var outcomes: [Outcome] = []
-            for job in jobs { outcomes.append(await fail(job, error: String(describing: error), permanent: false)) }
+            for job in jobs { outcomes.append(await self.failed(job, error)) }
             return outcomes
         case .leaseLost:
             logger.warning("job lost its lease while running", metadata: ["job": "\(first.id)"])
@@ -472,6 +495,16 @@ package struct JobRunner: Service {
             for job in jobs { await release(job) }
             return jobs.map { _ in .released }
         }
+    }
+
+    /// A handler's failure: retried, except a payload that cannot be decoded, discarded loudly.
+    private func failed(_ job: Job, _ error: any Error) async -> Outcome {
+        if let undecodable = error as? UndecodablePayload {
+            logger.error("job discarded: its payload cannot be decoded", metadata: [
+                "job": "\(job.id)", "kind": "\(job.kind)", "expected": "\(undecodable.expected)", "problem": "\(undecodable.problem)"])
+            return await fail(job, error: undecodable.description, permanent: true)
+        }
+        return await fail(job, error: String(describing: error), permanent: false)
     }
 
     static func nanoseconds(_ duration: Duration) -> Int64 {

@@ -81,8 +81,8 @@ enum KitStatements {
 
     struct ScheduleJob: PostgresPreparedStatement {
         static let sql = """
-            INSERT INTO jobs (kind, unique_key, payload, run_at, max_attempts)
-            VALUES ($1, $2, $3::jsonb, $4, $5)
+            INSERT INTO jobs (kind, unique_key, payload, run_at, max_attempts, key_reusable)
+            VALUES ($1, $2, $3::jsonb, $4, $5, $6)
             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
             RETURNING id
             """
@@ -92,14 +92,16 @@ enum KitStatements {
         var payload: String
         var runAt: Date
         var maxAttempts: Int
+        var keyReusable = false
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 5)
+            var bindings = PostgresBindings(capacity: 6)
             try bindings.append(kind)
             try bindings.append(uniqueKey)
             try bindings.append(payload)
             try bindings.append(runAt)
             try bindings.append(maxAttempts)
+            try bindings.append(keyReusable)
             return bindings
         }
 

@@ -158,7 +158,6 @@ package struct OutboxDispatcher: Service {
     var maxBatchBytes = 512 << 10
     var pollInterval: Duration = .milliseconds(500)
     var backoff = Backoff(base: 0.5, cap: 300)
-    var retention: TimeInterval = 7 * 86400
 
     package init(service: ServiceName, client: PostgresClient, peers: PeerClient, bells: OutboxBells, logger: Logger) {
         self.service = service
@@ -215,13 +214,8 @@ package struct OutboxDispatcher: Service {
     }
 
     private func upkeepLoop() async {
-        var lastPrune = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                if ContinuousClock.now - lastPrune > .seconds(600) {
-                    try await prune()
-                    lastPrune = .now
-                }
                 try await recordLag()
             } catch {
                 logger.warning("outbox upkeep failed", metadata: ["error": "\(String(reflecting: error))"])
@@ -384,18 +378,6 @@ package struct OutboxDispatcher: Service {
         _ = try? await bookkeeping("outbox give-up") { [client, logger] in
             try await client.query(
                 "UPDATE outbox SET gave_up_at = now(), locked_until = NULL, last_error = \(reason) WHERE id = \(row.id)", logger: logger).collect()
-        }
-    }
-
-    private func prune() async throws {
-        let cutoff = Date().addingTimeInterval(-retention)
-        try await client.transaction(logger: logger) { connection in
-            // The one bookkeeping statement that reads the whole table, so a scan is its best plan.
-            try await connection.query("SET LOCAL enable_seqscan = on", logger: logger)
-            try await connection.query("DELETE FROM outbox WHERE delivered_at < \(cutoff)", logger: logger)
-            try await connection.query("""
-                DELETE FROM outbox_events e WHERE e.created_at < \(cutoff) AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.event_id)
-                """, logger: logger)
         }
     }
 

@@ -34,6 +34,8 @@ package struct ServiceParts: Sendable {
     package var jobHandlers: [JobHandler] = []
     /// Work to do once the schema is current, before the service reports ready.
     package var afterMigrations: [@Sendable () async throws -> Void] = []
+    /// Work at set local times (`PeriodicSchedule`), each period once whatever the replicas.
+    package var periodic: [PeriodicSchedule] = []
 
     package init(migrations: [Migration], eventHandlers: [EventHandler] = [], jobHandlers: [JobHandler] = []) {
         self.migrations = migrations
@@ -170,8 +172,13 @@ package enum ServiceKit {
 
         routeMethods.load(router.routes.map { ("\($0.path)", $0.method.rawValue) })
 
+        let retention = PeriodicSchedule(name: "kit.retention", recurrence: .hourly(minute: 17)) { _, _, logger in
+            try await Retention.prune(days: config.retentionDays, client: client, logger: logger)
+        }
+        let schedules = PeriodicScheduler.withKeeper(parts.periodic + [retention], clock: clock, jobs: environment.jobs)
         let runner = JobRunner(
-            client: client, ledger: ledger, clock: clock, handlers: parts.jobHandlers, doorbell: jobsBell, logger: logger,
+            client: client, ledger: ledger, clock: clock,
+            handlers: parts.jobHandlers + schedules.map { $0.jobHandler(clock: clock, jobs: environment.jobs) }, doorbell: jobsBell, logger: logger,
             settings: {
                 var settings = JobRunner.Settings()
                 settings.workers = config.jobWorkers
@@ -199,6 +206,11 @@ package enum ServiceKit {
                 virtualClock.advance(to: try await SharedClockStore.load(client, logger: logger))
             }
             for step in parts.afterMigrations { try await step() }
+            if !schedules.isEmpty {
+                try await client.withConnection { connection in
+                    try await PeriodicScheduler.ensure(schedules, now: clock.now, jobs: environment.jobs, on: connection, logger: logger)
+                }
+            }
             gate.open()
             logger.info("service ready", metadata: ["port": "\(config.port)", "clock": "\(config.clockMode.rawValue)"])
         }
