@@ -3,10 +3,12 @@ import Models
 import ServiceKit
 
 /// Wires the automation service. Until its own features land it keeps only the kit's routes and the
-/// directory and contact replicas its features will read.
+/// directory and contact replicas its features will read, and the merge-field list and template
+/// preview (SP-4, BA-8) its templates will use.
 func buildAutomation(config: ServiceConfig) async throws -> some ApplicationProtocol {
-    try await ServiceKit.buildApplication(config: config) { _, _ in
-        ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
+    try await ServiceKit.buildApplication(config: config) { environment, routes in
+        TemplatePreviewController(client: environment.client, logger: environment.logger).register(on: routes.authenticated)
+        return ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
                          + DirectoryReplica.userLender,
                      eventHandlers: DirectoryReplica.handlers(for: .automation) + ContactReplica.handlers(for: .automation))
     }

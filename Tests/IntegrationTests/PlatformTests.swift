@@ -239,4 +239,40 @@ struct PlatformTests {
         let agentish = try await stack.newCompany()
         #expect(try await stack.call(.POST, .contacts, "/v1/admin/clock", token: agentish.adminToken, json: #"{"advanceSeconds": 1}"#).status == 403)
     }
+
+    @Test("SP-4, BA-8: automation and SmartPlans preview a template with a real contact's values and its agent's; an unknown field is a 422 naming it; a contact the caller may not see is 404")
+    func templatePreview() async throws {
+        let brokerage = try await stack.newCompany()
+        var agents: [(id: String, token: String)] = []
+        for name in ["Alice", "Bob"] {
+            let email = "\(name.lowercased())-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+            let created = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+                "role": "agent", "firstName": name, "lastName": "Archer", "email": email, "password": "agent password 1",
+                "mobilePhone": "+13125550101", "entityIds": [brokerage.rootEntityId],
+            ]))
+            agents.append((try #require(created["id"]?.string, "\(created.text)"), try await stack.login(email, "agent password 1")))
+        }
+        let contact = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+            "status": "new_lead", "firstName": "Jane", "lastName": "Doe", "emails": ["jane@example.com"], "assignedAgentId": agents[0].id,
+            "searchInterest": ["area": "Lincoln Park", "priceMin": 450000, "priceMax": 600000],
+        ]))
+        let contactId = try #require(contact["id"]?.string, "\(contact.text)")
+        try await stack.waitUntilIdle()
+        let template: [String: Any] = ["contactId": contactId, "subject": "Homes in {contact.search.area}",
+                                       "body": "Hi {contact.first.name}, I'm {agent.first.name} ({agent.phone}). Text me: {contact.phone|no phone on file}"]
+        for service in [ServiceName.automation, .smartplans] {
+            let preview = try await stack.call(.POST, service, "/v1/templates/preview", token: agents[0].token, json: Stack.json(template))
+            #expect(preview.status == 200, "\(service): \(preview.text)")
+            #expect(preview["subject"]?.string == "Homes in Lincoln Park")
+            #expect(preview["body"]?.string == "Hi Jane, I'm Alice ((312) 555-0101). Text me: no phone on file", "\(preview.text)")
+            #expect(preview["missing"]?.array == [.string("{contact.phone}")])
+            let unknown = try await stack.call(.POST, service, "/v1/templates/preview", token: brokerage.adminToken,
+                                               json: Stack.json(["contactId": contactId, "body": "Hi {contact.nickname}"]))
+            #expect(unknown.status == 422 && unknown.errorField == "body" && unknown.text.contains("{contact.nickname}"), "\(unknown.text)")
+            let other = try await stack.call(.POST, service, "/v1/templates/preview", token: agents[1].token, json: Stack.json(template))
+            #expect(other.status == 404, "another agent's contact: \(other.text)")
+            let fields = try await stack.call(.GET, service, "/v1/templates/fields", token: agents[1].token)
+            #expect(fields["items"]?.array?.contains { $0["name"]?.string == "{agent.first.name}" } == true)
+        }
+    }
 }
