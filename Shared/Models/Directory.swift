@@ -48,9 +48,12 @@ public struct OfficeHoursDay: Codable, Sendable, Hashable {
 public struct Rotation: Codable, Sendable, Hashable {
     public var inRotation: Bool
     public var until: Date?
+    /// Why the agent is out (AC-4: the rule broken, with the figures), for the agent and admins.
+    public var reason: String?
 
-    public init(inRotation: Bool, until: Date? = nil) {
+    public init(inRotation: Bool, until: Date? = nil, reason: String? = nil) {
         self.inRotation = inRotation
         self.until = until
+        self.reason = reason
     }
 }

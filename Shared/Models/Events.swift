@@ -37,6 +37,8 @@ public enum EventType {
     public static let contactDeleted = "contact.deleted"
     /// A batch of imported contacts (`ContactsImported`): one event per few hundred rows.
     public static let contactsImported = "contacts.imported"
+    /// A task created, changed or completed (`TaskChanged`).
+    public static let taskChanged = "task.changed"
     /// A call, text or e-mail logged with a contact (`CommunicationLogged`).
     public static let communicationLogged = "communication.logged"
     /// A message of the delivery log changed state or arrived (`MessageUpdated`).
@@ -50,9 +52,35 @@ public enum EventType {
 public struct ContactsImported: Codable, Sendable, Hashable {
     public var contacts: [Contact]
     public var actor: Actor
-    public init(contacts: [Contact], actor: Actor) {
+    /// What the import did to each contact, so SmartPlans triggers and behaviors fire on an
+    /// imported status or tag as on a single change (absent from events written before).
+    public var changes: [ImportedChange]?
+    public init(contacts: [Contact], actor: Actor, changes: [ImportedChange]? = nil) {
         self.contacts = contacts
         self.actor = actor
+        self.changes = changes
+    }
+}
+
+/// One contact's change by an import: created, or its status and tags before and after.
+public struct ImportedChange: Codable, Sendable, Hashable {
+    public var contactId: UUID
+    public var created: Bool
+    /// Nil for a created contact.
+    public var statusBefore: ContactStatus?
+    public var status: ContactStatus
+    public var tagsAdded: [String]
+    public var tagsRemoved: [String]
+
+    public init(before: Contact?, after: Contact) {
+        contactId = after.id
+        created = before == nil
+        statusBefore = before?.status
+        status = after.status
+        let old = Set((before?.tags ?? []).map { $0.lowercased() })
+        let new = Set(after.tags.map { $0.lowercased() })
+        tagsAdded = after.tags.filter { !old.contains($0.lowercased()) }
+        tagsRemoved = (before?.tags ?? []).filter { !new.contains($0.lowercased()) }
     }
 }
 

@@ -59,8 +59,40 @@ package enum ContactReplica {
                 ON CONFLICT (id) DO NOTHING
                 """, logger: logger)
         })
+        handlers.append(EventHandler(name: "replica.task", eventType: EventType.taskChanged) { event, connection, logger in
+            let task = try event.data(TaskChanged.self).task
+            try await connection.query("""
+                INSERT INTO task_replica (id, contact_id, company_id, kind, assignee_id, due_at, completed_at, call_outcome, version, created_at)
+                VALUES (\(task.id), \(task.contactId), \(task.companyId), \(task.kind.rawValue), \(task.assigneeId), \(task.dueAt),
+                        \(task.completedAt), \(task.callOutcome?.rawValue), \(task.version), \(task.createdAt))
+                ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, due_at = EXCLUDED.due_at,
+                    completed_at = EXCLUDED.completed_at, call_outcome = EXCLUDED.call_outcome, version = EXCLUDED.version
+                WHERE task_replica.version < EXCLUDED.version
+                """, logger: logger)
+        })
         return handlers.filter { wanted.contains($0.eventType) }
     }
+
+    /// Tasks with their assignee, due date and completion (AC-4: the share of tasks completed),
+    /// for the services that take `task.changed`, appended after their own migrations.
+    package static let taskMigrations: [Migration] = [
+        Migration("CreateTaskReplica", [
+            """
+            CREATE TABLE task_replica (
+                id uuid PRIMARY KEY,
+                contact_id uuid NOT NULL,
+                company_id uuid NOT NULL,
+                kind text NOT NULL,
+                assignee_id uuid,
+                due_at timestamptz,
+                completed_at timestamptz,
+                call_outcome text,
+                version int NOT NULL,
+                created_at timestamptz NOT NULL)
+            """,
+            "CREATE INDEX task_replica_assignee ON task_replica (assignee_id, due_at)",
+        ]),
+    ]
 
     /// Contact events, imports and logged communications in delivery order, in one statement:
     /// each contact's newest version is written, marked deleted when any of its events deleted

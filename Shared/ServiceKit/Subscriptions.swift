@@ -15,6 +15,7 @@ package enum Subscriptions {
         EventType.contactDeleted: contactReaders,
         EventType.contactsImported: contactReaders,
         EventType.communicationLogged: [.automation, .accountability],
+        EventType.taskChanged: [.accountability],
         EventType.messageUpdated: [.contacts],
         EventType.messageKeypress: [.routing],
     ]

@@ -161,3 +161,23 @@ struct TransactionSignatureTests {
         #expect(TransactionsController.status(for: "cancelled") == nil)
     }
 }
+
+@Suite("Import changes (SP-8, SP-9)")
+struct ImportChangeTests {
+    @Test("SP-8, SP-9: an import's change names the status before and after and the tags added and removed, whatever their case; a created contact has no status before")
+    func changes() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let before = Contact(id: UUID(), companyId: UUID(), ownerEntityId: UUID(), status: .prospect, firstName: "Ann", lastName: nil, emails: ["a@example.com"],
+                             phones: [], leadType: nil, source: nil, sourceId: nil, tags: ["Buyer", "old"], assignedAgentId: nil, lenderId: nil, pondId: nil,
+                             address: nil, searchInterest: nil, listing: nil, agentSiteAgentId: nil, origin: .import, behavioralAlerts: true, version: 1,
+                             createdAt: now, updatedAt: now)
+        var after = before
+        after.status = .activeLead
+        after.tags = ["buyer", "Open House"]
+        let change = ImportedChange(before: before, after: after)
+        #expect(change.statusBefore == .prospect && change.status == .activeLead && !change.created)
+        #expect(change.tagsAdded == ["Open House"] && change.tagsRemoved == ["old"])
+        let created = ImportedChange(before: nil, after: after)
+        #expect(created.created && created.statusBefore == nil && created.tagsAdded == ["buyer", "Open House"])
+    }
+}

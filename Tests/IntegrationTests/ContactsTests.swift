@@ -292,6 +292,49 @@ struct ContactsTests {
         }
     }
 
+    @Test("AC-2, AC-4, AC-5, ST-10: a service writes on a contact's timeline under its name, once per entry id; accountability takes an agent out of rotation until a date with the reason and an admin puts them back; task events reach accountability")
+    func facts() async throws {
+        let brokerage = try await stack.newCompany()
+        let agent = try await agent(brokerage, name: "Rita")
+        let contact = try await create(brokerage.adminToken, ["status": "new_lead", "firstName": "Tim", "emails": ["tim@example.com"],
+                                                              "assignedAgentId": agent.id])
+        let id = try #require(contact["id"]?.string)
+        let service = try await stack.serviceToken(.accountability)
+        let entryId = UUID().uuidString
+        let entry: [String: Any] = ["id": entryId, "kind": "accountability_call", "summary": "The system tried to reach the agent", "actorName": "Accountability",
+                                    "data": ["attempt": 1]]
+        let first = try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/timeline", token: service, json: Stack.json(entry))
+        #expect(first.status == 201, "\(first.text)")
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/timeline", token: service, json: Stack.json(entry)).status == 200, "a retry writes nothing")
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/timeline", token: agent.token, json: Stack.json(entry)).status == 403)
+        let badKind = try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/timeline", token: service, json: #"{"kind":"Bad Kind!","summary":"x"}"#)
+        #expect(badKind.status == 422 && badKind.errorField == "kind")
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(id)/timeline", token: agent.token)
+        let written = timeline["items"]?.array?.filter { $0["kind"] == .string("accountability_call") } ?? []
+        #expect(written.count == 1 && written.first?["actor"]?["name"] == .string("Accountability") && written.first?["actor"]?["kind"] == .string("service"),
+                "\(timeline.text)")
+
+        let until = RFC3339.string(from: try await stack.clockNow().addingTimeInterval(10 * 86_400))
+        let out = try await stack.call(.PUT, .contacts, "/v1/users/\(agent.id)/rotation", token: service, json: Stack.json([
+            "inRotation": false, "until": until, "reason": "Minimum login interval: 7 days; last login 12 days ago"]))
+        #expect(out.status == 200 && out["rotation"]?["inRotation"] == .bool(false) && out["rotation"]?["reason"]?.string?.contains("12 days") == true, "\(out.text)")
+        #expect(try await stack.call(.PUT, .contacts, "/v1/users/\(agent.id)/rotation", token: agent.token, json: #"{"inRotation":true}"#).status == 403,
+                "an agent does not put themselves back")
+        let past = try await stack.call(.PUT, .contacts, "/v1/users/\(agent.id)/rotation", token: service,
+                                        json: #"{"inRotation":false,"until":"2001-01-01T00:00:00Z"}"#)
+        #expect(past.status == 422 && past.errorField == "until")
+        let back = try await stack.call(.PUT, .contacts, "/v1/users/\(agent.id)/rotation", token: brokerage.adminToken, json: #"{"inRotation":true}"#)
+        #expect(back.status == 200 && back["rotation"]?["inRotation"] == .bool(true) && back["rotation"]?["reason"] == nil, "\(back.text)")
+
+        try await stack.waitUntilIdle()
+        let before = try await stack.metric(.accountability, "events_received_total", ["type": "task.changed", "outcome": "handled"])
+        let task = try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/tasks", token: agent.token, json: #"{"kind":"call","title":"Call Tim"}"#)
+        let taskId = try #require(task["id"]?.string, "\(task.text)")
+        #expect(try await stack.call(.POST, .contacts, "/v1/tasks/\(taskId)/completion", token: agent.token, json: #"{"outcome":"contacted"}"#).status == 200)
+        try await stack.waitUntilIdle()
+        #expect(try await stack.metric(.accountability, "events_received_total", ["type": "task.changed", "outcome": "handled"]) - before == 2)
+    }
+
     @Test("ST-8: a signed transaction delivery moves the matching contact to contract; forged, stale and replayed ones change nothing")
     func transactionWebhook() async throws {
         let brokerage = try await stack.newCompany()

@@ -93,6 +93,13 @@ struct Stack: Sendable {
         try await login(platformAdminEmail, platformAdminPassword)
     }
 
+    /// The stack's clock (virtual in tests), as the services see it.
+    func clockNow() async throws -> Date {
+        let answer = try await call(.GET, .contacts, "/v1/admin/clock", token: try await serviceToken())
+        guard let now = answer["now"]?.string.flatMap(RFC3339.date(from:)) else { throw StackError(message: "no clock: \(answer.text)") }
+        return now
+    }
+
     /// A token signed with the stack's secret: how services identify themselves to each other.
     func serviceToken(_ service: ServiceName = .contacts) async throws -> String {
         try await sign(subject: service.rawValue, role: "service", companyId: nil, expiresIn: 600)

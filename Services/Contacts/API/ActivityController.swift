@@ -19,6 +19,16 @@ struct ActivityController {
         var body: String
     }
 
+    struct ServiceEntry: Decodable {
+        var id: UUID?
+        var kind: String
+        var summary: String
+        var data: JSONValue?
+        var at: Date?
+        /// How the timeline names the service ("SmartPlans"); its name by default.
+        var actorName: String?
+    }
+
     struct NewCommunication: Decodable {
         var channel: CommunicationChannel
         var direction: CommunicationDirection?
@@ -89,6 +99,35 @@ struct ActivityController {
             return JSONResponse(.created, entry)
         }
 
+        // Another service's entry on a contact's timeline (a behavior, a plan step, "the system
+        // tried to reach the agent"): services only, under their own name. The entry's id may be
+        // the service's own, so a retry writes nothing twice; the same id with a higher
+        // `data.revision` replaces the summary and data (a step that moved on).
+        group.post("/v1/contacts/{id}/timeline") { request, context -> JSONResponse<TimelineEntry> in
+            let identity = try context.requireIdentity()
+            guard identity.isService else { throw APIError.forbidden }
+            let contact = try await access.visible(try context.pathID("id"), identity)
+            let input = try await request.decodeJSON(as: ServiceEntry.self, context: context)
+            guard input.kind.count <= 40, input.kind.first?.isLetter == true,
+                  input.kind.allSatisfy({ $0.isASCII && ($0.isLowercase || $0 == "_" || $0 == ".") }) else {
+                throw APIError.validation("kind", "kind is lower-case letters, '_' and '.', at most 40 (behavior, plan_step …)")
+            }
+            guard let summary = try ContactRules.optionalText(input.summary, field: "summary", maxLength: 1_000) else {
+                throw APIError.validation("summary", "summary must not be empty")
+            }
+            if let data = input.data {
+                guard case .object = data else { throw APIError.validation("data", "data is a JSON object") }
+                guard try JSONCoding.encoder.encode(data).count <= 16_384 else { throw APIError.validation("data", "data is at most 16 KiB") }
+            }
+            let now = clock.now
+            if let at = input.at, at > now.addingTimeInterval(300) { throw APIError.validation("at", "an entry cannot be in the future") }
+            let entry = TimelineEntry(id: input.id ?? UUID.random(), contactId: contact.id, kind: input.kind, at: input.at ?? now,
+                                      actor: Actor(kind: .service, id: identity.subject, name: input.actorName ?? identity.subject),
+                                      summary: summary, data: input.data ?? .object([:]))
+            let written = try await contacts.writeServiceEntry(entry, companyId: contact.companyId)
+            return JSONResponse(written ? .created : .ok, entry)
+        }
+
         group.post("/v1/contacts/{id}/communications") { request, context -> JSONResponse<Communication> in
             let identity = try context.requireIdentity()
             try access.requireWriter(identity)
@@ -135,7 +174,7 @@ struct ActivityController {
             let entry = TimelineEntry(contactId: contact.id, kind: "task", at: now, actor: try await access.actor(identity),
                                       summary: "\(task.kind == .task ? "Task" : task.kind == .call ? "Call task" : "Text task") added: \(task.title)",
                                       data: .object(["taskId": .string(task.id.uuidString.lowercased())]))
-            try await crm.createTask(task, timeline: entry)
+            try await crm.createTask(task, timeline: entry, events: [try taskEvent(.created, task, actor: entry.actor)])
             return JSONResponse(.created, task)
         }
 
@@ -155,7 +194,7 @@ struct ActivityController {
             }
             task.version += 1
             task.updatedAt = clock.now
-            guard try await crm.updateTask(task, timeline: [], events: []) else {
+            guard try await crm.updateTask(task, timeline: [], events: [try taskEvent(.updated, task, actor: try await access.actor(identity))]) else {
                 throw APIError.conflict("the task changed meanwhile; read it again", code: "version_conflict")
             }
             return task
@@ -176,7 +215,7 @@ struct ActivityController {
             task.updatedAt = now
             var timeline = [TimelineEntry(contactId: task.contactId, kind: "task_completed", at: now, actor: actor,
                                           summary: "Completed: \(task.title)", data: .object(["taskId": .string(task.id.uuidString.lowercased())]))]
-            var events: [OutgoingEvent] = []
+            var events: [OutgoingEvent] = [try taskEvent(.completed, task, actor: actor)]
             if task.kind == .call, let outcome = task.callOutcome {
                 // ST-10: completing a call task logs the call.
                 let call = Communication(id: UUID.random(), contactId: contact.id, companyId: contact.companyId, channel: .call, direction: .outbound,
@@ -192,6 +231,12 @@ struct ActivityController {
             }
             return task
         }
+    }
+
+    /// `task.changed` (AC-4, AC-7 count tasks due and completed per agent).
+    func taskEvent(_ change: TaskChanged.Change, _ task: ContactTask, actor: Actor) throws -> OutgoingEvent {
+        try outbox.envelope(EventType.taskChanged, version: task.version, companyId: task.companyId, subjectId: task.id,
+                            data: TaskChanged(change: change, task: task, actor: actor))
     }
 
     /// Records a communication on the timeline and publishes it (BA-10, AC-3, AC-6 react to it).

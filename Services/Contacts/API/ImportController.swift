@@ -71,10 +71,13 @@ struct ImportController {
         errors += plan.errors
         // Encoded by the store on the thread pool while the database writes the rows.
         let changed = plan.creates + plan.updates
+        let before = plan.before
         let events: @Sendable () throws -> [OutgoingEvent] = { [outbox, importActor] in
             try stride(from: 0, to: changed.count, by: Self.eventBatch).map { start in
-                try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
-                                    data: ContactsImported(contacts: Array(changed[start..<min(start + Self.eventBatch, changed.count)]), actor: importActor))
+                let batch = Array(changed[start..<min(start + Self.eventBatch, changed.count)])
+                return try outbox.envelope(EventType.contactsImported, version: 1, companyId: scope.companyId, subjectId: nil,
+                                           data: ContactsImported(contacts: batch, actor: importActor,
+                                                                  changes: batch.map { ImportedChange(before: before[$0.id], after: $0) }))
             }
         }
         guard try await contacts.importBatch(creates: plan.creates, updates: plan.updates, timeline: plan.timeline, events: events) else {
@@ -87,6 +90,8 @@ struct ImportController {
     struct Plan: Sendable {
         var creates: [Contact]
         var updates: [Contact]
+        /// The updated contacts as they were before the import.
+        var before: [UUID: Contact]
         var timeline: [TimelineEntry]
         var unchanged: Int
         var errors: [CSVImport.RowError]
@@ -159,7 +164,8 @@ struct ImportController {
                 }
             }
         }
-        return Plan(creates: created.compactMap { current[$0] }, updates: updatedSet.compactMap { current[$0] }, timeline: timeline,
+        return Plan(creates: created.compactMap { current[$0] }, updates: updatedSet.compactMap { current[$0] },
+                    before: originals.filter { updatedSet.contains($0.key) }, timeline: timeline,
                     unchanged: unchanged, errors: errors)
     }
 

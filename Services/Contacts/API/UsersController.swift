@@ -25,6 +25,13 @@ struct UsersController {
         var lenderId: UUID?
     }
 
+    struct RotationChange: Decodable {
+        var inRotation: Bool
+        /// Out of rotation until then (back in without anyone acting); absent: until put back.
+        var until: Date?
+        var reason: String?
+    }
+
     /// A partial update; for `mobilePhone`, an explicit null clears the number.
     struct UserPatch: Decodable {
         var role: Role?
@@ -118,6 +125,38 @@ struct UsersController {
         group.get("/v1/users/{id}") { _, context -> User in
             let identity = try context.requireIdentity()
             return try await access.visibleUser(try context.pathID("id"), identity: identity).0
+        }
+        // AC-4, AC-5: accountability takes an agent out of rotation until a date, with the reason;
+        // an admin of the agent's entities (or the service) puts them back at any time.
+        group.put("/v1/users/{id}/rotation") { request, context -> User in
+            let identity = try context.requireIdentity()
+            let id = try context.pathID("id")
+            var user: User
+            if identity.isService {
+                guard let found = try await store.user(id)?.0, found.companyId != nil else { throw APIError.notFound("user \(id)") }
+                user = found
+            } else {
+                try access.requireAdmin(identity)
+                user = try await access.visibleUser(id, identity: identity).0
+            }
+            let change = try await request.decodeJSON(as: RotationChange.self, context: context)
+            guard [.agent, .teamAdmin, .officeAdmin, .companyAdmin].contains(user.role) else {
+                throw APIError.validation("inRotation", "only users who take leads are in a rotation")
+            }
+            let now = clock.now
+            if change.inRotation {
+                guard change.until == nil else { throw APIError.validation("until", "until is for taking an agent out of rotation") }
+            } else if let until = change.until, until <= now {
+                throw APIError.validation("until", "until must be in the future")
+            }
+            let reason = try ContactRules.optionalText(change.reason, field: "reason", maxLength: 1_000)
+            user.rotation = Rotation(inRotation: change.inRotation, until: change.inRotation ? nil : change.until, reason: reason)
+            user.version += 1
+            user.updatedAt = now
+            guard try await store.updateUser(user, passwordHash: nil) else {
+                throw APIError.conflict("the user changed meanwhile; try again", code: "version_conflict")
+            }
+            return user
         }
         group.patch("/v1/users/{id}") { request, context -> User in
             let identity = try context.requireIdentity()

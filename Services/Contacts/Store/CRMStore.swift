@@ -28,27 +28,6 @@ struct Pond: Codable, Sendable, Hashable {
     var createdAt: Date
 }
 
-struct ContactTask: Codable, Sendable, Hashable {
-    enum Kind: String, WireEnum { case task, call, text }
-    enum Priority: String, WireEnum { case none, high, medium, low }
-
-    var id: UUID
-    var contactId: UUID
-    var companyId: UUID
-    var kind: Kind
-    var title: String
-    var description: String?
-    var links: [String]
-    var priority: Priority
-    var dueAt: Date?
-    var assigneeId: UUID?
-    var completedAt: Date?
-    var callOutcome: CallOutcome?
-    var version: Int
-    var createdAt: Date
-    var updatedAt: Date
-}
-
 /// SQL for lead sources, ponds, tasks, communications and the transaction integration.
 struct CRMStore: Sendable {
     let client: PostgresClient
@@ -135,7 +114,7 @@ struct CRMStore: Sendable {
         version, created_at, updated_at
         """
 
-    func createTask(_ task: ContactTask, timeline: TimelineEntry) async throws {
+    func createTask(_ task: ContactTask, timeline: TimelineEntry, events: [OutgoingEvent]) async throws {
         try await client.transaction(logger: logger) { connection in
             try await connection.query("""
                 INSERT INTO tasks (id, contact_id, company_id, kind, title, description, links, priority, due_at, assignee_id,
@@ -144,6 +123,7 @@ struct CRMStore: Sendable {
                     \(task.links), \(task.priority.rawValue), \(task.dueAt), \(task.assigneeId), \(task.version), \(task.createdAt), \(task.updatedAt))
                 """, logger: logger)
             try await contacts.append([timeline], companyId: task.companyId, on: connection)
+            try await outbox.publish(events, on: connection, logger: logger)
         }
     }
 

@@ -216,13 +216,15 @@ struct ContactStore: Sendable {
     /// Inserts entries; with `replacingNewer`, an entry whose id exists is replaced when its data
     /// field of that name (a version number) is higher, so a message's entry follows its state
     /// whatever order the updates arrive in. Answers the ids written.
-    func writeTimeline(_ entries: [(TimelineEntry, UUID)], replacingNewer field: String?, on connection: PostgresConnection) async throws -> Set<UUID> {
+    func writeTimeline(_ entries: [(TimelineEntry, UUID)], replacingNewer field: String?, sameActor: Bool = false,
+                       on connection: PostgresConnection) async throws -> Set<UUID> {
         guard !entries.isEmpty else { return [] }
         let columns = try TimelineColumns(entries)
         let conflict = field.map { name in
             """
             ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
-                WHERE (timeline.data->>'\(name)')::numeric < (EXCLUDED.data->>'\(name)')::numeric
+                WHERE timeline.contact_id = EXCLUDED.contact_id\(sameActor ? " AND timeline.actor = EXCLUDED.actor" : "")
+                  AND (timeline.data->>'\(name)')::numeric < (EXCLUDED.data->>'\(name)')::numeric
             """
         } ?? ""
         // Plain appends (every new lead's) run prepared; the replacing form names its field.
@@ -235,6 +237,14 @@ struct ContactStore: Sendable {
         var written: Set<UUID> = []
         for try await id in result.decode(UUID.self) { written.insert(id) }
         return written
+    }
+
+    /// A service's entry: written once per id, replaced only by the same service for the same
+    /// contact with a higher `data.revision`; true when it was written.
+    func writeServiceEntry(_ entry: TimelineEntry, companyId: UUID) async throws -> Bool {
+        try await client.withConnection { connection in
+            !(try await writeTimeline([(entry, companyId)], replacingNewer: "revision", sameActor: true, on: connection)).isEmpty
+        }
     }
 
     func addTimeline(_ entry: TimelineEntry, companyId: UUID, events: [OutgoingEvent]) async throws {

@@ -202,5 +202,7 @@ enum ContactsMigrations {
         ]),
         // RT-6: an agent's own lender, attached to the leads routed to them unless a rule names one.
         Migration("AddUserLender", ["ALTER TABLE users ADD COLUMN lender_id uuid REFERENCES users (id)"]),
+        // AC-4, AC-5: why an agent is out of rotation, shown to them and their admins.
+        Migration("AddUserRotationReason", ["ALTER TABLE users ADD COLUMN rotation_reason text"]),
     ]
 }

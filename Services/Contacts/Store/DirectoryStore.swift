@@ -112,9 +112,10 @@ struct DirectoryStore: Sendable {
     func insertUser(_ user: User, passwordHash: String?, on connection: PostgresConnection) async throws {
         try await connection.query("""
             INSERT INTO users (id, company_id, role, entity_ids, first_name, last_name, email, mobile_phone, time_zone, password_hash,
-                in_rotation, rotation_until, prefers_push, lender_id, active, version, created_at, updated_at)
+                in_rotation, rotation_until, rotation_reason, prefers_push, lender_id, active, version, created_at, updated_at)
             VALUES (\(user.id), \(user.companyId), \(user.role.rawValue), \(user.entityIds), \(user.firstName), \(user.lastName),
                 \(user.email), \(user.mobilePhone), \(user.timeZone), \(passwordHash), \(user.rotation.inRotation), \(user.rotation.until),
+                \(user.rotation.reason),
                 \(user.prefersPush), \(user.lenderId), \(user.active), \(user.version), \(user.createdAt), \(user.updatedAt))
             """, logger: logger)
         try await publishUser(user, on: connection)
@@ -133,7 +134,7 @@ struct DirectoryStore: Sendable {
                 UPDATE users SET role = \(user.role.rawValue), entity_ids = \(user.entityIds), first_name = \(user.firstName),
                     last_name = \(user.lastName), email = \(user.email), mobile_phone = \(user.mobilePhone), time_zone = \(user.timeZone),
                     password_hash = coalesce(\(passwordHash), password_hash), in_rotation = \(user.rotation.inRotation),
-                    rotation_until = \(user.rotation.until), prefers_push = \(user.prefersPush), lender_id = \(user.lenderId), active = \(user.active),
+                    rotation_until = \(user.rotation.until), rotation_reason = \(user.rotation.reason), prefers_push = \(user.prefersPush), lender_id = \(user.lenderId), active = \(user.active),
                     version = \(user.version), updated_at = \(user.updatedAt)
                 WHERE id = \(user.id) AND version = \(user.version - 1)
                 RETURNING id
@@ -151,7 +152,7 @@ struct DirectoryStore: Sendable {
     }
 
     private static let userColumns = """
-        id, company_id, role, entity_ids, first_name, last_name, email, mobile_phone, time_zone, in_rotation, rotation_until,
+        id, company_id, role, entity_ids, first_name, last_name, email, mobile_phone, time_zone, in_rotation, rotation_until, rotation_reason,
         prefers_push, lender_id, active, version, created_at, updated_at, password_hash
         """
 
@@ -184,13 +185,13 @@ struct DirectoryStore: Sendable {
     private func users(_ query: PostgresQuery) async throws -> [(User, String?)] {
         let rows = try await client.query(query, logger: logger)
         var result: [(User, String?)] = []
-        for try await (id, companyId, role, entityIds, firstName, lastName, email, mobilePhone, timeZone, inRotation, until,
+        for try await (id, companyId, role, entityIds, firstName, lastName, email, mobilePhone, timeZone, inRotation, until, reason,
                        prefersPush, lenderId, active, version, createdAt, updatedAt, hash)
-            in rows.decode((UUID, UUID?, String, [UUID], String, String, String, String?, String, Bool, Date?,
+            in rows.decode((UUID, UUID?, String, [UUID], String, String, String, String?, String, Bool, Date?, String?,
                             Bool, UUID?, Bool, Int, Date, Date, String?).self) {
             result.append((User(id: id, companyId: companyId, role: Role(rawValue: role) ?? .agent, entityIds: entityIds, firstName: firstName,
                                 lastName: lastName, email: email, mobilePhone: mobilePhone, timeZone: timeZone,
-                                rotation: Rotation(inRotation: inRotation, until: until), prefersPush: prefersPush, lenderId: lenderId, active: active,
+                                rotation: Rotation(inRotation: inRotation, until: until, reason: reason), prefersPush: prefersPush, lenderId: lenderId, active: active,
                                 version: version, createdAt: createdAt, updatedAt: updatedAt), hash))
         }
         return result
