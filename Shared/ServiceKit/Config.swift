@@ -35,6 +35,9 @@ package struct ServiceConfig: Sendable {
     package var jobWorkers: Int
     /// Days finished jobs, handled inbox rows and delivered outbox rows are kept (`Retention`).
     package var retentionDays: Int
+    package var databaseTLS: DatabaseTLS
+    /// PEM certificates trusted for `verify-full` besides the system's.
+    package var databaseCAFile: String?
     /// The reader the config came from, for service-specific settings (provider keys …).
     package var reader: ConfigReader
 
@@ -53,8 +56,20 @@ package struct ServiceConfig: Sendable {
         guard let url = reader.string(forKey: "database.url", isSecret: true), !url.isEmpty else {
             throw ConfigError(variable: "DATABASE_URL", problem: "is required (postgres://user:password@host:port/database)")
         }
-        _ = try DatabaseURL(url)
+        let parsedURL = try DatabaseURL(url)
         databaseURL = url
+        if let mode = reader.string(forKey: "database.tls"), !mode.isEmpty {
+            guard let tls = DatabaseTLS(rawValue: mode) else {
+                throw ConfigError(variable: "DATABASE_TLS", problem: "must be disable, require or verify-full, not '\(mode)'")
+            }
+            databaseTLS = tls
+        } else {
+            databaseTLS = parsedURL.sslmode ?? .disable
+        }
+        databaseCAFile = reader.string(forKey: "database.tls.ca.file").flatMap { $0.isEmpty ? nil : $0 }
+        if let file = databaseCAFile, !FileManager.default.isReadableFile(atPath: file) {
+            throw ConfigError(variable: "DATABASE_TLS_CA_FILE", problem: "names no readable file: \(file)")
+        }
         guard let secret = reader.string(forKey: "jwt.secret", isSecret: true), !secret.isEmpty else {
             throw ConfigError(variable: "JWT_SECRET", problem: "is required")
         }
@@ -128,12 +143,24 @@ package struct ServiceConfig: Sendable {
 }
 
 /// A parsed `postgres://user:password@host:port/database` URL.
+/// How the services talk to PostgreSQL (`DATABASE_TLS`, else the URL's `sslmode`): in the clear
+/// (the private server on 127.0.0.1), encrypted without checking the server (`require`, as libpq's
+/// sslmode=require), or encrypted to a server whose certificate names its host and is signed by a
+/// trusted authority (`verify-full`; `DATABASE_TLS_CA_FILE` adds the managed service's CA).
+package enum DatabaseTLS: String, Sendable {
+    case disable
+    case require
+    case verifyFull = "verify-full"
+}
+
 package struct DatabaseURL: Sendable {
     package var host: String
     package var port: Int
     package var username: String
     package var password: String?
     package var database: String
+    /// The URL's `?sslmode=`, when it has one.
+    package var sslmode: DatabaseTLS?
 
     package init(_ text: String) throws {
         guard let components = URLComponents(string: text), ["postgres", "postgresql"].contains(components.scheme ?? ""),
@@ -147,5 +174,11 @@ package struct DatabaseURL: Sendable {
         password = components.password.map { $0.removingPercentEncoding ?? $0 }
         let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         database = path.isEmpty ? username : path
+        if let mode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value {
+            guard let tls = DatabaseTLS(rawValue: mode) else {
+                throw ConfigError(variable: "DATABASE_URL", problem: "sslmode must be disable, require or verify-full, not '\(mode)'")
+            }
+            sslmode = tls
+        }
     }
 }

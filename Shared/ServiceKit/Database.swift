@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import NIOSSL
 import PostgresNIO
 import Synchronization
 
@@ -31,11 +32,11 @@ package enum Database {
     /// harm. What it did is still seen by every other session at once, and any later durable
     /// commit on the server flushes it too.
     package static func makeClient(url: String, schema: String, poolSize: Int, durableCommits: Bool = true,
-                                   logger: Logger) throws -> PostgresClient {
+                                   tls: DatabaseTLS? = nil, caFile: String? = nil, logger: Logger) throws -> PostgresClient {
         let parsed = try DatabaseURL(url)
         var configuration = PostgresClient.Configuration(
             host: parsed.host, port: parsed.port, username: parsed.username, password: parsed.password,
-            database: parsed.database, tls: .disable)
+            database: parsed.database, tls: try tlsSettings(tls ?? parsed.sslmode ?? .disable, caFile: caFile))
         // The bookkeeping pool's statements (the queue claims and marks) are planned once per
         // connection and never by table scan. Planning them for their arguments each time cost
         // more than running them (a job claim: 0.27 ms to plan, 0.08 ms to run; all planning
@@ -60,6 +61,24 @@ package enum Database {
         // next query, which the caller's retry or the job's retry covers.
         configuration.options.keepAliveBehavior = nil
         return PostgresClient(configuration: configuration, backgroundLogger: DatabaseLogHandler.escalating(logger))
+    }
+
+    /// `require` encrypts without checking the certificate (libpq's sslmode=require); `verify-full`
+    /// checks the chain against the system's roots (and `caFile`'s) and that it names the host.
+    static func tlsSettings(_ mode: DatabaseTLS, caFile: String?) throws -> PostgresClient.Configuration.TLS {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch mode {
+        case .disable:
+            return .disable
+        case .require:
+            tls.certificateVerification = .none
+        case .verifyFull:
+            tls.certificateVerification = .fullVerification
+            if let caFile {
+                tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
+            }
+        }
+        return .require(tls)
     }
 
     /// Applies every migration not yet recorded, in order, each in its own transaction, under an

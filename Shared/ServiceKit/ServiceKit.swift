@@ -133,8 +133,10 @@ package enum ServiceKit {
         }()
         try Database.validateIdentifier(config.schema)
 
-        let client = try Database.makeClient(url: config.databaseURL, schema: config.schema, poolSize: config.databasePoolSize, logger: logger)
-        let ledger = try Database.makeClient(url: config.databaseURL, schema: config.schema, poolSize: 6, durableCommits: false, logger: logger)
+        let client = try Database.makeClient(url: config.databaseURL, schema: config.schema, poolSize: config.databasePoolSize,
+                                             tls: config.databaseTLS, caFile: config.databaseCAFile, logger: logger)
+        let ledger = try Database.makeClient(url: config.databaseURL, schema: config.schema, poolSize: 6, durableCommits: false,
+                                             tls: config.databaseTLS, caFile: config.databaseCAFile, logger: logger)
         let virtualClock = config.clockMode == .virtual ? VirtualClock(.distantPast) : nil
         let clock: any ServiceClock = virtualClock ?? WallClock()
         let tokens = await TokenService(secret: config.jwtSecret)

@@ -103,6 +103,21 @@ start_private_postgres() {
     rm -f "$pwfile"
   fi
   [ "$data" != "$RUN_DIR/pg" ] && ln -sfn "$data" "$RUN_DIR/pg"
+  # TLS on, with a self-signed certificate for 127.0.0.1 (openssl comes with Debian's
+  # PostgreSQL): the services connect in the clear by default, and DATABASE_TLS=require or
+  # verify-full (with DATABASE_TLS_CA_FILE=$RUN_DIR/tls/server.crt) can be tried against it.
+  local tls_options=""
+  if command -v openssl >/dev/null; then
+    if [ ! -s "$data/server.crt" ]; then
+      pg_user_run openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=127.0.0.1" \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$data/server.key" -out "$data/server.crt" >/dev/null 2>&1 \
+        && pg_user_run chmod 600 "$data/server.key"
+    fi
+    if [ -s "$data/server.crt" ]; then
+      tls_options="-c ssl=on"
+      mkdir -p "$RUN_DIR/tls" && cp "$data/server.crt" "$RUN_DIR/tls/server.crt"
+    fi
+  fi
   if ! pg_user_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     # wal_init_zero=off: a new cluster has no used WAL segments to recycle until its first
@@ -111,7 +126,7 @@ start_private_postgres() {
     # service waits behind it: 60-90 ms stalls every two seconds at 500 leads/s. Off, a segment is
     # created by writing its last byte and ext4 allocates its blocks as WAL is written.
     pg_user_run "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $data -c max_connections=300 -c fsync=${PG_FSYNC:-on} -c shared_buffers=256MB -c wal_init_zero=off ${PG_EXTRA_OPTIONS:-}" \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $data -c max_connections=300 -c fsync=${PG_FSYNC:-on} -c shared_buffers=256MB -c wal_init_zero=off $tls_options ${PG_EXTRA_OPTIONS:-}" \
       start >/dev/null || { tail -20 "$data/server.log" >&2; die "PostgreSQL did not start"; }
   fi
   export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGPASSWORD=$superpass
