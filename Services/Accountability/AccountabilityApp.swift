@@ -7,7 +7,8 @@ import ServiceKit
 func buildAccountability(config: ServiceConfig) async throws -> some ApplicationProtocol {
     try await ServiceKit.buildApplication(config: config) { _, _ in
         ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
-                         + DirectoryReplica.userLender + ContactReplica.taskMigrations,
+                         + DirectoryReplica.userLender + ContactReplica.taskMigrations
+                         + DirectoryReplica.entityAddress,
                      eventHandlers: DirectoryReplica.handlers(for: .accountability) + ContactReplica.handlers(for: .accountability))
     }
 }

@@ -9,7 +9,7 @@ func buildAutomation(config: ServiceConfig) async throws -> some ApplicationProt
     try await ServiceKit.buildApplication(config: config) { environment, routes in
         TemplatePreviewController(client: environment.client, logger: environment.logger).register(on: routes.authenticated)
         return ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
-                         + DirectoryReplica.userLender,
+                         + DirectoryReplica.userLender + DirectoryReplica.entityAddress,
                      eventHandlers: DirectoryReplica.handlers(for: .automation) + ContactReplica.handlers(for: .automation))
     }
 }

@@ -17,7 +17,9 @@ func buildNotifications(config: ServiceConfig) async throws -> some ApplicationP
         let store = MessageStore(client: environment.client, outbox: environment.outbox, logger: environment.logger)
         let providers = settings.providers(client: environment.client, clock: environment.clock, logger: environment.logger)
         let sender = Sender(store: store, providers: providers, policy: CompliancePolicy(stateRules: settings.stateRules), jobs: environment.jobs,
-                            clock: environment.clock, logger: environment.logger)
+                            clock: environment.clock, logger: environment.logger, publicURL: settings.webhooks.publicURL,
+                            unsubscribeLinks: UnsubscribeLink(secret: config.jwtSecret))
+        UnsubscribeController(store: store, links: sender.unsubscribeLinks, clock: environment.clock).register(on: routes.open)
         let recipients = Recipients(store: store, peers: environment.peers)
         MessagesController(store: store, sender: sender, recipients: recipients, clock: environment.clock).register(on: routes.authenticated)
         ConsentController(store: store, recipients: recipients, clock: environment.clock).register(on: routes.authenticated)

@@ -21,10 +21,14 @@ public struct Entity: Codable, Sendable, Hashable {
     public var name: String
     public var timeZone: String
     public var officeHours: [OfficeHoursDay]
+    /// The office's (or the company's) postal address, which every automated e-mail carries
+    /// (CAN-SPAM); an entity without one uses the nearest above it.
+    public var postalAddress: String?
     public var version: Int
     public var createdAt: Date
     public var updatedAt: Date
-    public init(id: UUID, companyId: UUID, parentId: UUID?, kind: EntityKind, name: String, timeZone: String, officeHours: [OfficeHoursDay], version: Int, createdAt: Date, updatedAt: Date) {
+    public init(id: UUID, companyId: UUID, parentId: UUID?, kind: EntityKind, name: String, timeZone: String, officeHours: [OfficeHoursDay],
+                postalAddress: String? = nil, version: Int, createdAt: Date, updatedAt: Date) {
         self.id = id
         self.companyId = companyId
         self.parentId = parentId
@@ -32,6 +36,7 @@ public struct Entity: Codable, Sendable, Hashable {
         self.name = name
         self.timeZone = timeZone
         self.officeHours = officeHours
+        self.postalAddress = postalAddress
         self.version = version
         self.createdAt = createdAt
         self.updatedAt = updatedAt

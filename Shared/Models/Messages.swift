@@ -118,6 +118,8 @@ public struct Message: Codable, Sendable, Hashable {
     public var updatedAt: Date
     public var sentAt: Date?
     public var deliveredAt: Date?
+    /// An automated e-mail's one-click unsubscribe link (CAN-SPAM), also sent as List-Unsubscribe.
+    public var unsubscribeURL: String?
 
     public init(id: UUID, companyId: UUID, channel: MessageChannel, direction: MessageDirection, purpose: MessagePurpose, state: MessageState,
                 reason: String?, contactId: UUID?, userId: UUID?, to: String, from: String?, subject: String?, body: String,

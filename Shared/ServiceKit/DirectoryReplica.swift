@@ -57,6 +57,11 @@ package enum DirectoryReplica {
         Migration("AddDirectoryUserLender", ["ALTER TABLE directory_users ADD COLUMN lender_id uuid"]),
     ]
 
+    /// An entity's postal address (CAN-SPAM), appended at the end of each service's list.
+    package static let entityAddress: [Migration] = [
+        Migration("AddDirectoryEntityPostalAddress", ["ALTER TABLE directory_entities ADD COLUMN postal_address text"]),
+    ]
+
     /// The entities an office or team admin manages, with every entity under them; nil for
     /// everyone else, whose reach is not a part of the entity tree (a company admin's is the whole
     /// company, an agent's their own contacts, a service's every company). An admin's scope is
@@ -103,11 +108,12 @@ package enum DirectoryReplica {
         let hours = String(decoding: try JSONCoding.encoder.encode(entity.officeHours), as: UTF8.self)
         // An older version arriving late changes nothing.
         try await connection.query("""
-            INSERT INTO directory_entities (id, company_id, parent_id, kind, name, time_zone, office_hours, version)
+            INSERT INTO directory_entities (id, company_id, parent_id, kind, name, time_zone, office_hours, postal_address, version)
             VALUES (\(entity.id), \(entity.companyId), \(entity.parentId), \(entity.kind.rawValue), \(entity.name),
-                    \(entity.timeZone), \(hours)::jsonb, \(entity.version))
+                    \(entity.timeZone), \(hours)::jsonb, \(entity.postalAddress), \(entity.version))
             ON CONFLICT (id) DO UPDATE SET parent_id = EXCLUDED.parent_id, kind = EXCLUDED.kind, name = EXCLUDED.name,
-                time_zone = EXCLUDED.time_zone, office_hours = EXCLUDED.office_hours, version = EXCLUDED.version
+                time_zone = EXCLUDED.time_zone, office_hours = EXCLUDED.office_hours, postal_address = EXCLUDED.postal_address,
+                version = EXCLUDED.version
             WHERE directory_entities.version < EXCLUDED.version
             """, logger: logger)
     }

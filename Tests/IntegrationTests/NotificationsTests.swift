@@ -401,6 +401,60 @@ struct NotificationsTests {
         #expect(try await providerRequests(to: phone).count == 1, "only the agent's own text went")
     }
 
+    @Test("CAN-SPAM: an automated e-mail carries the office's postal address and a signed one-click unsubscribe link; unsubscribing is recorded with when and how and suppresses that company's later automated e-mail only; manual e-mail still goes; without a postal address automated e-mail is not sent")
+    func canSpam() async throws {
+        let brokerage = try await stack.newCompany()
+        let address = "100 Main St, Chicago, IL 60601"
+        let patched = try await stack.call(.PATCH, .contacts, "/v1/entities/\(brokerage.rootEntityId)", token: brokerage.adminToken,
+                                           json: Stack.json(["postalAddress": address]))
+        #expect(patched.status == 200 && patched["postalAddress"]?.string == address, "\(patched.text)")
+        let bad = try await stack.call(.PATCH, .contacts, "/v1/entities/\(brokerage.rootEntityId)", token: brokerage.adminToken, json: #"{"postalAddress":"Chicago"}"#)
+        #expect(bad.status == 422 && bad.errorField == "postalAddress")
+        let email = "jane-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let contactId = try await contact(brokerage, phone: Self.randomPhone(), email: email)
+        let service = try await stack.serviceToken(.smartplans)
+        let mail: [String: Any] = ["channel": "email", "contactId": contactId, "subject": "New listings", "body": "Three new homes.", "purpose": "automated"]
+        let sent = try await send(service, mail)
+        #expect(sent["state"] == .string("queued"), "\(sent.text)")
+        #expect(sent["body"]?.string?.contains(address) == true, "\(sent.text)")
+        let link = try #require(sent["unsubscribeURL"]?.string, "\(sent.text)")
+        #expect(sent["body"]?.string?.contains(link) == true)
+        try await stack.waitUntilIdle()
+        let delivered = try #require(try await providerRequests(to: email).first)
+        #expect(delivered["json"]?["Headers"]?["List-Unsubscribe"] == .string("<\(link)>"), "\(delivered)")
+        #expect(delivered["json"]?["Headers"]?["List-Unsubscribe-Post"] == .string("List-Unsubscribe=One-Click"))
+
+        let path = try #require(link.range(of: "/unsubscribe/").map { String(link[$0.lowerBound...]) })
+        let page = try await stack.call(.GET, .notifications, path, token: nil)
+        #expect(page.status == 200 && page.text.contains("<form method=\"post\">"), "opening the link only asks: \(page.text)")
+        #expect(try await send(service, mail)["state"] == .string("queued"), "opening the page unsubscribed nobody")
+        let done = try await stack.callRaw(.POST, .notifications, path, token: nil, body: "List-Unsubscribe=One-Click",
+                                           contentType: "application/x-www-form-urlencoded")
+        #expect(done.status == 200 && done.text.contains("Unsubscribed"), "\(done.text)")
+        let forged = try await stack.call(.POST, .notifications, path.replacingOccurrences(of: ".", with: "x."), token: nil)
+        #expect(forged.status == 404)
+
+        let later = try await send(service, mail)
+        #expect(later["state"] == .string("suppressed") && later["reason"] == .string("unsubscribed"), "\(later.text)")
+        let manual = try await send(brokerage.adminToken, ["channel": "email", "contactId": contactId, "subject": "Hi", "body": "Call me?", "purpose": "manual"])
+        #expect(manual["state"] == .string("queued"), "\(manual.text)")
+        let ledger = try await stack.call(.GET, .notifications, "/v1/consent/opt-outs?number=\(email)", token: brokerage.adminToken)
+        #expect(ledger["optedOut"] == .bool(true) && ledger["binds"] == .string("this_company")
+                && ledger["history"]?.array?.first?["how"] == .string("one-click unsubscribe link"), "\(ledger.text)")
+
+        // Another brokerage: the unsubscribe was from the first one's e-mail only; and without a postal address nothing automated goes.
+        let other = try await stack.newCompany()
+        let otherContact = try await contact(other, phone: Self.randomPhone(), email: email)
+        var otherMail = mail
+        otherMail["contactId"] = otherContact
+        let unaddressed = try await send(service, otherMail)
+        #expect(unaddressed["state"] == .string("suppressed") && unaddressed["reason"] == .string("no_postal_address"), "\(unaddressed.text)")
+        _ = try await stack.call(.PATCH, .contacts, "/v1/entities/\(other.rootEntityId)", token: other.adminToken,
+                                 json: Stack.json(["postalAddress": "9 Elm St, Austin, TX 78701"]))
+        try await stack.waitUntilIdle()
+        #expect(try await send(service, otherMail)["state"] == .string("queued"), "unsubscribed from one brokerage, not from every one")
+    }
+
     @Test("NT-5: stricter state rules — a Florida contact gets at most 3 automated texts in 24 hours; the 4th is held until the first leaves the window")
     func stateCap() async throws {
         let brokerage = try await stack.newCompany()

@@ -130,6 +130,34 @@ struct ComplianceTests {
         #expect(CompliancePolicy().decide(context, now: date("2026-11-24T18:00:00Z")) == .send)
     }
 
+    @Test("CAN-SPAM: an automated e-mail to an address unsubscribed from the company, or from a company with no postal address, is suppressed with the reason; a manual one goes")
+    func canSpamDecisions() {
+        var context = SendContext(channel: .email, purpose: .automated, address: "a@example.com", optedOut: false, onDNC: false,
+                                  recipientTimeZones: [chicago], recipientState: "IL", window: nil, automatedSentInLastDay: [], emailUnsubscribed: true)
+        let noon = date("2026-11-24T18:00:00Z")
+        #expect(CompliancePolicy().decide(context, now: noon) == .suppress(reason: "unsubscribed"))
+        context.emailUnsubscribed = false
+        context.postalAddressMissing = true
+        #expect(CompliancePolicy().decide(context, now: noon) == .suppress(reason: "no_postal_address"))
+        context.purpose = .manual
+        #expect(CompliancePolicy().decide(context, now: noon) == .send)
+    }
+
+    @Test("CAN-SPAM: an unsubscribe link names its company and address, and any change to it or another service's key makes it invalid")
+    func unsubscribeLinks() throws {
+        let links = UnsubscribeLink(secret: "a secret long enough for the test, 32+")
+        let company = UUID()
+        let token = links.token(companyId: company, address: "Jane@Example.com")
+        let verified = try #require(links.verify(token))
+        #expect(verified.companyId == company && verified.address == "jane@example.com")
+        var tampered = Array(token)
+        tampered[4] = tampered[4] == "A" ? "B" : "A"
+        #expect(links.verify(String(tampered)) == nil)
+        #expect(UnsubscribeLink(secret: "another secret entirely, 32 bytes+").verify(token) == nil)
+        #expect(UnsubscribeLink.footer(companyName: "Demo Realty", postalAddress: "100 Main St\nChicago, IL 60601", url: "https://x/u/t")
+                .contains("Demo Realty · 100 Main St, Chicago, IL 60601"))
+    }
+
     @Test("NT-5: state rules parse from configuration; contacts are placed by state, else by area code")
     func stateRulesAndZones() throws {
         let rules = try StateRule.parse("TX=09:00-20:00/2, Georgia=08:00-21:00")

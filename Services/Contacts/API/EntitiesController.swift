@@ -15,12 +15,14 @@ struct EntitiesController {
         var name: String
         var timeZone: String?
         var officeHours: [OfficeHoursDay]?
+        var postalAddress: String?
     }
 
     struct EntityPatch: Decodable {
         var name: String?
         var timeZone: String?
         var officeHours: [OfficeHoursDay]?
+        var postalAddress: String?
     }
 
     func register(on group: RouterGroup<AppContext>) {
@@ -44,7 +46,7 @@ struct EntitiesController {
                 name: try DirectoryRules.name(input.name, field: "name"),
                 timeZone: try input.timeZone.map { try DirectoryRules.timeZone($0) } ?? parent.timeZone,
                 officeHours: try input.officeHours.map { try DirectoryRules.officeHours($0) } ?? parent.officeHours,
-                version: 1, createdAt: now, updatedAt: now)
+                postalAddress: try DirectoryRules.postalAddress(input.postalAddress), version: 1, createdAt: now, updatedAt: now)
             try await store.createEntity(entity)
             return JSONResponse(.created, entity)
         }
@@ -66,6 +68,7 @@ struct EntitiesController {
             if let name = patch.name { entity.name = try DirectoryRules.name(name, field: "name") }
             if let timeZone = patch.timeZone { entity.timeZone = try DirectoryRules.timeZone(timeZone) }
             if let hours = patch.officeHours { entity.officeHours = try DirectoryRules.officeHours(hours) }
+            if let address = patch.postalAddress { entity.postalAddress = try DirectoryRules.postalAddress(address) }
             entity.version += 1
             entity.updatedAt = clock.now
             guard try await store.updateEntity(entity) else {

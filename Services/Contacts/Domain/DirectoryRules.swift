@@ -79,4 +79,16 @@ enum DirectoryRules {
         case .team: .office
         }
     }
+
+    /// CAN-SPAM asks for a valid physical postal address: a street or PO box line and a city, so
+    /// at least two parts and a digit; at most 300 characters. An empty text removes it.
+    static func postalAddress(_ text: String?) throws -> String? {
+        guard let text else { return nil }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { return nil }
+        guard trimmed.count <= 300, trimmed.contains(where: \.isNumber), trimmed.contains(",") || trimmed.contains("\n") else {
+            throw APIError.validation("postalAddress", "postalAddress is a full postal address, such as 100 Main St, Chicago, IL 60601")
+        }
+        return trimmed
+    }
 }

@@ -204,5 +204,7 @@ enum ContactsMigrations {
         Migration("AddUserLender", ["ALTER TABLE users ADD COLUMN lender_id uuid REFERENCES users (id)"]),
         // AC-4, AC-5: why an agent is out of rotation, shown to them and their admins.
         Migration("AddUserRotationReason", ["ALTER TABLE users ADD COLUMN rotation_reason text"]),
+        // CAN-SPAM: the postal address every automated e-mail carries, per office or company.
+        Migration("AddEntityPostalAddress", ["ALTER TABLE entities ADD COLUMN postal_address text"]),
     ]
 }

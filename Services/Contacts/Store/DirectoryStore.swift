@@ -29,9 +29,9 @@ struct DirectoryStore: Sendable {
     func insertEntity(_ entity: Entity, on connection: PostgresConnection) async throws {
         let hours = String(decoding: try JSONCoding.encoder.encode(entity.officeHours), as: UTF8.self)
         try await connection.query("""
-            INSERT INTO entities (id, company_id, parent_id, kind, name, time_zone, office_hours, version, created_at, updated_at)
+            INSERT INTO entities (id, company_id, parent_id, kind, name, time_zone, office_hours, postal_address, version, created_at, updated_at)
             VALUES (\(entity.id), \(entity.companyId), \(entity.parentId), \(entity.kind.rawValue), \(entity.name), \(entity.timeZone),
-                    \(hours)::jsonb, \(entity.version), \(entity.createdAt), \(entity.updatedAt))
+                    \(hours)::jsonb, \(entity.postalAddress), \(entity.version), \(entity.createdAt), \(entity.updatedAt))
             """, logger: logger)
         try await publishEntity(entity, on: connection)
     }
@@ -48,7 +48,7 @@ struct DirectoryStore: Sendable {
             let hours = String(decoding: try JSONCoding.encoder.encode(entity.officeHours), as: UTF8.self)
             let updated = try await connection.query("""
                 UPDATE entities SET name = \(entity.name), time_zone = \(entity.timeZone), office_hours = \(hours)::jsonb,
-                    version = \(entity.version), updated_at = \(entity.updatedAt)
+                    postal_address = \(entity.postalAddress), version = \(entity.version), updated_at = \(entity.updatedAt)
                 WHERE id = \(entity.id) AND version = \(entity.version - 1)
                 RETURNING id
                 """, logger: logger).collect().count
@@ -65,7 +65,7 @@ struct DirectoryStore: Sendable {
 
     func entity(_ id: UUID, companyId: UUID) async throws -> Entity? {
         let rows = try await client.query("""
-            SELECT id, company_id, parent_id, kind, name, time_zone, office_hours::text, version, created_at, updated_at
+            SELECT id, company_id, parent_id, kind, name, time_zone, office_hours::text, postal_address, version, created_at, updated_at
             FROM entities WHERE id = \(id) AND company_id = \(companyId)
             """, logger: logger)
         return try await decodeEntities(rows).first
@@ -73,7 +73,7 @@ struct DirectoryStore: Sendable {
 
     func entities(companyId: UUID, within scope: Set<UUID>?) async throws -> [Entity] {
         let rows = try await client.query("""
-            SELECT id, company_id, parent_id, kind, name, time_zone, office_hours::text, version, created_at, updated_at
+            SELECT id, company_id, parent_id, kind, name, time_zone, office_hours::text, postal_address, version, created_at, updated_at
             FROM entities WHERE company_id = \(companyId) ORDER BY created_at, id
             """, logger: logger)
         let all = try await decodeEntities(rows)
@@ -83,11 +83,12 @@ struct DirectoryStore: Sendable {
 
     private func decodeEntities(_ rows: PostgresRowSequence) async throws -> [Entity] {
         var result: [Entity] = []
-        for try await (id, companyId, parentId, kind, name, timeZone, hours, version, createdAt, updatedAt)
-            in rows.decode((UUID, UUID, UUID?, String, String, String, String, Int, Date, Date).self) {
+        for try await (id, companyId, parentId, kind, name, timeZone, hours, postalAddress, version, createdAt, updatedAt)
+            in rows.decode((UUID, UUID, UUID?, String, String, String, String, String?, Int, Date, Date).self) {
             let officeHours = try JSONCoding.decoder.decode([OfficeHoursDay].self, from: Data(hours.utf8))
             result.append(Entity(id: id, companyId: companyId, parentId: parentId, kind: EntityKind(rawValue: kind) ?? .team, name: name,
-                                 timeZone: timeZone, officeHours: officeHours, version: version, createdAt: createdAt, updatedAt: updatedAt))
+                                 timeZone: timeZone, officeHours: officeHours, postalAddress: postalAddress, version: version,
+                                 createdAt: createdAt, updatedAt: updatedAt))
         }
         return result
     }

@@ -108,7 +108,7 @@ struct ConsentController {
 
         group.get("/v1/consent/opt-outs") { request, context -> OptOutStatus in
             let identity = try context.requireIdentity()
-            let number = try Self.number(request)
+            let number = try Self.number(request, email: true)
             // A service without a company reads only the recipient's own word.
             let company = identity.isService ? try Self.companyQuery(request) : try Self.company(identity, given: try Self.companyQuery(request), adminOnly: false)
             return OptOutStatus(number: number, view: try await store.optOutHistory(number, companyId: company))
@@ -166,8 +166,13 @@ struct ConsentController {
         throw APIError.validation("number", "\(number) is not the phone of a contact you manage")
     }
 
-    static func number(_ request: Request) throws -> String {
+    /// A phone number, or (reading only) an e-mail address, whose unsubscribes are in the ledger too.
+    static func number(_ request: Request, email: Bool = false) throws -> String {
         guard let text = request.uri.queryParameters["number"].map(String.init) else { throw APIError.validation("number", "number is required") }
+        if email, text.contains("@") {
+            guard let address = EmailAddress(text) else { throw APIError.validation("number", "not an e-mail address") }
+            return address.value.lowercased()
+        }
         guard let phone = PhoneNumber(text) else { throw APIError.validation("number", "not a phone number") }
         return phone.e164
     }

@@ -203,6 +203,7 @@ struct MessagesController {
                               requestedBy: identity.isService ? identity.subject : (identity.userId?.uuidString.lowercased() ?? identity.subject),
                               createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)
         message.from = sender.providers.sender(for: new.channel)
+        if address != nil { try await sender.addUnsubscribeFooter(&message, ownerEntityId: recipient.ownerEntityId, on: connection) }
         let decision: SendDecision = address == nil
             ? .suppress(reason: new.channel == .email ? "no_email_address" : "no_phone_number")
             : try await sender.decide(message, recipient: recipient, on: connection)

@@ -82,6 +82,10 @@ struct SendContext: Sendable {
     var automatedSentInLastDay: [Date]
     /// ST-7, BA-11: the recipient is an archived contact.
     var recipientArchived = false
+    /// CAN-SPAM, for an automated e-mail to a contact: the address unsubscribed from this
+    /// company's automated e-mail, and whether the company has a postal address to show.
+    var emailUnsubscribed = false
+    var postalAddressMissing = false
 }
 
 enum SendDecision: Equatable {
@@ -108,6 +112,12 @@ struct CompliancePolicy: Sendable {
     func decide(_ context: SendContext, now: Date) -> SendDecision {
         // ST-7: archiving stops all automation; the agent's own messages still go.
         if context.purpose == .automated && context.recipientArchived { return .suppress(reason: "archived") }
+        // CAN-SPAM: an unsubscribe is honoured at once; an e-mail that cannot say where the
+        // sender is may not be sent. The agent's own e-mails are not marketing and still go.
+        if context.purpose == .automated && context.channel == .email {
+            if context.emailUnsubscribed { return .suppress(reason: "unsubscribed") }
+            if context.postalAddressMissing { return .suppress(reason: "no_postal_address") }
+        }
         let phoneChannel = context.channel == .sms || context.channel == .voice
         if phoneChannel && context.optedOut { return .suppress(reason: "opted_out") }
         if phoneChannel && context.onDNC { return .suppress(reason: "dnc") }

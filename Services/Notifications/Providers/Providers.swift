@@ -207,7 +207,9 @@ struct HTTPEmailProvider: MessageProvider {
             var Headers: [String: String]
         }
         let body = Body(From: Address(Email: from ?? ""), To: [Address(Email: message.to)], Subject: message.subject ?? "", Text: message.body,
-                        Headers: ["X-Message-Key": message.id.uuidString.lowercased()])
+                        Headers: ["X-Message-Key": message.id.uuidString.lowercased()].merging(
+                            message.unsubscribeURL.map { ["List-Unsubscribe": "<\($0)>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"] } ?? [:],
+                            uniquingKeysWith: { first, _ in first }))
         do {
             let reply = try await http.call(.POST, "\(baseURL)/api/v1/send", headers: [
                 ("Content-Type", "application/json"), ("Idempotency-Key", message.id.uuidString.lowercased()),

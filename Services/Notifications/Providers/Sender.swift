@@ -19,6 +19,9 @@ struct Sender: Sendable {
     let jobs: JobQueue
     let clock: any ServiceClock
     let logger: Logger
+    /// Where recipients reach the one-click unsubscribe page, and how its links are signed.
+    let publicURL: String
+    let unsubscribeLinks: UnsubscribeLink
 
     /// The compliance decision for `message` now (NT-4, NT-5).
     func decide(_ message: Message, recipient: Recipient?, on connection: PostgresConnection) async throws -> SendDecision {
@@ -35,10 +38,18 @@ struct Sender: Sendable {
             window = try await sendingWindow(requested, companyId: message.companyId, on: connection)
             if window == nil { return .suppress(reason: "window_entity_unknown") }
         }
-        let context = SendContext(channel: message.channel, purpose: message.purpose, address: message.to, optedOut: facts.optedOut,
+        var email: (unsubscribed: Bool, companyName: String?, postalAddress: String?)?
+        if message.channel == .email && message.purpose == .automated && message.contactId != nil {
+            email = try await store.emailFacts(address: message.to, companyId: message.companyId, ownerEntityId: recipient?.ownerEntityId, on: connection)
+        }
+        var context = SendContext(channel: message.channel, purpose: message.purpose, address: message.to, optedOut: facts.optedOut,
                                   onDNC: facts.onDNC, recipientTimeZones: message.contactId == nil ? [] : recipient?.timeZones ?? [],
                                   recipientState: recipient?.state, window: window, automatedSentInLastDay: facts.recentAutomated,
                                   recipientArchived: message.contactId != nil && recipient?.archived == true)
+        if let email {
+            context.emailUnsubscribed = email.unsubscribed
+            context.postalAddressMissing = email.postalAddress == nil
+        }
         return policy.decide(context, now: now)
     }
 
@@ -87,6 +98,18 @@ struct Sender: Sendable {
     }
 
     static let maxAttempts = 8
+
+    /// CAN-SPAM: an automated e-mail to a contact ends with the company's name and postal address
+    /// and a one-click unsubscribe link, also given to the provider as List-Unsubscribe. Without a
+    /// postal address it is not changed: the decision suppresses it.
+    func addUnsubscribeFooter(_ message: inout Message, ownerEntityId: UUID?, on connection: PostgresConnection) async throws {
+        guard message.channel == .email, message.purpose == .automated, message.contactId != nil, message.to.contains("@") else { return }
+        let facts = try await store.emailFacts(address: message.to, companyId: message.companyId, ownerEntityId: ownerEntityId, on: connection)
+        guard let postal = facts.postalAddress else { return }
+        let url = "\(publicURL)/unsubscribe/\(unsubscribeLinks.token(companyId: message.companyId, address: message.to))"
+        message.unsubscribeURL = url
+        message.body += UnsubscribeLink.footer(companyName: facts.companyName, postalAddress: postal, url: url)
+    }
 
     /// ST-7: a contact archived: every automated message still held or queued for them is
     /// suppressed at once (their jobs then find nothing to send); manual ones go on.

@@ -126,6 +126,41 @@ struct MessageStore: Sendable {
         return (false, false, [])
     }
 
+    /// CAN-SPAM facts for an automated e-mail to a contact: whether the address unsubscribed from
+    /// the company's automated e-mail, the company's name, and the postal address of the contact's
+    /// owner entity or the nearest entity above it that has one.
+    func emailFacts(address: String, companyId: UUID, ownerEntityId: UUID?, on connection: PostgresConnection) async throws
+        -> (unsubscribed: Bool, companyName: String?, postalAddress: String?) {
+        let rows = try await connection.query("""
+            SELECT EXISTS (SELECT 1 FROM email_unsubscribes WHERE company_id = \(companyId) AND address = lower(\(address))),
+                (SELECT name FROM directory_entities WHERE company_id = \(companyId) AND kind = 'company' LIMIT 1),
+                (WITH RECURSIVE up AS (
+                    SELECT id, parent_id, postal_address, 0 AS depth FROM directory_entities WHERE id = \(ownerEntityId)
+                    UNION ALL SELECT e.id, e.parent_id, e.postal_address, up.depth + 1 FROM directory_entities e JOIN up ON e.id = up.parent_id)
+                 SELECT postal_address FROM up WHERE postal_address IS NOT NULL ORDER BY depth LIMIT 1)
+            """, logger: logger)
+        for try await row in rows.decode((Bool, String?, String?).self) { return row }
+        return (false, nil, nil)
+    }
+
+    /// An unsubscribe by the one-click link: recorded for the company with the ledger's when and
+    /// how; true when it was new.
+    func recordUnsubscribe(address: String, companyId: UUID, how: String, at: Date) async throws -> Bool {
+        try await client.transaction(logger: logger) { connection in
+            let changed = try await connection.query("""
+                INSERT INTO email_unsubscribes (company_id, address, at) VALUES (\(companyId), lower(\(address)), \(at))
+                ON CONFLICT DO NOTHING RETURNING address
+                """, logger: logger).collect().count == 1
+            if changed {
+                try await connection.query("""
+                    INSERT INTO opt_out_ledger (id, number, action, how, recorded_by, at, company_id)
+                    VALUES (\(UUID.random()), lower(\(address)), 'opt_out', \(how), 'recipient', \(at), \(companyId))
+                    """, logger: logger)
+            }
+            return changed
+        }
+    }
+
     // MARK: messages
 
     static let selectColumns = "m.doc::text, (SELECT count(*) FROM message_attempts a WHERE a.message_id = m.id)::int"
@@ -454,6 +489,7 @@ struct MessageStore: Sendable {
         let state = try await client.query("""
             SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = \(number)), false),
                    EXISTS (SELECT 1 FROM company_opt_outs WHERE company_id = \(companyId) AND number = \(number))
+                   OR EXISTS (SELECT 1 FROM email_unsubscribes WHERE company_id = \(companyId) AND address = \(number))
             """, logger: logger)
         for try await (everywhere, here) in state.decode((Bool, Bool).self) {
             view.everyCompany = everywhere

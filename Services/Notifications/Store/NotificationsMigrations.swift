@@ -121,5 +121,17 @@ enum NotificationsMigrations {
                 PRIMARY KEY (company_id, number))
             """,
         ]),
-    ] + DirectoryReplica.userLender
+    ] + DirectoryReplica.userLender + DirectoryReplica.entityAddress + [
+        // CAN-SPAM: an address unsubscribed from one company's automated e-mail (the ledger keeps
+        // when and how).
+        Migration("CreateEmailUnsubscribes", [
+            """
+            CREATE TABLE email_unsubscribes (
+                company_id uuid NOT NULL,
+                address text NOT NULL,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (company_id, address))
+            """,
+        ]),
+    ]
 }

@@ -55,5 +55,5 @@ enum RoutingMigrations {
             """,
             "CREATE INDEX routing_log_contact ON routing_log (contact_id, id)",
         ]),
-    ] + DirectoryReplica.userPreferences + DirectoryReplica.userLender
+    ] + DirectoryReplica.userPreferences + DirectoryReplica.userLender + DirectoryReplica.entityAddress
 }
