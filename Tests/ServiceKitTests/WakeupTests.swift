@@ -25,8 +25,9 @@ struct WakeupTests {
                     try await outbox.publish([event], on: connection, logger: logger)
                     _ = try await JobQueue().schedule(kind: "k", payload: ["n": 1], runAt: Date(), on: connection, logger: logger)
                     let triggers = try await connection.query("""
-                        SELECT count(*)::int FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                        SELECT count(*)::int FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
                         WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN ('outbox', 'jobs') AND NOT t.tgisinternal
+                          AND p.prosrc ILIKE '%notify%'
                         """, logger: logger).first(Int.self)
                     #expect(triggers == 0)
                 }
