@@ -2,13 +2,20 @@ import Hummingbird
 import Models
 import ServiceKit
 
-/// Wires the accountability service. Until its own features land it keeps only the kit's routes and the
-/// directory and contact replicas its features will read.
+/// Wires the accountability service: rules per office or team, the daily rotation check (AC-4)
+/// with its violations and reinstatements (AC-5), and the directory, contact and task replicas
+/// it decides from.
 func buildAccountability(config: ServiceConfig) async throws -> some ApplicationProtocol {
-    try await ServiceKit.buildApplication(config: config) { _, _ in
-        ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
-                         + DirectoryReplica.userLender + ContactReplica.taskMigrations
-                         + DirectoryReplica.entityAddress,
-                     eventHandlers: DirectoryReplica.handlers(for: .accountability) + ContactReplica.handlers(for: .accountability))
+    try await ServiceKit.buildApplication(config: config) { environment, routes in
+        let store = AccountabilityStore(client: environment.client, logger: environment.logger)
+        let checks = RotationChecks(store: store, jobs: environment.jobs, peers: environment.peers, clock: environment.clock, logger: environment.logger)
+        AccountabilityController(store: store, checks: checks, clock: environment.clock).register(on: routes.authenticated)
+        var parts = ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
+                                     + DirectoryReplica.userLender + ContactReplica.taskMigrations
+                                     + DirectoryReplica.entityAddress + AccountabilityMigrations.own,
+                                 eventHandlers: DirectoryReplica.handlers(for: .accountability) + ContactReplica.handlers(for: .accountability),
+                                 jobHandlers: [checks.enforceHandler])
+        parts.periodic = [checks.schedule]
+        return parts
     }
 }

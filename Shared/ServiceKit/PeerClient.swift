@@ -16,6 +16,16 @@ package final class PeerClient: Sendable {
     package struct Response: Sendable {
         package var status: Int
         package var body: String
+
+        /// A job's reading of a peer's answer: 2xx is done (true); 5xx, 429 and 409 are worth
+        /// retrying (thrown, so the job runs again); another 4xx is refused for good (false).
+        package func succeeded(from service: ServiceName, _ what: String) throws -> Bool {
+            if (200..<300).contains(status) { return true }
+            if status >= 500 || status == 429 || status == 409 {
+                throw Unreachable(service: service, underlying: "\(what) answered \(status): \(body.prefix(300))")
+            }
+            return false
+        }
     }
 
     package struct Unreachable: Error, CustomStringConvertible {
@@ -76,6 +86,12 @@ package final class PeerClient: Sendable {
     package func post(to peer: ServiceName, path: String, body: some Encodable, headers: [(String, String)] = [], idempotent: Bool = false) async throws -> Response {
         let json = String(decoding: try JSONCoding.encoder.encode(body), as: UTF8.self)
         return try await send(.POST, to: peer, path: path, body: json, headers: headers, attempts: idempotent ? 3 : 1)
+    }
+
+    /// PUTs set a state, so they are retried as GETs are.
+    package func put(to peer: ServiceName, path: String, body: some Encodable) async throws -> Response {
+        let json = String(decoding: try JSONCoding.encoder.encode(body), as: UTF8.self)
+        return try await send(.PUT, to: peer, path: path, body: json, headers: [], attempts: 3)
     }
 
     /// GETs are idempotent: retried on connection failures and 502/503/504.

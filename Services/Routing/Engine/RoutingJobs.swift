@@ -52,10 +52,7 @@ struct RoutingJobs: Sendable {
 
     /// 5xx and unreachable peers are retried by the job table; 4xx are final.
     private func check(_ response: PeerClient.Response, from service: ServiceName, _ what: String) throws -> Bool {
-        if (200..<300).contains(response.status) { return true }
-        if response.status >= 500 || response.status == 429 || response.status == 409 {
-            throw PeerClient.Unreachable(service: service, underlying: "\(what) answered \(response.status): \(response.body.prefix(300))")
-        }
+        if try response.succeeded(from: service, what) { return true }
         router.logger.warning("\(what) refused", metadata: ["status": "\(response.status)", "body": "\(response.body.prefix(300))"])
         return false
     }

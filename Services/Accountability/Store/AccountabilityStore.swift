@@ -1,0 +1,218 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+enum AccountabilityMigrations {
+    static let own: [Migration] = [
+        Migration("CreateAccountabilityRules", [
+            """
+            CREATE TABLE accountability_rules (
+                entity_id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                doc jsonb NOT NULL)
+            """,
+            "CREATE INDEX accountability_rules_company ON accountability_rules (company_id)",
+        ]),
+        Migration("CreateViolations", [
+            """
+            CREATE TABLE violations (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                entity_id uuid NOT NULL,
+                agent_id uuid NOT NULL,
+                kind text NOT NULL,
+                period text NOT NULL,
+                created_at timestamptz NOT NULL,
+                doc jsonb NOT NULL,
+                UNIQUE (agent_id, kind, period))
+            """,
+            "CREATE INDEX violations_company ON violations (company_id, created_at DESC, id)",
+        ]),
+    ]
+}
+
+/// An accountability decision about one agent (AC-4): what was measured, over which window,
+/// what was done and who undid it.
+struct Violation: Codable, Sendable, Hashable {
+    enum Kind: String, Codable, Sendable { case rotation }
+    var id: UUID
+    var companyId: UUID
+    /// The office or team whose rules were broken.
+    var entityId: UUID
+    var agentId: UUID
+    var agentName: String
+    var kind: Kind
+    /// The check's day, in the office's zone.
+    var period: String
+    var figures: [RotationFigures]
+    var removedUntil: Date?
+    /// Users told by e-mail, once the enforcement ran.
+    var emailed: [UUID]
+    var enforcedAt: Date?
+    var reinstatedBy: String?
+    var reinstatedAt: Date?
+    var createdAt: Date
+}
+
+/// An agent as the daily check sees them.
+struct CheckedAgent: Sendable, Hashable {
+    var id: UUID
+    var name: String
+    var entityIds: [UUID]
+    var lastLogin: Date?
+}
+
+struct AccountabilityStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    static func json(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONCoding.encoder.encode(value), as: UTF8.self)
+    }
+
+    // MARK: rules
+
+    func rules(companyId: UUID, on connection: PostgresConnection? = nil) async throws -> [AccountabilityRules] {
+        let query: PostgresQuery = "SELECT doc::text FROM accountability_rules WHERE company_id = \(companyId) ORDER BY entity_id"
+        let rows = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
+        var result: [AccountabilityRules] = []
+        for try await doc in rows.decode(String.self) { result.append(try JSONCoding.decoder.decode(AccountabilityRules.self, from: Data(doc.utf8))) }
+        return result
+    }
+
+    func rules(entityId: UUID) async throws -> AccountabilityRules? {
+        let rows = try await client.query("SELECT doc::text FROM accountability_rules WHERE entity_id = \(entityId)", logger: logger)
+        for try await doc in rows.decode(String.self) { return try JSONCoding.decoder.decode(AccountabilityRules.self, from: Data(doc.utf8)) }
+        return nil
+    }
+
+    func save(_ rules: AccountabilityRules) async throws {
+        try await client.query("""
+            INSERT INTO accountability_rules (entity_id, company_id, doc) VALUES (\(rules.entityId), \(rules.companyId), \(try Self.json(rules))::jsonb)
+            ON CONFLICT (entity_id) DO UPDATE SET doc = EXCLUDED.doc
+            """, logger: logger)
+    }
+
+    func deleteRules(entityId: UUID) async throws -> Bool {
+        try await client.query("DELETE FROM accountability_rules WHERE entity_id = \(entityId) RETURNING entity_id", logger: logger).collect().count == 1
+    }
+
+    // MARK: directory
+
+    /// An entity of the directory replica: its company, kind, parent and zone.
+    func entity(_ id: UUID) async throws -> (companyId: UUID, kind: EntityKind, parentId: UUID?, timeZone: String)? {
+        let rows = try await client.query("SELECT company_id, kind, parent_id, time_zone FROM directory_entities WHERE id = \(id)", logger: logger)
+        for try await (company, kind, parent, zone) in rows.decode((UUID, String, UUID?, String).self) {
+            return (company, EntityKind(rawValue: kind) ?? .team, parent, zone)
+        }
+        return nil
+    }
+
+    /// `root` and every entity under it, with each one's parent.
+    func subtree(of root: UUID, on connection: PostgresConnection) async throws -> [UUID: UUID?] {
+        let rows = try await connection.query("""
+            WITH RECURSIVE tree AS (
+                SELECT id, parent_id FROM directory_entities WHERE id = \(root)
+                UNION SELECT e.id, e.parent_id FROM directory_entities e JOIN tree t ON e.parent_id = t.id)
+            SELECT id, parent_id FROM tree
+            """, logger: logger)
+        var result: [UUID: UUID?] = [:]
+        for try await (id, parent) in rows.decode((UUID, UUID?).self) { result[id] = parent }
+        return result
+    }
+
+    /// The agents of `entities` who take leads and are in rotation at `now`.
+    func agentsInRotation(of entities: [UUID], now: Date, on connection: PostgresConnection) async throws -> [CheckedAgent] {
+        let rows = try await connection.query("""
+            SELECT id, first_name || ' ' || last_name, entity_ids, last_login_at FROM directory_users
+            WHERE entity_ids && \(entities) AND active AND role IN ('agent', 'team_admin', 'office_admin')
+              AND (in_rotation OR rotation_until <= \(now))
+            ORDER BY id
+            """, logger: logger)
+        var result: [CheckedAgent] = []
+        for try await (id, name, entityIds, login) in rows.decode((UUID, String, [UUID], Date?).self) {
+            result.append(CheckedAgent(id: id, name: name, entityIds: entityIds, lastLogin: login))
+        }
+        return result
+    }
+
+    /// Calls and tasks of the agents due since `since` (AC-4's 30 days).
+    func tasks(of agents: [UUID], dueSince since: Date, on connection: PostgresConnection) async throws -> [UUID: [RotationCheck.Task]] {
+        let rows = try await connection.query("""
+            SELECT assignee_id, due_at, completed_at FROM task_replica
+            WHERE assignee_id = ANY(\(agents)) AND due_at >= \(since) AND kind IN ('task', 'call')
+            """, logger: logger)
+        var result: [UUID: [RotationCheck.Task]] = [:]
+        for try await (agent, due, completed) in rows.decode((UUID, Date, Date?).self) {
+            result[agent, default: []].append(RotationCheck.Task(dueAt: due, completedAt: completed))
+        }
+        return result
+    }
+
+    /// Who is told of a violation of `entityId`'s rules: its own admins (and the admins of the
+    /// entities above it), else the company's admins.
+    func admins(of entityId: UUID, companyId: UUID, on connection: PostgresConnection) async throws -> [UUID] {
+        let rows = try await connection.query("""
+            WITH RECURSIVE up AS (
+                SELECT id, parent_id FROM directory_entities WHERE id = \(entityId)
+                UNION SELECT e.id, e.parent_id FROM directory_entities e JOIN up ON e.id = up.parent_id)
+            SELECT id FROM directory_users
+            WHERE company_id = \(companyId) AND active AND role IN ('team_admin', 'office_admin', 'company_admin')
+              AND entity_ids && ARRAY(SELECT id FROM up)
+            ORDER BY role = 'company_admin', id
+            """, logger: logger)
+        var found: [UUID] = []
+        for try await id in rows.decode(UUID.self) { found.append(id) }
+        return found
+    }
+
+    // MARK: violations
+
+    /// When an admin last put each agent back (AC-5).
+    func lastReinstatements(of agents: [UUID], on connection: PostgresConnection) async throws -> [UUID: Date] {
+        let rows = try await connection.query("""
+            SELECT agent_id, max((doc->>'reinstatedAt')::timestamptz) FROM violations
+            WHERE agent_id = ANY(\(agents)) AND doc ? 'reinstatedAt' GROUP BY agent_id
+            """, logger: logger)
+        var result: [UUID: Date] = [:]
+        for try await (agent, at) in rows.decode((UUID, Date?).self) { result[agent] = at }
+        return result
+    }
+
+    /// Writes a violation unless the agent has one of this kind for this period; true when new.
+    func insert(_ violation: Violation, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.query("""
+            INSERT INTO violations (id, company_id, entity_id, agent_id, kind, period, created_at, doc)
+            VALUES (\(violation.id), \(violation.companyId), \(violation.entityId), \(violation.agentId), \(violation.kind.rawValue),
+                    \(violation.period), \(violation.createdAt), \(try Self.json(violation))::jsonb)
+            ON CONFLICT (agent_id, kind, period) DO NOTHING RETURNING id
+            """, logger: logger).collect().count == 1
+    }
+
+    func update(_ violation: Violation, on connection: PostgresConnection? = nil) async throws {
+        let query: PostgresQuery = "UPDATE violations SET doc = \(try Self.json(violation))::jsonb WHERE id = \(violation.id)"
+        if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
+    }
+
+    func violation(_ id: UUID, on connection: PostgresConnection? = nil) async throws -> Violation? {
+        let query: PostgresQuery = "SELECT doc::text FROM violations WHERE id = \(id)"
+        let rows = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
+        for try await doc in rows.decode(String.self) { return try JSONCoding.decoder.decode(Violation.self, from: Data(doc.utf8)) }
+        return nil
+    }
+
+    /// A company's violations, newest first; only those of `agentId`, of `entities`, when given.
+    func violations(companyId: UUID, agentId: UUID?, entities: Set<UUID>?, limit: Int) async throws -> [Violation] {
+        let rows = try await client.query("""
+            SELECT doc::text FROM violations
+            WHERE company_id = \(companyId) AND (\(agentId)::uuid IS NULL OR agent_id = \(agentId))
+              AND (\(entities.map(Array.init))::uuid[] IS NULL OR entity_id = ANY(\(entities.map(Array.init))::uuid[]))
+            ORDER BY created_at DESC, id LIMIT \(limit)
+            """, logger: logger)
+        var result: [Violation] = []
+        for try await doc in rows.decode(String.self) { result.append(try JSONCoding.decoder.decode(Violation.self, from: Data(doc.utf8))) }
+        return result
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Models
+import Testing
+
+/// The accountability service over HTTP against the running stack, on its virtual clock.
+@Suite("Accountability (AC-1 … AC-7)", .serialized)
+struct AccountabilityTests {
+    let stack: Stack
+
+    init() throws {
+        stack = try Stack.fromEnvironment()
+    }
+
+    func advanceDays(_ days: Int) async throws {
+        for _ in 0..<days {
+            let answer = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 86400}"#)
+            #expect(answer.status == 200, "\(answer.text)")
+            try await stack.waitUntilIdle()
+        }
+    }
+
+    func user(_ brokerage: Stack.Brokerage, _ name: String, role: String = "agent", entity: String) async throws -> (id: String, token: String, email: String) {
+        let email = "\(name.lowercased())-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let created = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+            "role": role, "firstName": name, "lastName": "Doe", "email": email, "password": "agent password 1", "entityIds": [entity],
+        ]))
+        let id = try #require(created["id"]?.string, "\(created.text)")
+        return (id, try await stack.login(email, "agent password 1"), email)
+    }
+
+    @Test("AC-4, AC-5: the daily check takes out of rotation, until the 1st, an agent under the completion minimum and one past the login interval, never an excluded one; they and the admins are e-mailed the rule, the threshold and their figure; an admin puts one back, judged afresh from then; each sees what they may")
+    func rotationAccountability() async throws {
+        let brokerage = try await stack.newCompany()
+        let office = try await stack.call(.POST, .contacts, "/v1/entities", token: brokerage.adminToken, json: Stack.json([
+            "parentId": brokerage.rootEntityId, "kind": "office", "name": "North", "timeZone": "America/Chicago"]))
+        let officeId = try #require(office["id"]?.string, "\(office.text)")
+        let ann = try await user(brokerage, "Ann", entity: officeId)
+        let ben = try await user(brokerage, "Ben", entity: officeId)
+        let cal = try await user(brokerage, "Cal", entity: officeId)
+        let dee = try await user(brokerage, "Dee", entity: officeId)
+        let oli = try await user(brokerage, "Oli", role: "office_admin", entity: officeId)
+        try await stack.waitUntilIdle()
+
+        #expect(try await stack.call(.PUT, .accountability, "/v1/accountability/rules/\(officeId)", token: ann.token, json: "{}").status == 403)
+        let bad = try await stack.call(.PUT, .accountability, "/v1/accountability/rules/\(officeId)", token: oli.token,
+                                       json: #"{"rotation":{"enabled":true,"minCompletionPercent":120}}"#)
+        #expect(bad.status == 422 && bad.errorField == "rotation.minCompletionPercent", "\(bad.text)")
+        let rules = try await stack.call(.PUT, .accountability, "/v1/accountability/rules/\(officeId)", token: oli.token, json: Stack.json([
+            "rotation": ["enabled": true, "loginIntervalDays": 5, "minCompletionPercent": 50], "excludedAgentIds": [cal.id]]))
+        #expect(rules.status == 200 && rules["rotation"]?["loginIntervalDays"] == .number(5), "\(rules.text)")
+
+        // Ben and Cal each have a call due tomorrow that they never make; Ann makes hers.
+        let contact = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+            "status": "new_lead", "firstName": "Lee", "emails": ["lee-\(UUID().uuidString.prefix(6))@example.com"], "ownerEntityId": officeId]))
+        let contactId = try #require(contact["id"]?.string, "\(contact.text)")
+        let due = RFC3339.string(from: try await stack.clockNow().addingTimeInterval(86_400))
+        for agent in [ann, ben, cal] {
+            let task = try await stack.call(.POST, .contacts, "/v1/contacts/\(contactId)/tasks", token: brokerage.adminToken,
+                                            json: Stack.json(["kind": "call", "title": "Call Lee", "dueAt": due, "assigneeId": agent.id]))
+            let taskId = try #require(task["id"]?.string, "\(task.text)")
+            if agent.id == ann.id {
+                #expect(try await stack.call(.POST, .contacts, "/v1/tasks/\(taskId)/completion", token: ann.token, json: #"{"outcome":"contacted"}"#).status == 200)
+            }
+        }
+        try await advanceDays(3)
+        _ = try await stack.login(ann.email, "agent password 1")
+        try await advanceDays(3)
+
+        let listed = try await stack.call(.GET, .accountability, "/v1/accountability/violations", token: oli.token)
+        let violations = listed["items"]?.array ?? []
+        #expect(Set(violations.compactMap { $0["agentId"]?.string?.lowercased() }) == [ben.id.lowercased(), dee.id.lowercased()], "\(listed.text)")
+        let benViolation = try #require(violations.first { $0["agentId"]?.string?.lowercased() == ben.id.lowercased() })
+        let figures = benViolation["figures"]?.array ?? []
+        #expect(figures.contains { $0["rule"] == .string("completion") && $0["threshold"] == .number(50) && $0["measured"] == .number(0) }, "\(benViolation)")
+        let deeViolation = try #require(violations.first { $0["agentId"]?.string?.lowercased() == dee.id.lowercased() })
+        #expect(deeViolation["figures"]?.array?.first?["rule"] == .string("login_interval"), "\(deeViolation)")
+        let until = try #require(benViolation["removedUntil"]?.string.flatMap(RFC3339.date(from:)))
+        var chicago = Calendar(identifier: .gregorian)
+        chicago.timeZone = try #require(TimeZone(identifier: "America/Chicago"))
+        #expect(chicago.component(.day, from: until) == 1 && chicago.component(.hour, from: until) == 0, "until the 1st, 00:00 Chicago")
+        #expect(benViolation["emailed"]?.array?.contains(.string(oli.id.uppercased())) == true
+                || benViolation["emailed"]?.array?.contains(.string(oli.id.lowercased())) == true, "the office admin was told: \(benViolation)")
+
+        let benUser = try await stack.call(.GET, .contacts, "/v1/users/\(ben.id)", token: brokerage.adminToken)
+        #expect(benUser["rotation"]?["inRotation"] == .bool(false) && benUser["rotation"]?["reason"]?.string?.contains("completed 0 of 1") == true,
+                "\(benUser.text)")
+        let mail = try await stack.call(.GET, .notifications, "/v1/messages?userId=\(ben.id)", token: brokerage.adminToken)
+        #expect(mail["items"]?.array?.contains { $0["subject"]?.string?.hasPrefix("You are out of lead rotation") == true } == true, "\(mail.text)")
+
+        // What each may see.
+        let own = try await stack.call(.GET, .accountability, "/v1/accountability/violations", token: ben.token)
+        #expect(own["items"]?.array?.count == 1)
+        #expect(try await stack.call(.GET, .accountability, "/v1/accountability/violations", token: ann.token)["items"]?.array?.isEmpty == true)
+        let violationId = try #require(benViolation["id"]?.string)
+        let stranger = try await stack.newCompany()
+        #expect(try await stack.call(.GET, .accountability, "/v1/accountability/violations/\(violationId)", token: stranger.adminToken).status == 404)
+        #expect(try await stack.call(.POST, .accountability, "/v1/accountability/violations/\(violationId)/reinstatement", token: ben.token).status == 403)
+
+        // AC-5: the admin puts Ben back; the next days judge him from then.
+        let back = try await stack.call(.POST, .accountability, "/v1/accountability/violations/\(violationId)/reinstatement", token: oli.token)
+        #expect(back.status == 200 && back["reinstatedBy"]?.string?.lowercased() == oli.id.lowercased(), "\(back.text)")
+        #expect(try await stack.call(.POST, .accountability, "/v1/accountability/violations/\(violationId)/reinstatement", token: oli.token).status == 409)
+        #expect(try await stack.call(.GET, .contacts, "/v1/users/\(ben.id)", token: brokerage.adminToken)["rotation"]?["inRotation"] == .bool(true))
+        _ = try await stack.login(ben.email, "agent password 1")
+        try await advanceDays(1)
+        let after = try await stack.call(.GET, .accountability, "/v1/accountability/violations?agentId=\(ben.id)", token: oli.token)
+        #expect(after["items"]?.array?.count == 1, "not taken out again for what came before his reinstatement: \(after.text)")
+    }
+}
