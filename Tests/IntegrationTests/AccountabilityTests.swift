@@ -28,7 +28,7 @@ struct AccountabilityTests {
         return (id, try await stack.login(email, "agent password 1"), email)
     }
 
-    @Test("AC-4, AC-5: the daily check takes out of rotation, until the 1st, an agent under the completion minimum and one past the login interval, never an excluded one; they and the admins are e-mailed the rule, the threshold and their figure; an admin puts one back, judged afresh from then; each sees what they may")
+    @Test("AC-4, AC-5, AC-7: the daily check takes out of rotation, until the 1st, an agent under the completion minimum and one past the login interval, never an excluded one; they and the admins are e-mailed the rule, the threshold and their figure; an admin puts one back, judged afresh from then; each sees what they may; the week's figures per agent and for the office, in JSON and CSV")
     func rotationAccountability() async throws {
         let brokerage = try await stack.newCompany()
         let office = try await stack.call(.POST, .contacts, "/v1/entities", token: brokerage.adminToken, json: Stack.json([
@@ -105,5 +105,24 @@ struct AccountabilityTests {
         try await advanceDays(1)
         let after = try await stack.call(.GET, .accountability, "/v1/accountability/violations?agentId=\(ben.id)", token: oli.token)
         #expect(after["items"]?.array?.count == 1, "not taken out again for what came before his reinstatement: \(after.text)")
+
+        // AC-7: the office's figures over the week, as JSON and as CSV; an agent sees only their own.
+        let from = RFC3339.string(from: try await stack.clockNow().addingTimeInterval(-10 * 86_400))
+        let report = try await stack.call(.GET, .accountability, "/v1/accountability/analytics?entityId=\(officeId)&from=\(from)", token: oli.token)
+        #expect(report.status == 200, "\(report.text)")
+        let rows = report["agents"]?.array ?? []
+        func row(_ id: String) -> JSONValue? { rows.first { $0["agentId"]?.string?.lowercased() == id.lowercased() } }
+        #expect(row(ann.id)?["tasksDue"] == .number(1) && row(ann.id)?["tasksCompleted"] == .number(1) && row(ann.id)?["callsMade"] == .number(1),
+                "\(report.text)")
+        #expect(row(ben.id)?["tasksDue"] == .number(1) && row(ben.id)?["callsMissed"] == .number(1) && row(ben.id)?["violations"] == .number(1))
+        #expect(report["total"]?["violations"] == .number(2) && report["total"]?["tasksDue"] == .number(3) && report["total"]?["agentName"] == .string("North"))
+        let csv = try await stack.call(.GET, .accountability, "/v1/accountability/analytics?entityId=\(officeId)&from=\(from)&format=csv", token: oli.token)
+        #expect(csv.status == 200 && csv.text.hasPrefix("Agent,Calls made") && csv.text.contains("Ben Doe,0,1,1,0,1"), "\(csv.text)")
+        let mine = try await stack.call(.GET, .accountability, "/v1/accountability/analytics?from=\(from)", token: ann.token)
+        #expect(mine["agents"]?.array?.count == 1 && mine["total"] == nil, "\(mine.text)")
+        #expect(try await stack.call(.GET, .accountability, "/v1/accountability/analytics?entityId=\(officeId)", token: stranger.adminToken).status == 404)
+        let backwards = try await stack.call(.GET, .accountability, "/v1/accountability/analytics?entityId=\(officeId)&from=2030-01-01T00:00:00Z&to=2029-01-01T00:00:00Z",
+                                             token: oli.token)
+        #expect(backwards.status == 422 && backwards.errorField == "from")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Models
+import NIOCore
 import PostgresNIO
 import ServiceKit
 
@@ -16,6 +17,13 @@ struct AccountabilityController {
     let clock: any ServiceClock
 
     struct RulesList: ResponseEncodable { var items: [AccountabilityRules] }
+    struct Report: ResponseEncodable {
+        var entityId: UUID?
+        var from: Date
+        var to: Date
+        var agents: [AgentFigures]
+        var total: AgentFigures?
+    }
     struct Violations: ResponseEncodable { var items: [Violation] }
 
     func register(on group: RouterGroup<AppContext>) {
@@ -48,6 +56,42 @@ struct AccountabilityController {
             guard try await store.deleteRules(entityId: entityId) else { throw APIError.notFound("rules of entity \(entityId)") }
             return Response(status: .noContent)
         }
+        // AC-7: per agent and for the entity over [from, to), as JSON or CSV. An agent gets their
+        // own row only.
+        group.get("/v1/accountability/analytics") { request, context -> Response in
+            let identity = try context.requireIdentity()
+            let query = request.uri.queryParameters
+            let now = clock.now
+            let to = try query["to"].map { try Self.date(String($0), field: "to") } ?? now
+            let from = try query["from"].map { try Self.date(String($0), field: "from") } ?? to.addingTimeInterval(-30 * 86_400)
+            guard from < to else { throw APIError.validation("from", "from must be before to") }
+            guard to.timeIntervalSince(from) <= 400 * 86_400 else { throw APIError.validation("from", "a range is at most 400 days") }
+            let format = query["format"].map(String.init) ?? "json"
+            guard ["json", "csv"].contains(format) else { throw APIError.validation("format", "format is json or csv") }
+            var report: Report
+            if identity.role == .agent, let me = identity.userId {
+                let name = try await store.agents(of: Array(identity.entityIds)).first { $0.0 == me }?.1 ?? "Me"
+                let activity = try await store.activity(of: [(me, name)], from: from, to: to)
+                report = Report(entityId: nil, from: from, to: to, agents: activity.map { Analytics.figures($0, from: from, to: to) }, total: nil)
+            } else {
+                guard let text = query["entityId"], let id = UUID(uuidString: String(text)) else {
+                    throw APIError.validation("entityId", "entityId (an office or team you manage) is required")
+                }
+                let entityId = try await managedEntity(id, identity)
+                let agents = try await store.agents(of: try await store.subtreeIds(of: entityId))
+                let activity = try await store.activity(of: agents, from: from, to: to)
+                let name = try await store.entityName(entityId) ?? "Total"
+                report = Report(entityId: entityId, from: from, to: to, agents: activity.map { Analytics.figures($0, from: from, to: to) },
+                                total: Analytics.total(activity, entityName: name, from: from, to: to))
+            }
+            if format == "csv" {
+                let total = report.total ?? Analytics.total([], entityName: "Total", from: from, to: to)
+                return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8",
+                                                       .contentDisposition: "attachment; filename=\"accountability.csv\""],
+                                body: ResponseBody(byteBuffer: ByteBuffer(string: Analytics.csv(report.agents, total: total))))
+            }
+            return try report.response(from: request, context: context)
+        }
         group.get("/v1/accountability/violations") { request, context -> Violations in
             let identity = try context.requireIdentity()
             guard let companyId = identity.companyId else { throw APIError.forbidden }
@@ -78,6 +122,11 @@ struct AccountabilityController {
             try await checks.reinstate(&violation, by: identity.subject)
             return violation
         }
+    }
+
+    static func date(_ text: String, field: String) throws -> Date {
+        guard let date = RFC3339.date(from: text) else { throw APIError.validation(field, "\(field) is an RFC 3339 time such as 2026-11-01T00:00:00Z") }
+        return date
     }
 
     /// The caller's company and the entities they manage (nil: all of the company); admins only.

@@ -30,6 +30,11 @@ enum AccountabilityMigrations {
             """,
             "CREATE INDEX violations_company ON violations (company_id, created_at DESC, id)",
         ]),
+        // AC-7: an agent's calls and first contacts over a range.
+        Migration("AnalyticsIndexes", [
+            "CREATE INDEX communication_replica_user ON communication_replica (user_id, at)",
+            "CREATE INDEX violations_agent ON violations (agent_id, created_at)",
+        ]),
     ]
 }
 
@@ -166,6 +171,61 @@ struct AccountabilityStore: Sendable {
         var found: [UUID] = []
         for try await id in rows.decode(UUID.self) { found.append(id) }
         return found
+    }
+
+    // MARK: analytics
+
+    /// The agents of `entities` (every one who takes leads, in rotation or not), by name.
+    func agents(of entities: [UUID]) async throws -> [(UUID, String)] {
+        let rows = try await client.query("""
+            SELECT id, first_name || ' ' || last_name FROM directory_users
+            WHERE entity_ids && \(entities) AND role IN ('agent', 'team_admin', 'office_admin') ORDER BY last_name, first_name, id
+            """, logger: logger)
+        var result: [(UUID, String)] = []
+        for try await row in rows.decode((UUID, String).self) { result.append(row) }
+        return result
+    }
+
+    /// What AC-7 sums for each agent over [from, to): four indexed reads for the whole office.
+    func activity(of agents: [(UUID, String)], from: Date, to: Date) async throws -> [AgentActivity] {
+        let ids = agents.map(\.0)
+        var calls: [UUID: Int] = [:], violations: [UUID: Int] = [:]
+        var tasks: [UUID: [AgentActivity.Task]] = [:], firsts: [UUID: [Double?]] = [:]
+        for try await (agent, count) in try await client.query("""
+            SELECT user_id, count(*)::int FROM communication_replica
+            WHERE user_id = ANY(\(ids)) AND channel = 'call' AND direction = 'outbound' AND at >= \(from) AND at < \(to) GROUP BY user_id
+            """, logger: logger).decode((UUID, Int).self) { calls[agent] = count }
+        for try await (agent, kind, due, completed) in try await client.query("""
+            SELECT assignee_id, kind, due_at, completed_at FROM task_replica
+            WHERE assignee_id = ANY(\(ids)) AND due_at >= \(from) AND due_at < \(to) AND kind IN ('task', 'call')
+            """, logger: logger).decode((UUID, String, Date, Date?).self) {
+            tasks[agent, default: []].append(AgentActivity.Task(isCall: kind == "call", dueAt: due, completedAt: completed))
+        }
+        for try await (agent, count) in try await client.query("""
+            SELECT agent_id, count(*)::int FROM violations WHERE agent_id = ANY(\(ids)) AND created_at >= \(from) AND created_at < \(to) GROUP BY agent_id
+            """, logger: logger).decode((UUID, Int).self) { violations[agent] = count }
+        for try await (agent, minutes) in try await client.query("""
+            SELECT c.assigned_agent_id,
+                (SELECT extract(epoch FROM min(m.at) - c.created_at) / 60 FROM communication_replica m
+                 WHERE m.user_id = c.assigned_agent_id AND m.contact_id = c.id AND m.direction = 'outbound' AND m.at >= c.created_at)::float8
+            FROM contact_replica c
+            WHERE c.assigned_agent_id = ANY(\(ids)) AND c.created_at >= \(from) AND c.created_at < \(to) AND NOT c.deleted
+              AND c.origin IN ('website', 'dropbox', 'zapier')
+            """, logger: logger).decode((UUID, Double?).self) { firsts[agent, default: []].append(minutes) }
+        return agents.map { id, name in
+            AgentActivity(agentId: id, agentName: name, callsMade: calls[id] ?? 0, tasks: tasks[id] ?? [], violations: violations[id] ?? 0,
+                          firstContactMinutes: firsts[id] ?? [])
+        }
+    }
+
+    /// The names of entities, for the total's row.
+    func entityName(_ id: UUID) async throws -> String? {
+        try await client.query("SELECT name FROM directory_entities WHERE id = \(id)", logger: logger).first(String.self)
+    }
+
+    /// `root` and every entity under it.
+    func subtreeIds(of root: UUID) async throws -> [UUID] {
+        try await client.withConnection { connection in Array(try await subtree(of: root, on: connection).keys) }
     }
 
     // MARK: violations
