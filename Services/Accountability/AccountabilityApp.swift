@@ -2,7 +2,8 @@ import Hummingbird
 import Models
 import ServiceKit
 
-/// Wires the accountability service: rules per office or team, the daily rotation check (AC-4)
+/// Wires the accountability service: rules per office or team, new-lead calls (AC-1 … AC-3), the
+/// daily rotation check (AC-4)
 /// with its violations and reinstatements (AC-5), and the directory, contact and task replicas
 /// it decides from.
 func buildAccountability(config: ServiceConfig) async throws -> some ApplicationProtocol {
@@ -10,11 +11,14 @@ func buildAccountability(config: ServiceConfig) async throws -> some Application
         let store = AccountabilityStore(client: environment.client, logger: environment.logger)
         let checks = RotationChecks(store: store, jobs: environment.jobs, peers: environment.peers, clock: environment.clock, logger: environment.logger)
         AccountabilityController(store: store, checks: checks, clock: environment.clock).register(on: routes.authenticated)
+        let calls = NewLeadCalls(store: store, jobs: environment.jobs, peers: environment.peers, clock: environment.clock, logger: environment.logger)
+        VoiceController(calls: calls).register(on: routes.authenticated)
         var parts = ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
                                      + DirectoryReplica.userLender + ContactReplica.taskMigrations
                                      + DirectoryReplica.entityAddress + AccountabilityMigrations.own,
-                                 eventHandlers: DirectoryReplica.handlers(for: .accountability) + ContactReplica.handlers(for: .accountability),
-                                 jobHandlers: [checks.enforceHandler])
+                                 eventHandlers: DirectoryReplica.handlers(for: .accountability) + ContactReplica.handlers(for: .accountability)
+                                     + calls.eventHandlers,
+                                 jobHandlers: [checks.enforceHandler] + calls.jobHandlers)
         parts.periodic = [checks.schedule]
         return parts
     }

@@ -6,9 +6,11 @@ import Testing
 @Suite("Accountability (AC-1 … AC-7)", .serialized)
 struct AccountabilityTests {
     let stack: Stack
+    let phone: NotificationsTests
 
     init() throws {
         stack = try Stack.fromEnvironment()
+        phone = try NotificationsTests()
     }
 
     func advanceDays(_ days: Int) async throws {
@@ -19,11 +21,12 @@ struct AccountabilityTests {
         }
     }
 
-    func user(_ brokerage: Stack.Brokerage, _ name: String, role: String = "agent", entity: String) async throws -> (id: String, token: String, email: String) {
+    func user(_ brokerage: Stack.Brokerage, _ name: String, role: String = "agent", entity: String, mobile: String? = nil) async throws
+        -> (id: String, token: String, email: String) {
         let email = "\(name.lowercased())-\(UUID().uuidString.prefix(8).lowercased())@example.com"
-        let created = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
-            "role": role, "firstName": name, "lastName": "Doe", "email": email, "password": "agent password 1", "entityIds": [entity],
-        ]))
+        var body: [String: Any] = ["role": role, "firstName": name, "lastName": "Doe", "email": email, "password": "agent password 1", "entityIds": [entity]]
+        if let mobile { body["mobilePhone"] = mobile }
+        let created = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json(body))
         let id = try #require(created["id"]?.string, "\(created.text)")
         return (id, try await stack.login(email, "agent password 1"), email)
     }
@@ -124,5 +127,82 @@ struct AccountabilityTests {
         let backwards = try await stack.call(.GET, .accountability, "/v1/accountability/analytics?entityId=\(officeId)&from=2030-01-01T00:00:00Z&to=2029-01-01T00:00:00Z",
                                              token: oli.token)
         #expect(backwards.status == 422 && backwards.errorField == "from")
+    }
+
+    func calls(to number: String) async throws -> [JSONValue] {
+        try await phone.providerRequests(to: number).filter { ($0["path"]?.string ?? "").hasSuffix("/Calls.json") }
+    }
+
+    /// Answers the newest call to `number` with `digits`; the TwiML the keys led to.
+    func press(_ digits: String, onCallTo number: String) async throws -> String {
+        let call = try #require(try await calls(to: number).last)
+        let url = try #require(call["fields"]?["Url"]?.string)
+        let path = String(url.dropFirst(phone.publicURL.count))
+        let script = try await phone.webhook(path, [("CallSid", "CA\(UUID().uuidString.prefix(8))")])
+        #expect(script.text.contains("Press 1 to be connected"), "\(script.text)")
+        let messageId = try #require(path.split(separator: "/").last.map(String.init))
+        return try await phone.webhook("/webhooks/twilio/gather/\(messageId)", [("Digits", digits)]).text
+    }
+
+    @Test("AC-1, AC-2, AC-3: each new lead with a phone gets its calls to the agent, which name it and connect on 1; a missed call goes on the timeline; the calls stop when the lead texts back, when the agent connects, and when the status leaves new lead")
+    func newLeadCalls() async throws {
+        let brokerage = try await stack.newCompany()
+        let allWeek: [[String: Any]] = (1...7).map { ["weekday": $0, "open": "00:00", "close": "23:59"] }
+        let office = try await stack.call(.POST, .contacts, "/v1/entities", token: brokerage.adminToken, json: Stack.json([
+            "parentId": brokerage.rootEntityId, "kind": "office", "name": "South", "timeZone": "America/Chicago", "officeHours": allWeek]))
+        let officeId = try #require(office["id"]?.string, "\(office.text)")
+        let agentPhone = NotificationsTests.randomPhone()
+        let agent = try await user(brokerage, "Rae", entity: officeId, mobile: agentPhone)
+        let rules = try await stack.call(.PUT, .accountability, "/v1/accountability/rules/\(officeId)", token: brokerage.adminToken,
+                                         json: #"{"newLeadCalls":{"enabled":true,"calls":3}}"#)
+        #expect(rules.status == 200, "\(rules.text)")
+        try await stack.waitUntilIdle()
+        func lead(_ name: String, _ number: String) async throws -> String {
+            let created = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": "new_lead", "firstName": name, "lastName": "Lead", "phones": [number], "assignedAgentId": agent.id, "ownerEntityId": officeId,
+                "searchInterest": ["area": "Hyde Park", "priceMin": 300000, "priceMax": 450000]]))
+            let id = try #require(created["id"]?.string, "\(created.text)")
+            try await stack.waitUntilIdle()
+            return id
+        }
+        func advance(_ seconds: Int) async throws {
+            _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: Stack.json(["advanceSeconds": seconds]))
+            try await stack.waitUntilIdle()
+        }
+
+        // The first lead: called at once; the agent presses 2, which is a missed connection (AC-2); then the lead texts back (AC-3).
+        let lenaPhone = NotificationsTests.randomPhone()
+        let lena = try await lead("Lena", lenaPhone)
+        #expect(try await calls(to: agentPhone).count == 1)
+        let declined = try await press("2", onCallTo: agentPhone)
+        #expect(declined.contains("Goodbye") && !declined.contains("<Dial>"), "\(declined)")
+        try await advance(21 * 60)
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(lena)/timeline", token: brokerage.adminToken)
+        #expect(timeline["items"]?.array?.contains { $0["summary"]?.string?.hasPrefix("The system tried to reach Rae Doe") == true } == true, "\(timeline.text)")
+        _ = try await phone.inboundText(from: lenaPhone, body: "Hi! Yes, still looking")
+        try await stack.waitUntilIdle()
+
+        // The second lead: the agent presses 1 and is connected to the lead's phone.
+        let milaPhone = NotificationsTests.randomPhone()
+        _ = try await lead("Mila", milaPhone)
+        #expect(try await calls(to: agentPhone).count == 2)
+        let connected = try await press("1", onCallTo: agentPhone)
+        #expect(connected.contains("<Dial>\(milaPhone)</Dial>"), "\(connected)")
+
+        // The third lead: its status leaves new lead after the first call.
+        let noraPhone = NotificationsTests.randomPhone()
+        let nora = try await lead("Nora", noraPhone)
+        #expect(try await calls(to: agentPhone).count == 3)
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(nora)/status", token: brokerage.adminToken, json: #"{"status":"active_lead"}"#).status == 200)
+        try await stack.waitUntilIdle()
+
+        // Three days on: none of them was called again.
+        for _ in 0..<6 { try await advance(12 * 3600) }
+        #expect(try await calls(to: agentPhone).count == 3, "every lead's later calls were withdrawn")
+
+        // A fourth lead nobody answers gets its three calls over its first three days.
+        _ = try await lead("Owen", NotificationsTests.randomPhone())
+        for _ in 0..<6 { try await advance(12 * 3600) }
+        #expect(try await calls(to: agentPhone).count == 6, "three calls for the lead nobody reached")
     }
 }

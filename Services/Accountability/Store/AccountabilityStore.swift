@@ -35,6 +35,18 @@ enum AccountabilityMigrations {
             "CREATE INDEX communication_replica_user ON communication_replica (user_id, at)",
             "CREATE INDEX violations_agent ON violations (agent_id, created_at)",
         ]),
+        // AC-1 … AC-3: each new lead's calls to its agent.
+        Migration("CreateCallPlans", [
+            """
+            CREATE TABLE call_plans (
+                contact_id uuid NOT NULL,
+                agent_id uuid NOT NULL,
+                company_id uuid NOT NULL,
+                state text NOT NULL,
+                doc jsonb NOT NULL,
+                PRIMARY KEY (contact_id, agent_id))
+            """,
+        ]),
     ]
 }
 
@@ -171,6 +183,81 @@ struct AccountabilityStore: Sendable {
         var found: [UUID] = []
         for try await id in rows.decode(UUID.self) { found.append(id) }
         return found
+    }
+
+    // MARK: new-lead calls
+
+    struct DirectoryEntity: Sendable, Hashable {
+        var kind: EntityKind
+        var parentId: UUID?
+        var timeZone: String
+        var officeHours: [OfficeHoursDay]
+    }
+
+    func companyEntities(_ companyId: UUID, on connection: PostgresConnection) async throws -> [UUID: DirectoryEntity] {
+        let rows = try await connection.query(
+            "SELECT id, kind, parent_id, time_zone, office_hours::text FROM directory_entities WHERE company_id = \(companyId)", logger: logger)
+        var result: [UUID: DirectoryEntity] = [:]
+        for try await (id, kind, parent, zone, hours) in rows.decode((UUID, String, UUID?, String, String).self) {
+            result[id] = DirectoryEntity(kind: EntityKind(rawValue: kind) ?? .team, parentId: parent, timeZone: zone,
+                                         officeHours: (try? JSONCoding.decoder.decode([OfficeHoursDay].self, from: Data(hours.utf8))) ?? [])
+        }
+        return result
+    }
+
+    func directoryUser(_ id: UUID, on connection: PostgresConnection) async throws -> (name: String, entityIds: [UUID])? {
+        let rows = try await connection.query("SELECT first_name || ' ' || last_name, entity_ids FROM directory_users WHERE id = \(id) AND active",
+                                              logger: logger)
+        for try await (name, entities) in rows.decode((String, [UUID]).self) { return (name, entities) }
+        return nil
+    }
+
+    func contactSnapshot(_ id: UUID, on connection: PostgresConnection) async throws -> Contact? {
+        let rows = try await connection.query("SELECT snapshot::text FROM contact_replica WHERE id = \(id) AND NOT deleted", logger: logger)
+        for try await doc in rows.decode(String.self) { return try JSONCoding.decoder.decode(Contact.self, from: Data(doc.utf8)) }
+        return nil
+    }
+
+    func communications(contactId: UUID, on connection: PostgresConnection) async throws -> [NewLeadCallPlan.Communication] {
+        let rows = try await connection.query(
+            "SELECT channel, direction, outcome FROM communication_replica WHERE contact_id = \(contactId) ORDER BY at DESC LIMIT 200", logger: logger)
+        var result: [NewLeadCallPlan.Communication] = []
+        for try await (channel, direction, outcome) in rows.decode((String, String, String?).self) {
+            guard let channel = CommunicationChannel(rawValue: channel), let direction = CommunicationDirection(rawValue: direction) else { continue }
+            result.append(.init(channel: channel, direction: direction, outcome: outcome.flatMap(CallOutcome.init(rawValue:))))
+        }
+        return result
+    }
+
+    /// A new plan; false when the lead already has one for this agent.
+    func insert(_ plan: CallPlan, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.query("""
+            INSERT INTO call_plans (contact_id, agent_id, company_id, state, doc)
+            VALUES (\(plan.contactId), \(plan.agentId), \(plan.companyId), \(plan.state.rawValue), \(try Self.json(plan))::jsonb)
+            ON CONFLICT DO NOTHING RETURNING contact_id
+            """, logger: logger).collect().count == 1
+    }
+
+    func update(_ plan: CallPlan, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE call_plans SET state = \(plan.state.rawValue), doc = \(try Self.json(plan))::jsonb
+            WHERE contact_id = \(plan.contactId) AND agent_id = \(plan.agentId)
+            """, logger: logger)
+    }
+
+    func lockPlan(_ contactId: UUID, _ agentId: UUID, on connection: PostgresConnection) async throws -> CallPlan? {
+        let rows = try await connection.query(
+            "SELECT doc::text FROM call_plans WHERE contact_id = \(contactId) AND agent_id = \(agentId) FOR UPDATE", logger: logger)
+        for try await doc in rows.decode(String.self) { return try JSONCoding.decoder.decode(CallPlan.self, from: Data(doc.utf8)) }
+        return nil
+    }
+
+    func activePlans(contactId: UUID, on connection: PostgresConnection) async throws -> [CallPlan] {
+        let rows = try await connection.query(
+            "SELECT doc::text FROM call_plans WHERE contact_id = \(contactId) AND state = 'active' FOR UPDATE", logger: logger)
+        var result: [CallPlan] = []
+        for try await doc in rows.decode(String.self) { result.append(try JSONCoding.decoder.decode(CallPlan.self, from: Data(doc.utf8))) }
+        return result
     }
 
     // MARK: analytics
