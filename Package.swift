@@ -39,7 +39,7 @@ func serviceTests(_ name: String) -> Target {
 
 let services = ["Contacts", "Routing", "Automation", "Accountability", "SmartPlans", "Notifications"]
 /// A service gets its test target with its first domain rules.
-let servicesWithTests = ["Contacts", "Routing", "Notifications", "Accountability"]
+let servicesWithTests = ["Contacts", "Routing", "Notifications", "Accountability", "Automation"]
 
 let package = Package(
     name: "brokerage-crm",
@@ -91,7 +91,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Mustache", package: "swift-mustache"),
         ]),
-        serviceTarget("Automation"),
+        serviceTarget("Automation", extra: [.product(name: "Crypto", package: "swift-crypto")]),
         serviceTarget("Accountability"),
         serviceTarget("SmartPlans"),
         serviceTarget("Notifications", extra: [

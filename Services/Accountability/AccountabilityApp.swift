@@ -13,12 +13,13 @@ func buildAccountability(config: ServiceConfig) async throws -> some Application
         AccountabilityController(store: store, checks: checks, clock: environment.clock).register(on: routes.authenticated)
         let calls = NewLeadCalls(store: store, jobs: environment.jobs, peers: environment.peers, clock: environment.clock, logger: environment.logger)
         VoiceController(calls: calls).register(on: routes.authenticated)
+        let followUps = FollowUps(store: store, jobs: environment.jobs, peers: environment.peers, clock: environment.clock, logger: environment.logger)
         var parts = ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
                                      + DirectoryReplica.userLender + ContactReplica.taskMigrations
                                      + DirectoryReplica.entityAddress + AccountabilityMigrations.own,
                                  eventHandlers: DirectoryReplica.handlers(for: .accountability) + ContactReplica.handlers(for: .accountability)
-                                     + calls.eventHandlers,
-                                 jobHandlers: [checks.enforceHandler] + calls.jobHandlers)
+                                     + calls.eventHandlers + [followUps.eventHandler],
+                                 jobHandlers: [checks.enforceHandler, followUps.jobHandler] + calls.jobHandlers)
         parts.periodic = [checks.schedule]
         return parts
     }

@@ -37,6 +37,8 @@ public enum EventType {
     public static let contactDeleted = "contact.deleted"
     /// A batch of imported contacts (`ContactsImported`): one event per few hundred rows.
     public static let contactsImported = "contacts.imported"
+    /// A showing request or question from the website by a known contact (`ActivityRequested`, AC-6).
+    public static let activityRequested = "activity.requested"
     /// A task created, changed or completed (`TaskChanged`).
     public static let taskChanged = "task.changed"
     /// A call, text or e-mail logged with a contact (`CommunicationLogged`).
@@ -103,5 +105,26 @@ public struct UserLoggedIn: Codable, Sendable, Hashable {
         self.userId = userId
         self.companyId = companyId
         self.at = at
+    }
+}
+
+/// A showing request or question a contact asked on the website (BA-1), for AC-6's follow-up check.
+public struct ActivityRequested: Codable, Sendable, Hashable {
+    public var activityId: UUID
+    public var companyId: UUID
+    public var contactId: UUID
+    /// `showing_request` or `question`.
+    public var kind: String
+    public var at: Date
+    public var listingId: String?
+    public var message: String?
+    public init(activityId: UUID, companyId: UUID, contactId: UUID, kind: String, at: Date, listingId: String?, message: String?) {
+        self.activityId = activityId
+        self.companyId = companyId
+        self.contactId = contactId
+        self.kind = kind
+        self.at = at
+        self.listingId = listingId
+        self.message = message
     }
 }

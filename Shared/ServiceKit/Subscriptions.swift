@@ -16,6 +16,7 @@ package enum Subscriptions {
         EventType.contactsImported: contactReaders,
         EventType.communicationLogged: [.automation, .accountability],
         EventType.taskChanged: [.accountability],
+        EventType.activityRequested: [.accountability],
         EventType.messageUpdated: [.contacts],
         EventType.messageKeypress: [.routing],
     ]

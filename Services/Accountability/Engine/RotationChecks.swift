@@ -85,27 +85,16 @@ struct RotationChecks: Sendable {
         let admins = try await store.admins(of: violation.entityId, companyId: violation.companyId, on: connection)
         let recipients = [violation.agentId] + admins.filter { $0 != violation.agentId }
         let untilText = violation.removedUntil.map { RFC3339.string(from: $0) } ?? "further notice"
-        struct NewMessage: Encodable {
-            var channel: MessageChannel
-            var userId: UUID
-            var subject: String
-            var body: String
-            var purpose: MessagePurpose
-            var reference: String
-        }
-        struct Batch: Encodable { var messages: [NewMessage] }
-        let batch = Batch(messages: recipients.map { userId in
-            NewMessage(channel: .email, userId: userId,
-                       subject: userId == violation.agentId ? "You are out of lead rotation until \(untilText)"
-                           : "\(violation.agentName) is out of lead rotation until \(untilText)",
-                       body: (userId == violation.agentId ? "You were" : "\(violation.agentName) was")
-                           + " taken out of lead rotation by the accountability rules until \(untilText). \(reason)"
-                           + " An admin can put \(userId == violation.agentId ? "you" : "them") back at any time.",
-                       purpose: .automated, reference: "violation:\(id.uuidString.lowercased())")
+        let mail = UserMail(messages: recipients.map { userId in
+            UserMail.Mail(userId: userId,
+                          subject: userId == violation.agentId ? "You are out of lead rotation until \(untilText)"
+                              : "\(violation.agentName) is out of lead rotation until \(untilText)",
+                          body: (userId == violation.agentId ? "You were" : "\(violation.agentName) was")
+                              + " taken out of lead rotation by the accountability rules until \(untilText). \(reason)"
+                              + " An admin can put \(userId == violation.agentId ? "you" : "them") back at any time.",
+                          reference: "violation:\(id.uuidString.lowercased())")
         })
-        let sent = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: batch,
-                                        headers: [("Idempotency-Key", "accountability-violation-\(id.uuidString.lowercased())")], idempotent: true)
-        _ = try sent.succeeded(from: .notifications, "notifications")
+        try await mail.send(with: peers, key: "accountability-violation-\(id.uuidString.lowercased())")
         violation.emailed = recipients
         violation.enforcedAt = clock.now
         try await store.update(violation, on: connection)

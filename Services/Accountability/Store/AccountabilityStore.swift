@@ -229,6 +229,13 @@ struct AccountabilityStore: Sendable {
         return result
     }
 
+    /// AC-6: whether an outbound call, text or e-mail reached the contact since `since`.
+    func answered(contactId: UUID, since: Date, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.query(
+            "SELECT 1 FROM communication_replica WHERE contact_id = \(contactId) AND direction = 'outbound' AND at >= \(since) LIMIT 1", logger: logger
+        ).collect().count == 1
+    }
+
     /// A new plan; false when the lead already has one for this agent.
     func insert(_ plan: CallPlan, on connection: PostgresConnection) async throws -> Bool {
         try await connection.query("""

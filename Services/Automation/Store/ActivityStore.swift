@@ -1,0 +1,177 @@
+import Crypto
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+enum AutomationMigrations {
+    static let own: [Migration] = [
+        Migration("CreateSites", [
+            """
+            CREATE TABLE sites (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                entity_id uuid NOT NULL,
+                name text NOT NULL,
+                key_prefix text NOT NULL,
+                key_hash bytea NOT NULL UNIQUE,
+                active boolean NOT NULL,
+                created_at timestamptz NOT NULL)
+            """,
+        ]),
+        Migration("CreateActivity", [
+            """
+            CREATE TABLE activity (
+                company_id uuid NOT NULL,
+                id uuid NOT NULL,
+                kind text NOT NULL,
+                at timestamptz NOT NULL,
+                contact_id uuid,
+                visitor_id text,
+                doc jsonb NOT NULL,
+                PRIMARY KEY (company_id, id))
+            """,
+            "CREATE INDEX activity_contact ON activity (contact_id, at) WHERE contact_id IS NOT NULL",
+            "CREATE INDEX activity_visitor ON activity (company_id, visitor_id) WHERE contact_id IS NULL",
+            """
+            CREATE TABLE visitors (
+                company_id uuid NOT NULL,
+                visitor_id text NOT NULL,
+                contact_id uuid NOT NULL,
+                PRIMARY KEY (company_id, visitor_id))
+            """,
+        ]),
+    ]
+}
+
+/// A website that sends its visitors' activity, with its key (shown once, stored hashed).
+struct Site: Codable, Sendable, Hashable {
+    var id: UUID
+    var companyId: UUID
+    var entityId: UUID
+    var name: String
+    var keyPrefix: String
+    var active: Bool
+    var createdAt: Date
+}
+
+struct ActivityStore: Sendable {
+    let client: PostgresClient
+    let outbox: Outbox
+    let logger: Logger
+
+    static func keyHash(_ key: String) -> [UInt8] { Array(SHA256.hash(data: Data(key.utf8))) }
+
+    func create(_ site: Site, key: String) async throws {
+        try await client.query("""
+            INSERT INTO sites (id, company_id, entity_id, name, key_prefix, key_hash, active, created_at)
+            VALUES (\(site.id), \(site.companyId), \(site.entityId), \(site.name), \(site.keyPrefix), \(ByteBuffer(bytes: Self.keyHash(key))),
+                    true, \(site.createdAt))
+            """, logger: logger)
+    }
+
+    func sites(companyId: UUID) async throws -> [Site] {
+        try await decode(try await client.query("""
+            SELECT id, company_id, entity_id, name, key_prefix, active, created_at FROM sites WHERE company_id = \(companyId) ORDER BY created_at, id
+            """, logger: logger))
+    }
+
+    func site(key: String) async throws -> Site? {
+        try await decode(try await client.query("""
+            SELECT id, company_id, entity_id, name, key_prefix, active, created_at FROM sites WHERE key_hash = \(ByteBuffer(bytes: Self.keyHash(key))) AND active
+            """, logger: logger)).first
+    }
+
+    func deactivate(_ id: UUID, companyId: UUID) async throws -> Bool {
+        try await client.query("UPDATE sites SET active = false WHERE id = \(id) AND company_id = \(companyId) AND active RETURNING id", logger: logger)
+            .collect().count == 1
+    }
+
+    private func decode(_ rows: PostgresRowSequence) async throws -> [Site] {
+        var result: [Site] = []
+        for try await (id, company, entity, name, prefix, active, created) in rows.decode((UUID, UUID, UUID, String, String, Bool, Date).self) {
+            result.append(Site(id: id, companyId: company, entityId: entity, name: name, keyPrefix: prefix, active: active, createdAt: created))
+        }
+        return result
+    }
+
+    /// Which of `ids` are contacts of the company, from the contact replica.
+    func knownContacts(_ ids: Set<UUID>, companyId: UUID, on connection: PostgresConnection) async throws -> Set<UUID> {
+        guard !ids.isEmpty else { return [] }
+        let rows = try await connection.query(
+            "SELECT id FROM contact_replica WHERE id = ANY(\(Array(ids))) AND company_id = \(companyId) AND NOT deleted", logger: logger)
+        var found: Set<UUID> = []
+        for try await id in rows.decode(UUID.self) { found.insert(id) }
+        return found
+    }
+
+    /// Stores the events not stored before (by company and id), visitors already identified
+    /// joined to their contact; publishes each new showing request or question of a contact.
+    /// Answers how many were new.
+    func ingest(_ events: [ActivityEvent], companyId: UUID) async throws -> Int {
+        try await client.transaction(logger: logger) { connection in
+            var visitors: [String: UUID] = [:]
+            let anonymous = Array(Set(events.compactMap { $0.contactId == nil ? $0.visitorId : nil }))
+            if !anonymous.isEmpty {
+                for try await (visitor, contact) in try await connection.query(
+                    "SELECT visitor_id, contact_id FROM visitors WHERE company_id = \(companyId) AND visitor_id = ANY(\(anonymous))", logger: logger
+                ).decode((String, UUID).self) { visitors[visitor] = contact }
+            }
+            var stored = 0
+            var requests: [OutgoingEvent] = []
+            for var event in events {
+                if event.contactId == nil, let visitor = event.visitorId { event.contactId = visitors[visitor] }
+                let new = try await connection.query("""
+                    INSERT INTO activity (company_id, id, kind, at, contact_id, visitor_id, doc)
+                    VALUES (\(companyId), \(event.id), \(event.kind.rawValue), \(event.at), \(event.contactId), \(event.visitorId),
+                            \(String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self))::jsonb)
+                    ON CONFLICT DO NOTHING RETURNING id
+                    """, logger: logger).collect().count == 1
+                guard new else { continue }
+                stored += 1
+                if let request = try requested(event, companyId: companyId) { requests.append(request) }
+            }
+            try await outbox.publish(requests, on: connection, logger: logger)
+            return stored
+        }
+    }
+
+    private func requested(_ event: ActivityEvent, companyId: UUID) throws -> OutgoingEvent? {
+        guard event.kind == .showingRequest || event.kind == .question, let contactId = event.contactId else { return nil }
+        return try outbox.envelope(EventType.activityRequested, version: 1, companyId: companyId, subjectId: contactId,
+                                   data: ActivityRequested(activityId: event.id, companyId: companyId, contactId: contactId, kind: event.kind.rawValue,
+                                                           at: event.at, listingId: event.listing?.listingId, message: event.message))
+    }
+
+    /// BA-1: the visitor became this contact: their anonymous activity joins the contact, and
+    /// their requests are published now. Answers how many events joined.
+    func identify(visitorId: String, contactId: UUID, companyId: UUID) async throws -> Int {
+        try await client.transaction(logger: logger) { connection in
+            try await connection.query("""
+                INSERT INTO visitors (company_id, visitor_id, contact_id) VALUES (\(companyId), \(visitorId), \(contactId))
+                ON CONFLICT (company_id, visitor_id) DO UPDATE SET contact_id = EXCLUDED.contact_id
+                """, logger: logger)
+            var joined: [ActivityEvent] = []
+            for try await doc in try await connection.query("""
+                UPDATE activity SET contact_id = \(contactId), doc = jsonb_set(doc, '{contactId}', to_jsonb(\(contactId.uuidString)))
+                WHERE company_id = \(companyId) AND visitor_id = \(visitorId) AND contact_id IS NULL
+                RETURNING doc::text
+                """, logger: logger).decode(String.self) {
+                joined.append(try JSONCoding.decoder.decode(ActivityEvent.self, from: Data(doc.utf8)))
+            }
+            try await outbox.publish(try joined.compactMap { try requested($0, companyId: companyId) }, on: connection, logger: logger)
+            return joined.count
+        }
+    }
+
+    /// A contact's activity, newest first.
+    func activity(contactId: UUID, limit: Int) async throws -> [ActivityEvent] {
+        var result: [ActivityEvent] = []
+        for try await doc in try await client.query(
+            "SELECT doc::text FROM activity WHERE contact_id = \(contactId) ORDER BY at DESC, id LIMIT \(limit)", logger: logger).decode(String.self) {
+            result.append(try JSONCoding.decoder.decode(ActivityEvent.self, from: Data(doc.utf8)))
+        }
+        return result
+    }
+}

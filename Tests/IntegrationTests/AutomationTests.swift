@@ -1,0 +1,87 @@
+import Foundation
+import Models
+import Testing
+
+/// The automation service over HTTP (SPEC section 3), and AC-6, which acts on its requests.
+@Suite("Automation (BA-1 … BA-11)", .serialized)
+struct AutomationTests {
+    let stack: Stack
+
+    init() throws {
+        stack = try Stack.fromEnvironment()
+    }
+
+    func activity(_ key: String, _ body: [String: Any]) async throws -> Stack.Answer {
+        try await stack.call(.POST, .automation, "/v1/activity", json: Stack.json(body), headers: [("X-Site-Key", key)])
+    }
+
+    @Test("BA-1, AC-6: a site's key sends single events and batches, the same id twice counts once, a bad event is named; an anonymous visitor's activity joins the contact they become; a showing request left unanswered past the rule's hours e-mails the agent once, an answered question does not")
+    func ingestAndFollowUp() async throws {
+        let brokerage = try await stack.newCompany()
+        let office = try await stack.call(.POST, .contacts, "/v1/entities", token: brokerage.adminToken, json: Stack.json([
+            "parentId": brokerage.rootEntityId, "kind": "office", "name": "West", "timeZone": "America/Chicago"]))
+        let officeId = try #require(office["id"]?.string, "\(office.text)")
+        let email = "vic-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let agent = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+            "role": "agent", "firstName": "Vic", "lastName": "Agent", "email": email, "password": "agent password 1", "entityIds": [officeId]]))
+        let agentId = try #require(agent["id"]?.string, "\(agent.text)")
+        let agentToken = try await stack.login(email, "agent password 1")
+        let phone = NotificationsTests.randomPhone()
+        let contact = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+            "status": "new_lead", "firstName": "Sam", "lastName": "Shopper", "phones": [phone], "assignedAgentId": agentId, "ownerEntityId": officeId]))
+        let contactId = try #require(contact["id"]?.string, "\(contact.text)")
+        #expect(try await stack.call(.PUT, .accountability, "/v1/accountability/rules/\(officeId)", token: brokerage.adminToken,
+                                     json: #"{"followUp":{"enabled":true,"hours":2}}"#).status == 200)
+        #expect(try await stack.call(.POST, .automation, "/v1/automation/sites", token: agentToken, json: #"{"name":"x","entityId":"\#(officeId)"}"#).status == 403)
+        let site = try await stack.call(.POST, .automation, "/v1/automation/sites", token: brokerage.adminToken,
+                                        json: Stack.json(["name": "West website", "entityId": officeId]))
+        let key = try #require(site["apiKey"]?.string, "\(site.text)")
+        try await stack.waitUntilIdle()
+
+        let now = try await stack.clockNow()
+        let at = RFC3339.string(from: now.addingTimeInterval(-60))
+        let listing: [String: Any] = ["listingId": "MLS-77", "price": 525000, "area": "Oak Park", "propertyType": "house"]
+        let view: [String: Any] = ["id": UUID().uuidString, "kind": "property_view", "at": at, "contactId": contactId, "listing": listing]
+        let batch = try await activity(key, ["events": [view, view,
+            ["id": UUID().uuidString, "kind": "site_visit", "at": at, "visitorId": "visitor-9"],
+            ["id": UUID().uuidString, "kind": "showing_request", "at": at, "visitorId": "visitor-9", "listing": listing, "message": "Can I see it Saturday?"]]])
+        #expect(batch.status == 200 && batch["stored"] == .number(3) && batch["duplicates"] == .number(1), "\(batch.text)")
+        let again = try await activity(key, view)
+        #expect(again["stored"] == .number(0) && again["duplicates"] == .number(1), "a single event, resent: \(again.text)")
+        let bad = try await activity(key, ["events": [["id": UUID().uuidString, "kind": "favorite", "at": at, "contactId": contactId]]])
+        #expect(bad.status == 422 && bad.errorField == "events[0].listing", "\(bad.text)")
+        let stranger = try await activity(key, ["events": [["id": UUID().uuidString, "kind": "site_visit", "at": at, "contactId": UUID().uuidString]]])
+        #expect(stranger.status == 422 && stranger.errorField == "events[0].contactId")
+        #expect(try await activity("site_not-a-key", view).status == 401)
+
+        // The visitor fills a lead form: their visit and showing request join Sam, and the request starts AC-6's clock.
+        let joined = try await stack.call(.POST, .automation, "/v1/activity/identify", json: Stack.json(["visitorId": "visitor-9", "contactId": contactId]),
+                                          headers: [("X-Site-Key", key)])
+        #expect(joined["joined"] == .number(2), "\(joined.text)")
+        try await stack.waitUntilIdle()
+        func followUps() async throws -> Int {
+            let mail = try await stack.call(.GET, .notifications, "/v1/messages?userId=\(agentId)", token: brokerage.adminToken)
+            return mail["items"]?.array?.filter { $0["subject"]?.string?.contains("is unanswered after 2 hours") == true }.count ?? 0
+        }
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 3600}"#)
+        try await stack.waitUntilIdle()
+        #expect(try await followUps() == 0, "not before the rule's hours")
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 4000}"#)
+        try await stack.waitUntilIdle()
+        #expect(try await followUps() == 1, "the showing request, unanswered for 2 hours")
+
+        // A question the agent answers by text within the hours: nobody is e-mailed.
+        let asked = RFC3339.string(from: try await stack.clockNow())
+        _ = try await activity(key, ["id": UUID().uuidString, "kind": "question", "at": asked, "contactId": contactId, "message": "Is the price firm?"])
+        let reply = try await stack.call(.POST, .notifications, "/v1/messages", token: agentToken,
+                                         json: Stack.json(["channel": "sms", "contactId": contactId, "body": "It is negotiable!", "purpose": "manual"]),
+                                         headers: [("Idempotency-Key", UUID().uuidString)])
+        #expect(reply.status == 202, "\(reply.text)")
+        try await stack.waitUntilIdle()
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 10800}"#)
+        try await stack.waitUntilIdle()
+        #expect(try await followUps() == 1, "the answered question e-mailed nobody")
+        let sam = try await stack.call(.GET, .contacts, "/v1/users/\(agentId)", token: brokerage.adminToken)
+        #expect(sam["rotation"]?["inRotation"] == .bool(true), "AC-6 never touches rotation")
+    }
+}
