@@ -10,8 +10,11 @@ func buildAutomation(config: ServiceConfig) async throws -> some ApplicationProt
         TemplatePreviewController(client: environment.client, logger: environment.logger).register(on: routes.authenticated)
         let activity = ActivityStore(client: environment.client, outbox: environment.outbox, logger: environment.logger)
         ActivityController(store: activity, clock: environment.clock).register(open: routes.open, authenticated: routes.authenticated)
+        let shifts = StatusShifts(client: environment.client, jobs: environment.jobs, peers: environment.peers, clock: environment.clock,
+                                  logger: environment.logger)
         return ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
                          + DirectoryReplica.userLender + DirectoryReplica.entityAddress + AutomationMigrations.own,
-                     eventHandlers: DirectoryReplica.handlers(for: .automation) + ContactReplica.handlers(for: .automation))
+                     eventHandlers: DirectoryReplica.handlers(for: .automation) + ContactReplica.handlers(for: .automation) + [shifts.eventHandler],
+                     jobHandlers: [shifts.jobHandler])
     }
 }

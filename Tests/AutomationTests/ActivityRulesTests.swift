@@ -39,3 +39,28 @@ struct ActivityRulesTests {
         #expect(field([Self.event(.siteVisit, at: Self.now.addingTimeInterval(-30 * 86_400))]) == nil, "a late event counts at its own time")
     }
 }
+
+@Suite("Automatic status shift (BA-10)")
+struct StatusShiftTests {
+    static let created = Date(timeIntervalSince1970: 1_800_000_000)
+    static func item(_ channel: CommunicationChannel, _ direction: CommunicationDirection, _ outcome: CallOutcome? = nil, after seconds: Double) -> StatusShift.Communication {
+        .init(id: UUID(), channel: channel, direction: direction, outcome: outcome, at: created.addingTimeInterval(seconds))
+    }
+
+    @Test("BA-10: the first inbound text, e-mail or call, or the first outbound call logged contacted, moves a new lead or prospect to active lead; not within 2 minutes of creation, not after an earlier one, not for other statuses or other communications")
+    func shifts() {
+        let text = Self.item(.text, .inbound, after: 300)
+        #expect(StatusShift.shifts(status: .newLead, createdAt: Self.created, communication: text, earlier: []))
+        #expect(StatusShift.shifts(status: .prospect, createdAt: Self.created, communication: Self.item(.call, .outbound, .contacted, after: 600), earlier: []))
+        #expect(!StatusShift.shifts(status: .newLead, createdAt: Self.created, communication: Self.item(.text, .inbound, after: 90), earlier: []), "within 2 minutes")
+        #expect(!StatusShift.shifts(status: .newLead, createdAt: Self.created, communication: text, earlier: [Self.item(.email, .inbound, after: 200)]))
+        #expect(!StatusShift.shifts(status: .newLead, createdAt: Self.created, communication: text,
+                                    earlier: [Self.item(.call, .outbound, .contacted, after: 200)]), "an earlier successful call")
+        #expect(StatusShift.shifts(status: .newLead, createdAt: Self.created, communication: text,
+                                   earlier: [Self.item(.call, .outbound, .noAnswer, after: 200), Self.item(.text, .outbound, after: 250)]),
+                "an unanswered call or the agent's own text is not a conversation")
+        #expect(!StatusShift.shifts(status: .client, createdAt: Self.created, communication: text, earlier: []))
+        #expect(!StatusShift.shifts(status: .newLead, createdAt: Self.created, communication: Self.item(.call, .outbound, .leftVoicemail, after: 300), earlier: []))
+        #expect(StatusShift.reason(text) == "the lead texted for the first time")
+    }
+}

@@ -84,4 +84,54 @@ struct AutomationTests {
         let sam = try await stack.call(.GET, .contacts, "/v1/users/\(agentId)", token: brokerage.adminToken)
         #expect(sam["rotation"]?["inRotation"] == .bool(true), "AC-6 never touches rotation")
     }
+
+    @Test("BA-10: a new lead's first text back, after its first 2 minutes, moves it to active lead with the reason on its timeline and the agent e-mailed; within 2 minutes it does not; a prospect's call logged contacted does; a status someone set meanwhile stands")
+    func automaticStatusShift() async throws {
+        let brokerage = try await stack.newCompany()
+        let email = "uma-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let agent = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+            "role": "agent", "firstName": "Uma", "lastName": "Agent", "email": email, "password": "agent password 1", "entityIds": [brokerage.rootEntityId]]))
+        let agentId = try #require(agent["id"]?.string, "\(agent.text)")
+        let texts = try NotificationsTests()
+        func contact(_ name: String, status: String = "new_lead") async throws -> (id: String, phone: String) {
+            let phone = NotificationsTests.randomPhone()
+            let created = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": status, "firstName": name, "lastName": "Lead", "phones": [phone], "assignedAgentId": agentId]))
+            return (try #require(created["id"]?.string, "\(created.text)"), phone)
+        }
+        func status(_ id: String) async throws -> String? {
+            try await stack.call(.GET, .contacts, "/v1/contacts/\(id)", token: brokerage.adminToken)["status"]?.string
+        }
+        let quick = try await contact("Quinn")
+        _ = try await texts.inboundText(from: quick.phone, body: "Got your site, thanks")
+        try await stack.waitUntilIdle()
+        #expect(try await status(quick.id) == "new_lead", "a reply within 2 minutes of creation is the form's autoresponder, not a conversation")
+
+        let lead = try await contact("Lou")
+        let prospect = try await contact("Pat", status: "prospect")
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 300}"#)
+        try await stack.waitUntilIdle()
+        _ = try await texts.inboundText(from: lead.phone, body: "Yes, I'd like to see it")
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(prospect.id)/communications", token: brokerage.adminToken,
+                                     json: #"{"channel":"call","outcome":"contacted"}"#).status == 201)
+        try await stack.waitUntilIdle()
+        #expect(try await status(lead.id) == "active_lead")
+        #expect(try await status(prospect.id) == "active_lead")
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(lead.id)/timeline", token: brokerage.adminToken)
+        #expect(timeline["items"]?.array?.contains { $0["summary"]?.string?.contains("Automatic status shift: the lead texted for the first time") == true } == true,
+                "\(timeline.text)")
+        let mail = try await stack.call(.GET, .notifications, "/v1/messages?userId=\(agentId)", token: brokerage.adminToken)
+        #expect(mail["items"]?.array?.contains { $0["subject"]?.string == "Lou Lead is now an active lead" } == true, "\(mail.text)")
+
+        // Someone set the status first: the shift does not overwrite it.
+        let other = try await contact("Oda")
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 300}"#)
+        try await stack.waitUntilIdle()
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(other.id)/status", token: brokerage.adminToken,
+                                     json: #"{"status":"active_lead","fromStatus":"prospect"}"#).status == 409, "fromStatus guards a change")
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(other.id)/status", token: brokerage.adminToken, json: #"{"status":"client"}"#).status == 200)
+        _ = try await texts.inboundText(from: other.phone, body: "Thanks!")
+        try await stack.waitUntilIdle()
+        #expect(try await status(other.id) == "client")
+    }
 }

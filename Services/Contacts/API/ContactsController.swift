@@ -56,6 +56,9 @@ struct ContactsController {
     struct StatusChange: Decodable {
         var status: ContactStatus
         var reason: String?
+        /// Only if the contact still has this status (409 otherwise): an automatic change never
+        /// overwrites one a person made meanwhile.
+        var fromStatus: ContactStatus?
     }
 
     struct Assignment: Decodable {
@@ -169,6 +172,9 @@ struct ContactsController {
             try access.requireWriter(identity)
             let old = try await access.visible(try context.pathID("id"), identity)
             let change = try await request.decodeJSON(as: StatusChange.self, context: context)
+            if let expected = change.fromStatus, expected != old.status {
+                throw APIError.conflict("the contact's status is \(old.status.rawValue) now, not \(expected.rawValue)", code: "status_changed")
+            }
             var contact = old
             contact.status = change.status
             let reason = try ContactRules.optionalText(change.reason, field: "reason", maxLength: 500)
