@@ -59,19 +59,9 @@ struct StatusShifts: Sendable {
                                            body: StatusChange(status: .activeLead, reason: "Automatic status shift: \(job.reason)", fromStatus: job.fromStatus))
         // 409: someone changed the status meanwhile, and their change stands.
         guard changed.status != 409, try changed.succeeded(from: .contacts, "contacts' status"), let agentId = job.agentId else { return }
-        struct Mail: Encodable {
-            var channel = MessageChannel.email
-            var userId: UUID
-            var subject: String
-            var body: String
-            var purpose = MessagePurpose.automated
-            var reference: String
-        }
-        let sent = try await peers.post(to: .notifications, path: "/v1/messages",
-                                        body: Mail(userId: agentId, subject: "\(job.name) is now an active lead",
-                                                   body: "\(job.name) moved from \(job.fromStatus == .prospect ? "prospect" : "new lead") to active lead: \(job.reason).",
-                                                   reference: "status-shift:\(job.contactId.uuidString.lowercased())"),
-                                        headers: [("Idempotency-Key", "automation-status-shift-\(job.contactId.uuidString.lowercased())")], idempotent: true)
-        _ = try sent.succeeded(from: .notifications, "notifications")
+        try await UserMail(messages: [UserMail.Mail(userId: agentId, subject: "\(job.name) is now an active lead",
+                                                    body: "\(job.name) moved from \(job.fromStatus == .prospect ? "prospect" : "new lead") to active lead: \(job.reason).",
+                                                    reference: "status-shift:\(job.contactId.uuidString.lowercased())")])
+            .send(with: peers, key: "automation-status-shift-\(job.contactId.uuidString.lowercased())")
     }
 }
