@@ -225,3 +225,8 @@ package enum WebhookSignature {
         return verify(signature: signed.signature, secret: secret, timestamp: signed.timestamp, body: body)
     }
 }
+
+/// An API key as it is stored: its SHA-256, never the key (lead sources' keys, sites' keys).
+package enum APIKeyHash {
+    package static func of(_ key: String) -> [UInt8] { Array(SHA256.hash(data: Data(key.utf8))) }
+}

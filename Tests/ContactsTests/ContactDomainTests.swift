@@ -162,9 +162,9 @@ struct TransactionSignatureTests {
     }
 }
 
-@Suite("Import changes (SP-8, SP-9)")
+@Suite("Import changes (ST-4, ST-11)")
 struct ImportChangeTests {
-    @Test("SP-8, SP-9: an import's change names the status before and after and the tags added and removed, whatever their case; a created contact has no status before")
+    @Test("ST-4, ST-11: an import's change names the status before and after and the tags added and removed, whatever their case; a created contact has no status before")
     func changes() {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let before = Contact(id: UUID(), companyId: UUID(), ownerEntityId: UUID(), status: .prospect, firstName: "Ann", lastName: nil, emails: ["a@example.com"],

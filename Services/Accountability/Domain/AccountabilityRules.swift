@@ -70,6 +70,11 @@ struct RulesInput: Decodable, Sendable {
 }
 
 enum RuleInheritance {
+    /// A company's rules by the entity they are set on.
+    static func byEntity(_ rules: [AccountabilityRules]) -> [UUID: AccountabilityRules] {
+        Dictionary(rules.map { ($0.entityId, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// The rules that hold an agent: those of the nearest entity with rules, walking up from each
     /// of the agent's entities (a team's before its office's); the first of the agent's entities
     /// that finds any wins.

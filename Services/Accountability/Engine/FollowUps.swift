@@ -36,7 +36,7 @@ struct FollowUps: Sendable {
         guard rules.contains(where: \.followUp.enabled) else { return }
         let parents = try await store.companyEntities(request.companyId, on: connection).compactMapValues(\.parentId)
         guard let held = RuleInheritance.effective(for: agent.entityIds, parents: parents,
-                                                   rules: Dictionary(rules.map { ($0.entityId, $0) }, uniquingKeysWith: { first, _ in first })),
+                                                   rules: RuleInheritance.byEntity(rules)),
               held.followUp.enabled, !held.excludedAgentIds.contains(agentId) else { return }
         let due = max(request.at.addingTimeInterval(Double(held.followUp.hours) * 3600), clock.now)
         try await jobs.schedule(kind: Self.job, payload: FollowUpJob(request: request, agentId: agentId, entityId: held.entityId, hours: held.followUp.hours),

@@ -86,7 +86,7 @@ struct NewLeadCalls: Sendable {
         guard let agent = try await store.directoryUser(agentId, on: connection) else { return }
         let entities = try await store.companyEntities(contact.companyId, on: connection)
         let parents = entities.compactMapValues(\.parentId)
-        guard let held = RuleInheritance.effective(for: agent.entityIds, parents: parents, rules: Dictionary(rules.map { ($0.entityId, $0) }, uniquingKeysWith: { a, _ in a })),
+        guard let held = RuleInheritance.effective(for: agent.entityIds, parents: parents, rules: RuleInheritance.byEntity(rules)),
               held.newLeadCalls.enabled, !held.excludedAgentIds.contains(agentId),
               let office = Self.office(of: agent.entityIds, in: entities) else { return }
         let now = clock.now

@@ -36,8 +36,7 @@ struct RotationChecks: Sendable {
         let now = max(run.dueAt, clock.now)
         let zone = TimeZone(identifier: run.timeZone) ?? .gmt
         let tree = try await store.subtree(of: officeId, on: connection)
-        let rules = Dictionary(try await store.rules(companyId: office.companyId, on: connection).filter { tree[$0.entityId] != nil }.map { ($0.entityId, $0) },
-                               uniquingKeysWith: { first, _ in first })
+        let rules = RuleInheritance.byEntity(try await store.rules(companyId: office.companyId, on: connection).filter { tree[$0.entityId] != nil })
         guard rules.values.contains(where: \.rotation.enabled) else { return }
         let parents = tree.compactMapValues { $0 }
         let agents = try await store.agentsInRotation(of: Array(tree.keys), now: now, on: connection)

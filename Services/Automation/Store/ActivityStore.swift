@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import Models
@@ -61,7 +60,7 @@ struct ActivityStore: Sendable {
     let outbox: Outbox
     let logger: Logger
 
-    static func keyHash(_ key: String) -> [UInt8] { Array(SHA256.hash(data: Data(key.utf8))) }
+    static func keyHash(_ key: String) -> [UInt8] { APIKeyHash.of(key) }
 
     func create(_ site: Site, key: String) async throws {
         try await client.query("""

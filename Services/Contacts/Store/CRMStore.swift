@@ -38,9 +38,7 @@ struct CRMStore: Sendable {
     /// replica at once and on others within the cache's lifetime.
     let sourceCache = SourceCache()
 
-    static func keyHash(_ key: String) -> [UInt8] {
-        Array(SHA256.hash(data: Data(key.utf8)))
-    }
+    static func keyHash(_ key: String) -> [UInt8] { APIKeyHash.of(key) }
 
     // MARK: Lead sources
 
