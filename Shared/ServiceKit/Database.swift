@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOSSL
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
 /// One schema change. Once landed, a migration is never edited: its checksum is recorded and a
@@ -430,8 +431,8 @@ extension PostgresClient {
         do {
             return try await sendingWakeups(afterFailure: false, logger: logger) {
                 try await withTransaction(logger: logger, isolation: isolation) { connection in
-                    let cutOff = Self.cutOffIfStuck(connection, logger: logger)
-                    defer { cutOff.cancel() }
+                    let held = HeldConnections.current.hold(connection)
+                    defer { HeldConnections.current.release(held) }
                     return try await body(connection)
                 }
             }
@@ -451,25 +452,10 @@ extension PostgresClient {
         // What committed before a failure still wants its listeners.
         try await sendingWakeups(afterFailure: true, logger: logger) {
             try await withConnection(isolation: isolation) { connection in
-                let cutOff = Self.cutOffIfStuck(connection, logger: logger)
-                defer { cutOff.cancel() }
+                let held = HeldConnections.current.hold(connection)
+                defer { HeldConnections.current.release(held) }
                 return try await body(connection)
             }
-        }
-    }
-
-    /// How long a transaction may hold its connection before the connection is closed under it.
-    /// PostgresNIO 1.33 can leave a query waiting for ever on a connection the server dropped
-    /// mid-query (seen when a database restart cut connections: the query neither answered nor
-    /// failed); closing the connection fails that query, frees the caller, and the pool opens a
-    /// new one. No request, event or job of ours takes near this long.
-    package static let stuckConnectionLimit: TimeAmount = .seconds(60)
-
-    /// Closes `connection` if still held after `stuckConnectionLimit`; cancel it when done.
-    package static func cutOffIfStuck(_ connection: PostgresConnection, logger: Logger) -> Scheduled<Void> {
-        LoopTimer.loop.scheduleTask(in: stuckConnectionLimit) {
-            logger.warning("a database connection was held past its limit; closing it so its waiting query fails")
-            connection.closeNow()
         }
     }
 
@@ -486,6 +472,82 @@ extension PostgresClient {
         } catch {
             if afterFailure { wakeups.sendAfterCommit(on: self, logger: logger) }
             throw error
+        }
+    }
+}
+
+/// The connections our transactions and autocommit blocks hold, with when they took them, so
+/// that a wait on one that will never answer ends. PostgresNIO 1.33 can leave a query waiting for
+/// ever on a connection the server dropped mid-query (seen when a database restart cut
+/// connections: the query neither answered nor failed, and the drop surfaced only at the next
+/// write); closing the connection fails that query, frees the caller (its transaction rolls
+/// back), and the pool opens a new one. `ConnectionSweeper` does the closing: past
+/// `stuckLimit`, and when a stop has given the work its grace.
+package final class HeldConnections: Sendable {
+    package static let current = HeldConnections()
+
+    /// No request, event or job of ours holds a connection near this long.
+    package static let stuckLimit: Duration = .seconds(60)
+
+    private struct State {
+        var nextID: UInt64 = 0
+        var held: [UInt64: (connection: PostgresConnection, since: ContinuousClock.Instant)] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    package init() {}
+
+    package func hold(_ connection: PostgresConnection) -> UInt64 {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            defer { state.nextID += 1 }
+            state.held[state.nextID] = (connection, now)
+            return state.nextID
+        }
+    }
+
+    package func release(_ id: UInt64) {
+        _ = state.withLock { $0.held.removeValue(forKey: id) }
+    }
+
+    package var count: Int { state.withLock { $0.held.count } }
+
+    /// Closes the connections held for longer than `limit`; answers how many.
+    @discardableResult
+    package func close(heldLongerThan limit: Duration, now: ContinuousClock.Instant = .now) -> Int {
+        let stuck = state.withLock { state in
+            state.held.filter { now - $0.value.since > limit }.map(\.value.connection)
+        }
+        for connection in stuck { connection.closeNow() }
+        return stuck.count
+    }
+}
+
+/// Closes held connections that are stuck (see `HeldConnections`). While the service runs, those
+/// held past `HeldConnections.stuckLimit`; once a stop has begun, every one still held when the
+/// work's grace is over, so a request or job stuck on a dead connection fails (and rolls back)
+/// instead of holding the HTTP server's drain or the pool's close until the watchdog.
+struct ConnectionSweeper: Service {
+    let connections: HeldConnections
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let closed = connections.close(heldLongerThan: HeldConnections.stuckLimit)
+            if closed > 0 {
+                logger.warning("database connections held past their limit were closed so their waiting queries fail", metadata: ["count": "\(closed)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await LoopTimer.sleep(for: .seconds(5)) }
+        }
+        let began = ShutdownProgress.current.stopping()
+        while connections.count > 0 && !Task.isCancelled {
+            if ContinuousClock.now - began >= ShutdownProgress.workGrace {
+                let closed = connections.close(heldLongerThan: .zero)
+                logger.notice("database connections still held at the end of the stop's grace were closed", metadata: ["count": "\(closed)"])
+                return
+            }
+            try? await LoopTimer.sleep(for: .milliseconds(100))
         }
     }
 }

@@ -237,7 +237,7 @@ package struct JobRunner: Service {
         /// How long running jobs may go on after a shutdown starts before they are released: well
         /// inside the 10 s after which `docker stop` and scripts/run kill a service, so a job is
         /// handed back at once rather than left leased for a minute.
-        package var shutdownGrace: Duration = .seconds(5)
+        package var shutdownGrace: Duration = ShutdownProgress.workGrace
         /// How long a job may run before it is abandoned and retried, unless its kind says
         /// otherwise. Its lease is renewed only until then, so a worker stuck past it (a query
         /// stranded in a pool while the database restarted, a peer that stopped answering) cannot
@@ -398,6 +398,8 @@ package struct JobRunner: Service {
             return outcomes
         }
         let started = ContinuousClock.now
+        let underWay = ShutdownProgress.current.started("job \(jobs.map(\.id)) \(first.kind)")
+        defer { ShutdownProgress.current.ended(underWay) }
         let deadline = handler.deadline ?? settings.jobDeadline
         // Whether the handler got its connection: a job stuck in the pool's queue and one stuck
         // in its own work are different faults to an operator.
@@ -474,7 +476,7 @@ package struct JobRunner: Service {
             let reason = "\(error.description) \(stage())"
             logger.warning("job abandoned at its deadline; it will be retried", metadata: ["job": "\(first.id)", "kind": "\(first.kind)", "reason": "\(reason)"])
             // A query stuck on a dead connection ends only when the connection closes (see
-            // `PostgresClient.stuckConnectionLimit`); its transaction rolls back.
+            // `HeldConnections`); its transaction rolls back.
             held.connection?.closeNow()
             var outcomes: [Outcome] = []
             for job in jobs { outcomes.append(await fail(job, error: reason, permanent: false)) }

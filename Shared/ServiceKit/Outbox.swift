@@ -280,24 +280,27 @@ package struct OutboxDispatcher: Service {
     /// caller to mark.
     private func send(_ claimed: [Row]) async -> [Int64] {
         guard !claimed.isEmpty else { return [] }
-        return await withTaskGroup(of: [Int64].self) { group in
-            // First attempts travel together per subscriber; retries go alone, so one bad event in a
-            // rejected batch is found and given up without holding the others.
-            // Requests stay well under a receiver's body limit: a batch is cut into chunks of at
-            // most `maxBatchBytes`, sent one after the other to keep the subscriber's order.
-            for (_, rows) in Dictionary(grouping: claimed.filter { $0.attempts == 1 }, by: \.subscriber) {
-                group.addTask {
-                    var delivered: [Int64] = []
-                    for chunk in Self.chunks(rows, maxBytes: maxBatchBytes) { delivered += await deliver(chunk) }
-                    return delivered
+        let lanes = Set(claimed.map(\.subscriber)).sorted().joined(separator: ", ")
+        return await ShutdownProgress.current.during("delivering \(claimed.count) events to \(lanes)") {
+            await withTaskGroup(of: [Int64].self) { group in
+                // First attempts travel together per subscriber; retries go alone, so one bad event in a
+                // rejected batch is found and given up without holding the others.
+                // Requests stay well under a receiver's body limit: a batch is cut into chunks of at
+                // most `maxBatchBytes`, sent one after the other to keep the subscriber's order.
+                for (_, rows) in Dictionary(grouping: claimed.filter { $0.attempts == 1 }, by: \.subscriber) {
+                    group.addTask {
+                        var delivered: [Int64] = []
+                        for chunk in Self.chunks(rows, maxBytes: maxBatchBytes) { delivered += await deliver(chunk) }
+                        return delivered
+                    }
                 }
+                for row in claimed where row.attempts > 1 {
+                    group.addTask { await deliver([row]) }
+                }
+                var delivered: [Int64] = []
+                for await ids in group { delivered += ids }
+                return delivered
             }
-            for row in claimed where row.attempts > 1 {
-                group.addTask { await deliver([row]) }
-            }
-            var delivered: [Int64] = []
-            for await ids in group { delivered += ids }
-            return delivered
         }
     }
 

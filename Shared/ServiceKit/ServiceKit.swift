@@ -150,6 +150,7 @@ package enum ServiceKit {
         let jobsBell = Doorbell()
 
         let router = Router(context: AppContext.self)
+        router.add(middleware: InFlightMiddleware())
         router.add(middleware: TraceMiddleware())
         router.add(middleware: MetricsMiddleware())
         let routeMethods = RouteMethods()
@@ -195,7 +196,16 @@ package enum ServiceKit {
         var app = Application(
             router: router,
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: config.service.rawValue),
-            services: [client, ledger, GatedService(gate: gate, base: listener), GatedService(gate: gate, base: dispatcher), GatedService(gate: gate, base: runner)],
+            services: [
+                StoppingStage(name: "database pool", base: client, logger: logger),
+                StoppingStage(name: "bookkeeping database pool", base: ledger, logger: logger),
+                StoppingStage(name: "background work", base: BackgroundWork([
+                    ConnectionSweeper(connections: HeldConnections.current, logger: logger),
+                    StoppingStage(name: "wake listener", base: GatedService(gate: gate, base: listener), logger: logger),
+                    StoppingStage(name: "outbox dispatcher", base: GatedService(gate: gate, base: dispatcher), logger: logger),
+                    StoppingStage(name: "job runner", base: GatedService(gate: gate, base: runner), logger: logger),
+                ], logger: logger), logger: logger),
+            ],
             logger: logger)
         app.beforeServerStarts {
             // An unreachable database would otherwise be waited for in silence, forever; a slow
@@ -220,13 +230,21 @@ package enum ServiceKit {
     }
 }
 
-/// Ends the process if a shutdown has not finished within its grace period plus a second: a
-/// request or job stuck on a wait that ignores cancellation must not keep a stopped service's port
-/// open and silent until something kills it. The normal path (requests answered, jobs finished
-/// or handed back within `JobRunner.Settings.shutdownGrace`) ends well before, with status 0.
+/// Ends a stop that is not ending on its own. Once the work's grace (`ShutdownProgress.workGrace`)
+/// is over, jobs have been released and held database connections closed; requests still
+/// unanswered a moment later are stuck on a wait that will never end (PostgresNIO 1.33 leaves a
+/// query written to a connection that closed meanwhile waiting for ever), and the HTTP server
+/// would wait for them: they are abandoned, said by name, and the process exits with status 0,
+/// its open transactions rolling back with its connections. A part of the service that has not
+/// stopped by the end of the grace period plus a second is a fault: status 1. The normal path
+/// ends well before either.
 struct ShutdownWatchdog: Service {
     /// Inside the 10 s after which `docker stop`, Kubernetes' default and scripts/run kill.
     static let gracePeriod: Duration = .seconds(8)
+    /// When a stop that is still going is worth a line in the log.
+    static let slowAfter: Double = 3
+    /// When requests still unanswered after the work's grace are abandoned.
+    static let abandonAfter: Double = seconds(ShutdownProgress.workGrace) + 2
 
     let service: ServiceName
     let logger: Logger
@@ -234,13 +252,36 @@ struct ShutdownWatchdog: Service {
     func run() async throws {
         try await gracefulShutdown()
         let logger = logger
-        let limit = Double(Self.gracePeriod.components.seconds) + 1
+        let progress = ShutdownProgress.current
+        let began = progress.stopping()
+        logger.info("stopping")
+        let limit = Self.seconds(Self.gracePeriod) + 1
         // A thread of its own, not a task: it must fire even when every executor thread is stuck.
         Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: limit)
-            logger.error("shutdown did not finish within its grace period; exiting", metadata: ["seconds": "\(limit)"])
+            Thread.sleep(forTimeInterval: Self.slowAfter)
+            logger.warning("still stopping", metadata: [
+                "seconds": "\(ShutdownProgress.seconds(.now - began))", "waiting_on": "\(Self.describe(progress.pending()))"])
+            Thread.sleep(forTimeInterval: Self.abandonAfter - Self.slowAfter)
+            let unanswered = progress.pending()
+            if !progress.partsStopping && !unanswered.isEmpty {
+                logger.warning("requests still unanswered after the stop's grace are abandoned; their transactions roll back as the process exits", metadata: [
+                    "seconds": "\(ShutdownProgress.seconds(.now - began))", "abandoned": "\(unanswered.joined(separator: "; "))"])
+                exit(0)
+            }
+            Thread.sleep(forTimeInterval: max(0, limit - Self.abandonAfter))
+            logger.error("shutdown did not finish within its grace period; exiting", metadata: [
+                "seconds": "\(limit)", "waiting_on": "\(Self.describe(progress.pending()))"])
             exit(1)
         }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// Nothing listed: what remains is the HTTP server closing its connections.
+    static func describe(_ pending: [String]) -> String {
+        pending.isEmpty ? "the HTTP server's connections" : pending.joined(separator: "; ")
     }
 }
 
@@ -293,7 +334,7 @@ struct WakeListener: Service {
     private func listen(on connection: PostgresConnection) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             // A listening connection the server dropped may never say so (see
-            // `PostgresClient.stuckConnectionLimit`): a ping that does not answer in time closes
+            // `HeldConnections`): a ping that does not answer in time closes
             // it, and the loop above listens again on a new one.
             group.addTask {
                 while true {
