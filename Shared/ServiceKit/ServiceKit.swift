@@ -151,6 +151,7 @@ package enum ServiceKit {
 
         let router = Router(context: AppContext.self)
         router.add(middleware: InFlightMiddleware())
+        router.add(middleware: WebsiteCORS(service: config.service))
         router.add(middleware: TraceMiddleware())
         router.add(middleware: MetricsMiddleware())
         let routeMethods = RouteMethods()

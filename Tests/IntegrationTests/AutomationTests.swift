@@ -3,7 +3,7 @@ import Models
 import Testing
 
 /// The automation service over HTTP (SPEC section 3), and AC-6, which acts on its requests.
-@Suite("Automation (BA-1, BA-10; AC-6 on its requests)", .serialized)
+@Suite("Automation (BA-1 … BA-11; AC-6 on its requests)", .serialized)
 struct AutomationTests {
     let stack: Stack
 
@@ -133,5 +133,128 @@ struct AutomationTests {
         _ = try await texts.inboundText(from: other.phone, body: "Thanks!")
         try await stack.waitUntilIdle()
         #expect(try await status(other.id) == "client")
+    }
+
+    @Test("BA-2, BA-5, BA-6, BA-7, BA-8, BA-11: five properties viewed within a day fire (c) once per window; a contact under 14 days gets no message but the agent is alerted; 14 days on the lead is texted; after the agent's call within 3 days nothing goes to the lead; archived, nothing at all; every firing says why; a template with an unknown field is refused")
+    func behaviorsAndGuards() async throws {
+        let brokerage = try await stack.newCompany()
+        let office = try await stack.call(.POST, .contacts, "/v1/entities", token: brokerage.adminToken, json: Stack.json([
+            "parentId": brokerage.rootEntityId, "kind": "office", "name": "North", "timeZone": "America/Chicago"]))
+        let officeId = try #require(office["id"]?.string, "\(office.text)")
+        let email = "bea-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let agent = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+            "role": "agent", "firstName": "Bea", "lastName": "Agent", "email": email, "password": "agent password 1", "entityIds": [officeId]]))
+        let agentId = try #require(agent["id"]?.string, "\(agent.text)")
+        let contact = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+            "status": "active_lead", "firstName": "Vera", "lastName": "Viewer", "phones": [NotificationsTests.randomPhone()], "assignedAgentId": agentId,
+            "ownerEntityId": officeId]))
+        let contactId = try #require(contact["id"]?.string, "\(contact.text)")
+        let site = try await stack.call(.POST, .automation, "/v1/automation/sites", token: brokerage.adminToken,
+                                        json: Stack.json(["name": "North website", "entityId": officeId]))
+        let key = try #require(site["apiKey"]?.string, "\(site.text)")
+        let refused = try await stack.call(.PUT, .automation, "/v1/automation/settings/\(officeId)", token: brokerage.adminToken,
+                                           json: #"{"templates":{"favorite":{"text":"Hi {contact.nickname}"}}}"#)
+        #expect(refused.status == 422 && refused.errorField == "templates.favorite.text", "\(refused.text)")
+        try await stack.waitUntilIdle()
+
+        // Five properties within the hour: behavior (c), once.
+        func views(_ count: Int, prefix: String) async throws {
+            let now = try await stack.clockNow()
+            var events: [[String: Any]] = []
+            for index in 0..<count {
+                let at = RFC3339.string(from: now.addingTimeInterval(Double(index * 60 - 3_600)))
+                let listing: [String: Any] = ["listingId": "\(prefix)-\(index)", "price": 400_000 + index * 10_000]
+                events.append(["id": UUID().uuidString, "kind": "property_view", "at": at, "contactId": contactId, "listing": listing])
+            }
+            let stored = try await activity(key, ["events": events])
+            let expected = JSONValue.number(Double(count))
+            #expect(stored["stored"] == expected, "\(stored.text)")
+            try await stack.waitUntilIdle()
+        }
+        func bursts() async throws -> [JSONValue] {
+            let answer = try await stack.call(.GET, .automation, "/v1/automation/contacts/\(contactId)/behaviors", token: brokerage.adminToken)
+            return answer["items"]?.array?.filter { $0["behavior"]?.string == "viewing_burst" } ?? []
+        }
+        func alerts() async throws -> Int {
+            let mail = try await stack.call(.GET, .notifications, "/v1/messages?userId=\(agentId)", token: brokerage.adminToken)
+            return mail["items"]?.array?.filter { $0["subject"]?.string == "Vera Viewer viewed 5 properties within 24 hours" }.count ?? 0
+        }
+        try await views(5, prefix: "A")
+        var fired = try await bursts()
+        #expect(fired.count == 1, "\(fired)")
+        #expect(fired.first?["outcome"]?["leadSuppressed"]?.string == "new_contact", "BA-6: \(fired)")
+        #expect(fired.first?["outcome"]?["agentAlerted"] == .bool(true))
+        #expect(fired.first?["eventIds"]?.array?.count == 5)
+        #expect(try await alerts() == 1, "BA-6: the agent still hears")
+        try await views(2, prefix: "A")
+        #expect(try await bursts().count == 1, "the same window does not fire again")
+
+        // Fourteen days on: the next five views text the lead (BA-7: a phone, so a text).
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 1209600}"#)
+        try await stack.waitUntilIdle()
+        try await views(5, prefix: "B")
+        fired = try await bursts()
+        #expect(fired.count == 2 && fired.first?["outcome"]?["leadChannel"]?.string == "sms", "\(fired)")
+        let messageId = try #require(fired.first?["outcome"]?["messageIds"]?.array?.first?.string, "\(fired)")
+        let text = try await stack.call(.GET, .notifications, "/v1/messages/\(messageId)", token: brokerage.adminToken)
+        #expect(text["body"]?.string?.hasPrefix("Hi Vera, you've been looking at quite a few homes.") == true, "BA-8's default, merged: \(text.text)")
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(contactId)/timeline", token: brokerage.adminToken)
+        #expect(timeline["items"]?.array?.contains { $0["summary"]?.string == "The contact viewed 5 properties within 24 hours. The behavior's text was sent. The agent was alerted." } == true,
+                "\(timeline.text)")
+
+        // BA-5: the agent called yesterday; the next burst alerts the agent and sends the lead nothing.
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 86400}"#)
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(contactId)/communications", token: brokerage.adminToken,
+                                     json: #"{"channel":"call","outcome":"left_voicemail"}"#).status == 201)
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 86400}"#)
+        try await stack.waitUntilIdle()
+        try await views(5, prefix: "C")
+        fired = try await bursts()
+        #expect(fired.count == 3 && fired.first?["outcome"]?["leadSuppressed"]?.string == "agent_contacted_recently", "\(fired)")
+        #expect(try await alerts() == 3)
+
+        // BA-11: archived, a favorite fires and is recorded, but nothing leaves.
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(contactId)/status", token: brokerage.adminToken, json: #"{"status":"archive"}"#).status == 200)
+        try await stack.waitUntilIdle()
+        let now = try await stack.clockNow()
+        _ = try await activity(key, ["id": UUID().uuidString, "kind": "favorite", "at": RFC3339.string(from: now), "contactId": contactId,
+                                     "listing": ["listingId": "C-1"]])
+        try await stack.waitUntilIdle()
+        let all = try await stack.call(.GET, .automation, "/v1/automation/contacts/\(contactId)/behaviors", token: brokerage.adminToken)
+        let favorite = all["items"]?.array?.first { $0["behavior"]?.string == "favorite" }
+        #expect(favorite?["outcome"]?["leadSuppressed"]?.string == "archived" && favorite?["outcome"]?["agentAlerted"] == .bool(false), "\(all.text)")
+    }
+
+    @Test("BA-1, BA-2, BA-9 on a real website: in headless Chromium a visitor views five homes on the demo page (the tracking script batches them), fills the lead form, and becomes the contact; behavior (c) fires and the assigned agent's alert is in the delivery log")
+    func trackerInBrowser() async throws {
+        let routing = try RoutingTests()
+        let office = try await routing.office()
+        let alice = office.agents["Alice"]!
+        #expect(try await routing.rule(office, ["name": "To Alice", "recipients": ["kind": "agents", "agents": [["agentId": alice.id]]],
+                                                "distribution": "round_robin", "channels": ["email"]]).status == 201)
+        let site = try await stack.call(.POST, .automation, "/v1/automation/sites", token: office.brokerage.adminToken,
+                                        json: Stack.json(["name": "Demo website", "entityId": office.brokerage.rootEntityId]))
+        let siteKey = try #require(site["apiKey"]?.string, "\(site.text)")
+        let preflight = try await stack.call(.OPTIONS, .contacts, "/v1/leads", headers: [("Origin", "http://example.com"), ("Access-Control-Request-Method", "POST")])
+        #expect(preflight.status == 204, "a website's lead form may post from its own origin")
+        try await stack.waitUntilIdle()
+
+        let page = "\(stack.urls[.automation]!)/demo?siteKey=\(siteKey)&leadKey=\(office.key)&contacts=\(stack.urls[.contacts]!)"
+        let email = "wendy-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let (status, log) = try stack.browser("tracker_page.py") { [page, $0, email] }
+        #expect(status == 0, "\(log)")
+        try await stack.waitUntilIdle()
+        // The firing waits a minute for the lead's routing when it came before the assignment.
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": 120}"#)
+        try await stack.waitUntilIdle()
+
+        let found = try await stack.call(.GET, .contacts, "/v1/contacts?assignedAgentId=\(alice.id)", token: office.brokerage.adminToken)
+        let contactId = try #require(found["items"]?.array?.first?["id"]?.string, "\(found.text)")
+        let behaviors = try await stack.call(.GET, .automation, "/v1/automation/contacts/\(contactId)/behaviors", token: office.brokerage.adminToken)
+        let burst = behaviors["items"]?.array?.first { $0["behavior"]?.string == "viewing_burst" }
+        #expect(burst?["eventIds"]?.array?.count == 5, "\(behaviors.text)")
+        #expect(burst?["outcome"]?["leadSuppressed"]?.string == "new_contact" && burst?["outcome"]?["agentAlerted"] == .bool(true), "\(behaviors.text)")
+        let mail = try await stack.call(.GET, .notifications, "/v1/messages?userId=\(alice.id)", token: office.brokerage.adminToken)
+        #expect(mail["items"]?.array?.contains { $0["subject"]?.string == "Wendy Webster viewed 5 properties within 24 hours" } == true, "\(mail.text)")
     }
 }

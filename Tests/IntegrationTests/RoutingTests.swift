@@ -292,19 +292,8 @@ struct RoutingTests {
                                                 "leadType": "buyer", "searchInterest": ["area": "Wicker Park", "priceMin": 350_000, "priceMax": 500_000]])
         let first = try #require(try await links(to: alice.phone).last)
         let second = try #require(try await links(to: bob.phone).last)
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let python = ProcessInfo.processInfo.environment["BROWSER_PYTHON"] ?? root.appendingPathComponent(".build-py/bin/python3").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        let shots = ProcessInfo.processInfo.environment["RUN_DIR"].map { "\($0)/screenshots" } ?? NSTemporaryDirectory()
-        process.arguments = [root.appendingPathComponent("Tests/browser/offer_page.py").path, first, second, shots]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(log)")
+        let (status, log) = try stack.browser("offer_page.py") { [first, second, $0] }
+        #expect(status == 0, "\(log)")
         try await stack.waitUntilIdle()
         #expect(try await assignee(office, contactId) == alice.id)
     }

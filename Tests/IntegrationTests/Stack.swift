@@ -43,6 +43,24 @@ struct Stack: Sendable {
         var errorCode: String? { if case .string(let code)? = body["error"]?["code"] { code } else { nil } }
     }
 
+    /// Runs a browser script of Tests/browser (headless Chromium through selenium, from the
+    /// virtualenv scripts/test makes) with `arguments` after the screenshot folder's place in
+    /// them; answers its exit status and what it printed.
+    func browser(_ script: String, _ arguments: (_ shots: String) -> [String]) throws -> (status: Int32, log: String) {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let python = ProcessInfo.processInfo.environment["BROWSER_PYTHON"] ?? root.appendingPathComponent(".build-py/bin/python3").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        let shots = ProcessInfo.processInfo.environment["RUN_DIR"].map { "\($0)/screenshots" } ?? NSTemporaryDirectory()
+        process.arguments = [root.appendingPathComponent("Tests/browser/\(script)").path] + arguments(shots)
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
     func call(_ method: HTTPMethod, _ service: ServiceName, _ path: String, token: String? = nil, json: String? = nil,
               headers: [(String, String)] = []) async throws -> Answer {
         var request = HTTPClientRequest(url: urls[service]! + path)

@@ -12,6 +12,7 @@ extension Site: ResponseEncodable {}
 struct ActivityController {
     let store: ActivityStore
     let clock: any ServiceClock
+    let peers: PeerClient
 
     struct NewSite: Decodable {
         var name: String
@@ -29,6 +30,9 @@ struct ActivityController {
         var events: [ActivityEvent]
         /// Service tokens name the company; a site's key says it.
         var companyId: UUID?
+        /// The sender's clock when it sent the batch: a browser's clock may be off by minutes or
+        /// days, so each event's time is moved by the difference from this service's clock.
+        var sentAt: Date?
     }
 
     struct Ingested: ResponseEncodable {
@@ -86,10 +90,22 @@ struct ActivityController {
             let site = try await site(request)
             let input = try await request.decodeJSON(as: Identify.self, context: context)
             guard !input.visitorId.isEmpty, input.visitorId.count <= 200 else { throw APIError.validation("visitorId", "visitorId is 1 to 200 characters") }
-            let known = try await store.client.withConnection { try await store.knownContacts([input.contactId], companyId: site.companyId, on: $0) }
-            guard !known.isEmpty else { throw APIError.validation("contactId", "contactId names no contact of this company (yet)") }
+            guard try await isContact(input.contactId, of: site.companyId) else {
+                throw APIError.validation("contactId", "contactId names no contact of this company")
+            }
             return Joined(joined: try await store.identify(visitorId: input.visitorId, contactId: input.contactId, companyId: site.companyId))
         }
+    }
+
+    /// From the replica, or from contacts when the replica has not heard of it yet: a lead form
+    /// identifies its visitor the moment contacts answers it, before the contact's event arrives.
+    private func isContact(_ contactId: UUID, of companyId: UUID) async throws -> Bool {
+        let known = try await store.client.withConnection { try await store.knownContacts([contactId], companyId: companyId, on: $0) }
+        if !known.isEmpty { return true }
+        let answer = try await peers.get(from: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())")
+        guard try answer.succeeded(from: .contacts, "contacts' contact") else { return false }
+        struct Owner: Decodable { var companyId: UUID }
+        return (try? JSONCoding.decoder.decode(Owner.self, from: Data(answer.body.utf8)).companyId) == companyId
     }
 
     private func site(_ request: Request) async throws -> Site {
@@ -101,7 +117,7 @@ struct ActivityController {
 
     private func ingest(_ request: Request, context: AppContext, companyId siteCompany: UUID?) async throws -> Ingested {
         let body = try await request.body.collect(upTo: 4 << 20)
-        let batch: Batch
+        var batch: Batch
         do {
             if body.readableBytesView.first(where: { !$0.isWhitespaceASCII }) == UInt8(ascii: "{"),
                let single = try? JSONCoding.decoder.decode(ActivityEvent.self, from: Data(body.readableBytesView)) {
@@ -113,6 +129,10 @@ struct ActivityController {
             throw APIError.fromDecoding(error)
         }
         guard let companyId = siteCompany ?? batch.companyId else { throw APIError.validation("companyId", "a service names the company") }
+        if let sentAt = batch.sentAt {
+            let skew = clock.now.timeIntervalSince(sentAt)
+            for index in batch.events.indices { batch.events[index].at = batch.events[index].at.addingTimeInterval(skew) }
+        }
         try ActivityRules.validate(batch.events, now: clock.now, field: { "events[\($0)]" })
         let named = Set(batch.events.compactMap(\.contactId))
         let known = try await store.client.withConnection { try await store.knownContacts(named, companyId: companyId, on: $0) }

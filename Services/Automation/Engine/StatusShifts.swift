@@ -29,7 +29,8 @@ struct StatusShifts: Sendable {
             let item = logged.communication
             let current = StatusShift.Communication(id: item.id, channel: item.channel, direction: item.direction, outcome: item.outcome, at: item.at)
             let contact = logged.contact
-            guard contact.status == .newLead || contact.status == .prospect else { return }
+            guard contact.status == .newLead || contact.status == .prospect,
+                  try await BehaviorEngine.settings(for: contact.ownerEntityId, on: connection, logger: logger).settings.shiftsStatus else { return }
             var earlier: [StatusShift.Communication] = []
             for try await (id, channel, direction, outcome, at) in try await connection.query("""
                 SELECT id, channel, direction, outcome, at FROM communication_replica WHERE contact_id = \(contact.id) AND id <> \(item.id)

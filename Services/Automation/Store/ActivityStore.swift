@@ -41,6 +41,36 @@ enum AutomationMigrations {
                 PRIMARY KEY (company_id, visitor_id))
             """,
         ]),
+        // BA-2: activity not yet looked at by the behaviors (rows before this count as seen),
+        // what fired (once per contact, behavior and window or listing), and each scope's settings.
+        Migration("CreateBehaviors", [
+            "ALTER TABLE activity ADD COLUMN evaluated boolean NOT NULL DEFAULT true",
+            "CREATE INDEX activity_unevaluated ON activity (contact_id) WHERE NOT evaluated",
+            // Retention finds old activity by time: a block-range index, rows arriving roughly in time order.
+            "CREATE INDEX activity_at ON activity USING brin (at)",
+            """
+            CREATE TABLE behavior_firings (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                contact_id uuid NOT NULL,
+                behavior text NOT NULL,
+                key text NOT NULL,
+                at timestamptz NOT NULL,
+                listing_id text,
+                event_ids uuid[] NOT NULL,
+                fired_at timestamptz NOT NULL,
+                outcome jsonb,
+                UNIQUE (contact_id, behavior, key))
+            """,
+            "CREATE INDEX behavior_firings_contact ON behavior_firings (contact_id, fired_at DESC)",
+            """
+            CREATE TABLE behavior_settings (
+                entity_id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                doc jsonb NOT NULL,
+                updated_at timestamptz NOT NULL)
+            """,
+        ]),
     ]
 }
 
@@ -58,6 +88,8 @@ struct Site: Codable, Sendable, Hashable {
 struct ActivityStore: Sendable {
     let client: PostgresClient
     let outbox: Outbox
+    let jobs: JobQueue
+    let clock: any ServiceClock
     let logger: Logger
 
     static func keyHash(_ key: String) -> [UInt8] { APIKeyHash.of(key) }
@@ -118,20 +150,23 @@ struct ActivityStore: Sendable {
                 ).decode((String, UUID).self) { visitors[visitor] = contact }
             }
             var stored = 0
+            var evaluate: Set<UUID> = []
             var requests: [OutgoingEvent] = []
             for var event in events {
                 if event.contactId == nil, let visitor = event.visitorId { event.contactId = visitors[visitor] }
                 let new = try await connection.query("""
-                    INSERT INTO activity (company_id, id, kind, at, contact_id, visitor_id, doc)
+                    INSERT INTO activity (company_id, id, kind, at, contact_id, visitor_id, doc, evaluated)
                     VALUES (\(companyId), \(event.id), \(event.kind.rawValue), \(event.at), \(event.contactId), \(event.visitorId),
-                            \(String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self))::jsonb)
+                            \(String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self))::jsonb, \(event.contactId == nil))
                     ON CONFLICT DO NOTHING RETURNING id
                     """, logger: logger).collect().count == 1
                 guard new else { continue }
                 stored += 1
+                if let contactId = event.contactId { evaluate.insert(contactId) }
                 if let request = try requested(event, companyId: companyId) { requests.append(request) }
             }
             try await outbox.publish(requests, on: connection, logger: logger)
+            try await scheduleEvaluation(of: evaluate, companyId: companyId, on: connection)
             return stored
         }
     }
@@ -153,14 +188,45 @@ struct ActivityStore: Sendable {
                 """, logger: logger)
             var joined: [ActivityEvent] = []
             for try await doc in try await connection.query("""
-                UPDATE activity SET contact_id = \(contactId), doc = jsonb_set(doc, '{contactId}', to_jsonb(\(contactId.uuidString)))
+                UPDATE activity SET contact_id = \(contactId), doc = jsonb_set(doc, '{contactId}', to_jsonb(\(contactId.uuidString))), evaluated = false
                 WHERE company_id = \(companyId) AND visitor_id = \(visitorId) AND contact_id IS NULL
                 RETURNING doc::text
                 """, logger: logger).decode(String.self) {
                 joined.append(try JSONCoding.decoder.decode(ActivityEvent.self, from: Data(doc.utf8)))
             }
             try await outbox.publish(try joined.compactMap { try requested($0, companyId: companyId) }, on: connection, logger: logger)
+            // A contact the replica has not heard of yet is evaluated when it arrives (`BehaviorEngine.eventHandler`).
+            if !joined.isEmpty, try await !knownContacts([contactId], companyId: companyId, on: connection).isEmpty {
+                try await scheduleEvaluation(of: [contactId], companyId: companyId, on: connection)
+            }
             return joined.count
+        }
+    }
+
+    /// BA-2: one evaluation per contact with new activity, now. Not keyed: one that runs while
+    /// this commits may not see these events, and the next one finds them.
+    func scheduleEvaluation(of contacts: Set<UUID>, companyId: UUID, on connection: PostgresConnection) async throws {
+        for contactId in contacts.sorted(by: { $0.uuidString < $1.uuidString }) {
+            try await jobs.schedule(kind: BehaviorEngine.evaluateJob, payload: BehaviorEngine.EvaluateJob(contactId: contactId, companyId: companyId),
+                                    runAt: clock.now, on: connection, logger: logger)
+        }
+    }
+
+    /// How long website activity is kept: two years, beyond the longest window (15 days) and the
+    /// year an agent or analytics looks back over.
+    static let retentionDays = 730
+
+    /// Removes activity older than the retention, a few thousand rows a statement (see
+    /// `Retention`); the periodic schedule runs it hourly, on one replica.
+    var retention: PeriodicSchedule {
+        PeriodicSchedule(name: "automation.activity-retention", recurrence: .hourly(minute: 41)) { run, connection, logger in
+            let cutOff = run.dueAt.addingTimeInterval(-Double(Self.retentionDays) * 86_400)
+            for _ in 0..<Retention.maxRounds {
+                let deleted = try await connection.query("""
+                    DELETE FROM activity WHERE ctid = ANY(ARRAY(SELECT ctid FROM activity WHERE at < \(cutOff) LIMIT 5000)) RETURNING 1
+                    """, logger: logger).collect().count
+                if deleted < 5000 { break }
+            }
         }
     }
 
