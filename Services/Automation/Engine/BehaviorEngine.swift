@@ -156,7 +156,7 @@ struct BehaviorEngine: Sendable {
             var outcome = Outcome(leadChannel: plan.leadChannel, leadSuppressed: plan.leadSuppressed, agentAlerted: false,
                                   alertSuppressed: plan.alertSuppressed, messageIds: [])
             if let channel = plan.leadChannel {
-                outcome.messageIds = try await sendLeadMessage(behavior, firingId: firingId, contactId: contactId, channel: channel,
+                outcome.messageIds = try await sendLeadMessage(behavior, firingId: firingId, contactId: contactId, entityId: entityId, channel: channel,
                                                                template: settings.template(for: behavior), connection: connection)
             }
             if plan.alertAgent, let agentId {
@@ -187,10 +187,11 @@ struct BehaviorEngine: Sendable {
     /// BA-7, BA-8: the behavior's text (or e-mail) rendered with the contact's values; notifications
     /// holds a text outside the contact's sending window, and its Idempotency-Key makes a retry
     /// send nothing twice.
-    private func sendLeadMessage(_ behavior: Behavior, firingId: UUID, contactId: UUID, channel: MessageChannel, template: BehaviorSettings.Template,
-                                 connection: PostgresConnection) async throws -> [UUID] {
+    private func sendLeadMessage(_ behavior: Behavior, firingId: UUID, contactId: UUID, entityId: UUID, channel: MessageChannel,
+                                 template: BehaviorSettings.Template, connection: PostgresConnection) async throws -> [UUID] {
         let values = try await TemplatePreviewController(client: client, logger: logger)
             .values(for: contactId, identity: Identity(subject: "automation", companyId: nil, role: .service, entityIds: []))
+        struct Window: Encodable { var entityId: UUID }
         struct NewMessage: Encodable {
             var channel: MessageChannel
             var contactId: UUID
@@ -198,12 +199,14 @@ struct BehaviorEngine: Sendable {
             var body: String
             var purpose: MessagePurpose
             var reference: String
+            /// BA-7: a text goes in the office hours of the contact's entity, held until they open.
+            var window: Window?
         }
         struct Batch: Encodable { var messages: [NewMessage] }
         let body = try TemplatePreviewController.parse(channel == .sms ? template.text ?? "" : template.emailBody ?? "", field: "body").render(values)
         let subject = channel == .email ? try template.emailSubject.map { try TemplatePreviewController.parse($0, field: "subject").render(values) } : nil
         let message = NewMessage(channel: channel, contactId: contactId, subject: subject, body: body, purpose: .automated,
-                                 reference: "behavior:\(firingId.uuidString.lowercased())")
+                                 reference: "behavior:\(firingId.uuidString.lowercased())", window: channel == .sms ? Window(entityId: entityId) : nil)
         let response = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: Batch(messages: [message]),
                                             headers: [("Idempotency-Key", "automation-behavior-\(firingId.uuidString.lowercased())-lead")], idempotent: true)
         guard try response.succeeded(from: .notifications, "notifications") else { return [] }
