@@ -19,8 +19,8 @@ import Synchronization
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
-        guard let scenario = arguments.first, ["import", "intake", "messages", "speed-to-lead"].contains(scenario) else {
-            print("usage: bench import|intake|messages|speed-to-lead")
+        guard let scenario = arguments.first, ["import", "intake", "messages", "speed-to-lead", "ingest"].contains(scenario) else {
+            print("usage: bench import|intake|messages|speed-to-lead|ingest")
             exit(2)
         }
         let setup = try Setup.fromEnvironment()
@@ -28,12 +28,14 @@ struct Bench {
         case "import": try await importScenario(setup)
         case "messages": try await messagesScenario(setup)
         case "speed-to-lead": try await speedToLeadScenario(setup)
+        case "ingest": try await ingestScenario(setup)
         default: try await intakeScenario(setup)
         }
     }
 
     struct Setup {
         var contactsURL: String
+        var automationURL: String
         var notificationsURL: String
         var routingURL: String
         var runDir: String
@@ -45,6 +47,7 @@ struct Bench {
         static func fromEnvironment() throws -> Setup {
             let environment = ProcessInfo.processInfo.environment
             return Setup(contactsURL: environment["CONTACTS_URL"] ?? "http://127.0.0.1:\(environment["CONTACTS_PORT"] ?? "8081")",
+                         automationURL: environment["AUTOMATION_URL"] ?? "http://127.0.0.1:\(environment["AUTOMATION_PORT"] ?? "8083")",
                          notificationsURL: environment["NOTIFICATIONS_URL"] ?? "http://127.0.0.1:\(environment["NOTIFICATIONS_PORT"] ?? "8086")",
                          routingURL: environment["ROUTING_URL"] ?? "http://127.0.0.1:\(environment["ROUTING_PORT"] ?? "8082")",
                          runDir: environment["RUN_DIR"] ?? ".run", pgPort: Int(environment["PG_PORT"] ?? "") ?? 55432,
@@ -134,6 +137,122 @@ struct Bench {
 
     static func line(_ figure: String, _ value: Double, unit: String, floor: Double) {
         print(String(format: "%-44@ %10.1f %@   floor %10.1f %@   ratio %6.2fx", figure as NSString, value, unit, floor, unit, value / max(floor, 0.001)))
+    }
+
+    // MARK: ingest
+
+    /// BA-1, BA-2 under load: batches of website activity for BENCH_ROWS contacts (10,000, each
+    /// with an agent) at BENCH_RATE events/s for BENCH_SECONDS, behaviors evaluated on every
+    /// batch, against the same events by one bare multi-row INSERT into a copy of the activity
+    /// table; then how long after its triggering event each behavior (c)'s agent alert was
+    /// accepted by notifications.
+    static func ingestScenario(_ setup: Setup) async throws {
+        let (token, root) = try await company(setup)
+        let agentEmail = "ingest-agent-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        _ = try await call(.POST, setup.contactsURL + "/v1/users", token: token, body: json([
+            "role": "agent", "firstName": "Ingest", "lastName": "Agent", "email": agentEmail, "password": "agent password 1", "entityIds": [root]]))
+        let run = String(UUID().uuidString.prefix(6)).lowercased()
+        var csv = "First Name,Last Name,Email,Assigned Agent\n"
+        for index in 0..<setup.rows { csv += "Shopper\(index),Bench,shopper\(index)-\(run)@example.com,\(agentEmail)\n" }
+        let (imported, answer) = try await call(.POST, setup.contactsURL + "/v1/contacts/import", token: token, body: csv, contentType: "text/csv")
+        guard imported == 200 else { throw Failure(description: "import answered \(imported): \(answer)") }
+        let (siteStatus, site) = try await call(.POST, setup.automationURL + "/v1/automation/sites", token: token, body: json(["name": "Bench", "entityId": root]))
+        guard siteStatus == 201, case .string(let key)? = site["apiKey"] else { throw Failure(description: "site creation failed (\(siteStatus))") }
+        try await settled(setup)
+        let contacts: [String] = try await withDatabase(setup) { client, logger in
+            var ids: [String] = []
+            for try await id in try await client.query("""
+                SELECT c.id FROM contacts.contacts c JOIN contacts.entities e ON e.company_id = c.company_id WHERE e.id = \(root)::uuid ORDER BY c.id
+                """, logger: logger).decode(UUID.self) { ids.append(id.uuidString.lowercased()) }
+            return ids
+        }
+        // The automation replica has every contact before the load starts.
+        try await Task.sleep(for: .seconds(3))
+        let rate = setup.rate < 1000 ? 5_000 : setup.rate
+        let batchSize = Int(ProcessInfo.processInfo.environment["BENCH_BATCH"] ?? "") ?? 500
+        let total = rate * setup.seconds
+        let batches = max(total / batchSize, 1)
+        // Event i goes to contact i % n: every contact sees one view per pass, 5 passes cross (c).
+        @Sendable func events(_ batch: Int) -> (body: String, rows: [(String, String, String)]) {
+            let now = Date()
+            var rows: [(String, String, String)] = []
+            var list: [[String: Any]] = []
+            for offset in 0..<batchSize {
+                let index = batch * batchSize + offset
+                let contact = contacts[index % contacts.count]
+                let listing = "L\(index / contacts.count)"
+                let id = UUID().uuidString.lowercased()
+                rows.append((id, contact, listing))
+                list.append(["id": id, "kind": "property_view", "at": RFC3339.string(from: now), "contactId": contact,
+                             "listing": ["listingId": listing, "price": 450_000]])
+            }
+            return (json(["events": list]), rows)
+        }
+        let floor = try await withDatabase(setup) { client, logger in
+            try await client.query("CREATE TABLE IF NOT EXISTS public.bench_activity (LIKE automation.activity INCLUDING ALL)", logger: logger)
+            var took: [Double] = []
+            for attempt in 0..<3 {
+                let rows = events(attempt).rows
+                let start = ContinuousClock.now
+                try await client.query("""
+                    INSERT INTO public.bench_activity (company_id, id, kind, at, contact_id, doc, evaluated)
+                    SELECT e.company_id, r.id::uuid, 'property_view', now(), r.contact::uuid, jsonb_build_object('listing', jsonb_build_object('listingId', r.listing)), false
+                    FROM unnest(\(rows.map(\.0)), \(rows.map(\.1)), \(rows.map(\.2))) AS r(id, contact, listing), contacts.entities e WHERE e.id = \(root)::uuid
+                    """, logger: logger)
+                took.append(milliseconds(since: start))
+            }
+            try await client.query("DROP TABLE public.bench_activity", logger: logger)
+            return took.sorted()[1]
+        }
+        let sentAt = Mutex([String: Date]())
+        let batchesPerSecond = max(rate / batchSize, 1)
+        print("bench ingest: \(contacts.count) contacts, \(total) property views in batches of \(batchSize) at \(rate) events/s for \(setup.seconds) s; "
+              + "floor = one batch by a bare multi-row INSERT into a copy of the activity table (its indexes, no behaviors), the median of three")
+        let cpuBefore = CPUUse.sample(runDir: setup.runDir)
+        let start = ContinuousClock.now
+        let load = try await steadyLoad(rate: batchesPerSecond, count: batches) { batch in
+            let (body, rows) = events(batch)
+            let sent = Date()
+            let code = try await Self.status(.POST, setup.automationURL + "/v1/activity", headers: [("X-Site-Key", key)], body: body)
+            // The fifth view of a contact crosses behavior (c).
+            sentAt.withLock { map in for row in rows where row.2 == "L4" { map[row.1] = sent } }
+            return code == 200
+        }
+        let sending = milliseconds(since: start) / 1000
+        // Every behavior evaluated and acted on: no automation job left.
+        let drained = try await withDatabase(setup) { client, logger -> Double in
+            let deadline = ContinuousClock.now + .seconds(300)
+            while ContinuousClock.now < deadline {
+                let left = try await client.query("SELECT count(*)::int FROM automation.jobs WHERE state IN ('available', 'running', 'retryable')",
+                                                  logger: logger).collect().first?.decode(Int.self) ?? 0
+                if left == 0 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            return milliseconds(since: start) / 1000
+        }
+        let cpuAfter = CPUUse.sample(runDir: setup.runDir)
+        let accepted: [(String, Date)] = try await withDatabase(setup) { client, logger in
+            var rows: [(String, Date)] = []
+            for try await (contact, at) in try await client.query("""
+                SELECT f.contact_id, m.created_at FROM automation.behavior_firings f
+                JOIN notifications.messages m ON m.doc->>'reference' = 'behavior:' || f.id::text
+                JOIN contacts.entities e ON e.company_id = f.company_id WHERE e.id = \(root)::uuid AND f.behavior = 'viewing_burst'
+                """, logger: logger).decode((UUID, Date).self) { rows.append((contact.uuidString.lowercased(), at)) }
+            return rows
+        }
+        var alerts = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        let sent = sentAt.withLock { $0 }
+        for (contact, at) in accepted {
+            guard let from = sent[contact] else { continue }
+            _ = alerts.record(UInt64(max(0, at.timeIntervalSince(from)) * 1_000_000))
+        }
+        line("one batch of \(batchSize) (p50 of the load)", load.p50, unit: "ms", floor: floor)
+        line("one batch of \(batchSize) (p99 of the load)", load.p99, unit: "ms", floor: floor)
+        print(String(format: "sustained: %.0f events/s sent (%d failed batches); all evaluated and acted on %.1f s after the first batch (%.0f events/s end to end)",
+                     Double(batches * batchSize) / sending, load.failures, drained, Double(batches * batchSize) / drained))
+        print(String(format: "behavior (c) agent alerts accepted by notifications: %d of %d contacts; after the triggering batch was sent: p50 %.0f ms, p99 %.0f ms, max %.0f ms",
+                     accepted.count, sent.count, Double(alerts.valueAtPercentile(50)) / 1000, Double(alerts.valueAtPercentile(99)) / 1000, Double(alerts.max) / 1000))
+        if let cpu = CPUUse.line(from: cpuBefore, to: cpuAfter, items: batches * batchSize / 1000, unit: "1,000 events") { print(cpu) }
     }
 
     // MARK: import
