@@ -39,7 +39,7 @@ func serviceTests(_ name: String) -> Target {
 
 let services = ["Contacts", "Routing", "Automation", "Accountability", "SmartPlans", "Notifications"]
 /// A service gets its test target with its first domain rules.
-let servicesWithTests = ["Contacts", "Routing", "Notifications", "Accountability", "Automation"]
+let servicesWithTests = ["Contacts", "Routing", "Notifications", "Accountability", "Automation", "SmartPlans"]
 
 let package = Package(
     name: "brokerage-crm",

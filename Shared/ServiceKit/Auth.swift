@@ -230,3 +230,15 @@ package enum WebhookSignature {
 package enum APIKeyHash {
     package static func of(_ key: String) -> [UInt8] { Array(SHA256.hash(data: Data(key.utf8))) }
 }
+
+extension UUID {
+    /// The same id for the same name, every time (SHA-256, shaped as a version 5 UUID): what a
+    /// retried job writes under it (a timeline entry, a log row) is written once.
+    package static func derived(from name: String) -> UUID {
+        var bytes = Array(SHA256.hash(data: Data(name.utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x50
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+}

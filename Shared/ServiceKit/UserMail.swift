@@ -33,3 +33,57 @@ package struct UserMail: Encodable, Sendable {
         _ = try sent.succeeded(from: .notifications, "notifications")
     }
 }
+
+/// One automated message to a contact through notifications (a behavior's text, a plan's e-mail),
+/// sent once whatever retries (its Idempotency-Key); the answer says what became of it.
+package struct ContactMessage: Encodable, Sendable {
+    /// Where a text may go: an entity's office hours, or a fixed local window.
+    package struct Window: Encodable, Sendable {
+        var entityId: UUID?
+        var start: String?
+        var end: String?
+        var timeZone: String?
+
+        package static func officeHours(of entityId: UUID) -> Window { Window(entityId: entityId) }
+        package static func daily(_ start: String, _ end: String, timeZone: String) -> Window { Window(start: start, end: end, timeZone: timeZone) }
+    }
+
+    /// What notifications did with it: accepted (queued, held or sent) with its id, or refused.
+    package enum Outcome: Sendable, Equatable {
+        case accepted(id: UUID, state: String, reason: String?)
+        case refused(status: Int, body: String)
+    }
+
+    var channel: MessageChannel
+    var contactId: UUID
+    var subject: String?
+    var body: String
+    var purpose = MessagePurpose.automated
+    var reference: String
+    var window: Window?
+
+    package init(channel: MessageChannel, contactId: UUID, subject: String?, body: String, reference: String, window: Window?) {
+        self.channel = channel
+        self.contactId = contactId
+        self.subject = subject
+        self.body = body
+        self.reference = reference
+        self.window = window
+    }
+
+    /// Retried by the caller's job while notifications is away (5xx, unreachable); a refusal is an outcome.
+    package func send(with peers: PeerClient, key: String) async throws -> Outcome {
+        struct Batch: Encodable { var messages: [ContactMessage] }
+        let answer = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: Batch(messages: [self]),
+                                          headers: [("Idempotency-Key", key)], idempotent: true)
+        guard try answer.succeeded(from: .notifications, "notifications") else { return .refused(status: answer.status, body: String(answer.body.prefix(300))) }
+        struct Accepted: Decodable {
+            struct Item: Decodable { var id: UUID; var state: String; var reason: String? }
+            var items: [Item]
+        }
+        guard let item = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(answer.body.utf8)))?.items.first else {
+            return .refused(status: answer.status, body: "notifications answered without the message")
+        }
+        return .accepted(id: item.id, state: item.state, reason: item.reason)
+    }
+}

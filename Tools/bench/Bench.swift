@@ -152,8 +152,8 @@ struct Bench {
         _ = try await call(.POST, setup.contactsURL + "/v1/users", token: token, body: json([
             "role": "agent", "firstName": "Ingest", "lastName": "Agent", "email": agentEmail, "password": "agent password 1", "entityIds": [root]]))
         let run = String(UUID().uuidString.prefix(6)).lowercased()
-        var csv = "First Name,Last Name,Email,Assigned Agent\n"
-        for index in 0..<setup.rows { csv += "Shopper\(index),Bench,shopper\(index)-\(run)@example.com,\(agentEmail)\n" }
+        var csv = "First Name,Last Name,Email,Status,Assigned Agent\n"
+        for index in 0..<setup.rows { csv += "Shopper\(index),Bench,shopper\(index)-\(run)@example.com,active_lead,\(agentEmail)\n" }
         let (imported, answer) = try await call(.POST, setup.contactsURL + "/v1/contacts/import", token: token, body: csv, contentType: "text/csv")
         guard imported == 200 else { throw Failure(description: "import answered \(imported): \(answer)") }
         let (siteStatus, site) = try await call(.POST, setup.automationURL + "/v1/automation/sites", token: token, body: json(["name": "Bench", "entityId": root]))

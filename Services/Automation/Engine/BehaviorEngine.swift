@@ -191,30 +191,13 @@ struct BehaviorEngine: Sendable {
                                  template: BehaviorSettings.Template, connection: PostgresConnection) async throws -> [UUID] {
         let values = try await TemplatePreviewController(client: client, logger: logger)
             .values(for: contactId, identity: Identity(subject: "automation", companyId: nil, role: .service, entityIds: []))
-        struct Window: Encodable { var entityId: UUID }
-        struct NewMessage: Encodable {
-            var channel: MessageChannel
-            var contactId: UUID
-            var subject: String?
-            var body: String
-            var purpose: MessagePurpose
-            var reference: String
-            /// BA-7: a text goes in the office hours of the contact's entity, held until they open.
-            var window: Window?
-        }
-        struct Batch: Encodable { var messages: [NewMessage] }
         let body = try TemplatePreviewController.parse(channel == .sms ? template.text ?? "" : template.emailBody ?? "", field: "body").render(values)
         let subject = channel == .email ? try template.emailSubject.map { try TemplatePreviewController.parse($0, field: "subject").render(values) } : nil
-        let message = NewMessage(channel: channel, contactId: contactId, subject: subject, body: body, purpose: .automated,
-                                 reference: "behavior:\(firingId.uuidString.lowercased())", window: channel == .sms ? Window(entityId: entityId) : nil)
-        let response = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: Batch(messages: [message]),
-                                            headers: [("Idempotency-Key", "automation-behavior-\(firingId.uuidString.lowercased())-lead")], idempotent: true)
-        guard try response.succeeded(from: .notifications, "notifications") else { return [] }
-        struct Accepted: Decodable {
-            struct Item: Decodable { var id: UUID }
-            var items: [Item]
-        }
-        return (try? JSONCoding.decoder.decode(Accepted.self, from: Data(response.body.utf8)).items.map(\.id)) ?? []
+        // BA-7: a text goes in the office hours of the contact's entity, held until they open.
+        let message = ContactMessage(channel: channel, contactId: contactId, subject: subject, body: body, reference: "behavior:\(firingId.uuidString.lowercased())",
+                                     window: channel == .sms ? .officeHours(of: entityId) : nil)
+        guard case .accepted(let id, _, _) = try await message.send(with: peers, key: "automation-behavior-\(firingId.uuidString.lowercased())-lead") else { return [] }
+        return [id]
     }
 
     /// The firing on the contact's timeline, once (its id is the firing's).

@@ -1,0 +1,303 @@
+import Foundation
+import Hummingbird
+import Models
+import PostgresNIO
+import ServiceKit
+
+extension Plan: ResponseEncodable {}
+
+/// SP-1, SP-2, SP-4, SP-10 over HTTP: plans (personal, or a team's with a default agent per
+/// role), their versions, enrollment by hand and in bulk, deactivation, figures, and the preview
+/// of everything a plan would do for a contact.
+struct PlansController {
+    let store: PlanStore
+    let engine: PlanEngine
+    let clock: any ServiceClock
+
+    var logger: Logger { store.logger }
+    var client: PostgresClient { store.client }
+
+    struct PlanInput: Decodable {
+        var name: String
+        var owner: Plan.Owner?
+        var entityId: UUID?
+        var roles: [String: UUID]?
+        var durationDays: Int
+        var steps: [PlanStep]
+        var active: Bool?
+    }
+
+    struct Figures: Codable, Sendable {
+        var enrolled: Int
+        var active: Int
+        var finished: Int
+        var messagesSent: Int
+        var failed: Int
+    }
+
+    struct PlanView: ResponseEncodable {
+        var plan: Plan
+        var figures: Figures
+    }
+
+    struct Plans: ResponseEncodable { var items: [Plan] }
+
+    struct EnrollInput: Decodable { var contactIds: [UUID] }
+
+    struct Activation: Decodable { var active: Bool }
+
+    struct EnrollReport: ResponseEncodable {
+        struct Item: Codable, Sendable {
+            var contactId: UUID
+            var outcome: PlanEngine.EnrollOutcome
+        }
+        var items: [Item]
+    }
+
+    struct EnrollmentView: Codable, Sendable {
+        var contactId: UUID
+        var state: String
+        var stepIndex: Int
+        var repetition: Int
+        var enrolledAt: Date
+        var nextAt: Date?
+        var reason: String?
+    }
+
+    struct Enrollments: ResponseEncodable { var items: [EnrollmentView] }
+
+    struct PreviewInput: Decodable {
+        var contactId: UUID
+        var start: Date?
+    }
+
+    struct PreviewItem: Codable, Sendable {
+        var at: Date
+        var step: Int
+        var kind: PlanStep.Kind
+        var subject: String?
+        var body: String?
+        var title: String?
+        var dueAt: Date?
+    }
+
+    struct Preview: ResponseEncodable { var items: [PreviewItem] }
+
+    func register(on group: RouterGroup<AppContext>) {
+        group.post("/v1/smartplans/plans") { request, context -> JSONResponse<Plan> in
+            let identity = try context.requireIdentity()
+            guard let companyId = identity.companyId, let userId = identity.userId else { throw APIError.forbidden }
+            let input = try await request.decodeJSON(as: PlanInput.self, context: context)
+            let owner = input.owner ?? .personal
+            if owner == .team {
+                guard let entityId = input.entityId else { throw APIError.validation("entityId", "a team plan names its team (entityId)") }
+                try await requireManages(entityId, identity: identity)
+            }
+            let steps = Self.withIds(input.steps, keeping: [])
+            try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: owner, roles: input.roles)
+            let now = clock.now
+            let plan = Plan(id: UUID.random(), companyId: companyId, owner: owner, ownerUserId: owner == .personal ? userId : nil,
+                            entityId: owner == .team ? input.entityId : nil, roles: input.roles, name: input.name.trimmingCharacters(in: .whitespacesAndNewlines),
+                            durationDays: input.durationDays, active: input.active ?? true, version: 1, steps: steps, createdAt: now, updatedAt: now)
+            try await client.transaction(logger: logger) { try await store.insert(plan, on: $0) }
+            return JSONResponse(.created, plan)
+        }
+        group.get("/v1/smartplans/plans") { _, context -> Plans in
+            let identity = try context.requireIdentity()
+            guard let companyId = identity.companyId else { throw APIError.forbidden }
+            var visible: [Plan] = []
+            for plan in try await store.plans(companyId: companyId) where try await canSee(plan, identity) { visible.append(plan) }
+            return Plans(items: visible)
+        }
+        group.get("/v1/smartplans/plans/{id}") { _, context -> PlanView in
+            let plan = try await visiblePlan(context)
+            return PlanView(plan: plan, figures: try await figures(plan.id))
+        }
+        group.put("/v1/smartplans/plans/{id}") { request, context -> Plan in
+            let identity = try context.requireIdentity()
+            let id = try context.pathID("id")
+            let input = try await request.decodeJSON(as: PlanInput.self, context: context)
+            return try await client.transaction(logger: logger) { connection in
+                guard var plan = try await store.plan(id, on: connection, forUpdate: true), try await canEdit(plan, identity) else { throw APIError.notFound("plan \(id)") }
+                let steps = Self.withIds(input.steps, keeping: Set(plan.steps.compactMap(\.id)))
+                try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: plan.owner, roles: input.roles ?? plan.roles)
+                plan.name = input.name.trimmingCharacters(in: .whitespacesAndNewlines)
+                plan.durationDays = input.durationDays
+                plan.steps = steps
+                plan.roles = input.roles ?? plan.roles
+                plan.version += 1
+                plan.updatedAt = clock.now
+                try await store.insert(plan, on: connection)
+                return plan
+            }
+        }
+        do {
+            group.put("/v1/smartplans/plans/{id}/activation") { request, context -> Plan in
+                let identity = try context.requireIdentity()
+                let id = try context.pathID("id")
+                let active = try await request.decodeJSON(as: Activation.self, context: context).active
+                return try await client.transaction(logger: logger) { connection in
+                    guard var plan = try await store.plan(id, on: connection, forUpdate: true), try await canEdit(plan, identity) else { throw APIError.notFound("plan \(id)") }
+                    guard plan.active != active else { return plan }
+                    plan.active = active
+                    plan.updatedAt = clock.now
+                    try await store.insert(plan, on: connection)
+                    if active {
+                        // Every paused enrollment resumes where it was: its next step when it was due, or now if that has passed.
+                        let now = clock.now
+                        for try await (enrollment, seq, next) in try await connection.query("""
+                            UPDATE enrollments SET state = 'active', seq = seq + 1 WHERE plan_id = \(id) AND state IN ('paused', 'active')
+                            RETURNING id, seq, next_at
+                            """, logger: logger).decode((UUID, Int, Date?).self) {
+                            try await engine.schedule(enrollment, seq: seq, at: max(now, next ?? now), on: connection)
+                        }
+                    } else {
+                        try await connection.query("UPDATE enrollments SET state = 'paused' WHERE plan_id = \(id) AND state = 'active'", logger: logger)
+                    }
+                    return plan
+                }
+            }
+        }
+        group.post("/v1/smartplans/plans/{id}/enrollments") { request, context -> EnrollReport in
+            let identity = try context.requireIdentity()
+            let plan = try await visiblePlan(context)
+            let input = try await request.decodeJSON(as: EnrollInput.self, context: context)
+            guard (1...5_000).contains(input.contactIds.count) else { throw APIError.validation("contactIds", "1 to 5,000 contacts a request") }
+            let outcomes = try await client.transaction(logger: logger) { connection -> [UUID: PlanEngine.EnrollOutcome] in
+                let visible = try await visibleContacts(input.contactIds, identity: identity, on: connection)
+                var outcomes = try await engine.enroll(input.contactIds.filter { visible.contains($0) }, in: plan, on: connection)
+                for id in input.contactIds where !visible.contains(id) { outcomes[id] = .notFound }
+                return outcomes
+            }
+            var seen: Set<UUID> = []
+            return EnrollReport(items: input.contactIds.filter { seen.insert($0).inserted }.map { .init(contactId: $0, outcome: outcomes[$0] ?? .notFound) })
+        }
+        group.delete("/v1/smartplans/plans/{id}/enrollments/{contactId}") { _, context -> Response in
+            let plan = try await visiblePlan(context)
+            let contactId = try context.pathID("contactId")
+            let removed = try await client.query("""
+                UPDATE enrollments SET state = 'removed', next_at = NULL, reason = 'removed by hand'
+                WHERE plan_id = \(plan.id) AND contact_id = \(contactId) AND state IN ('active', 'paused') RETURNING id
+                """, logger: logger).collect().count == 1
+            guard removed else { throw APIError.notFound("enrollment of \(contactId)") }
+            return Response(status: .noContent)
+        }
+        group.get("/v1/smartplans/plans/{id}/enrollments") { _, context -> Enrollments in
+            let plan = try await visiblePlan(context)
+            var items: [EnrollmentView] = []
+            for try await (contact, state, step, repetition, enrolled, next, reason) in try await client.query("""
+                SELECT contact_id, state, step_index, repetition, enrolled_at, next_at, reason FROM enrollments WHERE plan_id = \(plan.id)
+                ORDER BY enrolled_at, contact_id LIMIT 5000
+                """, logger: logger).decode((UUID, String, Int, Int, Date, Date?, String?).self) {
+                items.append(EnrollmentView(contactId: contact, state: state, stepIndex: step, repetition: repetition, enrolledAt: enrolled, nextAt: next, reason: reason))
+            }
+            return Enrollments(items: items)
+        }
+        group.post("/v1/smartplans/plans/{id}/preview") { request, context -> Preview in
+            let identity = try context.requireIdentity()
+            let plan = try await visiblePlan(context)
+            let input = try await request.decodeJSON(as: PreviewInput.self, context: context)
+            let values = try await TemplatePreviewController(client: client, logger: logger).values(for: input.contactId, identity: identity)
+            func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
+            var items: [PreviewItem] = []
+            for (at, action) in PlanRunner.preview(plan.steps, start: input.start ?? clock.now, durationDays: plan.durationDays) {
+                let kind = plan.steps[action.step].kind
+                switch action {
+                case .email(let step, let subject, let body):
+                    items.append(PreviewItem(at: at, step: step, kind: kind, subject: try render(subject), body: try render(body)))
+                case .text(let step, let body):
+                    items.append(PreviewItem(at: at, step: step, kind: kind, body: try render(body)))
+                case .task(let step, _, let title, let dueAt):
+                    items.append(PreviewItem(at: at, step: step, kind: kind, title: try render(title), dueAt: dueAt))
+                case .enroll(let step, let planId):
+                    items.append(PreviewItem(at: at, step: step, kind: kind, body: planId.uuidString.lowercased()))
+                }
+            }
+            return Preview(items: items)
+        }
+    }
+
+    /// Steps keep their ids across versions; a step without one (or with an id the plan never
+    /// had, on an edit) gets a new one.
+    static func withIds(_ steps: [PlanStep], keeping known: Set<UUID>) -> [PlanStep] {
+        var seen: Set<UUID> = []
+        return steps.map { step in
+            var step = step
+            if let id = step.id, known.contains(id), seen.insert(id).inserted { return step }
+            step.id = UUID.random()
+            return step
+        }
+    }
+
+    private func visiblePlan(_ context: AppContext) async throws -> Plan {
+        let identity = try context.requireIdentity()
+        let id = try context.pathID("id")
+        guard let plan = try await client.withConnection({ try await store.plan(id, on: $0) }), try await canSee(plan, identity) else {
+            throw APIError.notFound("plan \(id)")
+        }
+        return plan
+    }
+
+    /// Company admins see every plan; other admins the team plans of what they manage; agents
+    /// their own and their teams'; everyone their personal plans.
+    private func canSee(_ plan: Plan, _ identity: Identity) async throws -> Bool {
+        guard plan.companyId == identity.companyId else { return false }
+        if identity.role == .companyAdmin || (plan.owner == .personal && plan.ownerUserId == identity.userId) { return true }
+        guard plan.owner == .team, let entityId = plan.entityId else { return false }
+        if let managed = try await client.withConnection({ try await DirectoryReplica.managedEntities(of: identity, on: $0, logger: logger) }) {
+            return managed.contains(entityId)
+        }
+        return identity.entityIds.contains(entityId)
+    }
+
+    private func canEdit(_ plan: Plan, _ identity: Identity) async throws -> Bool {
+        guard plan.companyId == identity.companyId else { return false }
+        if identity.role == .companyAdmin || (plan.owner == .personal && plan.ownerUserId == identity.userId) { return true }
+        guard plan.owner == .team, let entityId = plan.entityId, identity.role.isAdmin else { return false }
+        return try await client.withConnection { try await DirectoryReplica.managedEntities(of: identity, on: $0, logger: logger) }?.contains(entityId) ?? false
+    }
+
+    private func requireManages(_ entityId: UUID, identity: Identity) async throws {
+        guard identity.role.isAdmin else { throw APIError.forbidden }
+        let inCompany = try await client.query("SELECT 1 FROM directory_entities WHERE id = \(entityId) AND company_id = \(identity.companyId)", logger: logger)
+            .collect().count == 1
+        guard inCompany else { throw APIError.validation("entityId", "entityId is not an entity of your company") }
+        if let managed = try await client.withConnection({ try await DirectoryReplica.managedEntities(of: identity, on: $0, logger: logger) }),
+           !managed.contains(entityId) {
+            throw APIError.forbidden
+        }
+    }
+
+    /// The contacts the caller may put in a plan: an agent's own, an admin's scope's.
+    private func visibleContacts(_ ids: [UUID], identity: Identity, on connection: PostgresConnection) async throws -> Set<UUID> {
+        var found: Set<UUID> = []
+        let managed = try await DirectoryReplica.managedEntities(of: identity, on: connection, logger: logger)
+        for try await (id, owner, agent) in try await connection.query("""
+            SELECT id, owner_entity_id, assigned_agent_id FROM contact_replica WHERE id = ANY(\(ids)) AND company_id = \(identity.companyId) AND NOT deleted
+            """, logger: logger).decode((UUID, UUID, UUID?).self) {
+            switch identity.role {
+            case .companyAdmin: found.insert(id)
+            case .officeAdmin, .teamAdmin: if managed?.contains(owner) ?? false { found.insert(id) }
+            default: if agent != nil && agent == identity.userId { found.insert(id) }
+            }
+        }
+        return found
+    }
+
+    private func figures(_ planId: UUID) async throws -> Figures {
+        var figures = Figures(enrolled: 0, active: 0, finished: 0, messagesSent: 0, failed: 0)
+        for try await (enrolled, active, finished) in try await client.query("""
+            SELECT count(*)::int, count(*) FILTER (WHERE state = 'active')::int, count(*) FILTER (WHERE state = 'finished')::int
+            FROM enrollments WHERE plan_id = \(planId)
+            """, logger: logger).decode((Int, Int, Int).self) {
+            (figures.enrolled, figures.active, figures.finished) = (enrolled, active, finished)
+        }
+        for try await (sent, failed) in try await client.query("""
+            SELECT count(*) FILTER (WHERE kind IN ('email', 'text') AND outcome = 'done')::int, count(*) FILTER (WHERE outcome = 'failed')::int
+            FROM step_log WHERE plan_id = \(planId)
+            """, logger: logger).decode((Int, Int).self) {
+            (figures.messagesSent, figures.failed) = (sent, failed)
+        }
+        return figures
+    }
+}

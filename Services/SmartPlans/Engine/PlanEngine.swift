@@ -1,0 +1,200 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+/// SP-3 … SP-7, SP-10, SP-11: enrolls contacts and runs each enrollment's steps as jobs on the
+/// service clock, one job per enrollment and run (keyed by the run's number, and checked against
+/// it under the enrollment's row lock), so a step happens once whatever redelivers or restarts.
+struct PlanEngine: Sendable {
+    let store: PlanStore
+    let jobs: JobQueue
+    let peers: PeerClient
+    let clock: any ServiceClock
+    let logger: Logger
+
+    static let advanceJob = "smartplans.advance"
+
+    struct AdvanceJob: Codable, Sendable {
+        var enrollmentId: UUID
+        var seq: Int
+    }
+
+    enum EnrollmentState: String, WireEnum {
+        case active, paused, finished, removed, stopped
+    }
+
+    enum EnrollOutcome: String, Codable, Sendable {
+        case enrolled
+        case alreadyEnrolled = "already_enrolled"
+        case notFound = "not_found"
+        case archived
+    }
+
+    var jobHandler: JobHandler {
+        JobHandler(kind: Self.advanceJob) { job, connection, _ in try await advance(try job.decode(AdvanceJob.self), on: connection) }
+    }
+
+    /// SP-10: enrolls each contact of the plan's company once (a contact enrolled before, even
+    /// finished, is reported as such); its first steps run at once.
+    func enroll(_ contactIds: [UUID], in plan: Plan, on connection: PostgresConnection) async throws -> [UUID: EnrollOutcome] {
+        var known: [UUID: String] = [:]
+        for try await (id, status) in try await connection.query("""
+            SELECT id, status FROM contact_replica WHERE id = ANY(\(contactIds)) AND company_id = \(plan.companyId) AND NOT deleted
+            """, logger: logger).decode((UUID, String).self) { known[id] = status }
+        var outcomes: [UUID: EnrollOutcome] = [:]
+        let now = clock.now
+        for contactId in contactIds where outcomes[contactId] == nil {
+            guard let status = known[contactId] else { outcomes[contactId] = .notFound; continue }
+            guard status != ContactStatus.archive.rawValue else { outcomes[contactId] = .archived; continue }
+            let id = UUID.random()
+            let inserted = try await connection.query("""
+                INSERT INTO enrollments (id, plan_id, company_id, contact_id, state, step_index, repetition, plan_version, seq, enrolled_at, ends_at, next_at)
+                VALUES (\(id), \(plan.id), \(plan.companyId), \(contactId), \(plan.active ? "active" : "paused"), 0, 0, \(plan.version), 1, \(now),
+                        \(now.addingTimeInterval(Double(plan.durationDays) * 86_400)), \(now))
+                ON CONFLICT (plan_id, contact_id) DO NOTHING RETURNING id
+                """, logger: logger).collect().count == 1
+            guard inserted else { outcomes[contactId] = .alreadyEnrolled; continue }
+            outcomes[contactId] = .enrolled
+            if plan.active { try await schedule(id, seq: 1, at: now, on: connection) }
+        }
+        return outcomes
+    }
+
+    func schedule(_ enrollmentId: UUID, seq: Int, at: Date, on connection: PostgresConnection) async throws {
+        try await jobs.schedule(kind: Self.advanceJob, payload: AdvanceJob(enrollmentId: enrollmentId, seq: seq), runAt: at,
+                                uniqueKey: "sp-advance:\(enrollmentId):\(seq)", on: connection, logger: logger)
+    }
+
+    /// One run of an enrollment: the steps due now, then where and when it continues.
+    func advance(_ job: AdvanceJob, on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            SELECT e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at,
+                   c.status, c.deleted, c.assigned_agent_id
+            FROM enrollments e LEFT JOIN contact_replica c ON c.id = e.contact_id WHERE e.id = \(job.enrollmentId) FOR UPDATE OF e
+            """, logger: logger)
+        for try await (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
+            in rows.decode((UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self) {
+            guard state == EnrollmentState.active.rawValue, seq == job.seq else { return }
+            guard let plan = try await store.plan(planId, on: connection) else { return }
+            guard plan.active else {
+                try await connection.query("UPDATE enrollments SET state = 'paused' WHERE id = \(job.enrollmentId)", logger: logger)
+                return
+            }
+            // SP-11: an archived or removed contact gets nothing more.
+            if deleted ?? true || status == ContactStatus.archive.rawValue {
+                let reason = deleted ?? true ? "the contact was deleted" : "the contact was archived"
+                try await connection.query("""
+                    UPDATE enrollments SET state = 'stopped', reason = \(reason), next_at = NULL WHERE id = \(job.enrollmentId)
+                    """, logger: logger)
+                try await timeline(contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -1),
+                                   summary: "SmartPlan \"\(plan.name)\" stopped: \(reason).", plan: plan)
+                return
+            }
+            var position = PlanRunner.Position(stepIndex: stepIndex, repetition: repetition)
+            if version != plan.version, let old = try await store.steps(of: planId, version: version, on: connection) {
+                position = PlanRunner.map(position, from: old, to: plan.steps)
+            }
+            let now = clock.now
+            let step = PlanRunner.advance(plan.steps, from: position, now: now, endsAt: endsAt)
+            for action in step.actions {
+                let (outcome, detail) = try await perform(action, plan: plan, contactId: contactId, agentId: agentId, enrollmentId: job.enrollmentId, seq: seq)
+                try await connection.query("""
+                    INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
+                    VALUES (\(job.enrollmentId), \(seq), \(action.step), \(planId), \(plan.steps[action.step].kind.rawValue), \(outcome), \(detail), \(now))
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+                if case .enroll(_, let other) = action, outcome == "done", let target = try await store.plan(other, on: connection),
+                   target.companyId == plan.companyId {
+                    _ = try await enroll([contactId], in: target, on: connection)
+                }
+            }
+            if let next = step.next, let at = step.nextAt {
+                try await connection.query("""
+                    UPDATE enrollments SET step_index = \(next.stepIndex), repetition = \(next.repetition), plan_version = \(plan.version),
+                        seq = \(seq + 1), next_at = \(at) WHERE id = \(job.enrollmentId)
+                    """, logger: logger)
+                try await schedule(job.enrollmentId, seq: seq + 1, at: at, on: connection)
+            } else {
+                try await connection.query("""
+                    UPDATE enrollments SET state = 'finished', plan_version = \(plan.version), seq = \(seq + 1), next_at = NULL WHERE id = \(job.enrollmentId)
+                    """, logger: logger)
+                try await timeline(contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -2), summary: "SmartPlan \"\(plan.name)\" finished.", plan: plan)
+            }
+        }
+    }
+
+    /// One step's action through notifications or contacts; answers its outcome for the log.
+    private func perform(_ action: PlanRunner.Action, plan: Plan, contactId: UUID, agentId: UUID?, enrollmentId: UUID, seq: Int)
+        async throws -> (outcome: String, detail: String?) {
+        let values = try await TemplatePreviewController(client: store.client, logger: logger)
+            .values(for: contactId, identity: Identity(subject: "smartplans", companyId: nil, role: .service, entityIds: []))
+        func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
+        let key = "smartplans-\(enrollmentId.uuidString.lowercased())-\(seq)-\(action.step)"
+        let step = plan.steps[action.step]
+        let owner = step.role.flatMap { plan.roles?[$0] } ?? agentId
+        let result: (outcome: String, detail: String?, summary: String)
+        switch action {
+        case .email(_, let subject, let body):
+            result = try await send(channel: .email, contactId: contactId, subject: try render(subject), body: try render(body), key: key,
+                                    what: "the e-mail \"\(try render(subject))\"")
+        case .text(_, let body):
+            result = try await send(channel: .sms, contactId: contactId, subject: nil, body: try render(body), key: key, what: "a text")
+        case .task(_, let call, let title, let dueAt):
+            struct NewTask: Encodable {
+                var kind: String
+                var title: String
+                var dueAt: Date
+                var assigneeId: UUID?
+            }
+            let rendered = try render(title)
+            let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())/tasks",
+                                            body: NewTask(kind: call ? "call" : "todo", title: rendered, dueAt: dueAt, assigneeId: owner))
+            result = try made.succeeded(from: .contacts, "contacts' tasks")
+                ? ("done", nil, "made the \(call ? "call " : "")task \"\(rendered)\", due \(RFC3339.string(from: dueAt))")
+                : ("failed", String(made.body.prefix(300)), "could not make the task \"\(rendered)\"")
+        case .enroll(_, let other):
+            result = ("done", other.uuidString.lowercased(), "added the contact to another plan")
+        }
+        try await timeline(contactId, id: Self.entryId(enrollmentId, seq: seq, step: action.step),
+                           summary: "SmartPlan \"\(plan.name)\", step \(action.step + 1): \(result.summary).", plan: plan)
+        return (result.outcome, result.detail)
+    }
+
+    /// SP-5, SP-7: through notifications (a text in the 10:00–19:00 Chicago window); a refusal is
+    /// not retried, it goes on the timeline and the plan moves on.
+    private func send(channel: MessageChannel, contactId: UUID, subject: String?, body: String, key: String, what: String)
+        async throws -> (outcome: String, detail: String?, summary: String) {
+        let message = ContactMessage(channel: channel, contactId: contactId, subject: subject, body: body, reference: key,
+                                     window: channel == .sms ? .daily("10:00", "19:00", timeZone: "America/Chicago") : nil)
+        switch try await message.send(with: peers, key: key) {
+        case .refused(_, let body):
+            // SP-7: a text without an SMS provider is skipped; any refusal is recorded, not retried.
+            let skipped = channel == .sms && body.contains("provider")
+            return (skipped ? "skipped" : "failed", body, "\(skipped ? "skipped" : "could not send") \(what)")
+        case .accepted(_, let state, let reason) where state == "suppressed" || state == "failed":
+            return ("failed", reason, "did not send \(what) (\(reason ?? state))")
+        case .accepted(let id, _, _):
+            return ("done", id.uuidString.lowercased(), "sent \(what)")
+        }
+    }
+
+    private func timeline(_ contactId: UUID, id: UUID, summary: String, plan: Plan) async throws {
+        struct Entry: Encodable {
+            var id: UUID
+            var kind: String
+            var summary: String
+            var actorName: String
+            var data: [String: String]
+        }
+        let entry = Entry(id: id, kind: "smartplan", summary: summary, actorName: "SmartPlans", data: ["planId": plan.id.uuidString.lowercased()])
+        _ = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())/timeline", body: entry)
+            .succeeded(from: .contacts, "contacts' timeline")
+    }
+
+    /// The same id on every retry of a run's step, so its timeline entry is written once.
+    static func entryId(_ enrollmentId: UUID, seq: Int, step: Int) -> UUID {
+        UUID.derived(from: "smartplans:\(enrollmentId):\(seq):\(step)")
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import ServiceKit
+
+enum SmartPlansMigrations {
+    static let own: [Migration] = [
+        Migration("CreatePlans", [
+            """
+            CREATE TABLE plans (
+                id uuid PRIMARY KEY,
+                company_id uuid NOT NULL,
+                doc jsonb NOT NULL,
+                updated_at timestamptz NOT NULL)
+            """,
+            "CREATE INDEX plans_company ON plans (company_id)",
+            // Every version's steps, so a contact enrolled under one continues in the next (SP-10).
+            """
+            CREATE TABLE plan_versions (
+                plan_id uuid NOT NULL,
+                version int NOT NULL,
+                steps jsonb NOT NULL,
+                PRIMARY KEY (plan_id, version))
+            """,
+            """
+            CREATE TABLE enrollments (
+                id uuid PRIMARY KEY,
+                plan_id uuid NOT NULL,
+                company_id uuid NOT NULL,
+                contact_id uuid NOT NULL,
+                state text NOT NULL,
+                step_index int NOT NULL,
+                repetition int NOT NULL,
+                plan_version int NOT NULL,
+                seq int NOT NULL,
+                enrolled_at timestamptz NOT NULL,
+                ends_at timestamptz NOT NULL,
+                next_at timestamptz,
+                reason text,
+                UNIQUE (plan_id, contact_id))
+            """,
+            "CREATE INDEX enrollments_contact ON enrollments (contact_id)",
+            // What each step did, once per enrollment, run and step: the plan's figures and the contact's history.
+            """
+            CREATE TABLE step_log (
+                enrollment_id uuid NOT NULL,
+                seq int NOT NULL,
+                step_index int NOT NULL,
+                plan_id uuid NOT NULL,
+                kind text NOT NULL,
+                outcome text NOT NULL,
+                detail text,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (enrollment_id, seq, step_index))
+            """,
+            "CREATE INDEX step_log_plan ON step_log (plan_id)",
+        ]),
+    ]
+}
+
+/// Plans and their versions, enrollments and the step log, in smartplans' schema.
+struct PlanStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    func insert(_ plan: Plan, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO plans (id, company_id, doc, updated_at) VALUES (\(plan.id), \(plan.companyId), \(try Self.json(plan))::jsonb, \(plan.updatedAt))
+            ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at
+            """, logger: logger)
+        try await connection.query("""
+            INSERT INTO plan_versions (plan_id, version, steps) VALUES (\(plan.id), \(plan.version), \(try Self.json(plan.steps))::jsonb)
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
+    }
+
+    func plan(_ id: UUID, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Plan? {
+        let rows = try await connection.query(forUpdate ? "SELECT doc::text FROM plans WHERE id = \(id) FOR UPDATE" : "SELECT doc::text FROM plans WHERE id = \(id)",
+                                              logger: logger)
+        for try await doc in rows.decode(String.self) { return try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8)) }
+        return nil
+    }
+
+    func plans(companyId: UUID) async throws -> [Plan] {
+        var result: [Plan] = []
+        for try await doc in try await client.query("SELECT doc::text FROM plans WHERE company_id = \(companyId) ORDER BY updated_at DESC, id",
+                                                    logger: logger).decode(String.self) {
+            result.append(try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8)))
+        }
+        return result
+    }
+
+    func steps(of planId: UUID, version: Int, on connection: PostgresConnection) async throws -> [PlanStep]? {
+        for try await doc in try await connection.query("SELECT steps::text FROM plan_versions WHERE plan_id = \(planId) AND version = \(version)",
+                                                        logger: logger).decode(String.self) {
+            return try JSONCoding.decoder.decode([PlanStep].self, from: Data(doc.utf8))
+        }
+        return nil
+    }
+
+    static func json(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONCoding.encoder.encode(value), as: UTF8.self)
+    }
+}

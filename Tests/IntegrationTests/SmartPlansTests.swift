@@ -1,0 +1,124 @@
+import Foundation
+import Models
+import Testing
+
+/// SmartPlans over HTTP (SPEC section 5): plans, enrollment, steps run on the virtual clock
+/// through notifications and contacts, the preview.
+@Suite("SmartPlans (SP-1 … SP-7, SP-10, SP-11)", .serialized)
+struct SmartPlansTests {
+    let stack: Stack
+
+    init() throws {
+        stack = try Stack.fromEnvironment()
+    }
+
+    /// Moves the shared clock to the next 12:00 in Chicago, inside every window of SP-5 and SP-6.
+    func toChicagoNoon() async throws {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "America/Chicago") ?? .gmt
+        let now = try await stack.clockNow()
+        let noon = calendar.nextDate(after: now, matching: DateComponents(hour: 12, minute: 0), matchingPolicy: .nextTime) ?? now
+        try await advance(seconds: Int(noon.timeIntervalSince(now)) + 1)
+    }
+
+    func advance(seconds: Int) async throws {
+        _ = try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(), json: #"{"advanceSeconds": \#(seconds)}"#)
+        try await stack.waitUntilIdle()
+    }
+
+    @Test("SP-1, SP-3, SP-4, SP-5, SP-6, SP-10, SP-11: a plan's preview shows its whole future rendered; enrolling runs the first steps at once (e-mail, text, call task), the delay holds the rest; an edit keeps contacts at their step; deactivated it pauses, activated it resumes; a second enrollment is reported; an archived contact gets nothing more; the figures count it all")
+    func planRunsOnce() async throws {
+        let brokerage = try await stack.newCompany()
+        // CAN-SPAM: automated e-mails carry the brokerage's postal address (without it they are suppressed, SP-7's failure).
+        #expect(try await stack.call(.PATCH, .contacts, "/v1/entities/\(brokerage.rootEntityId)", token: brokerage.adminToken,
+                                     json: Stack.json(["postalAddress": "1 Plan Street, Chicago, IL 60601"])).status == 200)
+        let email = "pia-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let agent = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+            "role": "agent", "firstName": "Pia", "lastName": "Planner", "email": email, "password": "agent password 1",
+            "entityIds": [brokerage.rootEntityId]]))
+        let agentId = try #require(agent["id"]?.string, "\(agent.text)")
+        let agentToken = try await stack.login(email, "agent password 1")
+        func contact(_ first: String) async throws -> String {
+            let created = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": "active_lead", "firstName": first, "lastName": "Lead", "phones": [NotificationsTests.randomPhone()],
+                "emails": ["\(first.lowercased())-\(UUID().uuidString.prefix(6))@example.com"], "assignedAgentId": agentId]))
+            return try #require(created["id"]?.string, "\(created.text)")
+        }
+        let ann = try await contact("Ann")
+        let bo = try await contact("Bo")
+        try await stack.waitUntilIdle()
+        try await toChicagoNoon()
+
+        let refused = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: agentToken, json: Stack.json([
+            "name": "Bad", "durationDays": 30, "steps": [["kind": "email", "subject": "Hi", "body": "Hi {contact.nickname}"]]]))
+        #expect(refused.status == 422 && refused.errorField == "steps[0].body", "SP-4: \(refused.text)")
+        let created = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: agentToken, json: Stack.json([
+            "name": "New buyer nurture", "durationDays": 30, "steps": [
+                ["kind": "email", "subject": "Welcome {contact.first.name}", "body": "Glad to help, {contact.first.name}. - {agent.first.name}"],
+                ["kind": "text", "body": "Hi {contact.first.name}, it's {agent.first.name}. Any questions?"],
+                ["kind": "call", "title": "Call {contact.first.name}", "days": 1],
+                ["kind": "delay", "days": 2],
+                ["kind": "email", "subject": "Still looking, {contact.first.name}?", "body": "New listings this week."],
+            ]]))
+        let planId = try #require(created["id"]?.string, "\(created.text)")
+
+        let preview = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/preview", token: agentToken,
+                                           json: Stack.json(["contactId": ann]))
+        let future = preview["items"]?.array ?? []
+        #expect(future.map { $0["kind"]?.string } == ["email", "text", "call", "email"], "\(preview.text)")
+        #expect(future.first?["subject"]?.string == "Welcome Ann" && future.last?["subject"]?.string == "Still looking, Ann?", "\(preview.text)")
+
+        let report = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: agentToken,
+                                          json: Stack.json(["contactIds": [ann, bo, UUID().uuidString]]))
+        #expect(report["items"]?.array?.map { $0["outcome"]?.string } == ["enrolled", "enrolled", "not_found"], "\(report.text)")
+        try await stack.waitUntilIdle()
+        let again = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: agentToken,
+                                         json: Stack.json(["contactIds": [ann]]))
+        #expect(again["items"]?.array?.first?["outcome"]?.string == "already_enrolled")
+
+        func messages(_ contactId: String) async throws -> [JSONValue] {
+            try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)["items"]?.array ?? []
+        }
+        let first = try await messages(ann)
+        #expect(first.contains { $0["subject"]?.string == "Welcome Ann" }, "SP-3: the e-mail at once: \(first)")
+        #expect(first.contains { $0["channel"]?.string == "sms" && $0["body"]?.string == "Hi Ann, it's Pia. Any questions?" }, "SP-5: \(first)")
+        let tasks = try await stack.call(.GET, .contacts, "/v1/contacts/\(ann)/tasks", token: brokerage.adminToken)
+        #expect(tasks["items"]?.array?.contains { $0["title"]?.string == "Call Ann" && $0["kind"]?.string == "call" && $0["assigneeId"]?.string == agentId } == true,
+                "SP-6: \(tasks.text)")
+
+        // SP-10: edited while it runs; Ann and Bo continue at the last e-mail (kept by its id), now reworded.
+        var steps = created["steps"]?.array ?? []
+        let lastId = try #require(steps.last?["id"]?.string)
+        steps.removeLast()
+        let edit = try await stack.call(.PUT, .smartplans, "/v1/smartplans/plans/\(planId)", token: agentToken, json: Stack.json([
+            "name": "New buyer nurture", "durationDays": 30, "steps": [
+                ["kind": "email", "subject": "Welcome {contact.first.name}", "body": "Glad to help."],
+                ["kind": "delay", "days": 2],
+                ["id": lastId, "kind": "email", "subject": "Still house hunting, {contact.first.name}?", "body": "New listings this week."],
+            ]]))
+        #expect(edit["version"] == .number(2), "\(edit.text)")
+        // SP-11: Bo is archived before his next step.
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(bo)/status", token: brokerage.adminToken, json: #"{"status":"archive"}"#).status == 200)
+        try await stack.waitUntilIdle()
+        // SP-10: deactivated, the plan pauses every enrollment; activated, they resume where they were.
+        let paused = try await stack.call(.PUT, .smartplans, "/v1/smartplans/plans/\(planId)/activation", token: agentToken, json: #"{"active":false}"#)
+        #expect(paused["active"] == .bool(false), "\(paused.text)")
+        try await advance(seconds: 2 * 86_400 + 60)
+        #expect(try await messages(ann).contains { ($0["subject"]?.string ?? "").hasPrefix("Still") } == false, "paused")
+        #expect(try await stack.call(.PUT, .smartplans, "/v1/smartplans/plans/\(planId)/activation", token: agentToken, json: #"{"active":true}"#).status == 200)
+        try await stack.waitUntilIdle()
+        #expect(try await messages(ann).contains { $0["subject"]?.string == "Still house hunting, Ann?" }, "resumed, in the new version's step")
+        #expect(try await messages(bo).contains { ($0["subject"]?.string ?? "").hasPrefix("Still") } == false, "SP-11")
+        let enrollments = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: agentToken)
+        let states = Dictionary(uniqueKeysWithValues: (enrollments["items"]?.array ?? []).compactMap { item -> (String, String)? in
+            guard let id = item["contactId"]?.string, let state = item["state"]?.string else { return nil }
+            return (id, state)
+        })
+        #expect(states[ann] == "finished" && states[bo] == "stopped", "\(enrollments.text)")
+        let plan = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)", token: agentToken)
+        #expect(plan["figures"]?["enrolled"] == .number(2) && plan["figures"]?["finished"] == .number(1) && plan["figures"]?["messagesSent"] == .number(5),
+                "an e-mail and a text to each of two contacts at first, one more e-mail to Ann: \(plan.text)")
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(ann)/timeline", token: brokerage.adminToken)
+        #expect(timeline["items"]?.array?.contains { $0["summary"]?.string == "SmartPlan \"New buyer nurture\" finished." } == true, "\(timeline.text)")
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Models
+import ServiceKit
+import Testing
+@testable import SmartPlans
+
+/// SP-1, SP-3, SP-5, SP-6, SP-10 and the preview, as pure functions of the plan and the calendar.
+@Suite("SmartPlans: running a plan and previewing it")
+struct PlanRunnerTests {
+    static var chicago: Calendar {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = PlanRunner.chicago
+        return calendar
+    }
+
+    /// A Chicago wall time on 2027-03-10 (a Wednesday; DST starts 2027-03-14).
+    static func at(_ hour: Int, _ minute: Int = 0, day: Int = 10) -> Date {
+        chicago.date(from: DateComponents(year: 2027, month: 3, day: day, hour: hour, minute: minute)) ?? .distantPast
+    }
+
+    static func step(_ kind: PlanStep.Kind, title: String? = nil, subject: String? = nil, body: String? = nil, bodies: [String]? = nil,
+                     days: Int? = nil, hours: Int? = nil, times: Int? = nil) -> PlanStep {
+        PlanStep(id: UUID(), kind: kind, title: title, subject: subject, body: body, bodies: bodies, days: days, hours: hours, planId: nil, times: times, role: nil)
+    }
+
+    @Test("SP-3: consecutive steps without a delay run at once, in order; a delay stops the walk until its time")
+    func consecutiveSteps() {
+        let steps = [Self.step(.email, subject: "Hi", body: "One"), Self.step(.email, subject: "Hi", body: "Two"), Self.step(.delay, days: 2),
+                     Self.step(.email, subject: "Hi", body: "Three")]
+        let now = Self.at(12)
+        let first = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: now, endsAt: now.addingTimeInterval(30 * 86_400))
+        #expect(first.actions.map(\.step) == [0, 1])
+        #expect(first.next == .init(stepIndex: 3, repetition: 0) && first.nextAt == now.addingTimeInterval(2 * 86_400))
+        let second = PlanRunner.advance(steps, from: .init(stepIndex: 3, repetition: 0), now: now.addingTimeInterval(2 * 86_400),
+                                        endsAt: now.addingTimeInterval(30 * 86_400))
+        #expect(second.actions.map(\.step) == [3] && second.next == nil)
+    }
+
+    @Test("SP-5: a text goes 10:00–19:00 Chicago; one due at 20:00 waits for 10:00 the next day, one due at 07:00 for 10:00 that day; e-mails go whenever")
+    func textWindow() {
+        let steps = [Self.step(.text, body: "Hello")]
+        let late = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(20), endsAt: .distantFuture)
+        #expect(late.actions.isEmpty && late.nextAt == Self.at(10, day: 11) && late.next == .init(stepIndex: 0, repetition: 0))
+        let early = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(7), endsAt: .distantFuture)
+        #expect(early.nextAt == Self.at(10))
+        #expect(PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(18, 59), endsAt: .distantFuture).actions.count == 1)
+        let email = [Self.step(.email, subject: "S", body: "B")]
+        #expect(PlanRunner.advance(email, from: .init(stepIndex: 0, repetition: 0), now: Self.at(23), endsAt: .distantFuture).actions.count == 1)
+        // Across the DST change (Sunday 2027-03-14), 10:00 is still 10:00 on the wall.
+        let saturday = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(21, day: 13), endsAt: .distantFuture)
+        #expect(saturday.nextAt == Self.at(10, day: 14))
+    }
+
+    @Test("SP-6: a task or call step makes its task 08:00–17:00 Chicago, due the step's days later")
+    func taskWindow() {
+        let steps = [Self.step(.call, title: "Call {contact.first.name}", days: 2)]
+        let evening = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(18), endsAt: .distantFuture)
+        #expect(evening.actions.isEmpty && evening.nextAt == Self.at(8, day: 11))
+        let morning = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(9), endsAt: .distantFuture)
+        #expect(morning.actions == [.task(step: 0, call: true, title: "Call {contact.first.name}", dueAt: Self.at(9, day: 12))])
+    }
+
+    @Test("SP-1: a restart runs the plan again the given times, a dynamic text says its next message each time, and the plan's duration ends it")
+    func restartAndDuration() {
+        let steps = [Self.step(.email, subject: "S", body: "B"), Self.step(.text, bodies: ["first", "second", "third"]), Self.step(.delay, days: 1),
+                     Self.step(.restart, times: 2)]
+        let preview = PlanRunner.preview(steps, start: Self.at(12), durationDays: 30)
+        #expect(preview.count == 6, "three runs of two messages: \(preview)")
+        #expect(preview.compactMap { if case .text(_, let body) = $0.action { body } else { nil } } == ["first", "second", "third"])
+        let forever = [Self.step(.email, subject: "S", body: "B"), Self.step(.delay, days: 7), Self.step(.restart)]
+        #expect(PlanRunner.preview(forever, start: Self.at(12), durationDays: 30).count == 5, "weekly for 30 days: days 0, 7, 14, 21, 28")
+    }
+
+    @Test("SP-10: an edited plan keeps a contact at the step with the same id, wherever it moved")
+    func editMapsPosition() {
+        let kept = Self.step(.email, subject: "Kept", body: "B")
+        let old = [Self.step(.email, subject: "A", body: "B"), kept]
+        let new = [Self.step(.task, title: "New", days: 1), Self.step(.email, subject: "A2", body: "B"), kept]
+        #expect(PlanRunner.map(.init(stepIndex: 1, repetition: 0), from: old, to: new) == .init(stepIndex: 2, repetition: 0))
+    }
+
+    @Test("SP-1, SP-4: a plan is 1–365 days of 1–100 steps; each step kind needs its fields; an unknown merge field is refused naming the step; a restart needs a delay before it")
+    func validation() {
+        func field(_ steps: [PlanStep], days: Int = 30) -> String? {
+            do {
+                try PlanRules.validate(name: "Nurture", durationDays: days, steps: steps, owner: .personal, roles: nil)
+                return nil
+            } catch let error as APIError {
+                return error.field
+            } catch {
+                return "?"
+            }
+        }
+        #expect(field([Self.step(.email, subject: "Hi", body: "Hello {contact.first.name}")]) == nil)
+        #expect(field([Self.step(.email, subject: "Hi", body: "Hello {contact.nickname}")]) == "steps[0].body")
+        #expect(field([Self.step(.email, subject: "Hi", body: "x")], days: 366) == "durationDays")
+        #expect(field([Self.step(.text)]) == "steps[0].body")
+        #expect(field([Self.step(.email, subject: "S", body: "B"), Self.step(.restart)]) == "steps[1].kind")
+        #expect(field([Self.step(.delay)]) == "steps[0].days")
+        #expect(field([Self.step(.task, title: "T")]) == "steps[0].days")
+        #expect(field([]) == "steps")
+    }
+}
