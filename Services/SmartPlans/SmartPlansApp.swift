@@ -13,7 +13,7 @@ func buildSmartPlans(config: ServiceConfig) async throws -> some ApplicationProt
         PlansController(store: store, engine: engine, clock: environment.clock).register(on: routes.authenticated)
         return ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
                          + DirectoryReplica.userLender + DirectoryReplica.entityAddress + SmartPlansMigrations.own,
-                     eventHandlers: DirectoryReplica.handlers(for: .smartplans) + ContactReplica.handlers(for: .smartplans),
+                     eventHandlers: DirectoryReplica.handlers(for: .smartplans) + ContactReplica.handlers(for: .smartplans) + engine.eventHandlers,
                      jobHandlers: [engine.jobHandler])
     }
 }

@@ -170,9 +170,13 @@ struct BackgroundWork: Service {
             while let groupEnded = try await tasks.next() {
                 if groupEnded {
                     tasks.cancelAll()
-                    return
+                    break
                 }
             }
         }
+        // The application's group counts a service that returns before the group asks it to stop
+        // as a failure (exit status 1): the work stopped early, with the process, so it waits here
+        // for the group's turn, which comes once the HTTP server has drained.
+        try? await gracefulShutdown()
     }
 }

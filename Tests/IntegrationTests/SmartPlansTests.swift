@@ -121,4 +121,37 @@ struct SmartPlansTests {
         let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(ann)/timeline", token: brokerage.adminToken)
         #expect(timeline["items"]?.array?.contains { $0["summary"]?.string == "SmartPlan \"New buyer nurture\" finished." } == true, "\(timeline.text)")
     }
+
+    @Test("SP-8, SP-9: a trigger tag added to a contact enrolls it once and removing it does not unenroll; a contact tagged otherwise is not enrolled; a status that becomes the trigger status enrolls; enrollment is on the timeline")
+    func triggersEnroll() async throws {
+        let brokerage = try await stack.newCompany()
+        func contact(_ first: String, tags: [String] = []) async throws -> String {
+            let created = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": "new_lead", "firstName": first, "lastName": "Trigger", "tags": tags]))
+            return try #require(created["id"]?.string, "\(created.text)")
+        }
+        let tagged = try await contact("Tia")
+        let other = try await contact("Oli")
+        let promoted = try await contact("Pam")
+        let plan = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "Hot leads", "durationDays": 10, "steps": [["kind": "task", "title": "Call {contact.first.name} today", "days": 0]],
+            "triggers": ["tags": ["hot"], "statusBecomes": ["client"]]]))
+        let planId = try #require(plan["id"]?.string, "\(plan.text)")
+        try await stack.waitUntilIdle()
+        func tag(_ id: String, _ tag: String, remove: Bool = false) async throws {
+            #expect(try await stack.call(remove ? .DELETE : .PUT, .contacts, "/v1/contacts/\(id)/tags/\(tag)", token: brokerage.adminToken).status == 200)
+        }
+        try await tag(tagged, "Hot")
+        try await tag(other, "cold")
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(promoted)/status", token: brokerage.adminToken, json: #"{"status":"client"}"#).status == 200)
+        try await stack.waitUntilIdle()
+        try await tag(tagged, "Hot", remove: true)
+        try await tag(tagged, "hot")
+        try await stack.waitUntilIdle()
+        let enrollments = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: brokerage.adminToken)
+        let enrolled = Set((enrollments["items"]?.array ?? []).compactMap { $0["contactId"]?.string })
+        #expect(enrolled == [tagged, promoted], "\(enrollments.text)")
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(tagged)/timeline", token: brokerage.adminToken)
+        #expect(timeline["items"]?.array?.filter { $0["summary"]?.string == "Enrolled in SmartPlan \"Hot leads\"." }.count == 1, "\(timeline.text)")
+    }
 }

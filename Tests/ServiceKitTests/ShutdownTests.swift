@@ -32,13 +32,17 @@ struct ShutdownTests {
         let stopped = Flag()
         let progress = ShutdownProgress()
         let work = BackgroundWork([UntilShutdown(stopped: stopped)], logger: Logger(label: "test"), progress: progress)
-        // Nothing signals this task's graceful shutdown: only the process-wide stop can end the work.
-        async let running: Void = work.run()
+        // The process-wide stop ends the work at once; the service itself returns only when its
+        // group asks (a service that returns earlier is a failure to its group).
+        let group = ServiceGroup(configuration: .init(services: [.init(service: work)], gracefulShutdownSignals: [], logger: Logger(label: "test")))
+        async let running: Void = group.run()
         try await Task.sleep(for: .milliseconds(50))
         #expect(!stopped.value)
         progress.stopping()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(stopped.value, "stopped with the process, before the group asked")
+        await group.triggerGracefulShutdown()
         try await running
-        #expect(stopped.value)
     }
 
     final class Flag: Sendable {

@@ -100,4 +100,20 @@ struct PlanRunnerTests {
         #expect(field([Self.step(.task, title: "T")]) == "steps[0].days")
         #expect(field([]) == "steps")
     }
+
+    @Test("SP-8, SP-9: a trigger tag newly added enrolls (in any case), another tag does not; a status that becomes a trigger status enrolls, one that stays does not; is-not enrolls a change to any other status; at most 10 tags")
+    func triggers() throws {
+        let tags = PlanTriggers(tags: ["Hot"], statusBecomes: nil, statusIsNot: nil)
+        #expect(tags.matches(tagsAdded: ["hot"], status: .activeLead, statusBefore: .activeLead, created: false))
+        #expect(!tags.matches(tagsAdded: ["cold"], status: .activeLead, statusBefore: .activeLead, created: false))
+        #expect(!tags.matches(tagsAdded: [], status: .activeLead, statusBefore: .activeLead, created: false), "a contact that had the tag")
+        let becomes = PlanTriggers(tags: nil, statusBecomes: [.client], statusIsNot: nil)
+        #expect(becomes.matches(tagsAdded: [], status: .client, statusBefore: .activeLead, created: false))
+        #expect(!becomes.matches(tagsAdded: ["x"], status: .client, statusBefore: .client, created: false), "no status change")
+        #expect(becomes.matches(tagsAdded: [], status: .client, statusBefore: nil, created: true))
+        let isNot = PlanTriggers(tags: nil, statusBecomes: nil, statusIsNot: [.newLead])
+        #expect(isNot.matches(tagsAdded: [], status: .activeLead, statusBefore: .newLead, created: false))
+        #expect(!isNot.matches(tagsAdded: [], status: .newLead, statusBefore: .activeLead, created: false))
+        #expect(throws: APIError.self) { try PlanTriggers(tags: (0..<11).map { "t\($0)" }, statusBecomes: nil, statusIsNot: nil).validate() }
+    }
 }

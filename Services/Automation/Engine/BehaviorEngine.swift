@@ -16,6 +16,7 @@ struct BehaviorEngine: Sendable {
     let logger: Logger
 
     static let evaluateJob = "automation.behaviors"
+    static let evaluateBatch = 50
     static let firedJob = "automation.behavior-fired"
     /// How long a firing of an unassigned new contact waits for routing to assign it.
     static let awaitingRouting: TimeInterval = 10 * 60
@@ -40,7 +41,16 @@ struct BehaviorEngine: Sendable {
 
     var jobHandlers: [JobHandler] {
         [
-            JobHandler(kind: Self.evaluateJob) { job, connection, _ in try await evaluate(try job.decode(EvaluateJob.self), on: connection) },
+            // Many contacts a claim and a commit: a busy site's batches make one job per contact each.
+            JobHandler(kind: Self.evaluateJob, batchSize: Self.evaluateBatch) { jobs, connection, _ in
+                var failed: [Int64: any Error] = [:]
+                var decoded: [(Int64, EvaluateJob)] = []
+                for job in jobs {
+                    do { decoded.append((job.id, try job.decode(EvaluateJob.self))) } catch { failed[job.id] = error }
+                }
+                try await evaluate(decoded.map(\.1), on: connection)
+                return failed
+            },
             JobHandler(kind: Self.firedJob) { job, connection, _ in try await fired(try job.decode(FiredJob.self).firingId, on: connection) },
         ]
     }
@@ -69,59 +79,87 @@ struct BehaviorEngine: Sendable {
 
     // MARK: Evaluation
 
-    func evaluate(_ job: EvaluateJob, on connection: PostgresConnection) async throws {
-        // One evaluation of a contact at a time: two batches must see each other's events.
-        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\("behaviors:" + job.contactId.uuidString), 0))", logger: logger)
-        var activity: [Behaviors.Activity] = []
-        for try await (id, kind, at, listing) in try await connection.query("""
-            SELECT id, kind, at, doc->'listing'->>'listingId' FROM activity WHERE contact_id = \(job.contactId) AND NOT evaluated
-            """, logger: logger).decode((UUID, String, Date, String?).self) {
+    /// Evaluates the new activity of every contact the jobs name, set by set: a handful of
+    /// statements for a batch of contacts, not a handful per contact.
+    func evaluate(_ jobs: [EvaluateJob], on connection: PostgresConnection) async throws {
+        let companyOf = Dictionary(jobs.map { ($0.contactId, $0.companyId) }, uniquingKeysWith: { first, _ in first })
+        let contacts = companyOf.keys.map { $0.uuidString.lowercased() }.sorted()
+        guard !contacts.isEmpty else { return }
+        // One evaluation of a contact at a time (two batches must see each other's events), the
+        // locks taken in one order so that two batches never wait on each other in a cycle.
+        try await connection.query("""
+            SELECT count(pg_advisory_xact_lock(hashtextextended('behaviors:' || c, 0))) FROM (SELECT c FROM unnest(\(contacts)) AS c ORDER BY c) AS s
+            """, logger: logger)
+        var activity: [UUID: [Behaviors.Activity]] = [:]
+        for try await (contact, id, kind, at, listing) in try await connection.query("""
+            SELECT contact_id, id, kind, at, doc->'listing'->>'listingId' FROM activity WHERE contact_id = ANY(\(contacts)::uuid[]) AND NOT evaluated
+            """, logger: logger).decode((UUID, UUID, String, Date, String?).self) {
             guard let kind = ActivityEvent.Kind(rawValue: kind) else { continue }
-            activity.append(.init(id: id, kind: kind, at: at, listingId: listing, isNew: true))
+            activity[contact, default: []].append(.init(id: id, kind: kind, at: at, listingId: listing, isNew: true))
         }
-        guard let earliest = activity.map(\.at).min() else { return }
-        let windowStart = earliest.addingTimeInterval(-Behaviors.lookBack)
-        let listings = Array(Set(activity.filter { $0.kind == .propertyView }.compactMap(\.listingId)))
-        // The recent past, and every earlier view of the listings just viewed (for (e)).
-        for try await (id, kind, at, listing) in try await connection.query("""
-            SELECT id, kind, at, doc->'listing'->>'listingId' FROM activity
-            WHERE contact_id = \(job.contactId) AND evaluated
-              AND (at > \(windowStart) OR (kind = 'property_view' AND doc->'listing'->>'listingId' = ANY(\(listings))))
-            """, logger: logger).decode((UUID, String, Date, String?).self) {
+        guard !activity.isEmpty else { return }
+        let evaluated = activity.keys.sorted { $0.uuidString < $1.uuidString }
+        let starts = evaluated.map { contact in (activity[contact]?.map(\.at).min() ?? .distantPast).addingTimeInterval(-Behaviors.lookBack) }
+        var viewed: [(UUID, String)] = []
+        for contact in evaluated {
+            for listing in Set((activity[contact] ?? []).filter { $0.kind == .propertyView }.compactMap(\.listingId)) { viewed.append((contact, listing)) }
+        }
+        // Each contact's recent past, and every earlier view of the listings it just viewed (for (e)).
+        for try await (contact, id, kind, at, listing) in try await connection.query("""
+            SELECT a.contact_id, a.id, a.kind, a.at, a.doc->'listing'->>'listingId'
+            FROM activity a JOIN unnest(\(evaluated), \(starts)) AS w(contact_id, start) ON a.contact_id = w.contact_id
+            WHERE a.evaluated AND (a.at > w.start OR (a.kind = 'property_view' AND (a.contact_id, a.doc->'listing'->>'listingId') IN (
+                SELECT * FROM unnest(\(viewed.map(\.0)), \(viewed.map(\.1))))))
+            """, logger: logger).decode((UUID, UUID, String, Date, String?).self) {
             guard let kind = ActivityEvent.Kind(rawValue: kind) else { continue }
-            activity.append(.init(id: id, kind: kind, at: at, listingId: listing, isNew: false))
+            activity[contact, default: []].append(.init(id: id, kind: kind, at: at, listingId: listing, isNew: false))
         }
-        var before: Date?
-        for try await at in try await connection.query("""
-            SELECT max(at) FROM activity WHERE contact_id = \(job.contactId) AND evaluated AND at <= \(windowStart)
-            """, logger: logger).decode(Date?.self) { before = at }
-        var fired = Behaviors.Fired()
-        for try await (name, key, at) in try await connection.query("""
-            SELECT behavior, key, at FROM behavior_firings WHERE contact_id = \(job.contactId)
-            """, logger: logger).decode((String, String, Date).self) {
+        var before: [UUID: Date] = [:]
+        for try await (contact, at) in try await connection.query("""
+            SELECT w.contact_id, (SELECT max(a.at) FROM activity a WHERE a.contact_id = w.contact_id AND a.evaluated AND a.at <= w.start)
+            FROM unnest(\(evaluated), \(starts)) AS w(contact_id, start)
+            """, logger: logger).decode((UUID, Date?).self) { before[contact] = at }
+        var fired: [UUID: Behaviors.Fired] = [:]
+        for try await (contact, name, key, at) in try await connection.query("""
+            SELECT contact_id, behavior, key, at FROM behavior_firings WHERE contact_id = ANY(\(evaluated))
+            """, logger: logger).decode((UUID, String, String, Date).self) {
             guard let behavior = Behavior(rawValue: name) else { continue }
             if behavior.threshold != nil {
-                fired.lastWindow[behavior] = max(fired.lastWindow[behavior] ?? .distantPast, at)
+                fired[contact, default: .init()].lastWindow[behavior] = max(fired[contact]?.lastWindow[behavior] ?? .distantPast, at)
             } else if behavior != .returned {
-                fired.listings[behavior, default: []].insert(key)
+                fired[contact, default: .init()].listings[behavior, default: []].insert(key)
+            }
+        }
+        var rows: [(id: UUID, contact: UUID, firing: Behaviors.Firing)] = []
+        for contact in evaluated {
+            for firing in Behaviors.evaluate(activity[contact] ?? [], before: before[contact], fired: fired[contact] ?? .init()) {
+                rows.append((UUID.random(), contact, firing))
             }
         }
         let now = clock.now
-        for firing in Behaviors.evaluate(activity, before: before, fired: fired) {
-            let id = UUID.random()
-            let inserted = try await connection.query("""
+        if !rows.isEmpty {
+            var inserted: [UUID] = []
+            for try await id in try await connection.query("""
                 INSERT INTO behavior_firings (id, company_id, contact_id, behavior, key, at, listing_id, event_ids, fired_at)
-                VALUES (\(id), \(job.companyId), \(job.contactId), \(firing.behavior.rawValue), \(firing.key), \(firing.at), \(firing.listingId),
-                        \(firing.eventIds), \(now))
+                SELECT f.id, f.company_id, f.contact_id, f.behavior, f.key, f.at, NULLIF(f.listing_id, ''), f.event_ids::uuid[], \(now)
+                FROM unnest(\(rows.map(\.id)), \(rows.map { companyOf[$0.contact] ?? $0.contact }), \(rows.map(\.contact)),
+                            \(rows.map(\.firing.behavior.rawValue)), \(rows.map(\.firing.key)), \(rows.map(\.firing.at)),
+                            \(rows.map { $0.firing.listingId ?? "" }), \(rows.map { PostgresArrayLiteral.text($0.firing.eventIds.map(\.uuidString)) }))
+                    AS f(id, company_id, contact_id, behavior, key, at, listing_id, event_ids)
                 ON CONFLICT (contact_id, behavior, key) DO NOTHING RETURNING id
-                """, logger: logger).collect().count == 1
-            if inserted {
-                try await jobs.schedule(kind: Self.firedJob, payload: FiredJob(firingId: id), runAt: now, uniqueKey: "behavior-fired:\(id)",
-                                        on: connection, logger: logger)
+                """, logger: logger).decode(UUID.self) { inserted.append(id) }
+            if !inserted.isEmpty {
+                try await connection.query("""
+                    INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
+                    SELECT \(Self.firedJob), jsonb_build_object('firingId', f), \(now), \(JobQueue.defaultMaxAttempts), 'behavior-fired:' || f
+                    FROM unnest(\(inserted.map { $0.uuidString.lowercased() })) AS f
+                    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                    """, logger: logger)
+                try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
             }
         }
-        let seen = activity.filter(\.isNew).map(\.id)
-        try await connection.query("UPDATE activity SET evaluated = true WHERE contact_id = \(job.contactId) AND id = ANY(\(seen))", logger: logger)
+        let seen = evaluated.flatMap { (activity[$0] ?? []).filter(\.isNew).map(\.id) }
+        try await connection.query("UPDATE activity SET evaluated = true WHERE contact_id = ANY(\(evaluated)) AND id = ANY(\(seen))", logger: logger)
     }
 
     // MARK: Messages

@@ -149,18 +149,25 @@ struct ActivityStore: Sendable {
                     "SELECT visitor_id, contact_id FROM visitors WHERE company_id = \(companyId) AND visitor_id = ANY(\(anonymous))", logger: logger
                 ).decode((String, UUID).self) { visitors[visitor] = contact }
             }
-            var stored = 0
+            // One statement for the batch: a row per event not stored before.
+            var resolved = events
+            for index in resolved.indices where resolved[index].contactId == nil {
+                if let visitor = resolved[index].visitorId { resolved[index].contactId = visitors[visitor] }
+            }
+            var docs: [String] = []
+            for event in resolved { docs.append(String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self)) }
+            var new: Set<UUID> = []
+            for try await id in try await connection.query("""
+                INSERT INTO activity (company_id, id, kind, at, contact_id, visitor_id, doc, evaluated)
+                SELECT \(companyId), e.id, e.kind, e.at, NULLIF(e.contact_id, '')::uuid, NULLIF(e.visitor_id, ''), e.doc::jsonb, e.contact_id = ''
+                FROM unnest(\(resolved.map(\.id)), \(resolved.map(\.kind.rawValue)), \(resolved.map(\.at)), \(resolved.map { $0.contactId?.uuidString ?? "" }),
+                            \(resolved.map { $0.visitorId ?? "" }), \(docs)) AS e(id, kind, at, contact_id, visitor_id, doc)
+                ON CONFLICT DO NOTHING RETURNING id
+                """, logger: logger).decode(UUID.self) { new.insert(id) }
             var evaluate: Set<UUID> = []
             var requests: [OutgoingEvent] = []
-            for var event in events {
-                if event.contactId == nil, let visitor = event.visitorId { event.contactId = visitors[visitor] }
-                let new = try await connection.query("""
-                    INSERT INTO activity (company_id, id, kind, at, contact_id, visitor_id, doc, evaluated)
-                    VALUES (\(companyId), \(event.id), \(event.kind.rawValue), \(event.at), \(event.contactId), \(event.visitorId),
-                            \(String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self))::jsonb, \(event.contactId == nil))
-                    ON CONFLICT DO NOTHING RETURNING id
-                    """, logger: logger).collect().count == 1
-                guard new else { continue }
+            var stored = 0
+            for event in resolved where new.remove(event.id) != nil {
                 stored += 1
                 if let contactId = event.contactId { evaluate.insert(contactId) }
                 if let request = try requested(event, companyId: companyId) { requests.append(request) }
@@ -203,13 +210,16 @@ struct ActivityStore: Sendable {
         }
     }
 
-    /// BA-2: one evaluation per contact with new activity, now. Not keyed: one that runs while
-    /// this commits may not see these events, and the next one finds them.
+    /// BA-2: one evaluation per contact with new activity, now, in one statement. Not keyed: one
+    /// that runs while this commits may not see these events, and the next one finds them.
     func scheduleEvaluation(of contacts: Set<UUID>, companyId: UUID, on connection: PostgresConnection) async throws {
-        for contactId in contacts.sorted(by: { $0.uuidString < $1.uuidString }) {
-            try await jobs.schedule(kind: BehaviorEngine.evaluateJob, payload: BehaviorEngine.EvaluateJob(contactId: contactId, companyId: companyId),
-                                    runAt: clock.now, on: connection, logger: logger)
-        }
+        guard !contacts.isEmpty else { return }
+        try await connection.query("""
+            INSERT INTO jobs (kind, payload, run_at, max_attempts)
+            SELECT \(BehaviorEngine.evaluateJob), jsonb_build_object('contactId', c, 'companyId', \(companyId.uuidString)), \(clock.now), \(JobQueue.defaultMaxAttempts)
+            FROM unnest(\(contacts.map(\.uuidString).sorted())) AS c
+            """, logger: logger)
+        try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
     }
 
     /// How long website activity is kept: two years, beyond the longest window (15 days) and the

@@ -25,6 +25,7 @@ struct PlansController {
         var durationDays: Int
         var steps: [PlanStep]
         var active: Bool?
+        var triggers: PlanTriggers?
     }
 
     struct Figures: Codable, Sendable {
@@ -95,10 +96,12 @@ struct PlansController {
             }
             let steps = Self.withIds(input.steps, keeping: [])
             try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: owner, roles: input.roles)
+            try input.triggers?.validate()
             let now = clock.now
             let plan = Plan(id: UUID.random(), companyId: companyId, owner: owner, ownerUserId: owner == .personal ? userId : nil,
                             entityId: owner == .team ? input.entityId : nil, roles: input.roles, name: input.name.trimmingCharacters(in: .whitespacesAndNewlines),
-                            durationDays: input.durationDays, active: input.active ?? true, version: 1, steps: steps, createdAt: now, updatedAt: now)
+                            durationDays: input.durationDays, active: input.active ?? true, version: 1, steps: steps,
+                            triggers: input.triggers?.isEmpty == false ? input.triggers : nil, createdAt: now, updatedAt: now)
             try await client.transaction(logger: logger) { try await store.insert(plan, on: $0) }
             return JSONResponse(.created, plan)
         }
@@ -121,6 +124,8 @@ struct PlansController {
                 guard var plan = try await store.plan(id, on: connection, forUpdate: true), try await canEdit(plan, identity) else { throw APIError.notFound("plan \(id)") }
                 let steps = Self.withIds(input.steps, keeping: Set(plan.steps.compactMap(\.id)))
                 try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: plan.owner, roles: input.roles ?? plan.roles)
+                try input.triggers?.validate()
+                plan.triggers = input.triggers?.isEmpty == false ? input.triggers : nil
                 plan.name = input.name.trimmingCharacters(in: .whitespacesAndNewlines)
                 plan.durationDays = input.durationDays
                 plan.steps = steps

@@ -31,6 +31,40 @@ struct PlanStep: Codable, Sendable, Hashable {
     var role: String?
 }
 
+/// SP-8, SP-9: what enrolls a contact by itself. A tag trigger fires when the tag is newly added
+/// (a contact created or imported with it, or tagged later; one that had it is not enrolled, and
+/// removing it does not unenroll); a status trigger when a contact's status becomes one of
+/// `statusBecomes`, or changes to anything but one of `statusIsNot`'s.
+struct PlanTriggers: Codable, Sendable, Hashable {
+    var tags: [String]?
+    var statusBecomes: [ContactStatus]?
+    var statusIsNot: [ContactStatus]?
+
+    static let maxTags = 10
+
+    func validate() throws {
+        let tags = tags ?? []
+        guard tags.count <= Self.maxTags else { throw APIError.validation("triggers.tags", "a plan has at most \(Self.maxTags) tag triggers") }
+        for (index, tag) in tags.enumerated() {
+            let trimmed = tag.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard (1...50).contains(trimmed.count) else { throw APIError.validation("triggers.tags[\(index)]", "a tag is 1 to 50 characters") }
+        }
+    }
+
+    /// Whether a contact's change enrolls it: the tags it just gained, its status now and before
+    /// (nil before: the contact is new).
+    func matches(tagsAdded: [String], status: ContactStatus, statusBefore: ContactStatus?, created: Bool) -> Bool {
+        let wanted = Set((tags ?? []).map { $0.lowercased() })
+        if tagsAdded.contains(where: { wanted.contains($0.lowercased()) }) { return true }
+        guard created || (statusBefore != nil && statusBefore != status) else { return false }
+        if statusBecomes?.contains(status) == true { return true }
+        if let excluded = statusIsNot, !excluded.isEmpty, !excluded.contains(status) { return true }
+        return false
+    }
+
+    var isEmpty: Bool { (tags ?? []).isEmpty && (statusBecomes ?? []).isEmpty && (statusIsNot ?? []).isEmpty }
+}
+
 struct Plan: Codable, Sendable, Hashable {
     enum Owner: String, WireEnum { case personal, team }
 
@@ -47,6 +81,7 @@ struct Plan: Codable, Sendable, Hashable {
     var active: Bool
     var version: Int
     var steps: [PlanStep]
+    var triggers: PlanTriggers?
     var createdAt: Date
     var updatedAt: Date
 }

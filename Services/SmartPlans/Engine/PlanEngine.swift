@@ -32,6 +32,41 @@ struct PlanEngine: Sendable {
         case archived
     }
 
+    /// SP-8, SP-9: contact events (new, tagged, status changed, imported) enroll the contact in
+    /// every active plan of its company whose triggers match. The replica has taken the event in
+    /// already (the inbox runs replica handlers first, in the same transaction).
+    var eventHandlers: [EventHandler] {
+        let changed = [EventType.contactCreated, EventType.contactTagsChanged, EventType.contactStatusChanged].map { type in
+            EventHandler(name: "smartplans.triggers", eventType: type) { event, connection, _ in
+                let data = try event.data(ContactChanged.self)
+                let created = event.type == EventType.contactCreated
+                try await trigger([(data.contact.id, created ? data.contact.tags : data.change.tagsAdded ?? [], data.contact.status,
+                                    created ? nil : data.change.previousStatus, created)], companyId: data.contact.companyId, on: connection)
+            }
+        }
+        let imported = EventHandler(name: "smartplans.triggers", eventType: EventType.contactsImported) { event, connection, _ in
+            let data = try event.data(ContactsImported.self)
+            guard let companyId = data.contacts.first?.companyId else { return }
+            try await trigger((data.changes ?? []).map { ($0.contactId, $0.tagsAdded, $0.status, $0.statusBefore, $0.created) }, companyId: companyId,
+                              on: connection)
+        }
+        return changed + [imported]
+    }
+
+    private func trigger(_ changes: [(id: UUID, tagsAdded: [String], status: ContactStatus, before: ContactStatus?, created: Bool)], companyId: UUID,
+                         on connection: PostgresConnection) async throws {
+        guard !changes.isEmpty else { return }
+        var plans: [Plan] = []
+        for try await doc in try await connection.query("""
+            SELECT doc::text FROM plans WHERE company_id = \(companyId) AND doc ? 'triggers' AND (doc->>'active')::boolean
+            """, logger: logger).decode(String.self) { plans.append(try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8))) }
+        for plan in plans {
+            guard let triggers = plan.triggers else { continue }
+            let matching = changes.filter { triggers.matches(tagsAdded: $0.tagsAdded, status: $0.status, statusBefore: $0.before, created: $0.created) }
+            if !matching.isEmpty { _ = try await enroll(matching.map(\.id), in: plan, on: connection) }
+        }
+    }
+
     var jobHandler: JobHandler {
         JobHandler(kind: Self.advanceJob) { job, connection, _ in try await advance(try job.decode(AdvanceJob.self), on: connection) }
     }
@@ -91,6 +126,9 @@ struct PlanEngine: Sendable {
                 try await timeline(contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -1),
                                    summary: "SmartPlan \"\(plan.name)\" stopped: \(reason).", plan: plan)
                 return
+            }
+            if seq == 1 {
+                try await timeline(contactId, id: Self.entryId(job.enrollmentId, seq: 0, step: -3), summary: "Enrolled in SmartPlan \"\(plan.name)\".", plan: plan)
             }
             var position = PlanRunner.Position(stepIndex: stepIndex, repetition: repetition)
             if version != plan.version, let old = try await store.steps(of: planId, version: version, on: connection) {
