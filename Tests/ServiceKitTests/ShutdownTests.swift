@@ -39,7 +39,8 @@ struct ShutdownTests {
         try await Task.sleep(for: .milliseconds(50))
         #expect(!stopped.value)
         progress.stopping()
-        try await Task.sleep(for: .milliseconds(100))
+        // Waits for the work to see the stop (the suite runs beside many others), at most 10 s.
+        for _ in 0..<1_000 where !stopped.value { try await Task.sleep(for: .milliseconds(10)) }
         #expect(stopped.value, "stopped with the process, before the group asked")
         await group.triggerGracefulShutdown()
         try await running
