@@ -3,7 +3,7 @@ import Models
 import Testing
 
 /// The automation service over HTTP (SPEC section 3), and AC-6, which acts on its requests.
-@Suite("Automation (BA-1 … BA-11; AC-6 on its requests)", .serialized)
+@Suite("Automation over HTTP: website activity, behaviors and their guards, the status shift; AC-6 on its requests", .serialized)
 struct AutomationTests {
     let stack: Stack
 

@@ -4,7 +4,7 @@ import Testing
 
 /// SmartPlans over HTTP (SPEC section 5): plans, enrollment, steps run on the virtual clock
 /// through notifications and contacts, the preview.
-@Suite("SmartPlans (SP-1 … SP-7, SP-10, SP-11)", .serialized)
+@Suite("SmartPlans over HTTP: plans, enrollment, runs on the virtual clock, triggers", .serialized)
 struct SmartPlansTests {
     let stack: Stack
 

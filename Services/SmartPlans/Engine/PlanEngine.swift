@@ -136,8 +136,12 @@ struct PlanEngine: Sendable {
             }
             let now = clock.now
             let step = PlanRunner.advance(plan.steps, from: position, now: now, endsAt: endsAt)
+            // The contact's merge values, read once for every step of the run.
+            let values = step.actions.isEmpty ? MergeValues() : try await TemplatePreviewController(client: store.client, logger: logger)
+                .values(for: contactId, identity: Identity(subject: "smartplans", companyId: nil, role: .service, entityIds: []))
             for action in step.actions {
-                let (outcome, detail) = try await perform(action, plan: plan, contactId: contactId, agentId: agentId, enrollmentId: job.enrollmentId, seq: seq)
+                let (outcome, detail) = try await perform(action, plan: plan, contactId: contactId, agentId: agentId, values: values,
+                                                          enrollmentId: job.enrollmentId, seq: seq)
                 try await connection.query("""
                     INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
                     VALUES (\(job.enrollmentId), \(seq), \(action.step), \(planId), \(plan.steps[action.step].kind.rawValue), \(outcome), \(detail), \(now))
@@ -164,10 +168,8 @@ struct PlanEngine: Sendable {
     }
 
     /// One step's action through notifications or contacts; answers its outcome for the log.
-    private func perform(_ action: PlanRunner.Action, plan: Plan, contactId: UUID, agentId: UUID?, enrollmentId: UUID, seq: Int)
+    private func perform(_ action: PlanRunner.Action, plan: Plan, contactId: UUID, agentId: UUID?, values: MergeValues, enrollmentId: UUID, seq: Int)
         async throws -> (outcome: String, detail: String?) {
-        let values = try await TemplatePreviewController(client: store.client, logger: logger)
-            .values(for: contactId, identity: Identity(subject: "smartplans", companyId: nil, role: .service, entityIds: []))
         func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
         let key = "smartplans-\(enrollmentId.uuidString.lowercased())-\(seq)-\(action.step)"
         let step = plan.steps[action.step]
