@@ -154,4 +154,31 @@ struct SmartPlansTests {
         let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(tagged)/timeline", token: brokerage.adminToken)
         #expect(timeline["items"]?.array?.filter { $0["summary"]?.string == "Enrolled in SmartPlan \"Hot leads\"." }.count == 1, "\(timeline.text)")
     }
+
+    @Test("SP-7: an e-mail step that notifications refuses to send (no postal address for CAN-SPAM) is not retried: its failure goes on the timeline and the plan moves on to its text")
+    func failedEmailMovesOn() async throws {
+        let brokerage = try await stack.newCompany()
+        let created = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+            "status": "active_lead", "firstName": "Fay", "lastName": "Fail", "phones": [NotificationsTests.randomPhone()],
+            "emails": ["fay-\(UUID().uuidString.prefix(6))@example.com"]]))
+        let contactId = try #require(created["id"]?.string, "\(created.text)")
+        try await stack.waitUntilIdle()
+        try await toChicagoNoon()
+        let plan = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "No address", "durationDays": 5, "steps": [
+                ["kind": "email", "subject": "Hello {contact.first.name}", "body": "Welcome."],
+                ["kind": "text", "body": "Hi {contact.first.name}!"],
+            ]]))
+        let planId = try #require(plan["id"]?.string, "\(plan.text)")
+        _ = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: brokerage.adminToken,
+                                 json: Stack.json(["contactIds": [contactId]]))
+        try await stack.waitUntilIdle()
+        let figures = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)", token: brokerage.adminToken)["figures"]
+        #expect(figures?["failed"] == .number(1) && figures?["messagesSent"] == .number(1) && figures?["finished"] == .number(1), "\(String(describing: figures))")
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(contactId)/timeline", token: brokerage.adminToken)
+        #expect(timeline["items"]?.array?.contains { ($0["summary"]?.string ?? "").contains("did not send the e-mail \"Hello Fay\" (no_postal_address)") } == true,
+                "\(timeline.text)")
+        let sent = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)["items"]?.array ?? []
+        #expect(sent.filter { $0["subject"]?.string == "Hello Fay" }.count == 1, "not retried: \(sent)")
+    }
 }
