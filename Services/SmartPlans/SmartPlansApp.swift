@@ -10,7 +10,10 @@ func buildSmartPlans(config: ServiceConfig) async throws -> some ApplicationProt
         TemplatePreviewController(client: environment.client, logger: environment.logger).register(on: routes.authenticated)
         let store = PlanStore(client: environment.client, logger: environment.logger)
         let engine = PlanEngine(store: store, jobs: environment.jobs, peers: environment.peers, clock: environment.clock, logger: environment.logger)
-        PlansController(store: store, engine: engine, clock: environment.clock).register(on: routes.authenticated)
+        let plans = PlansController(store: store, engine: engine, clock: environment.clock)
+        plans.register(on: routes.authenticated)
+        LibraryController(plans: plans).register(on: routes.authenticated)
+        DesignsController(plans: plans).register(on: routes.authenticated)
         return ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences
                          + DirectoryReplica.userLender + DirectoryReplica.entityAddress + SmartPlansMigrations.own,
                      eventHandlers: DirectoryReplica.handlers(for: .smartplans) + ContactReplica.handlers(for: .smartplans) + engine.eventHandlers,

@@ -37,6 +37,10 @@ public enum EventType {
     public static let contactDeleted = "contact.deleted"
     /// A batch of imported contacts (`ContactsImported`): one event per few hundred rows.
     public static let contactsImported = "contacts.imported"
+    /// A company's tag renamed or deleted in its settings (`TagChanged`), for every contact that
+    /// had it at once (SP-8: a plan's trigger follows the rename and goes with the deletion).
+    public static let tagRenamed = "tag.renamed"
+    public static let tagDeleted = "tag.deleted"
     /// A showing request or question from the website by a known contact (`ActivityRequested`, AC-6).
     public static let activityRequested = "activity.requested"
     /// A task created, changed or completed (`TaskChanged`).
@@ -49,6 +53,23 @@ public enum EventType {
     public static let messageKeypress = "message.keypress"
     /// All the contact events that carry `ContactChanged`.
     public static let contactChanges = [contactCreated, contactUpdated, contactStatusChanged, contactTagsChanged, contactAssigned, contactDeleted]
+}
+
+/// `tag.renamed` (with `renamedTo`) and `tag.deleted`: the company's tag, how many of its
+/// contacts had it, and who changed it.
+public struct TagChanged: Codable, Sendable, Hashable {
+    public var companyId: UUID
+    public var tag: String
+    public var renamedTo: String?
+    public var contacts: Int
+    public var actor: Actor
+    public init(companyId: UUID, tag: String, renamedTo: String?, contacts: Int, actor: Actor) {
+        self.companyId = companyId
+        self.tag = tag
+        self.renamedTo = renamedTo
+        self.contacts = contacts
+        self.actor = actor
+    }
 }
 
 public struct ContactsImported: Codable, Sendable, Hashable {

@@ -101,6 +101,8 @@ public struct Message: Codable, Sendable, Hashable {
     public var from: String?
     public var subject: String?
     public var body: String
+    /// An e-mail's HTML part (a saved design, SP-1); `body` is then its plain-text alternative.
+    public var html: String?
     public var window: SendingWindow?
     public var gather: GatherSpec?
     public var digits: String?

@@ -59,6 +59,18 @@ package enum ContactReplica {
                 ON CONFLICT (id) DO NOTHING
                 """, logger: logger)
         })
+        // A tag renamed or deleted in the company's settings: every replica row that had it, in
+        // one statement (contacts changed its contacts in one statement too, without an event each).
+        handlers += [EventType.tagRenamed, EventType.tagDeleted].map { type in
+            EventHandler(name: "replica.tag", eventType: type) { event, connection, logger in
+                let change = try event.data(TagChanged.self)
+                try await connection.query("""
+                    UPDATE contact_replica SET tags = ARRAY(
+                        SELECT DISTINCT t FROM unnest(array_replace(tags, \(change.tag)::text, \(change.renamedTo)::text)) AS u(t) WHERE t IS NOT NULL)
+                    WHERE company_id = \(change.companyId) AND \(change.tag)::text = ANY(tags)
+                    """, logger: logger)
+            }
+        }
         handlers.append(EventHandler(name: "replica.task", eventType: EventType.taskChanged) { event, connection, logger in
             let task = try event.data(TaskChanged.self).task
             try await connection.query("""

@@ -14,6 +14,8 @@ package enum Subscriptions {
         EventType.contactAssigned: contactReaders,
         EventType.contactDeleted: contactReaders,
         EventType.contactsImported: contactReaders,
+        EventType.tagRenamed: contactReaders,
+        EventType.tagDeleted: contactReaders,
         EventType.communicationLogged: [.automation, .accountability],
         EventType.taskChanged: [.accountability],
         EventType.activityRequested: [.accountability],

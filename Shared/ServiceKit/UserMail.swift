@@ -58,6 +58,8 @@ package struct ContactMessage: Encodable, Sendable {
     var contactId: UUID
     var subject: String?
     var body: String
+    /// An e-mail's HTML part (a saved design); `body` is its plain-text alternative.
+    package var html: String?
     var purpose = MessagePurpose.automated
     var reference: String
     var window: Window?

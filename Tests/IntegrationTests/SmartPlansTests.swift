@@ -181,4 +181,101 @@ struct SmartPlansTests {
         let sent = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)["items"]?.array ?? []
         #expect(sent.filter { $0["subject"]?.string == "Hello Fay" }.count == 1, "not retried: \(sent)")
     }
+
+    @Test("SP-1, SP-2, SP-8: a team design's HTML goes out with the contact's values and the unsubscribe footer; a text task and a task are made for the step's role; a tag renamed in settings keeps its triggers and a deleted one drops them; publishing takes a plan's triggers off and a library plan is copied into a personal account without roles, and into a team only with its roles")
+    func libraryDesignsAndTags() async throws {
+        let brokerage = try await stack.newCompany()
+        let root = brokerage.rootEntityId
+        #expect(try await stack.call(.PATCH, .contacts, "/v1/entities/\(root)", token: brokerage.adminToken,
+                                     json: Stack.json(["postalAddress": "2 Design Way, Chicago, IL 60601"])).status == 200)
+        let email = "isa-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let agent = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+            "role": "agent", "firstName": "Isa", "lastName": "Inside", "email": email, "password": "agent password 1", "entityIds": [root]]))
+        let agentId = try #require(agent["id"]?.string, "\(agent.text)")
+        let agentToken = try await stack.login(email, "agent password 1")
+        let design = try await stack.call(.POST, .smartplans, "/v1/smartplans/designs", token: brokerage.adminToken, json: Stack.json([
+            "name": "Open house", "owner": "team", "entityId": root, "subject": "Open house for {contact.first.name}",
+            "html": "<html><body><h1>Hello {contact.first.name}</h1><p>Sunday 1-4pm at <a href=\"https://example.com/oh\">our listing</a>.</p></body></html>"]))
+        let designId = try #require(design["id"]?.string, "\(design.text)")
+        let personal = try await stack.call(.POST, .smartplans, "/v1/smartplans/designs", token: agentToken, json: Stack.json([
+            "name": "Mine", "html": "<p>Hi {contact.first.name}</p>"]))
+        let personalId = try #require(personal["id"]?.string, "\(personal.text)")
+        let badDesign = try await stack.call(.POST, .smartplans, "/v1/smartplans/designs", token: brokerage.adminToken, json: Stack.json([
+            "name": "Bad", "html": "<p>{contact.shoe.size}</p>"]))
+        #expect(badDesign.status == 422 && badDesign.errorField == "html", "\(badDesign.text)")
+
+        let steps: [[String: Any]] = [
+            ["kind": "email", "designId": designId, "role": "isa"],
+            ["kind": "text", "mode": "task", "title": "Text {contact.first.name} about the open house", "days": 1, "role": "isa", "priority": "high"],
+            ["kind": "task", "title": "Send {contact.first.name} a CMA", "days": 2, "description": "Comparables near {contact.address.city|their area}"],
+        ]
+        let fromPersonal = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "Wrong library", "owner": "team", "entityId": root, "roles": ["isa": agentId], "durationDays": 7,
+            "steps": [["kind": "email", "designId": personalId]]]))
+        #expect(fromPersonal.status == 422 && fromPersonal.errorField == "steps[0].designId", "SP-1: a team plan takes the team's designs: \(fromPersonal.text)")
+        let team = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "Open house follow-up", "owner": "team", "entityId": root, "roles": ["isa": agentId], "durationDays": 7, "steps": steps,
+            "triggers": ["tags": ["open house"]]]))
+        let teamId = try #require(team["id"]?.string, "\(team.text)")
+        let other = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "VIP", "durationDays": 7, "steps": [["kind": "task", "title": "Call", "days": 0]], "triggers": ["tags": ["open house", "vip"]]]))
+        let otherId = try #require(other["id"]?.string, "\(other.text)")
+
+        // SP-8: renamed in the company's settings, the tag keeps its triggers; the contact who had it has the new name.
+        let early = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+            "status": "new_lead", "firstName": "Eve", "lastName": "Early", "tags": ["vip"]]))
+        let earlyId = try #require(early["id"]?.string, "\(early.text)")
+        try await stack.waitUntilIdle()
+        #expect(try await stack.call(.PUT, .contacts, "/v1/tags/open%20house", token: agentToken, json: #"{"name":"sunday"}"#).status == 403)
+        let renamed = try await stack.call(.PUT, .contacts, "/v1/tags/vip", token: brokerage.adminToken, json: #"{"name":"VIP Buyer"}"#)
+        #expect(renamed["name"]?.string == "vip buyer" && renamed["contacts"] == .number(1), "\(renamed.text)")
+        #expect(try await stack.call(.PUT, .contacts, "/v1/tags/open%20house", token: brokerage.adminToken, json: #"{"name":"Sunday Open House"}"#).status == 200)
+        try await stack.waitUntilIdle()
+        #expect(try await stack.call(.GET, .contacts, "/v1/contacts/\(earlyId)", token: brokerage.adminToken)["tags"]?.array == [.string("vip buyer")])
+        let triggers = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(otherId)", token: brokerage.adminToken)["plan"]?["triggers"]?["tags"]
+        #expect(triggers?.array == [.string("sunday open house"), .string("vip buyer")], "\(String(describing: triggers))")
+        // SP-8: a deleted tag is taken out of every trigger.
+        #expect(try await stack.call(.DELETE, .contacts, "/v1/tags/vip%20buyer", token: brokerage.adminToken).status == 204)
+        try await stack.waitUntilIdle()
+        let after = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(otherId)", token: brokerage.adminToken)["plan"]?["triggers"]?["tags"]
+        #expect(after?.array == [.string("sunday open house")], "\(String(describing: after))")
+        #expect(try await stack.call(.GET, .contacts, "/v1/contacts/\(earlyId)", token: brokerage.adminToken)["tags"]?.array == [])
+
+        // The renamed trigger enrolls: the design's e-mail, the text task and the task, for the role's agent.
+        try await toChicagoNoon()
+        let hal = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+            "status": "new_lead", "firstName": "Hal", "lastName": "Host", "emails": ["hal-\(UUID().uuidString.prefix(6))@example.com"]]))
+        let halId = try #require(hal["id"]?.string, "\(hal.text)")
+        try await stack.waitUntilIdle()
+        #expect(try await stack.call(.PUT, .contacts, "/v1/contacts/\(halId)/tags/sunday%20open%20house", token: brokerage.adminToken).status == 200)
+        try await stack.waitUntilIdle()
+        let sent = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(halId)", token: brokerage.adminToken)["items"]?.array ?? []
+        let mail = try #require(sent.first { $0["subject"]?.string == "Open house for Hal" }, "\(sent)")
+        let html = mail["html"]?.string ?? ""
+        #expect(html.contains("<h1>Hello Hal</h1>") && html.contains("Unsubscribe</a></p></body>"), "SP-1, CAN-SPAM in the HTML part: \(html)")
+        #expect((mail["body"]?.string ?? "").hasPrefix("Hello Hal\n\nSunday 1-4pm at [https://example.com/oh] our listing."), "the plain-text part: \(mail)")
+        let tasks = try await stack.call(.GET, .contacts, "/v1/contacts/\(halId)/tasks", token: brokerage.adminToken)["items"]?.array ?? []
+        #expect(tasks.contains { $0["kind"]?.string == "text" && $0["title"]?.string == "Text Hal about the open house" && $0["priority"]?.string == "high"
+                                 && $0["assigneeId"]?.string == agentId }, "SP-1's text task, SP-2's role: \(tasks)")
+        #expect(tasks.contains { $0["kind"]?.string == "task" && $0["title"]?.string == "Send Hal a CMA" && $0["description"]?.string == "Comparables near their area" },
+                "\(tasks)")
+
+        // SP-8: publishing takes the plan's triggers off; the library never carries them.
+        let published = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(teamId)/publish", token: brokerage.adminToken,
+                                             json: #"{"description":"Three touches after an open house"}"#)
+        let entryId = try #require(published["id"]?.string, "\(published.text)")
+        #expect(published["roles"]?.array == [.string("isa")] && published["triggers"] == nil, "\(published.text)")
+        #expect(try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(teamId)", token: brokerage.adminToken)["plan"]?["triggers"] == nil)
+        let library = try await stack.call(.GET, .smartplans, "/v1/smartplans/library", token: agentToken)
+        #expect(library["items"]?.array?.map { $0["id"]?.string } == [entryId], "\(library.text)")
+        let copy = try await stack.call(.POST, .smartplans, "/v1/smartplans/library/\(entryId)/copy", token: agentToken, json: #"{"name":"My open house"}"#)
+        #expect(copy.status == 201 && copy["owner"]?.string == "personal" && copy["ownerUserId"]?.string == agentId, "\(copy.text)")
+        #expect(copy["steps"]?.array?.allSatisfy { $0["role"] == nil } == true && copy["steps"]?.array?.first?["html"]?.string?.contains("Hello") == true,
+                "\(copy.text)")
+        let noRoles = try await stack.call(.POST, .smartplans, "/v1/smartplans/library/\(entryId)/copy", token: brokerage.adminToken,
+                                           json: Stack.json(["owner": "team", "entityId": root]))
+        #expect(noRoles.status == 422 && noRoles.errorField == "steps[0].role", "\(noRoles.text)")
+        #expect(try await stack.call(.DELETE, .smartplans, "/v1/smartplans/library/\(entryId)", token: agentToken).status == 403)
+        #expect(try await stack.call(.DELETE, .smartplans, "/v1/smartplans/library/\(entryId)", token: brokerage.adminToken).status == 204)
+    }
 }

@@ -57,7 +57,14 @@ struct PlanRunnerTests {
         let evening = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(18), endsAt: .distantFuture)
         #expect(evening.actions.isEmpty && evening.nextAt == Self.at(8, day: 11))
         let morning = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(9), endsAt: .distantFuture)
-        #expect(morning.actions == [.task(step: 0, call: true, title: "Call {contact.first.name}", dueAt: Self.at(9, day: 12))])
+        #expect(morning.actions == [.task(step: 0, kind: .call, title: "Call {contact.first.name}", dueAt: Self.at(9, day: 12))])
+        // A text task (SP-1) is a task: made in the task window at 08:00, not held for the texts' 10:00.
+        var textTask = Self.step(.text, title: "Text {contact.first.name} about the open house", days: 1)
+        textTask.mode = .task
+        let early = PlanRunner.advance([textTask], from: .init(stepIndex: 0, repetition: 0), now: Self.at(8, 30), endsAt: .distantFuture)
+        #expect(early.actions == [.task(step: 0, kind: .text, title: "Text {contact.first.name} about the open house", dueAt: Self.at(8, 30, day: 11))])
+        #expect(throws: APIError.self) { try PlanRules.validate(name: "P", durationDays: 30, steps: [Self.step(.text, body: "Hi")].map { var step = $0; step.mode = .task; return step },
+                                                               owner: .personal, roles: nil) }
     }
 
     @Test("SP-1: a restart runs the plan again the given times, a dynamic text says its next message each time, and the plan's duration ends it")
@@ -115,5 +122,17 @@ struct PlanRunnerTests {
         #expect(isNot.matches(tagsAdded: [], status: .activeLead, statusBefore: .newLead, created: false))
         #expect(!isNot.matches(tagsAdded: [], status: .newLead, statusBefore: .activeLead, created: false))
         #expect(throws: APIError.self) { try PlanTriggers(tags: (0..<11).map { "t\($0)" }, statusBecomes: nil, statusIsNot: nil).validate() }
+    }
+
+    @Test("SP-1, SP-4: a design's HTML gets the contact's values escaped, its plain text is read from the rendered HTML, and a step's own text wins")
+    func designRendering() throws {
+        let values = MergeValues(values: [.contactFirstName: "Al <b>& Co"])
+        let email = try PlanRunner.renderEmail(subject: "For {contact.first.name}", body: "", html: "<style>p{{color:red}}</style><p>Hi {contact.first.name}</p><br><a href=\"https://x.test/a?b=1&amp;c=2\">Listing</a>",
+                                               values: values)
+        #expect(email.subject == "For Al <b>& Co")
+        #expect(email.html == "<style>p{color:red}</style><p>Hi Al &lt;b&gt;&amp; Co</p><br><a href=\"https://x.test/a?b=1&amp;c=2\">Listing</a>")
+        #expect(email.body == "Hi Al <b>& Co\n\n[https://x.test/a?b=1&c=2] Listing")
+        let own = try PlanRunner.renderEmail(subject: "S", body: "Text for {contact.first.name}", html: "<p>x</p>", values: values)
+        #expect(own.body == "Text for Al <b>& Co" && own.html == "<p>x</p>")
     }
 }

@@ -19,8 +19,8 @@ import Synchronization
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
-        guard let scenario = arguments.first, ["import", "intake", "messages", "speed-to-lead", "ingest"].contains(scenario) else {
-            print("usage: bench import|intake|messages|speed-to-lead|ingest")
+        guard let scenario = arguments.first, ["import", "intake", "messages", "speed-to-lead", "ingest", "accountability"].contains(scenario) else {
+            print("usage: bench import|intake|messages|speed-to-lead|ingest|accountability")
             exit(2)
         }
         let setup = try Setup.fromEnvironment()
@@ -29,6 +29,7 @@ struct Bench {
         case "messages": try await messagesScenario(setup)
         case "speed-to-lead": try await speedToLeadScenario(setup)
         case "ingest": try await ingestScenario(setup)
+        case "accountability": try await accountabilityScenario(setup)
         default: try await intakeScenario(setup)
         }
     }

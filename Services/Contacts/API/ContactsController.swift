@@ -188,6 +188,27 @@ struct ContactsController {
             try await changeTag(context, add: false)
         }
 
+        // SP-8: the company's tags, managed in its settings by its company admins. A rename or a
+        // deletion reaches every contact at once, and plan triggers follow it.
+        group.get("/v1/tags") { _, context -> TagList in
+            let identity = try context.requireIdentity()
+            try identity.require(.companyAdmin)
+            guard let companyId = identity.companyId else { throw APIError.forbidden }
+            return TagList(items: try await store.tags(companyId: companyId).map { TagList.Item(name: $0.0, contacts: $0.1) })
+        }
+        group.put("/v1/tags/{tag}") { request, context -> TagList.Item in
+            let (tag, companyId, actor) = try await tagInSettings(context)
+            let name = try ContactRules.tag(try await request.decodeJSON(as: TagRename.self, context: context).name, field: "name")
+            guard name != tag else { throw APIError.validation("name", "the new name is the tag's name") }
+            _ = try await store.replaceTag(tag, with: name, companyId: companyId, actor: actor, at: clock.now)
+            return TagList.Item(name: name, contacts: try await store.tags(companyId: companyId).first { $0.0 == name }?.1 ?? 0)
+        }
+        group.delete("/v1/tags/{tag}") { _, context -> Response in
+            let (tag, companyId, actor) = try await tagInSettings(context)
+            _ = try await store.replaceTag(tag, with: nil, companyId: companyId, actor: actor, at: clock.now)
+            return Response(status: .noContent)
+        }
+
         group.post("/v1/contacts/{id}/assignment") { request, context -> Contact in
             let identity = try context.requireIdentity()
             try identity.require(.teamAdmin, .officeAdmin, .companyAdmin, .service)
@@ -217,6 +238,24 @@ struct ContactsController {
             }
             return try await writer.write(old: old, new: contact, actor: try await access.actor(identity), reason: reason ?? "manual")
         }
+    }
+
+    struct TagList: ResponseEncodable {
+        struct Item: ResponseEncodable {
+            var name: String
+            var contacts: Int
+        }
+        var items: [Item]
+    }
+
+    struct TagRename: Decodable { var name: String }
+
+    private func tagInSettings(_ context: AppContext) async throws -> (tag: String, companyId: UUID, actor: Actor) {
+        let identity = try context.requireIdentity()
+        try identity.require(.companyAdmin)
+        guard let companyId = identity.companyId else { throw APIError.forbidden }
+        let raw = try context.parameters.require("tag")
+        return (try ContactRules.tag(raw.removingPercentEncoding ?? raw, field: "tag"), companyId, try await access.actor(identity))
     }
 
     private func changeTag(_ context: AppContext, add: Bool) async throws -> Contact {

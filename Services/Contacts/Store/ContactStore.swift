@@ -247,6 +247,34 @@ struct ContactStore: Sendable {
         }
     }
 
+    /// A company's tags and how many of its contacts carry each.
+    func tags(companyId: UUID) async throws -> [(String, Int)] {
+        var result: [(String, Int)] = []
+        for try await row in try await client.query("""
+            SELECT t, count(*)::int FROM contacts, unnest(tags) AS t WHERE company_id = \(companyId) AND deleted_at IS NULL GROUP BY t ORDER BY t
+            """, logger: logger).decode((String, Int).self) { result.append(row) }
+        return result
+    }
+
+    /// Renames (or, with nil, deletes) a tag on every contact of the company in one statement,
+    /// and publishes one `tag.renamed` / `tag.deleted` for the replicas and plan triggers. A
+    /// contact that had both names keeps one; each keeps its tags' order.
+    func replaceTag(_ tag: String, with name: String?, companyId: UUID, actor: Actor, at: Date) async throws -> Int {
+        try await client.transaction(logger: logger) { connection in
+            let changed = try await connection.query("""
+                UPDATE contacts SET version = version + 1, updated_at = \(at), tags = ARRAY(
+                    SELECT t FROM unnest(array_replace(tags, \(tag)::text, \(name)::text)) WITH ORDINALITY AS u(t, n)
+                    WHERE t IS NOT NULL GROUP BY t ORDER BY min(n))
+                WHERE company_id = \(companyId) AND \(tag)::text = ANY(tags) RETURNING id
+                """, logger: logger).collect().count
+            let event = try OutgoingEvent(header: EventHeader(type: name == nil ? EventType.tagDeleted : EventType.tagRenamed, version: 1, occurredAt: at,
+                                                              companyId: companyId, subjectId: companyId),
+                                          data: TagChanged(companyId: companyId, tag: tag, renamedTo: name, contacts: changed, actor: actor))
+            try await outbox.publish([event], on: connection, logger: logger)
+            return changed
+        }
+    }
+
     func addTimeline(_ entry: TimelineEntry, companyId: UUID, events: [OutgoingEvent]) async throws {
         try await client.transaction(logger: logger) { connection in
             try await append([entry], companyId: companyId, on: connection)

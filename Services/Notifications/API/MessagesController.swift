@@ -22,6 +22,8 @@ struct MessagesController {
         var userId: UUID?
         var subject: String?
         var body: String
+        /// e-mail only: an HTML part beside the plain-text body.
+        var html: String?
         var purpose: MessagePurpose
         var window: SendingWindow?
         var gather: GatherSpec?
@@ -202,6 +204,7 @@ struct MessagesController {
                               holdUntil: nil, attempts: 0, provider: nil, providerId: nil, reference: new.reference,
                               requestedBy: identity.isService ? identity.subject : (identity.userId?.uuidString.lowercased() ?? identity.subject),
                               createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)
+        message.html = new.html
         message.from = sender.providers.sender(for: new.channel)
         if address != nil { try await sender.addUnsubscribeFooter(&message, ownerEntityId: recipient.ownerEntityId, on: connection) }
         let decision: SendDecision = address == nil
@@ -258,6 +261,10 @@ struct MessagesController {
         let trimmed = new.body.trimmedWhitespace()
         guard !trimmed.isEmpty, new.body.count <= limits[new.channel, default: 1600] else {
             throw APIError.validation("body", "body must be 1 to \(limits[new.channel, default: 1600]) characters for \(new.channel.rawValue)")
+        }
+        if let html = new.html {
+            guard new.channel == .email else { throw APIError.validation("html", "only e-mails have an HTML part") }
+            guard !html.trimmedWhitespace().isEmpty, html.count <= 500_000 else { throw APIError.validation("html", "html is 1 to 500,000 characters") }
         }
         switch new.channel {
         case .email:

@@ -253,10 +253,7 @@ struct WebhooksController {
             + "action=\"\(action)\" method=\"POST\">\(say)</Gather><Say>We did not receive a choice. Goodbye.</Say></Response>"
     }
 
-    static func xmlEscape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "'", with: "&apos;")
-    }
+    static func xmlEscape(_ text: String) -> String { HTMLText.escape(text) }
 
     static func twiml(_ xml: String) -> Response {
         Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"],

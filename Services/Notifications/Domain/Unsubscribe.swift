@@ -35,6 +35,17 @@ struct UnsubscribeLink: Sendable {
     }
 
     /// What an automated e-mail ends with: who sent it, where they are, and how to stop them.
+    /// The same footer in an HTML part: before `</body>` when it has one, else at its end.
+    static func footer(companyName: String?, postalAddress: String, url: String, into html: String) -> String {
+        let sender = [companyName, postalAddress.replacingOccurrences(of: "\n", with: ", ")].compactMap { $0 }.map(HTMLText.escape).joined(separator: " · ")
+        let footer = """
+            <hr><p style="font-size:12px;color:#666">\(sender)<br>You get these e-mails as a contact of \(HTMLText.escape(companyName ?? "this brokerage")). \
+            <a href="\(HTMLText.escape(url))">Unsubscribe</a></p>
+            """
+        guard let close = html.range(of: "</body>", options: [.caseInsensitive, .backwards]) else { return html + footer }
+        return html.replacingCharacters(in: close.lowerBound..<close.lowerBound, with: footer)
+    }
+
     static func footer(companyName: String?, postalAddress: String, url: String) -> String {
         let sender = [companyName, postalAddress.replacingOccurrences(of: "\n", with: ", ")].compactMap { $0 }.joined(separator: " · ")
         return "\n\n--\n\(sender)\nYou get these e-mails as a contact of \(companyName ?? "this brokerage"). Unsubscribe: \(url)"

@@ -204,9 +204,10 @@ struct HTTPEmailProvider: MessageProvider {
             var To: [Address]
             var Subject: String
             var Text: String
+            var HTML: String?
             var Headers: [String: String]
         }
-        let body = Body(From: Address(Email: from ?? ""), To: [Address(Email: message.to)], Subject: message.subject ?? "", Text: message.body,
+        let body = Body(From: Address(Email: from ?? ""), To: [Address(Email: message.to)], Subject: message.subject ?? "", Text: message.body, HTML: message.html,
                         Headers: ["X-Message-Key": message.id.uuidString.lowercased()].merging(
                             message.unsubscribeURL.map { ["List-Unsubscribe": "<\($0)>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"] } ?? [:],
                             uniquingKeysWith: { first, _ in first }))

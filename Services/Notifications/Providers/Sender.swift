@@ -109,6 +109,7 @@ struct Sender: Sendable {
         let url = "\(publicURL)/unsubscribe/\(unsubscribeLinks.token(companyId: message.companyId, address: message.to))"
         message.unsubscribeURL = url
         message.body += UnsubscribeLink.footer(companyName: facts.companyName, postalAddress: postal, url: url)
+        if let html = message.html { message.html = UnsubscribeLink.footer(companyName: facts.companyName, postalAddress: postal, url: url, into: html) }
     }
 
     /// ST-7: a contact archived: every automated message still held or queued for them is

@@ -78,6 +78,7 @@ struct PlansController {
         var kind: PlanStep.Kind
         var subject: String?
         var body: String?
+        var html: String?
         var title: String?
         var dueAt: Date?
     }
@@ -86,24 +87,8 @@ struct PlansController {
 
     func register(on group: RouterGroup<AppContext>) {
         group.post("/v1/smartplans/plans") { request, context -> JSONResponse<Plan> in
-            let identity = try context.requireIdentity()
-            guard let companyId = identity.companyId, let userId = identity.userId else { throw APIError.forbidden }
             let input = try await request.decodeJSON(as: PlanInput.self, context: context)
-            let owner = input.owner ?? .personal
-            if owner == .team {
-                guard let entityId = input.entityId else { throw APIError.validation("entityId", "a team plan names its team (entityId)") }
-                try await requireManages(entityId, identity: identity)
-            }
-            let steps = Self.withIds(input.steps, keeping: [])
-            try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: owner, roles: input.roles)
-            try input.triggers?.validate()
-            let now = clock.now
-            let plan = Plan(id: UUID.random(), companyId: companyId, owner: owner, ownerUserId: owner == .personal ? userId : nil,
-                            entityId: owner == .team ? input.entityId : nil, roles: input.roles, name: input.name.trimmingCharacters(in: .whitespacesAndNewlines),
-                            durationDays: input.durationDays, active: input.active ?? true, version: 1, steps: steps,
-                            triggers: input.triggers?.isEmpty == false ? input.triggers : nil, createdAt: now, updatedAt: now)
-            try await client.transaction(logger: logger) { try await store.insert(plan, on: $0) }
-            return JSONResponse(.created, plan)
+            return JSONResponse(.created, try await create(input, identity: try context.requireIdentity()))
         }
         group.get("/v1/smartplans/plans") { _, context -> Plans in
             let identity = try context.requireIdentity()
@@ -122,7 +107,8 @@ struct PlansController {
             let input = try await request.decodeJSON(as: PlanInput.self, context: context)
             return try await client.transaction(logger: logger) { connection in
                 guard var plan = try await store.plan(id, on: connection, forUpdate: true), try await canEdit(plan, identity) else { throw APIError.notFound("plan \(id)") }
-                let steps = Self.withIds(input.steps, keeping: Set(plan.steps.compactMap(\.id)))
+                let steps = try await fillDesigns(Self.withIds(input.steps, keeping: Set(plan.steps.compactMap(\.id))), owner: plan.owner,
+                                                  entityId: plan.entityId, identity: identity)
                 try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: plan.owner, roles: input.roles ?? plan.roles)
                 try input.triggers?.validate()
                 plan.triggers = input.triggers?.isEmpty == false ? input.triggers : nil
@@ -208,8 +194,9 @@ struct PlansController {
             for (at, action) in PlanRunner.preview(plan.steps, start: input.start ?? clock.now, durationDays: plan.durationDays) {
                 let kind = plan.steps[action.step].kind
                 switch action {
-                case .email(let step, let subject, let body):
-                    items.append(PreviewItem(at: at, step: step, kind: kind, subject: try render(subject), body: try render(body)))
+                case .email(let step, let subject, let body, let html):
+                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: values)
+                    items.append(PreviewItem(at: at, step: step, kind: kind, subject: email.subject, body: email.body, html: email.html))
                 case .text(let step, let body):
                     items.append(PreviewItem(at: at, step: step, kind: kind, body: try render(body)))
                 case .task(let step, _, let title, let dueAt):
@@ -220,6 +207,26 @@ struct PlansController {
             }
             return Preview(items: items)
         }
+    }
+
+    /// A new plan, personal or the team's (the caller manages the team), with new step ids.
+    func create(_ input: PlanInput, identity: Identity) async throws -> Plan {
+        guard let companyId = identity.companyId, let userId = identity.userId else { throw APIError.forbidden }
+        let owner = input.owner ?? .personal
+        if owner == .team {
+            guard let entityId = input.entityId else { throw APIError.validation("entityId", "a team plan names its team (entityId)") }
+            try await requireManages(entityId, identity: identity)
+        }
+        let steps = try await fillDesigns(Self.withIds(input.steps, keeping: []), owner: owner, entityId: input.entityId, identity: identity)
+        try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: owner, roles: input.roles)
+        try input.triggers?.validate()
+        let now = clock.now
+        let plan = Plan(id: UUID.random(), companyId: companyId, owner: owner, ownerUserId: owner == .personal ? userId : nil,
+                        entityId: owner == .team ? input.entityId : nil, roles: input.roles, name: input.name.trimmingCharacters(in: .whitespacesAndNewlines),
+                        durationDays: input.durationDays, active: input.active ?? true, version: 1, steps: steps,
+                        triggers: input.triggers?.isEmpty == false ? input.triggers : nil, createdAt: now, updatedAt: now)
+        try await client.transaction(logger: logger) { try await store.insert(plan, on: $0) }
+        return plan
     }
 
     /// Steps keep their ids across versions; a step without one (or with an id the plan never
@@ -234,7 +241,7 @@ struct PlansController {
         }
     }
 
-    private func visiblePlan(_ context: AppContext) async throws -> Plan {
+    func visiblePlan(_ context: AppContext) async throws -> Plan {
         let identity = try context.requireIdentity()
         let id = try context.pathID("id")
         guard let plan = try await client.withConnection({ try await store.plan(id, on: $0) }), try await canSee(plan, identity) else {
@@ -244,25 +251,47 @@ struct PlansController {
     }
 
     /// Company admins see every plan; other admins the team plans of what they manage; agents
-    /// their own and their teams'; everyone their personal plans.
+    /// their own and their teams'; everyone their personal plans. Designs the same.
     private func canSee(_ plan: Plan, _ identity: Identity) async throws -> Bool {
-        guard plan.companyId == identity.companyId else { return false }
-        if identity.role == .companyAdmin || (plan.owner == .personal && plan.ownerUserId == identity.userId) { return true }
-        guard plan.owner == .team, let entityId = plan.entityId else { return false }
+        try await canSee(Ownership(plan), identity)
+    }
+
+    func canEdit(_ plan: Plan, _ identity: Identity) async throws -> Bool {
+        try await canEdit(Ownership(plan), identity)
+    }
+
+    /// Who a plan or a design belongs to.
+    struct Ownership {
+        var companyId: UUID
+        var owner: Plan.Owner
+        var ownerUserId: UUID?
+        var entityId: UUID?
+
+        init(companyId: UUID, owner: Plan.Owner, ownerUserId: UUID?, entityId: UUID?) {
+            (self.companyId, self.owner, self.ownerUserId, self.entityId) = (companyId, owner, ownerUserId, entityId)
+        }
+
+        init(_ plan: Plan) { self.init(companyId: plan.companyId, owner: plan.owner, ownerUserId: plan.ownerUserId, entityId: plan.entityId) }
+    }
+
+    func canSee(_ item: Ownership, _ identity: Identity) async throws -> Bool {
+        guard item.companyId == identity.companyId else { return false }
+        if identity.role == .companyAdmin || (item.owner == .personal && item.ownerUserId == identity.userId) { return true }
+        guard item.owner == .team, let entityId = item.entityId else { return false }
         if let managed = try await client.withConnection({ try await DirectoryReplica.managedEntities(of: identity, on: $0, logger: logger) }) {
             return managed.contains(entityId)
         }
         return identity.entityIds.contains(entityId)
     }
 
-    private func canEdit(_ plan: Plan, _ identity: Identity) async throws -> Bool {
-        guard plan.companyId == identity.companyId else { return false }
-        if identity.role == .companyAdmin || (plan.owner == .personal && plan.ownerUserId == identity.userId) { return true }
-        guard plan.owner == .team, let entityId = plan.entityId, identity.role.isAdmin else { return false }
+    func canEdit(_ item: Ownership, _ identity: Identity) async throws -> Bool {
+        guard item.companyId == identity.companyId else { return false }
+        if identity.role == .companyAdmin || (item.owner == .personal && item.ownerUserId == identity.userId) { return true }
+        guard item.owner == .team, let entityId = item.entityId, identity.role.isAdmin else { return false }
         return try await client.withConnection { try await DirectoryReplica.managedEntities(of: identity, on: $0, logger: logger) }?.contains(entityId) ?? false
     }
 
-    private func requireManages(_ entityId: UUID, identity: Identity) async throws {
+    func requireManages(_ entityId: UUID, identity: Identity) async throws {
         guard identity.role.isAdmin else { throw APIError.forbidden }
         let inCompany = try await client.query("SELECT 1 FROM directory_entities WHERE id = \(entityId) AND company_id = \(identity.companyId)", logger: logger)
             .collect().count == 1

@@ -13,14 +13,24 @@ struct PlanStep: Codable, Sendable, Hashable {
     /// Kept across versions: an enrolled contact continues from the step with its id (SP-10).
     var id: UUID?
     var kind: Kind
-    /// task, call: what the task says.
+    /// text: `automated` (sent through notifications; the default) or `task` (a text task: the
+    /// agent is given a task to send it, SP-1).
+    enum TextMode: String, WireEnum { case automated, task }
+    var mode: TextMode?
+    /// task, call, text task: what the task says, its description and priority.
     var title: String?
+    var description: String?
+    var priority: ContactTask.Priority?
     /// email.
     var subject: String?
     /// email, text; a text's `bodies` give a different message each repetition (dynamic).
     var body: String?
     var bodies: [String]?
-    /// task, call: due this many days after it is made. delay: days and hours.
+    /// email: an HTML e-mail, copied from a saved design (`designId`) when the plan is saved and
+    /// editable in the plan from then on; `body`, when given, is its plain-text alternative.
+    var designId: UUID?
+    var html: String?
+    /// task, call, text task: due this many days after it is made. delay: days and hours.
     var days: Int?
     var hours: Int?
     /// add_to_plan.
@@ -60,6 +70,20 @@ struct PlanTriggers: Codable, Sendable, Hashable {
         if statusBecomes?.contains(status) == true { return true }
         if let excluded = statusIsNot, !excluded.isEmpty, !excluded.contains(status) { return true }
         return false
+    }
+
+    /// SP-8: the triggers after a tag is renamed (or deleted, with nil) in the company's
+    /// settings; nil when no trigger names it.
+    func replacingTag(_ tag: String, with name: String?) -> PlanTriggers? {
+        guard let tags, tags.contains(where: { $0.lowercased() == tag.lowercased() }) else { return nil }
+        var result: [String] = []
+        for each in tags {
+            let kept = each.lowercased() == tag.lowercased() ? name : each
+            if let kept, !result.contains(where: { $0.lowercased() == kept.lowercased() }) { result.append(kept) }
+        }
+        var changed = self
+        changed.tags = result.isEmpty ? nil : result
+        return changed
     }
 
     var isEmpty: Bool { (tags ?? []).isEmpty && (statusBecomes ?? []).isEmpty && (statusIsNot ?? []).isEmpty }
@@ -104,13 +128,25 @@ enum PlanRules {
                 guard value.count <= limit else { throw APIError.validation("\(field).\(name)", "\(name) is at most \(limit) characters") }
                 _ = try TemplatePreviewController.parse(value, field: "\(field).\(name)")
             }
-            switch step.kind {
-            case .task, .call:
+            func task() throws {
                 try text(step.title, "title", limit: 200)
                 guard let days = step.days, (0...365).contains(days) else { throw APIError.validation("\(field).days", "a task is due 0 to 365 days after it is made") }
+                if let description = step.description { try text(description, "description", limit: 5_000) }
+            }
+            switch step.kind {
+            case .task, .call:
+                try task()
+            case .text where step.mode == .task:
+                try task()
+                if let body = step.body { try text(body, "body", limit: 1_600) }
             case .email:
                 try text(step.subject, "subject", limit: 200)
-                try text(step.body, "body", limit: 100_000)
+                if let html = step.html {
+                    try text(html, "html", limit: 500_000)
+                    if let body = step.body { try text(body, "body", limit: 100_000) }
+                } else {
+                    try text(step.body, "body", limit: 100_000)
+                }
             case .text:
                 if let bodies = step.bodies {
                     guard !bodies.isEmpty, bodies.count <= 20 else { throw APIError.validation("\(field).bodies", "a dynamic text has 1 to 20 messages") }

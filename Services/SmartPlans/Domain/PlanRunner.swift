@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import ServiceKit
 
 /// SP-3, SP-5, SP-6, SP-1's delays and restarts: what a plan does for one contact from where it
 /// stands, as a pure function of the steps, the position and the time. The job that runs a plan
@@ -12,14 +13,16 @@ enum PlanRunner {
     }
 
     enum Action: Sendable, Hashable {
-        case email(step: Int, subject: String, body: String)
+        /// `body` empty with `html`: the plain text is taken from the rendered HTML.
+        case email(step: Int, subject: String, body: String, html: String?)
         case text(step: Int, body: String)
-        case task(step: Int, call: Bool, title: String, dueAt: Date)
+        /// A task, call task or text task (SP-1, SP-6) for the step's agent.
+        case task(step: Int, kind: ContactTask.Kind, title: String, dueAt: Date)
         case enroll(step: Int, planId: UUID)
 
         var step: Int {
             switch self {
-            case .email(let step, _, _), .text(let step, _), .task(let step, _, _, _), .enroll(let step, _): step
+            case .email(let step, _, _, _), .text(let step, _), .task(let step, _, _, _), .enroll(let step, _): step
             }
         }
     }
@@ -50,17 +53,17 @@ enum PlanRunner {
             let step = steps[index]
             switch step.kind {
             case .email:
-                actions.append(.email(step: index, subject: step.subject ?? "", body: step.body ?? ""))
+                actions.append(.email(step: index, subject: step.subject ?? "", body: step.body ?? "", html: step.html))
+            case .text where step.mode == .task, .task, .call:
+                let opening = nextOpening(taskWindow, atOrAfter: now)
+                if opening > now { return wait(actions, Position(stepIndex: index, repetition: repetition), until: opening, endsAt: endsAt) }
+                let kind: ContactTask.Kind = step.kind == .call ? .call : step.kind == .text ? .text : .task
+                actions.append(.task(step: index, kind: kind, title: step.title ?? "", dueAt: now.addingTimeInterval(Double(step.days ?? 0) * 86_400)))
             case .text:
                 let opening = nextOpening(textWindow, atOrAfter: now)
                 if opening > now { return wait(actions, Position(stepIndex: index, repetition: repetition), until: opening, endsAt: endsAt) }
                 let body = step.bodies.map { $0.isEmpty ? "" : $0[repetition % $0.count] } ?? step.body ?? ""
                 actions.append(.text(step: index, body: body))
-            case .task, .call:
-                let opening = nextOpening(taskWindow, atOrAfter: now)
-                if opening > now { return wait(actions, Position(stepIndex: index, repetition: repetition), until: opening, endsAt: endsAt) }
-                actions.append(.task(step: index, call: step.kind == .call, title: step.title ?? "",
-                                     dueAt: now.addingTimeInterval(Double(step.days ?? 0) * 86_400)))
             case .addToPlan:
                 if let planId = step.planId { actions.append(.enroll(step: index, planId: planId)) }
             case .delay:
@@ -91,6 +94,16 @@ enum PlanRunner {
         if minute >= window.open && minute < window.close { return date }
         let day = minute < window.open ? date : calendar.date(byAdding: .day, value: 1, to: date) ?? date
         return calendar.date(bySettingHour: window.open / 60, minute: window.open % 60, second: 0, of: day) ?? date
+    }
+
+    /// An e-mail step as it leaves for one contact: the subject and text with the contact's values,
+    /// and a design's HTML with them escaped (a name never becomes markup); without a text of its
+    /// own, a design's plain text is read from its rendered HTML.
+    static func renderEmail(subject: String, body: String, html: String?, values: MergeValues) throws -> (subject: String, body: String, html: String?) {
+        func parse(_ text: String) throws -> MessageTemplate { try TemplatePreviewController.parse(text, field: "step") }
+        let renderedHTML = try html.map { try parse($0).render(MergeValues(values: values.values.mapValues(HTMLText.escape))) }
+        let text = body.isEmpty ? renderedHTML.map(HTMLText.plainText) ?? "" : try parse(body).render(values)
+        return (try parse(subject).render(values), text, renderedHTML)
     }
 
     /// SP-1's preview: every action a plan makes for a contact enrolled at `start`, with when, over

@@ -50,7 +50,23 @@ struct PlanEngine: Sendable {
             try await trigger((data.changes ?? []).map { ($0.contactId, $0.tagsAdded, $0.status, $0.statusBefore, $0.created) }, companyId: companyId,
                               on: connection)
         }
-        return changed + [imported]
+        // SP-8: a tag renamed in the company's settings keeps its triggers under the new name; a
+        // deleted tag is taken out of every trigger.
+        let tags = [EventType.tagRenamed, EventType.tagDeleted].map { type in
+            EventHandler(name: "smartplans.tags", eventType: type) { event, connection, _ in
+                let change = try event.data(TagChanged.self)
+                for try await doc in try await connection.query("""
+                    SELECT doc::text FROM plans WHERE company_id = \(change.companyId) AND doc ? 'triggers' FOR UPDATE
+                    """, logger: logger).decode(String.self) {
+                    var plan = try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8))
+                    guard let triggers = plan.triggers, let renamed = triggers.replacingTag(change.tag, with: change.renamedTo) else { continue }
+                    plan.triggers = renamed.isEmpty ? nil : renamed
+                    plan.updatedAt = clock.now
+                    try await store.save(plan, on: connection)
+                }
+            }
+        }
+        return changed + [imported] + tags
     }
 
     private func trigger(_ changes: [(id: UUID, tagsAdded: [String], status: ContactStatus, before: ContactStatus?, created: Bool)], companyId: UUID,
@@ -176,24 +192,29 @@ struct PlanEngine: Sendable {
         let owner = step.role.flatMap { plan.roles?[$0] } ?? agentId
         let result: (outcome: String, detail: String?, summary: String)
         switch action {
-        case .email(_, let subject, let body):
-            result = try await send(channel: .email, contactId: contactId, subject: try render(subject), body: try render(body), key: key,
-                                    what: "the e-mail \"\(try render(subject))\"")
+        case .email(_, let subject, let body, let html):
+            let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: values)
+            result = try await send(channel: .email, contactId: contactId, subject: email.subject, body: email.body, html: email.html, key: key,
+                                    what: "the e-mail \"\(email.subject)\"")
         case .text(_, let body):
-            result = try await send(channel: .sms, contactId: contactId, subject: nil, body: try render(body), key: key, what: "a text")
-        case .task(_, let call, let title, let dueAt):
+            result = try await send(channel: .sms, contactId: contactId, subject: nil, body: try render(body), html: nil, key: key, what: "a text")
+        case .task(_, let kind, let title, let dueAt):
             struct NewTask: Encodable {
-                var kind: String
+                var kind: ContactTask.Kind
                 var title: String
+                var description: String?
+                var priority: ContactTask.Priority?
                 var dueAt: Date
                 var assigneeId: UUID?
             }
             let rendered = try render(title)
+            let what = kind == .call ? "call task" : kind == .text ? "text task" : "task"
             let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())/tasks",
-                                            body: NewTask(kind: call ? "call" : "todo", title: rendered, dueAt: dueAt, assigneeId: owner))
+                                            body: NewTask(kind: kind, title: rendered, description: try step.description.map(render), priority: step.priority,
+                                                          dueAt: dueAt, assigneeId: owner))
             result = try made.succeeded(from: .contacts, "contacts' tasks")
-                ? ("done", nil, "made the \(call ? "call " : "")task \"\(rendered)\", due \(RFC3339.string(from: dueAt))")
-                : ("failed", String(made.body.prefix(300)), "could not make the task \"\(rendered)\"")
+                ? ("done", nil, "made the \(what) \"\(rendered)\", due \(RFC3339.string(from: dueAt))")
+                : ("failed", String(made.body.prefix(300)), "could not make the \(what) \"\(rendered)\"")
         case .enroll(_, let other):
             result = ("done", other.uuidString.lowercased(), "added the contact to another plan")
         }
@@ -204,10 +225,11 @@ struct PlanEngine: Sendable {
 
     /// SP-5, SP-7: through notifications (a text in the 10:00–19:00 Chicago window); a refusal is
     /// not retried, it goes on the timeline and the plan moves on.
-    private func send(channel: MessageChannel, contactId: UUID, subject: String?, body: String, key: String, what: String)
+    private func send(channel: MessageChannel, contactId: UUID, subject: String?, body: String, html: String?, key: String, what: String)
         async throws -> (outcome: String, detail: String?, summary: String) {
-        let message = ContactMessage(channel: channel, contactId: contactId, subject: subject, body: body, reference: key,
+        var message = ContactMessage(channel: channel, contactId: contactId, subject: subject, body: body, reference: key,
                                      window: channel == .sms ? .daily("10:00", "19:00", timeZone: "America/Chicago") : nil)
+        message.html = html
         switch try await message.send(with: peers, key: key) {
         case .refused(_, let body):
             // SP-7: a text without an SMS provider is skipped; any refusal is recorded, not retried.

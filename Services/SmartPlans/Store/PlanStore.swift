@@ -56,6 +56,15 @@ enum SmartPlansMigrations {
             """,
             "CREATE INDEX step_log_plan ON step_log (plan_id)",
         ]),
+        // SP-1: the company's shared library of plans (SP-8: published without triggers).
+        Migration("CreateDesigns", [
+            "CREATE TABLE designs (id uuid PRIMARY KEY, company_id uuid NOT NULL, doc jsonb NOT NULL, updated_at timestamptz NOT NULL)",
+            "CREATE INDEX designs_company ON designs (company_id, updated_at DESC)",
+        ]),
+        Migration("CreateLibrary", [
+            "CREATE TABLE library (id uuid PRIMARY KEY, company_id uuid NOT NULL, doc jsonb NOT NULL, published_at timestamptz NOT NULL)",
+            "CREATE INDEX library_company ON library (company_id, published_at DESC)",
+        ]),
     ]
 }
 
@@ -73,6 +82,11 @@ struct PlanStore: Sendable {
             INSERT INTO plan_versions (plan_id, version, steps) VALUES (\(plan.id), \(plan.version), \(try Self.json(plan.steps))::jsonb)
             ON CONFLICT DO NOTHING
             """, logger: logger)
+    }
+
+    /// The plan's document alone (triggers, activation): its steps' version is unchanged.
+    func save(_ plan: Plan, on connection: PostgresConnection) async throws {
+        try await connection.query("UPDATE plans SET doc = \(try Self.json(plan))::jsonb, updated_at = \(plan.updatedAt) WHERE id = \(plan.id)", logger: logger)
     }
 
     func plan(_ id: UUID, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Plan? {
