@@ -18,6 +18,11 @@ struct BehaviorEngine: Sendable {
     static let evaluateJob = "automation.behaviors"
     static let evaluateBatch = 50
     static let firedJob = "automation.behavior-fired"
+    /// Firings decided a claim and a commit; their messages go in notifications' batches.
+    static let firedBatch = 100
+    static let deliverJob = "automation.behavior-deliver"
+    /// Notifications' batch limit.
+    static let messagesPerDelivery = 20
     /// How long a firing of an unassigned new contact waits for routing to assign it.
     static let awaitingRouting: TimeInterval = 10 * 60
 
@@ -28,6 +33,38 @@ struct BehaviorEngine: Sendable {
 
     struct FiredJob: Codable, Sendable {
         var firingId: UUID
+    }
+
+    /// One message a decided firing sends, as notifications' batch takes it.
+    struct Outgoing: Codable, Sendable, Hashable {
+        struct Window: Codable, Sendable, Hashable { var entityId: UUID }
+        var channel: MessageChannel
+        var contactId: UUID?
+        var userId: UUID?
+        var subject: String?
+        var body: String
+        var purpose = MessagePurpose.automated
+        var reference: String
+        var window: Window?
+    }
+
+    /// The firing on the contact's timeline, as contacts' batch takes it.
+    struct TimelineNote: Codable, Sendable, Hashable {
+        var contactId: UUID
+        var id: UUID
+        var kind = "behavior"
+        var summary: String
+        var actorName = "Behavioral automation"
+        var data: [String: String]
+    }
+
+    /// The messages and timeline entries of decided firings, fixed when they were decided: every
+    /// retry sends the same batch under the same Idempotency-Key, so nothing leaves twice.
+    struct DeliverJob: Codable, Sendable {
+        var messages: [Outgoing]
+        /// The firing each message is for, in the same order.
+        var firings: [UUID]
+        var timeline: [TimelineNote]
     }
 
     /// What a firing did, kept on it: the answer to "why did this lead get nothing".
@@ -51,7 +88,18 @@ struct BehaviorEngine: Sendable {
                 try await evaluate(decoded.map(\.1), on: connection)
                 return failed
             },
-            JobHandler(kind: Self.firedJob) { job, connection, _ in try await fired(try job.decode(FiredJob.self).firingId, on: connection) },
+            JobHandler(kind: Self.firedJob, batchSize: Self.firedBatch) { jobs, connection, _ in
+                var failed: [Int64: any Error] = [:]
+                var jobOf: [UUID: Int64] = [:]
+                for job in jobs {
+                    do { jobOf[try job.decode(FiredJob.self).firingId] = job.id } catch { failed[job.id] = error }
+                }
+                for (firing, error) in try await fired(Array(jobOf.keys), on: connection) {
+                    if let id = jobOf[firing] { failed[id] = error }
+                }
+                return failed
+            },
+            JobHandler(kind: Self.deliverJob) { job, _, _ in try await deliver(try job.decode(DeliverJob.self)) },
         ]
     }
 
@@ -164,57 +212,94 @@ struct BehaviorEngine: Sendable {
 
     // MARK: Messages
 
-    func fired(_ firingId: UUID, on connection: PostgresConnection) async throws {
+    /// Decides a batch of firings: for each, what its guards let through (BA-3 … BA-9, BA-11),
+    /// rendered now and recorded on it; their messages and timeline entries are then delivered in
+    /// batches by jobs that keep them as decided. A firing whose contact the replica has not seen
+    /// yet answers an error (its job is retried); one of an unassigned new lead waits for routing.
+    func fired(_ firingIds: [UUID], on connection: PostgresConnection) async throws -> [UUID: any Error] {
+        guard !firingIds.isEmpty else { return [:] }
         let rows = try await connection.query("""
-            SELECT f.behavior, f.listing_id, f.contact_id, f.company_id, f.outcome IS NOT NULL, c.status, c.created_at, cardinality(c.phones) > 0,
+            SELECT f.id, f.behavior, f.listing_id, f.contact_id, f.outcome IS NOT NULL, c.status, c.created_at, cardinality(c.phones) > 0,
                    cardinality(c.emails) > 0, c.behavioral_alerts, c.assigned_agent_id, c.owner_entity_id, c.snapshot->>'firstName',
-                   c.snapshot->>'lastName', c.deleted
-            FROM behavior_firings f JOIN contact_replica c ON c.id = f.contact_id WHERE f.id = \(firingId)
+                   c.snapshot->>'lastName', c.deleted,
+                   (SELECT max(m.at) FROM communication_replica m WHERE m.contact_id = f.contact_id AND m.direction = 'outbound')
+            FROM behavior_firings f JOIN contact_replica c ON c.id = f.contact_id WHERE f.id = ANY(\(firingIds))
             """, logger: logger)
-        var found = false
-        for try await (name, listing, contactId, companyId, done, status, createdAt, hasPhone, hasEmail, alerts, agentId, entityId, first, last, deleted)
-            in rows.decode((String, String?, UUID, UUID, Bool, String, Date, Bool, Bool, Bool, UUID?, UUID, String?, String?, Bool).self) {
-            found = true
-            guard !done, !deleted, let behavior = Behavior(rawValue: name), let status = ContactStatus(rawValue: status) else { return }
+        var found: Set<UUID> = []
+        var settingsOf: [UUID: BehaviorSettings] = [:]
+        var decided: [(firing: UUID, outcome: Outcome, messages: [Outgoing], note: TimelineNote)] = []
+        for try await (firingId, name, listing, contactId, done, status, createdAt, hasPhone, hasEmail, alerts, agentId, entityId, first, last, deleted,
+                       lastAgentContact)
+            in rows.decode((UUID, String, String?, UUID, Bool, String, Date, Bool, Bool, Bool, UUID?, UUID, String?, String?, Bool, Date?).self) {
+            found.insert(firingId)
+            guard !done, !deleted, let behavior = Behavior(rawValue: name), let status = ContactStatus(rawValue: status) else { continue }
             // A lead whose form joined its browsing is routed a moment later: its agent's alert waits for the assignment.
             if agentId == nil, status != .archive, clock.now.timeIntervalSince(createdAt) < Self.awaitingRouting {
                 try await jobs.schedule(kind: Self.firedJob, payload: FiredJob(firingId: firingId), runAt: clock.now.addingTimeInterval(60),
                                         on: connection, logger: logger)
-                return
+                continue
             }
-            let settings = try await Self.settings(for: entityId, on: connection, logger: logger).settings
-            var lastAgentContact: Date?
-            for try await at in try await connection.query("""
-                SELECT max(at) FROM communication_replica WHERE contact_id = \(contactId) AND direction = 'outbound'
-                """, logger: logger).decode(Date?.self) { lastAgentContact = at }
+            let settings: BehaviorSettings
+            if let known = settingsOf[entityId] {
+                settings = known
+            } else {
+                settings = try await Self.settings(for: entityId, on: connection, logger: logger).settings
+                settingsOf[entityId] = settings
+            }
             let contact = BehaviorMessages.Contact(status: status, createdAt: createdAt, hasPhone: hasPhone, hasEmail: hasEmail, behavioralAlerts: alerts,
                                                    assignedAgentId: agentId)
             let plan = BehaviorMessages.plan(behavior, contact: contact, settings: settings, lastAgentContact: lastAgentContact, now: clock.now)
-            let contactName = [first, last].compactMap { $0 }.joined(separator: " ").trimmingCharacters(in: .whitespaces)
-            var outcome = Outcome(leadChannel: plan.leadChannel, leadSuppressed: plan.leadSuppressed, agentAlerted: false,
-                                  alertSuppressed: plan.alertSuppressed, messageIds: [])
-            if let channel = plan.leadChannel {
-                outcome.messageIds = try await sendLeadMessage(behavior, firingId: firingId, contactId: contactId, entityId: entityId, channel: channel,
-                                                               template: settings.template(for: behavior), connection: connection)
+            var outcome = Outcome(leadChannel: nil, leadSuppressed: plan.leadSuppressed, agentAlerted: false, alertSuppressed: plan.alertSuppressed,
+                                  messageIds: [])
+            let reference = "behavior:\(firingId.uuidString.lowercased())"
+            var messages: [Outgoing] = []
+            if let channel = plan.leadChannel,
+               let message = try await leadMessage(behavior, contactId: contactId, entityId: entityId, channel: channel,
+                                                   template: settings.template(for: behavior), reference: reference) {
+                messages.append(message)
+                outcome.leadChannel = channel
+            } else if plan.leadChannel != nil {
+                outcome.leadSuppressed = .leadMessageOff
             }
             if plan.alertAgent, let agentId {
+                let contactName = [first, last].compactMap { $0 }.joined(separator: " ").trimmingCharacters(in: .whitespaces)
                 let alert = BehaviorMessages.alert(behavior, contactName: contactName.isEmpty ? "A lead" : contactName, listing: listing)
-                try await UserMail(messages: [UserMail.Mail(userId: agentId, subject: alert.subject, body: alert.body,
-                                                            reference: "behavior:\(firingId.uuidString.lowercased())")])
-                    .send(with: peers, key: "automation-behavior-\(firingId.uuidString.lowercased())-alert")
+                messages.append(Outgoing(channel: .email, userId: agentId, subject: alert.subject, body: alert.body, reference: reference))
                 outcome.agentAlerted = true
             }
-            try await writeTimeline(behavior, firingId: firingId, contactId: contactId, listing: listing, outcome: outcome)
+            decided.append((firingId, outcome, messages, Self.timelineNote(behavior, firingId: firingId, contactId: contactId, listing: listing, outcome: outcome)))
+        }
+        if !decided.isEmpty {
             try await connection.query("""
-                UPDATE behavior_firings SET outcome = \(String(decoding: try JSONCoding.encoder.encode(outcome), as: UTF8.self))::jsonb WHERE id = \(firingId)
+                UPDATE behavior_firings f SET outcome = d.outcome::jsonb FROM unnest(\(decided.map(\.firing)), \(try decided.map { try Self.json($0.outcome) }))
+                    AS d(id, outcome) WHERE f.id = d.id
                 """, logger: logger)
+            // Deliveries of at most one notifications batch each, in the order the firings were decided.
+            var chunk = DeliverJob(messages: [], firings: [], timeline: [])
+            func flush() async throws {
+                guard !chunk.timeline.isEmpty else { return }
+                let key = UUID.derived(from: "behavior-deliver:" + chunk.timeline.map { $0.id.uuidString }.sorted().joined(separator: ","))
+                try await jobs.schedule(kind: Self.deliverJob, payload: chunk, runAt: clock.now, uniqueKey: "behavior-deliver:\(key)",
+                                        on: connection, logger: logger)
+                chunk = DeliverJob(messages: [], firings: [], timeline: [])
+            }
+            for item in decided {
+                if chunk.messages.count + item.messages.count > Self.messagesPerDelivery { try await flush() }
+                chunk.messages += item.messages
+                chunk.firings += item.messages.map { _ in item.firing }
+                chunk.timeline.append(item.note)
+            }
+            try await flush()
         }
         // A visitor identified by a lead form can fire before the contact's event reaches the
         // replica: retried (with backoff) until it has.
-        if !found, try await connection.query("SELECT 1 FROM behavior_firings WHERE id = \(firingId) AND outcome IS NULL", logger: logger)
-            .collect().count == 1 {
-            throw ContactNotYetKnown(firingId: firingId)
+        var unknown: [UUID: any Error] = [:]
+        let missing = firingIds.filter { !found.contains($0) }
+        if !missing.isEmpty {
+            for try await id in try await connection.query("SELECT id FROM behavior_firings WHERE id = ANY(\(missing)) AND outcome IS NULL", logger: logger)
+                .decode(UUID.self) { unknown[id] = ContactNotYetKnown(firingId: id) }
         }
+        return unknown
     }
 
     struct ContactNotYetKnown: Error, CustomStringConvertible {
@@ -222,31 +307,67 @@ struct BehaviorEngine: Sendable {
         var description: String { "firing \(firingId): its contact has not reached the contact replica yet" }
     }
 
+    /// Sends a delivery's messages in one batch (its key is the firings', so a retry is answered
+    /// with the first result), records the messages' ids on their firings and writes the firings
+    /// on the contacts' timelines. A batch notifications refuses is sent message by message, so
+    /// one it will not take does not hold back the others.
+    func deliver(_ job: DeliverJob) async throws {
+        let key = "automation-behaviors-" + UUID.derived(from: job.timeline.map { $0.id.uuidString }.sorted().joined(separator: ",")).uuidString.lowercased()
+        var accepted: [(firing: UUID, message: UUID)] = []
+        struct Batch: Encodable { var messages: [Outgoing] }
+        struct Accepted: Decodable {
+            struct Item: Decodable { var id: UUID }
+            var items: [Item]
+        }
+        if !job.messages.isEmpty {
+            let answer = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: Batch(messages: job.messages),
+                                              headers: [("Idempotency-Key", key)], idempotent: true)
+            if try answer.succeeded(from: .notifications, "notifications"),
+               let items = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(answer.body.utf8)))?.items {
+                accepted = zip(job.firings, items.map(\.id)).map { ($0, $1) }
+            } else {
+                logger.warning("notifications refused a batch of behavior messages; sending them one by one", metadata: ["answer": "\(answer.body.prefix(300))"])
+                for (index, message) in job.messages.enumerated() {
+                    let one = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: Batch(messages: [message]),
+                                                   headers: [("Idempotency-Key", "\(key)-\(index)")], idempotent: true)
+                    if try one.succeeded(from: .notifications, "notifications"),
+                       let id = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(one.body.utf8)))?.items.first?.id {
+                        accepted.append((job.firings[index], id))
+                    }
+                }
+            }
+        }
+        if !accepted.isEmpty {
+            try await client.query("""
+                UPDATE behavior_firings f SET outcome = jsonb_set(f.outcome, '{messageIds}', to_jsonb(m.ids))
+                FROM (SELECT firing, array_agg(message::text ORDER BY n) AS ids FROM unnest(\(accepted.map(\.firing)), \(accepted.map(\.message)))
+                      WITH ORDINALITY AS a(firing, message, n) GROUP BY firing) AS m
+                WHERE f.id = m.firing
+                """, logger: logger)
+        }
+        struct Entries: Encodable { var entries: [TimelineNote] }
+        _ = try await peers.post(to: .contacts, path: "/v1/timeline/batch", body: Entries(entries: job.timeline))
+            .succeeded(from: .contacts, "contacts' timeline")
+    }
+
     /// BA-7, BA-8: the behavior's text (or e-mail) rendered with the contact's values; notifications
-    /// holds a text outside the contact's sending window, and its Idempotency-Key makes a retry
-    /// send nothing twice.
-    private func sendLeadMessage(_ behavior: Behavior, firingId: UUID, contactId: UUID, entityId: UUID, channel: MessageChannel,
-                                 template: BehaviorSettings.Template, connection: PostgresConnection) async throws -> [UUID] {
+    /// holds a text outside the contact's sending window (office hours). Nil when the template
+    /// leaves nothing to send.
+    private func leadMessage(_ behavior: Behavior, contactId: UUID, entityId: UUID, channel: MessageChannel, template: BehaviorSettings.Template,
+                             reference: String) async throws -> Outgoing? {
         let values = try await TemplatePreviewController(client: client, logger: logger)
             .values(for: contactId, identity: Identity(subject: "automation", companyId: nil, role: .service, entityIds: []))
         let body = try TemplatePreviewController.parse(channel == .sms ? template.text ?? "" : template.emailBody ?? "", field: "body").render(values)
+        guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return nil }
         let subject = channel == .email ? try template.emailSubject.map { try TemplatePreviewController.parse($0, field: "subject").render(values) } : nil
-        // BA-7: a text goes in the office hours of the contact's entity, held until they open.
-        let message = ContactMessage(channel: channel, contactId: contactId, subject: subject, body: body, reference: "behavior:\(firingId.uuidString.lowercased())",
-                                     window: channel == .sms ? .officeHours(of: entityId) : nil)
-        guard case .accepted(let id, _, _) = try await message.send(with: peers, key: "automation-behavior-\(firingId.uuidString.lowercased())-lead") else { return [] }
-        return [id]
+        return Outgoing(channel: channel, contactId: contactId, subject: subject, body: body, reference: reference,
+                        window: channel == .sms ? .init(entityId: entityId) : nil)
     }
 
+    static func json(_ value: some Encodable) throws -> String { String(decoding: try JSONCoding.encoder.encode(value), as: UTF8.self) }
+
     /// The firing on the contact's timeline, once (its id is the firing's).
-    private func writeTimeline(_ behavior: Behavior, firingId: UUID, contactId: UUID, listing: String?, outcome: Outcome) async throws {
-        struct Entry: Encodable {
-            var id: UUID
-            var kind: String
-            var summary: String
-            var actorName: String
-            var data: [String: String]
-        }
+    static func timelineNote(_ behavior: Behavior, firingId: UUID, contactId: UUID, listing: String?, outcome: Outcome) -> TimelineNote {
         var said = ["The contact \(behavior.summary)\(listing.map { " (listing \($0))" } ?? "")."]
         if let channel = outcome.leadChannel {
             said.append(channel == .sms ? "The behavior's text was sent." : "The behavior's e-mail was sent.")
@@ -257,9 +378,7 @@ struct BehaviorEngine: Sendable {
         var data = ["behavior": behavior.rawValue, "firingId": firingId.uuidString.lowercased()]
         if let listing { data["listingId"] = listing }
         if let reason = outcome.leadSuppressed { data["leadSuppressed"] = reason.rawValue }
-        let entry = Entry(id: firingId, kind: "behavior", summary: said.joined(separator: " "), actorName: "Behavioral automation", data: data)
-        let written = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())/timeline", body: entry)
-        _ = try written.succeeded(from: .contacts, "contacts' timeline")
+        return TimelineNote(contactId: contactId, id: firingId, summary: said.joined(separator: " "), data: data)
     }
 
     static func explain(_ reason: BehaviorMessages.Suppression) -> String {

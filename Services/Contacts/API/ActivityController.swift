@@ -29,6 +29,48 @@ struct ActivityController {
         var actorName: String?
     }
 
+    struct ServiceEntryBatch: Decodable {
+        struct Item: Decodable {
+            var contactId: UUID
+            var entry: ServiceEntry
+
+            init(from decoder: any Decoder) throws {
+                contactId = try decoder.container(keyedBy: Key.self).decode(UUID.self, forKey: .contactId)
+                entry = try ServiceEntry(from: decoder)
+            }
+
+            enum Key: String, CodingKey { case contactId }
+        }
+        var entries: [Item]
+    }
+
+    struct ServiceEntryReport: ResponseEncodable {
+        struct Item: ResponseEncodable {
+            var id: UUID
+            var outcome: String
+        }
+        var items: [Item]
+    }
+
+    /// A service's entry, checked: its kind, summary and data named by `field` (`entries[2].summary`).
+    static func serviceEntry(_ input: ServiceEntry, contactId: UUID, identity: Identity, now: Date, field: String) throws -> TimelineEntry {
+        guard input.kind.count <= 40, input.kind.first?.isLetter == true,
+              input.kind.allSatisfy({ $0.isASCII && ($0.isLowercase || $0 == "_" || $0 == ".") }) else {
+            throw APIError.validation("\(field)kind", "kind is lower-case letters, '_' and '.', at most 40 (behavior, plan_step …)")
+        }
+        guard let summary = try ContactRules.optionalText(input.summary, field: "\(field)summary", maxLength: 1_000) else {
+            throw APIError.validation("\(field)summary", "summary must not be empty")
+        }
+        if let data = input.data {
+            guard case .object = data else { throw APIError.validation("\(field)data", "data is a JSON object") }
+            guard try JSONCoding.encoder.encode(data).count <= 16_384 else { throw APIError.validation("\(field)data", "data is at most 16 KiB") }
+        }
+        if let at = input.at, at > now.addingTimeInterval(300) { throw APIError.validation("\(field)at", "an entry cannot be in the future") }
+        return TimelineEntry(id: input.id ?? UUID.random(), contactId: contactId, kind: input.kind, at: input.at ?? now,
+                             actor: Actor(kind: .service, id: identity.subject, name: input.actorName ?? identity.subject),
+                             summary: summary, data: input.data ?? .object([:]))
+    }
+
     struct NewCommunication: Decodable {
         var channel: CommunicationChannel
         var direction: CommunicationDirection?
@@ -108,24 +150,26 @@ struct ActivityController {
             guard identity.isService else { throw APIError.forbidden }
             let contact = try await access.visible(try context.pathID("id"), identity)
             let input = try await request.decodeJSON(as: ServiceEntry.self, context: context)
-            guard input.kind.count <= 40, input.kind.first?.isLetter == true,
-                  input.kind.allSatisfy({ $0.isASCII && ($0.isLowercase || $0 == "_" || $0 == ".") }) else {
-                throw APIError.validation("kind", "kind is lower-case letters, '_' and '.', at most 40 (behavior, plan_step …)")
-            }
-            guard let summary = try ContactRules.optionalText(input.summary, field: "summary", maxLength: 1_000) else {
-                throw APIError.validation("summary", "summary must not be empty")
-            }
-            if let data = input.data {
-                guard case .object = data else { throw APIError.validation("data", "data is a JSON object") }
-                guard try JSONCoding.encoder.encode(data).count <= 16_384 else { throw APIError.validation("data", "data is at most 16 KiB") }
-            }
-            let now = clock.now
-            if let at = input.at, at > now.addingTimeInterval(300) { throw APIError.validation("at", "an entry cannot be in the future") }
-            let entry = TimelineEntry(id: input.id ?? UUID.random(), contactId: contact.id, kind: input.kind, at: input.at ?? now,
-                                      actor: Actor(kind: .service, id: identity.subject, name: input.actorName ?? identity.subject),
-                                      summary: summary, data: input.data ?? .object([:]))
+            let entry = try Self.serviceEntry(input, contactId: contact.id, identity: identity, now: clock.now, field: "")
             let written = try await contacts.writeServiceEntry(entry, companyId: contact.companyId)
             return JSONResponse(written ? .created : .ok, entry)
+        }
+        // The same for many contacts in one request (a batch of behaviors that fired): each entry
+        // written once by its id; an entry of a contact that is gone is reported, not written.
+        group.post("/v1/timeline/batch") { request, context -> ServiceEntryReport in
+            let identity = try context.requireIdentity()
+            guard identity.isService else { throw APIError.forbidden }
+            let input = try await request.decodeJSON(as: ServiceEntryBatch.self, context: context)
+            guard (1...500).contains(input.entries.count) else { throw APIError.validation("entries", "send 1 to 500 entries") }
+            let now = clock.now
+            let entries = try input.entries.enumerated().map { index, item in
+                try Self.serviceEntry(item.entry, contactId: item.contactId, identity: identity, now: now, field: "entries[\(index)].")
+            }
+            let companies = try await contacts.companies(of: Array(Set(entries.map(\.contactId))))
+            let written = try await contacts.writeServiceEntries(entries.compactMap { entry in companies[entry.contactId].map { (entry, $0) } })
+            return ServiceEntryReport(items: entries.map { entry in
+                .init(id: entry.id, outcome: companies[entry.contactId] == nil ? "not_found" : written.contains(entry.id) ? "written" : "unchanged")
+            })
         }
 
         group.post("/v1/contacts/{id}/communications") { request, context -> JSONResponse<Communication> in

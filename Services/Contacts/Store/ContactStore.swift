@@ -242,9 +242,7 @@ struct ContactStore: Sendable {
     /// A service's entry: written once per id, replaced only by the same service for the same
     /// contact with a higher `data.revision`; true when it was written.
     func writeServiceEntry(_ entry: TimelineEntry, companyId: UUID) async throws -> Bool {
-        try await client.withConnection { connection in
-            !(try await writeTimeline([(entry, companyId)], replacingNewer: "revision", sameActor: true, on: connection)).isEmpty
-        }
+        try await writeServiceEntries([(entry, companyId)]).contains(entry.id)
     }
 
     /// A company's tags and how many of its contacts carry each.
@@ -273,6 +271,23 @@ struct ContactStore: Sendable {
             try await outbox.publish([event], on: connection, logger: logger)
             return changed
         }
+    }
+
+    /// Many services' entries in one statement; the ids of those written.
+    func writeServiceEntries(_ entries: [(TimelineEntry, UUID)]) async throws -> Set<UUID> {
+        guard !entries.isEmpty else { return [] }
+        return try await client.withConnection { connection in
+            try await writeTimeline(entries, replacingNewer: "revision", sameActor: true, on: connection)
+        }
+    }
+
+    /// The company of each contact not deleted.
+    func companies(of contactIds: [UUID]) async throws -> [UUID: UUID] {
+        var result: [UUID: UUID] = [:]
+        for try await (id, company) in try await client.query("""
+            SELECT id, company_id FROM contacts WHERE id = ANY(\(contactIds)) AND deleted_at IS NULL
+            """, logger: logger).decode((UUID, UUID).self) { result[id] = company }
+        return result
     }
 
     func addTimeline(_ entry: TimelineEntry, companyId: UUID, events: [OutgoingEvent]) async throws {
