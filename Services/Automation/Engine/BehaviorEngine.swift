@@ -16,7 +16,7 @@ struct BehaviorEngine: Sendable {
     let logger: Logger
 
     static let evaluateJob = "automation.behaviors"
-    static let evaluateBatch = 50
+    static let evaluateBatch = 200
     static let firedJob = "automation.behavior-fired"
     /// Firings decided a claim and a commit; their messages go in notifications' batches.
     static let firedBatch = 100
@@ -85,7 +85,7 @@ struct BehaviorEngine: Sendable {
                 for job in jobs {
                     do { decoded.append((job.id, try job.decode(EvaluateJob.self))) } catch { failed[job.id] = error }
                 }
-                try await evaluate(decoded.map(\.1), on: connection)
+                try await evaluate(decoded.map(\.1), since: jobs.map(\.runAt).min() ?? clock.now, on: connection)
                 return failed
             },
             JobHandler(kind: Self.firedJob, batchSize: Self.firedBatch) { jobs, connection, _ in
@@ -94,7 +94,7 @@ struct BehaviorEngine: Sendable {
                 for job in jobs {
                     do { jobOf[try job.decode(FiredJob.self).firingId] = job.id } catch { failed[job.id] = error }
                 }
-                for (firing, error) in try await fired(Array(jobOf.keys), on: connection) {
+                for (firing, error) in try await fired(Array(jobOf.keys), since: jobs.map(\.runAt).min() ?? clock.now, on: connection) {
                     if let id = jobOf[firing] { failed[id] = error }
                 }
                 return failed
@@ -129,7 +129,10 @@ struct BehaviorEngine: Sendable {
 
     /// Evaluates the new activity of every contact the jobs name, set by set: a handful of
     /// statements for a batch of contacts, not a handful per contact.
-    func evaluate(_ jobs: [EvaluateJob], on connection: PostgresConnection) async throws {
+    /// `since`: when the oldest of this activity's jobs was due. The firings' jobs are due from
+    /// then, so they go before the evaluations of newer activity and an alert does not wait for a
+    /// busy site's backlog.
+    func evaluate(_ jobs: [EvaluateJob], since: Date, on connection: PostgresConnection) async throws {
         let companyOf = Dictionary(jobs.map { ($0.contactId, $0.companyId) }, uniquingKeysWith: { first, _ in first })
         let contacts = companyOf.keys.map { $0.uuidString.lowercased() }.sorted()
         guard !contacts.isEmpty else { return }
@@ -199,7 +202,7 @@ struct BehaviorEngine: Sendable {
             if !inserted.isEmpty {
                 try await connection.query("""
                     INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
-                    SELECT \(Self.firedJob), jsonb_build_object('firingId', f), \(now), \(JobQueue.defaultMaxAttempts), 'behavior-fired:' || f
+                    SELECT \(Self.firedJob), jsonb_build_object('firingId', f), \(min(since, now)), \(JobQueue.defaultMaxAttempts), 'behavior-fired:' || f
                     FROM unnest(\(inserted.map { $0.uuidString.lowercased() })) AS f
                     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
                     """, logger: logger)
@@ -216,7 +219,7 @@ struct BehaviorEngine: Sendable {
     /// rendered now and recorded on it; their messages and timeline entries are then delivered in
     /// batches by jobs that keep them as decided. A firing whose contact the replica has not seen
     /// yet answers an error (its job is retried); one of an unassigned new lead waits for routing.
-    func fired(_ firingIds: [UUID], on connection: PostgresConnection) async throws -> [UUID: any Error] {
+    func fired(_ firingIds: [UUID], since: Date, on connection: PostgresConnection) async throws -> [UUID: any Error] {
         guard !firingIds.isEmpty else { return [:] }
         let rows = try await connection.query("""
             SELECT f.id, f.behavior, f.listing_id, f.contact_id, f.outcome IS NOT NULL, c.status, c.created_at, cardinality(c.phones) > 0,
@@ -225,12 +228,14 @@ struct BehaviorEngine: Sendable {
                    (SELECT max(m.at) FROM communication_replica m WHERE m.contact_id = f.contact_id AND m.direction = 'outbound')
             FROM behavior_firings f JOIN contact_replica c ON c.id = f.contact_id WHERE f.id = ANY(\(firingIds))
             """, logger: logger)
+        // Read whole before deciding: a query on the connection while its rows still stream waits for them.
+        let firings = try await rows.collect()
+            .map { try $0.decode((UUID, String, String?, UUID, Bool, String, Date, Bool, Bool, Bool, UUID?, UUID, String?, String?, Bool, Date?).self) }
         var found: Set<UUID> = []
         var settingsOf: [UUID: BehaviorSettings] = [:]
         var decided: [(firing: UUID, outcome: Outcome, messages: [Outgoing], note: TimelineNote)] = []
-        for try await (firingId, name, listing, contactId, done, status, createdAt, hasPhone, hasEmail, alerts, agentId, entityId, first, last, deleted,
-                       lastAgentContact)
-            in rows.decode((UUID, String, String?, UUID, Bool, String, Date, Bool, Bool, Bool, UUID?, UUID, String?, String?, Bool, Date?).self) {
+        for (firingId, name, listing, contactId, done, status, createdAt, hasPhone, hasEmail, alerts, agentId, entityId, first, last, deleted,
+             lastAgentContact) in firings {
             found.insert(firingId)
             guard !done, !deleted, let behavior = Behavior(rawValue: name), let status = ContactStatus(rawValue: status) else { continue }
             // A lead whose form joined its browsing is routed a moment later: its agent's alert waits for the assignment.
@@ -279,7 +284,7 @@ struct BehaviorEngine: Sendable {
             func flush() async throws {
                 guard !chunk.timeline.isEmpty else { return }
                 let key = UUID.derived(from: "behavior-deliver:" + chunk.timeline.map { $0.id.uuidString }.sorted().joined(separator: ","))
-                try await jobs.schedule(kind: Self.deliverJob, payload: chunk, runAt: clock.now, uniqueKey: "behavior-deliver:\(key)",
+                try await jobs.schedule(kind: Self.deliverJob, payload: chunk, runAt: min(since, clock.now), uniqueKey: "behavior-deliver:\(key)",
                                         on: connection, logger: logger)
                 chunk = DeliverJob(messages: [], firings: [], timeline: [])
             }

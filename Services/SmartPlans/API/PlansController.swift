@@ -136,10 +136,12 @@ struct PlansController {
                     if active {
                         // Every paused enrollment resumes where it was: its next step when it was due, or now if that has passed.
                         let now = clock.now
-                        for try await (enrollment, seq, next) in try await connection.query("""
+                        // Read whole before scheduling: a query on the connection while its rows still stream waits for them.
+                        let resumed = try await connection.query("""
                             UPDATE enrollments SET state = 'active', seq = seq + 1 WHERE plan_id = \(id) AND state IN ('paused', 'active')
                             RETURNING id, seq, next_at
-                            """, logger: logger).decode((UUID, Int, Date?).self) {
+                            """, logger: logger).collect().map { try $0.decode((UUID, Int, Date?).self) }
+                        for (enrollment, seq, next) in resumed {
                             try await engine.schedule(enrollment, seq: seq, at: max(now, next ?? now), on: connection)
                         }
                     } else {

@@ -55,9 +55,11 @@ struct PlanEngine: Sendable {
         let tags = [EventType.tagRenamed, EventType.tagDeleted].map { type in
             EventHandler(name: "smartplans.tags", eventType: type) { event, connection, _ in
                 let change = try event.data(TagChanged.self)
-                for try await doc in try await connection.query("""
+                // Read whole before writing: a query on the connection while its rows still stream waits for them.
+                let docs = try await connection.query("""
                     SELECT doc::text FROM plans WHERE company_id = \(change.companyId) AND doc ? 'triggers' FOR UPDATE
-                    """, logger: logger).decode(String.self) {
+                    """, logger: logger).collect().map { try $0.decode(String.self) }
+                for doc in docs {
                     var plan = try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8))
                     guard let triggers = plan.triggers, let renamed = triggers.replacingTag(change.tag, with: change.renamedTo) else { continue }
                     plan.triggers = renamed.isEmpty ? nil : renamed
@@ -125,8 +127,10 @@ struct PlanEngine: Sendable {
                    c.status, c.deleted, c.assigned_agent_id
             FROM enrollments e LEFT JOIN contact_replica c ON c.id = e.contact_id WHERE e.id = \(job.enrollmentId) FOR UPDATE OF e
             """, logger: logger)
-        for try await (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
-            in rows.decode((UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self) {
+        // Read whole before the run's own queries on the connection.
+        for row in try await rows.collect() {
+            let (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
+                = try row.decode((UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self)
             guard state == EnrollmentState.active.rawValue, seq == job.seq else { return }
             guard let plan = try await store.plan(planId, on: connection) else { return }
             guard plan.active else {
