@@ -13,9 +13,9 @@ struct AnalyticsTests {
     func figures() {
         let activity = AgentActivity(
             agentId: UUID(), agentName: "Ann Doe", callsMade: 4,
-            tasks: [.init(isCall: true, dueAt: Self.at(1), completedAt: Self.at(0.5)), .init(isCall: true, dueAt: Self.at(2), completedAt: Self.at(3)),
-                    .init(isCall: true, dueAt: Self.at(3), completedAt: nil), .init(isCall: false, dueAt: Self.at(4), completedAt: nil),
-                    .init(isCall: false, dueAt: Self.at(-5), completedAt: nil)],
+            // Due in the range: a call done in time, one done late, one not done; a task not done.
+            tasks: [.init(isCall: true, completed: true, inTime: true, count: 1), .init(isCall: true, completed: true, inTime: false, count: 1),
+                    .init(isCall: true, completed: false, inTime: false, count: 1), .init(isCall: false, completed: false, inTime: false, count: 1)],
             violations: 1, firstContactMinutes: [5, 1, nil, 30, 2, 8, 3, 4, 6, 7, 60])
         let row = Analytics.figures(activity, from: Self.t0, to: Self.at(24))
         #expect(row.tasksDue == 4 && row.tasksCompleted == 2 && row.callsMissed == 2, "completed late or not at all")

@@ -31,7 +31,7 @@ struct AccountabilityTests {
         return (id, try await stack.login(email, "agent password 1"), email)
     }
 
-    @Test("AC-4, AC-5, AC-7: the daily check takes out of rotation, until the 1st, an agent under the completion minimum and one past the login interval, never an excluded one; they and the admins are e-mailed the rule, the threshold and their figure; an admin puts one back, judged afresh from then; each sees what they may; the week's figures per agent and for the office, in JSON and CSV")
+    @Test("AC-4, AC-5, AC-7: the daily check takes out of rotation, until the 1st, an agent under the completion minimum and one past the login interval, never an excluded one; they and the admins are e-mailed the rule, the threshold and their figure; an admin puts one back, judged afresh from then; each sees what they may; the week's figures per agent and for the office, in JSON and CSV; the 1st of the month puts them back without anyone acting (the check of the 1st judges them again)")
     func rotationAccountability() async throws {
         let brokerage = try await stack.newCompany()
         let office = try await stack.call(.POST, .contacts, "/v1/entities", token: brokerage.adminToken, json: Stack.json([
@@ -127,6 +127,22 @@ struct AccountabilityTests {
         let backwards = try await stack.call(.GET, .accountability, "/v1/accountability/analytics?entityId=\(officeId)&from=2030-01-01T00:00:00Z&to=2029-01-01T00:00:00Z",
                                              token: oli.token)
         #expect(backwards.status == 422 && backwards.errorField == "from")
+
+        // AC-5: the 1st of the month puts Dee back without anyone acting. Still without a login, the
+        // check of the 1st (06:00) judges her again and takes her out until the 1st after.
+        let deeUntil = try #require(deeViolation["removedUntil"]?.string.flatMap(RFC3339.date(from:)))
+        let before = try await stack.call(.GET, .accountability, "/v1/accountability/violations?agentId=\(dee.id)", token: oli.token)
+        #expect(before["items"]?.array?.count == 1, "out until the 1st, not judged in between: \(before.text)")
+        let toFirst = Int(deeUntil.timeIntervalSince(try await stack.clockNow())) + 7 * 3600
+        #expect(try await stack.call(.POST, .routing, "/v1/admin/clock", token: try await stack.serviceToken(),
+                                     json: #"{"advanceSeconds": \#(toFirst)}"#).status == 200)
+        try await stack.waitUntilIdle()
+        let judged = try await stack.call(.GET, .accountability, "/v1/accountability/violations?agentId=\(dee.id)", token: oli.token)
+        let newest = try #require(judged["items"]?.array?.max { ($0["createdAt"]?.string ?? "") < ($1["createdAt"]?.string ?? "") }, "\(judged.text)")
+        #expect(judged["items"]?.array?.count == 2, "judged again on the 1st: \(judged.text)")
+        let nextUntil = try #require(newest["removedUntil"]?.string.flatMap(RFC3339.date(from:)))
+        #expect(chicago.component(.day, from: nextUntil) == 1 && chicago.component(.month, from: nextUntil) % 12 == (chicago.component(.month, from: deeUntil) % 12) + 1,
+                "until the 1st of the month after: \(newest)")
     }
 
     func calls(to number: String) async throws -> [JSONValue] {

@@ -387,8 +387,9 @@ extension Bench {
             WHERE user_id = ANY(\(ids)) AND channel = 'call' AND direction = 'outbound' AND at >= \(from) AND at < \(to) GROUP BY user_id
             """, logger: logger).collect()
         _ = try await client.query("""
-            SELECT assignee_id, kind, due_at, completed_at FROM accountability.task_replica
-            WHERE assignee_id = ANY(\(ids)) AND due_at >= \(from) AND due_at < \(to) AND kind IN ('task', 'call')
+            SELECT assignee_id, kind = 'call', completed_at IS NOT NULL, coalesce(completed_at <= due_at, false), count(*)::int
+            FROM accountability.task_replica
+            WHERE assignee_id = ANY(\(ids)) AND due_at >= \(from) AND due_at < \(to) AND kind IN ('task', 'call') GROUP BY 1, 2, 3, 4
             """, logger: logger).collect()
         _ = try await client.query("""
             SELECT agent_id, count(*)::int FROM accountability.violations

@@ -22,15 +22,19 @@ struct AgentFigures: Codable, Sendable, Hashable {
 
 /// What the store reads for one agent, before it is summed up.
 struct AgentActivity: Sendable, Hashable {
-    struct Task: Sendable, Hashable {
+    /// Tasks and call tasks due in the range, counted by kind and by how they were completed (a
+    /// year of an office's tasks is summed by the database, not read row by row).
+    struct Tasks: Sendable, Hashable {
         var isCall: Bool
-        var dueAt: Date
-        var completedAt: Date?
+        var completed: Bool
+        /// Completed by its due time.
+        var inTime: Bool
+        var count: Int
     }
     var agentId: UUID
     var agentName: String
     var callsMade: Int
-    var tasks: [Task]
+    var tasks: [Tasks]
     var violations: Int
     /// Each new lead's minutes to first contact, nil while not contacted.
     var firstContactMinutes: [Double?]
@@ -38,19 +42,16 @@ struct AgentActivity: Sendable, Hashable {
 
 enum Analytics {
     static func figures(_ activity: AgentActivity, from: Date, to: Date) -> AgentFigures {
-        let due = activity.tasks.filter { $0.dueAt >= from && $0.dueAt < to }
+        let due = activity.tasks
         let contacted = activity.firstContactMinutes.compactMap { $0 }.sorted()
+        func sum(_ tasks: [AgentActivity.Tasks]) -> Int { tasks.map(\.count).reduce(0, +) }
         return AgentFigures(
             agentId: activity.agentId, agentName: activity.agentName, callsMade: activity.callsMade,
-            callsMissed: due.filter { $0.isCall && !completedInTime($0) }.count,
-            tasksDue: due.count, tasksCompleted: due.filter { $0.completedAt != nil }.count, violations: activity.violations,
+            // A call task not done by its due time is missed, done late or not at all.
+            callsMissed: sum(due.filter { $0.isCall && !($0.completed && $0.inTime) }),
+            tasksDue: sum(due), tasksCompleted: sum(due.filter(\.completed)), violations: activity.violations,
             newLeads: activity.firstContactMinutes.count, leadsContacted: contacted.count,
             firstContactMedianMinutes: percentile(contacted, 0.5), firstContactP90Minutes: percentile(contacted, 0.9))
-    }
-
-    static func completedInTime(_ task: AgentActivity.Task) -> Bool {
-        guard let completed = task.completedAt else { return false }
-        return completed <= task.dueAt
     }
 
     /// The entity's row: counts summed; the percentiles over every agent's leads together.

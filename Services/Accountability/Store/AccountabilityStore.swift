@@ -284,16 +284,16 @@ struct AccountabilityStore: Sendable {
     func activity(of agents: [(UUID, String)], from: Date, to: Date) async throws -> [AgentActivity] {
         let ids = agents.map(\.0)
         var calls: [UUID: Int] = [:], violations: [UUID: Int] = [:]
-        var tasks: [UUID: [AgentActivity.Task]] = [:], firsts: [UUID: [Double?]] = [:]
+        var tasks: [UUID: [AgentActivity.Tasks]] = [:], firsts: [UUID: [Double?]] = [:]
         for try await (agent, count) in try await client.query("""
             SELECT user_id, count(*)::int FROM communication_replica
             WHERE user_id = ANY(\(ids)) AND channel = 'call' AND direction = 'outbound' AND at >= \(from) AND at < \(to) GROUP BY user_id
             """, logger: logger).decode((UUID, Int).self) { calls[agent] = count }
-        for try await (agent, kind, due, completed) in try await client.query("""
-            SELECT assignee_id, kind, due_at, completed_at FROM task_replica
-            WHERE assignee_id = ANY(\(ids)) AND due_at >= \(from) AND due_at < \(to) AND kind IN ('task', 'call')
-            """, logger: logger).decode((UUID, String, Date, Date?).self) {
-            tasks[agent, default: []].append(AgentActivity.Task(isCall: kind == "call", dueAt: due, completedAt: completed))
+        for try await (agent, isCall, completed, inTime, count) in try await client.query("""
+            SELECT assignee_id, kind = 'call', completed_at IS NOT NULL, coalesce(completed_at <= due_at, false), count(*)::int FROM task_replica
+            WHERE assignee_id = ANY(\(ids)) AND due_at >= \(from) AND due_at < \(to) AND kind IN ('task', 'call') GROUP BY 1, 2, 3, 4
+            """, logger: logger).decode((UUID, Bool, Bool, Bool, Int).self) {
+            tasks[agent, default: []].append(AgentActivity.Tasks(isCall: isCall, completed: completed, inTime: inTime, count: count))
         }
         for try await (agent, count) in try await client.query("""
             SELECT agent_id, count(*)::int FROM violations WHERE agent_id = ANY(\(ids)) AND created_at >= \(from) AND created_at < \(to) GROUP BY agent_id
