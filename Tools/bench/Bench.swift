@@ -19,8 +19,8 @@ import Synchronization
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
-        guard let scenario = arguments.first, ["import", "intake", "messages", "speed-to-lead", "ingest", "accountability"].contains(scenario) else {
-            print("usage: bench import|intake|messages|speed-to-lead|ingest|accountability")
+        guard let scenario = arguments.first, ["import", "intake", "messages", "speed-to-lead", "ingest", "accountability", "smartplans"].contains(scenario) else {
+            print("usage: bench import|intake|messages|speed-to-lead|ingest|accountability|smartplans")
             exit(2)
         }
         let setup = try Setup.fromEnvironment()
@@ -30,6 +30,7 @@ struct Bench {
         case "speed-to-lead": try await speedToLeadScenario(setup)
         case "ingest": try await ingestScenario(setup)
         case "accountability": try await accountabilityScenario(setup)
+        case "smartplans": try await smartPlansScenario(setup)
         default: try await intakeScenario(setup)
         }
     }

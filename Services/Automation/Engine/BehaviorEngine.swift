@@ -48,15 +48,7 @@ struct BehaviorEngine: Sendable {
         var window: Window?
     }
 
-    /// The firing on the contact's timeline, as contacts' batch takes it.
-    struct TimelineNote: Codable, Sendable, Hashable {
-        var contactId: UUID
-        var id: UUID
-        var kind = "behavior"
-        var summary: String
-        var actorName = "Behavioral automation"
-        var data: [String: String]
-    }
+    typealias TimelineNote = ServiceTimelineEntry
 
     /// The messages and timeline entries of decided firings, fixed when they were decided: every
     /// retry sends the same batch under the same Idempotency-Key, so nothing leaves twice.
@@ -350,9 +342,7 @@ struct BehaviorEngine: Sendable {
                 WHERE f.id = m.firing
                 """, logger: logger)
         }
-        struct Entries: Encodable { var entries: [TimelineNote] }
-        _ = try await peers.post(to: .contacts, path: "/v1/timeline/batch", body: Entries(entries: job.timeline))
-            .succeeded(from: .contacts, "contacts' timeline")
+        try await ServiceTimelineEntry.write(job.timeline, with: peers)
     }
 
     /// BA-7, BA-8: the behavior's text (or e-mail) rendered with the contact's values; notifications
@@ -383,7 +373,8 @@ struct BehaviorEngine: Sendable {
         var data = ["behavior": behavior.rawValue, "firingId": firingId.uuidString.lowercased()]
         if let listing { data["listingId"] = listing }
         if let reason = outcome.leadSuppressed { data["leadSuppressed"] = reason.rawValue }
-        return TimelineNote(contactId: contactId, id: firingId, summary: said.joined(separator: " "), data: data)
+        return TimelineNote(contactId: contactId, id: firingId, kind: "behavior", summary: said.joined(separator: " "), actorName: "Behavioral automation",
+                            data: data)
     }
 
     static func explain(_ reason: BehaviorMessages.Suppression) -> String {

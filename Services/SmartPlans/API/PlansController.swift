@@ -155,7 +155,7 @@ struct PlansController {
             let identity = try context.requireIdentity()
             let plan = try await visiblePlan(context)
             let input = try await request.decodeJSON(as: EnrollInput.self, context: context)
-            guard (1...5_000).contains(input.contactIds.count) else { throw APIError.validation("contactIds", "1 to 5,000 contacts a request") }
+            guard (1...10_000).contains(input.contactIds.count) else { throw APIError.validation("contactIds", "1 to 10,000 contacts a request") }
             let outcomes = try await client.transaction(logger: logger) { connection -> [UUID: PlanEngine.EnrollOutcome] in
                 let visible = try await visibleContacts(input.contactIds, identity: identity, on: connection)
                 var outcomes = try await engine.enroll(input.contactIds.filter { visible.contains($0) }, in: plan, on: connection)

@@ -85,32 +85,62 @@ struct PlanEngine: Sendable {
         }
     }
 
+    /// Enrollments run a claim and a commit at a time; their timeline entries go to contacts in
+    /// one request. One that cannot finish (a peer away) fails the claim, and every run in it is
+    /// retried: a step's message and task keep their Idempotency-Key, its entry its id.
+    static let advanceBatch = 50
+
     var jobHandler: JobHandler {
-        JobHandler(kind: Self.advanceJob) { job, connection, _ in try await advance(try job.decode(AdvanceJob.self), on: connection) }
+        JobHandler(kind: Self.advanceJob, batchSize: Self.advanceBatch) { jobs, connection, _ in
+            var failed: [Int64: any Error] = [:]
+            var notes: [Note] = []
+            for job in jobs {
+                let run: AdvanceJob
+                do { run = try job.decode(AdvanceJob.self) } catch { failed[job.id] = error; continue }
+                try await advance(run, on: connection, notes: &notes)
+            }
+            try await ServiceTimelineEntry.write(notes, with: peers)
+            return failed
+        }
     }
 
     /// SP-10: enrolls each contact of the plan's company once (a contact enrolled before, even
-    /// finished, is reported as such); its first steps run at once.
+    /// finished, is reported as such); its first steps run at once. Two statements for any number
+    /// of contacts: the enrollments, and the first run's job of each new one.
     func enroll(_ contactIds: [UUID], in plan: Plan, on connection: PostgresConnection) async throws -> [UUID: EnrollOutcome] {
         var known: [UUID: String] = [:]
         for try await (id, status) in try await connection.query("""
             SELECT id, status FROM contact_replica WHERE id = ANY(\(contactIds)) AND company_id = \(plan.companyId) AND NOT deleted
             """, logger: logger).decode((UUID, String).self) { known[id] = status }
         var outcomes: [UUID: EnrollOutcome] = [:]
-        let now = clock.now
+        var candidates: [UUID] = []
         for contactId in contactIds where outcomes[contactId] == nil {
             guard let status = known[contactId] else { outcomes[contactId] = .notFound; continue }
             guard status != ContactStatus.archive.rawValue else { outcomes[contactId] = .archived; continue }
-            let id = UUID.random()
-            let inserted = try await connection.query("""
-                INSERT INTO enrollments (id, plan_id, company_id, contact_id, state, step_index, repetition, plan_version, seq, enrolled_at, ends_at, next_at)
-                VALUES (\(id), \(plan.id), \(plan.companyId), \(contactId), \(plan.active ? "active" : "paused"), 0, 0, \(plan.version), 1, \(now),
-                        \(now.addingTimeInterval(Double(plan.durationDays) * 86_400)), \(now))
-                ON CONFLICT (plan_id, contact_id) DO NOTHING RETURNING id
-                """, logger: logger).collect().count == 1
-            guard inserted else { outcomes[contactId] = .alreadyEnrolled; continue }
-            outcomes[contactId] = .enrolled
-            if plan.active { try await schedule(id, seq: 1, at: now, on: connection) }
+            outcomes[contactId] = .alreadyEnrolled
+            candidates.append(contactId)
+        }
+        guard !candidates.isEmpty else { return outcomes }
+        let now = clock.now
+        let ids = candidates.map { _ in UUID.random() }
+        var enrolled: [(UUID, UUID)] = []
+        for try await (id, contactId) in try await connection.query("""
+            INSERT INTO enrollments (id, plan_id, company_id, contact_id, state, step_index, repetition, plan_version, seq, enrolled_at, ends_at, next_at)
+            SELECT e.id, \(plan.id), \(plan.companyId), e.contact_id, \(plan.active ? "active" : "paused"), 0, 0, \(plan.version), 1, \(now),
+                   \(now.addingTimeInterval(Double(plan.durationDays) * 86_400)), \(now)
+            FROM unnest(\(ids), \(candidates)) AS e(id, contact_id)
+            ON CONFLICT (plan_id, contact_id) DO NOTHING RETURNING id, contact_id
+            """, logger: logger).decode((UUID, UUID).self) { enrolled.append((id, contactId)) }
+        for (_, contactId) in enrolled { outcomes[contactId] = .enrolled }
+        if plan.active, !enrolled.isEmpty {
+            let keys = enrolled.map { "sp-advance:\($0.0):1" }
+            let payloads = try enrolled.map { String(decoding: try JSONCoding.encoder.encode(AdvanceJob(enrollmentId: $0.0, seq: 1)), as: UTF8.self) }
+            try await connection.query("""
+                INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
+                SELECT \(Self.advanceJob), j.payload::jsonb, \(now), \(JobQueue.defaultMaxAttempts), j.key FROM unnest(\(payloads), \(keys)) AS j(payload, key)
+                ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                """, logger: logger)
+            try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
         }
         return outcomes
     }
@@ -121,7 +151,7 @@ struct PlanEngine: Sendable {
     }
 
     /// One run of an enrollment: the steps due now, then where and when it continues.
-    func advance(_ job: AdvanceJob, on connection: PostgresConnection) async throws {
+    func advance(_ job: AdvanceJob, on connection: PostgresConnection, notes: inout [Note]) async throws {
         let rows = try await connection.query("""
             SELECT e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at,
                    c.status, c.deleted, c.assigned_agent_id
@@ -143,12 +173,12 @@ struct PlanEngine: Sendable {
                 try await connection.query("""
                     UPDATE enrollments SET state = 'stopped', reason = \(reason), next_at = NULL WHERE id = \(job.enrollmentId)
                     """, logger: logger)
-                try await timeline(contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -1),
+                timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -1),
                                    summary: "SmartPlan \"\(plan.name)\" stopped: \(reason).", plan: plan)
                 return
             }
             if seq == 1 {
-                try await timeline(contactId, id: Self.entryId(job.enrollmentId, seq: 0, step: -3), summary: "Enrolled in SmartPlan \"\(plan.name)\".", plan: plan)
+                timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: 0, step: -3), summary: "Enrolled in SmartPlan \"\(plan.name)\".", plan: plan)
             }
             var position = PlanRunner.Position(stepIndex: stepIndex, repetition: repetition)
             if version != plan.version, let old = try await store.steps(of: planId, version: version, on: connection) {
@@ -161,7 +191,7 @@ struct PlanEngine: Sendable {
                 .values(for: contactId, identity: Identity(subject: "smartplans", companyId: nil, role: .service, entityIds: []))
             for action in step.actions {
                 let (outcome, detail) = try await perform(action, plan: plan, contactId: contactId, agentId: agentId, values: values,
-                                                          enrollmentId: job.enrollmentId, seq: seq)
+                                                          enrollmentId: job.enrollmentId, seq: seq, notes: &notes)
                 try await connection.query("""
                     INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
                     VALUES (\(job.enrollmentId), \(seq), \(action.step), \(planId), \(plan.steps[action.step].kind.rawValue), \(outcome), \(detail), \(now))
@@ -182,14 +212,14 @@ struct PlanEngine: Sendable {
                 try await connection.query("""
                     UPDATE enrollments SET state = 'finished', plan_version = \(plan.version), seq = \(seq + 1), next_at = NULL WHERE id = \(job.enrollmentId)
                     """, logger: logger)
-                try await timeline(contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -2), summary: "SmartPlan \"\(plan.name)\" finished.", plan: plan)
+                timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -2), summary: "SmartPlan \"\(plan.name)\" finished.", plan: plan)
             }
         }
     }
 
     /// One step's action through notifications or contacts; answers its outcome for the log.
-    private func perform(_ action: PlanRunner.Action, plan: Plan, contactId: UUID, agentId: UUID?, values: MergeValues, enrollmentId: UUID, seq: Int)
-        async throws -> (outcome: String, detail: String?) {
+    private func perform(_ action: PlanRunner.Action, plan: Plan, contactId: UUID, agentId: UUID?, values: MergeValues, enrollmentId: UUID, seq: Int,
+                         notes: inout [Note]) async throws -> (outcome: String, detail: String?) {
         func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
         let key = "smartplans-\(enrollmentId.uuidString.lowercased())-\(seq)-\(action.step)"
         let step = plan.steps[action.step]
@@ -222,7 +252,7 @@ struct PlanEngine: Sendable {
         case .enroll(_, let other):
             result = ("done", other.uuidString.lowercased(), "added the contact to another plan")
         }
-        try await timeline(contactId, id: Self.entryId(enrollmentId, seq: seq, step: action.step),
+        timeline(&notes, contactId, id: Self.entryId(enrollmentId, seq: seq, step: action.step),
                            summary: "SmartPlan \"\(plan.name)\", step \(action.step + 1): \(result.summary).", plan: plan)
         return (result.outcome, result.detail)
     }
@@ -246,17 +276,11 @@ struct PlanEngine: Sendable {
         }
     }
 
-    private func timeline(_ contactId: UUID, id: UUID, summary: String, plan: Plan) async throws {
-        struct Entry: Encodable {
-            var id: UUID
-            var kind: String
-            var summary: String
-            var actorName: String
-            var data: [String: String]
-        }
-        let entry = Entry(id: id, kind: "smartplan", summary: summary, actorName: "SmartPlans", data: ["planId": plan.id.uuidString.lowercased()])
-        _ = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())/timeline", body: entry)
-            .succeeded(from: .contacts, "contacts' timeline")
+    typealias Note = ServiceTimelineEntry
+
+    private func timeline(_ notes: inout [Note], _ contactId: UUID, id: UUID, summary: String, plan: Plan) {
+        notes.append(Note(contactId: contactId, id: id, kind: "smartplan", summary: summary, actorName: "SmartPlans",
+                          data: ["planId": plan.id.uuidString.lowercased()]))
     }
 
     /// The same id on every retry of a run's step, so its timeline entry is written once.
