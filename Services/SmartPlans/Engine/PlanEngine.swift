@@ -85,19 +85,31 @@ struct PlanEngine: Sendable {
         }
     }
 
-    /// Enrollments run a claim and a commit at a time; their timeline entries go to contacts in
-    /// one request. One that cannot finish (a peer away) fails the claim, and every run in it is
-    /// retried: a step's message and task keep their Idempotency-Key, its entry its id.
+    /// Enrollments run a claim and a commit at a time: their states are read and decided one by
+    /// one on the claim's connection, their steps' messages and tasks sent concurrently (each
+    /// enrollment's in order), their timeline entries written to contacts in one request. One that
+    /// cannot finish (a peer away) fails the claim and every run in it is retried: a step's message
+    /// and task keep their Idempotency-Key, its entry its id.
     static let advanceBatch = 50
+    /// Runs whose steps are in flight to notifications and contacts at once.
+    static let concurrentRuns = 16
 
     var jobHandler: JobHandler {
         JobHandler(kind: Self.advanceJob, batchSize: Self.advanceBatch) { jobs, connection, _ in
             var failed: [Int64: any Error] = [:]
             var notes: [Note] = []
+            var runs: [(run: Run, notes: [Note])] = []
             for job in jobs {
                 let run: AdvanceJob
                 do { run = try job.decode(AdvanceJob.self) } catch { failed[job.id] = error; continue }
-                try await advance(run, on: connection, notes: &notes)
+                var own: [Note] = []
+                if let prepared = try await prepare(run, on: connection, notes: &own) { runs.append((prepared, own)) } else { notes += own }
+            }
+            let done = try await act(runs.map(\.run))
+            // Each contact's entries in the order they happened: enrolled, its steps, finished.
+            for (index, run) in runs.enumerated() {
+                notes += run.notes + done[index].notes
+                try await finish(run.run, outcomes: done[index].outcomes, on: connection, notes: &notes)
             }
             try await ServiceTimelineEntry.write(notes, with: peers)
             return failed
@@ -150,70 +162,114 @@ struct PlanEngine: Sendable {
                                 uniqueKey: "sp-advance:\(enrollmentId):\(seq)", on: connection, logger: logger)
     }
 
-    /// One run of an enrollment: the steps due now, then where and when it continues.
-    func advance(_ job: AdvanceJob, on connection: PostgresConnection, notes: inout [Note]) async throws {
+    /// A run decided and due: what it does now and where it continues.
+    struct Run: Sendable {
+        var job: AdvanceJob
+        var plan: Plan
+        var contactId: UUID
+        var agentId: UUID?
+        var seq: Int
+        var step: PlanRunner.Advance
+        var values: MergeValues
+        var now: Date
+    }
+
+    /// One run of an enrollment, up to its steps: nil when it has nothing to do (paused, stopped,
+    /// already run, or the contact archived or deleted, SP-11, which it records).
+    func prepare(_ job: AdvanceJob, on connection: PostgresConnection, notes: inout [Note]) async throws -> Run? {
         let rows = try await connection.query("""
             SELECT e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at,
                    c.status, c.deleted, c.assigned_agent_id
             FROM enrollments e LEFT JOIN contact_replica c ON c.id = e.contact_id WHERE e.id = \(job.enrollmentId) FOR UPDATE OF e
             """, logger: logger)
         // Read whole before the run's own queries on the connection.
-        for row in try await rows.collect() {
-            let (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
-                = try row.decode((UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self)
-            guard state == EnrollmentState.active.rawValue, seq == job.seq else { return }
-            guard let plan = try await store.plan(planId, on: connection) else { return }
-            guard plan.active else {
-                try await connection.query("UPDATE enrollments SET state = 'paused' WHERE id = \(job.enrollmentId)", logger: logger)
-                return
-            }
-            // SP-11: an archived or removed contact gets nothing more.
-            if deleted ?? true || status == ContactStatus.archive.rawValue {
-                let reason = deleted ?? true ? "the contact was deleted" : "the contact was archived"
-                try await connection.query("""
-                    UPDATE enrollments SET state = 'stopped', reason = \(reason), next_at = NULL WHERE id = \(job.enrollmentId)
-                    """, logger: logger)
-                timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -1),
-                                   summary: "SmartPlan \"\(plan.name)\" stopped: \(reason).", plan: plan)
-                return
-            }
-            if seq == 1 {
-                timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: 0, step: -3), summary: "Enrolled in SmartPlan \"\(plan.name)\".", plan: plan)
-            }
-            var position = PlanRunner.Position(stepIndex: stepIndex, repetition: repetition)
-            if version != plan.version, let old = try await store.steps(of: planId, version: version, on: connection) {
-                position = PlanRunner.map(position, from: old, to: plan.steps)
-            }
-            let now = clock.now
-            let step = PlanRunner.advance(plan.steps, from: position, now: now, endsAt: endsAt)
-            // The contact's merge values, read once for every step of the run.
-            let values = step.actions.isEmpty ? MergeValues() : try await TemplatePreviewController(client: store.client, logger: logger)
-                .values(for: contactId, identity: Identity(subject: "smartplans", companyId: nil, role: .service, entityIds: []))
-            for action in step.actions {
-                let (outcome, detail) = try await perform(action, plan: plan, contactId: contactId, agentId: agentId, values: values,
-                                                          enrollmentId: job.enrollmentId, seq: seq, notes: &notes)
-                try await connection.query("""
-                    INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
-                    VALUES (\(job.enrollmentId), \(seq), \(action.step), \(planId), \(plan.steps[action.step].kind.rawValue), \(outcome), \(detail), \(now))
-                    ON CONFLICT DO NOTHING
-                    """, logger: logger)
-                if case .enroll(_, let other) = action, outcome == "done", let target = try await store.plan(other, on: connection),
-                   target.companyId == plan.companyId {
-                    _ = try await enroll([contactId], in: target, on: connection)
+        guard let row = try await rows.collect().first else { return nil }
+        let (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
+            = try row.decode((UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self)
+        guard state == EnrollmentState.active.rawValue, seq == job.seq else { return nil }
+        guard let plan = try await store.plan(planId, on: connection) else { return nil }
+        guard plan.active else {
+            try await connection.query("UPDATE enrollments SET state = 'paused' WHERE id = \(job.enrollmentId)", logger: logger)
+            return nil
+        }
+        // SP-11: an archived or removed contact gets nothing more.
+        if deleted ?? true || status == ContactStatus.archive.rawValue {
+            let reason = deleted ?? true ? "the contact was deleted" : "the contact was archived"
+            try await connection.query("""
+                UPDATE enrollments SET state = 'stopped', reason = \(reason), next_at = NULL WHERE id = \(job.enrollmentId)
+                """, logger: logger)
+            timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -1), summary: "SmartPlan \"\(plan.name)\" stopped: \(reason).", plan: plan)
+            return nil
+        }
+        if seq == 1 {
+            timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: 0, step: -3), summary: "Enrolled in SmartPlan \"\(plan.name)\".", plan: plan)
+        }
+        var position = PlanRunner.Position(stepIndex: stepIndex, repetition: repetition)
+        if version != plan.version, let old = try await store.steps(of: planId, version: version, on: connection) {
+            position = PlanRunner.map(position, from: old, to: plan.steps)
+        }
+        let now = clock.now
+        let step = PlanRunner.advance(plan.steps, from: position, now: now, endsAt: endsAt)
+        // The contact's merge values, read once for every step of the run.
+        let values = step.actions.isEmpty ? MergeValues() : try await TemplatePreviewController(client: store.client, logger: logger)
+            .values(for: contactId, identity: Identity(subject: "smartplans", companyId: nil, role: .service, entityIds: []))
+        return Run(job: job, plan: plan, contactId: contactId, agentId: agentId, seq: seq, step: step, values: values, now: now)
+    }
+
+    /// Every run's steps through notifications and contacts, `concurrentRuns` runs at a time and
+    /// each run's steps in order (SP-3); answers each run's outcomes and entries, in order.
+    func act(_ runs: [Run]) async throws -> [(outcomes: [(outcome: String, detail: String?)], notes: [Note])] {
+        var results = Array(repeating: (outcomes: [(outcome: String, detail: String?)](), notes: [Note]()), count: runs.count)
+        try await withThrowingTaskGroup(of: (Int, [(outcome: String, detail: String?)], [Note]).self) { group in
+            var next = 0
+            func start() {
+                guard next < runs.count else { return }
+                let index = next, run = runs[index]
+                next += 1
+                group.addTask {
+                    var notes: [Note] = []
+                    var outcomes: [(outcome: String, detail: String?)] = []
+                    for action in run.step.actions {
+                        outcomes.append(try await perform(action, plan: run.plan, contactId: run.contactId, agentId: run.agentId, values: run.values,
+                                                          enrollmentId: run.job.enrollmentId, seq: run.seq, notes: &notes))
+                    }
+                    return (index, outcomes, notes)
                 }
             }
-            if let next = step.next, let at = step.nextAt {
-                try await connection.query("""
-                    UPDATE enrollments SET step_index = \(next.stepIndex), repetition = \(next.repetition), plan_version = \(plan.version),
-                        seq = \(seq + 1), next_at = \(at) WHERE id = \(job.enrollmentId)
-                    """, logger: logger)
-                try await schedule(job.enrollmentId, seq: seq + 1, at: at, on: connection)
-            } else {
-                try await connection.query("""
-                    UPDATE enrollments SET state = 'finished', plan_version = \(plan.version), seq = \(seq + 1), next_at = NULL WHERE id = \(job.enrollmentId)
-                    """, logger: logger)
-                timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -2), summary: "SmartPlan \"\(plan.name)\" finished.", plan: plan)
+            for _ in 0..<Self.concurrentRuns { start() }
+            while let (index, outcomes, notes) = try await group.next() {
+                results[index] = (outcomes, notes)
+                start()
             }
+        }
+        return results
+    }
+
+    /// Records a run's steps and where and when it continues.
+    func finish(_ run: Run, outcomes: [(outcome: String, detail: String?)], on connection: PostgresConnection, notes: inout [Note]) async throws {
+        let (job, plan, seq) = (run.job, run.plan, run.seq)
+        for (action, (outcome, detail)) in zip(run.step.actions, outcomes) {
+            try await connection.query("""
+                INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
+                VALUES (\(job.enrollmentId), \(seq), \(action.step), \(plan.id), \(plan.steps[action.step].kind.rawValue), \(outcome), \(detail), \(run.now))
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+            if case .enroll(_, let other) = action, outcome == "done", let target = try await store.plan(other, on: connection),
+               target.companyId == plan.companyId {
+                _ = try await enroll([run.contactId], in: target, on: connection)
+            }
+        }
+        if let next = run.step.next, let at = run.step.nextAt {
+            try await connection.query("""
+                UPDATE enrollments SET step_index = \(next.stepIndex), repetition = \(next.repetition), plan_version = \(plan.version),
+                    seq = \(seq + 1), next_at = \(at) WHERE id = \(job.enrollmentId)
+                """, logger: logger)
+            try await schedule(job.enrollmentId, seq: seq + 1, at: at, on: connection)
+        } else {
+            try await connection.query("""
+                UPDATE enrollments SET state = 'finished', plan_version = \(plan.version), seq = \(seq + 1), next_at = NULL WHERE id = \(job.enrollmentId)
+                """, logger: logger)
+            timeline(&notes, run.contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -2), summary: "SmartPlan \"\(plan.name)\" finished.", plan: plan)
         }
     }
 
