@@ -18,7 +18,7 @@ struct MessageTimeline: Sendable {
     }
 
     func record(_ message: Message, on connection: PostgresConnection) async throws {
-        guard let contactId = message.contactId, let contact = try await contacts.contact(contactId, companyId: message.companyId) else { return }
+        guard let contactId = message.contactId, let contact = try await contacts.contact(contactId, companyId: message.companyId, on: connection) else { return }
         let channel: CommunicationChannel = switch message.channel {
         case .sms, .push: .text
         case .email: .email

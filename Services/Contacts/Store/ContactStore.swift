@@ -384,12 +384,15 @@ struct ContactStore: Sendable {
     }
 
     /// Without a company only for services, which act for every company.
-    func contact(_ id: UUID, companyId: UUID?) async throws -> Contact? {
-        let rows = try await client.query("""
+    /// On `connection` when given: an event handler reads inside its own transaction, never
+    /// from the pool, so handlers holding every pooled connection cannot wait on one another.
+    func contact(_ id: UUID, companyId: UUID?, on connection: PostgresConnection? = nil) async throws -> Contact? {
+        let query: PostgresQuery = """
             SELECT \(unescaped: Self.columns) FROM contacts
             WHERE id = \(id) AND (\(companyId)::uuid IS NULL OR company_id = \(companyId)) AND deleted_at IS NULL
-            """, logger: logger)
-        return try await decode(rows).first
+            """
+        if let connection { return try await decode(try await connection.query(query, logger: logger)).first }
+        return try await decode(try await client.query(query, logger: logger)).first
     }
 
     /// The contacts holding any of these e-mails or phones, in one company.
