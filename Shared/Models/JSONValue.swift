@@ -83,6 +83,16 @@ public enum JSONCoding {
         }
         return decoder
     }
+
+    /// A value as JSON text (a jsonb column's or a job payload's).
+    public static func string(_ value: some Encodable) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    /// A value read from JSON text.
+    public static func decode<Value: Decodable>(_ type: Value.Type, json text: String) throws -> Value {
+        try decoder.decode(type, from: Data(text.utf8))
+    }
 }
 
 /// RFC 3339 parsing and formatting; accepts fractional seconds and any offset, writes UTC.

@@ -51,7 +51,7 @@ struct PlanRunnerTests {
         #expect(saturday.nextAt == Self.at(10, day: 14))
     }
 
-    @Test("SP-6: a task or call step makes its task 08:00–17:00 Chicago, due the step's days later")
+    @Test("SP-6, SP-1: a task, call or text-task step makes its task 08:00–17:00 Chicago, due the step's days later; a text task needs its title")
     func taskWindow() {
         let steps = [Self.step(.call, title: "Call {contact.first.name}", days: 2)]
         let evening = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(18), endsAt: .distantFuture)

@@ -67,7 +67,7 @@ extension Bench {
         let office = try await createOffice(setup, token: token, root: root, name: "Bench Rotation \(run)")
         let analyticsOffice = try await createOffice(setup, token: token, root: root, name: "Bench Analytics \(run)")
         let bothOffices: [UUID] = [office, analyticsOffice]
-        _ = try await waitForCount(setup, "the offices in accountability's directory",
+        try await waitForCount(setup, "the offices in accountability's directory",
                                    "SELECT count(*)::int FROM accountability.directory_entities WHERE id = ANY(\(bothOffices))",
                                    reaches: 2, seconds: 120)
 
@@ -95,7 +95,7 @@ extension Bench {
         let created = milliseconds(since: seeding) / 1000
         let replicated = try await waitForCount(setup, "the agents in accountability's directory", """
             SELECT count(*)::int FROM accountability.directory_users WHERE entity_ids && \(bothOffices)
-            """, reaches: agentCount + analyticsCount, seconds: 900)
+            """, reaches: agentCount + analyticsCount, seconds: 900).seconds
         print(String(format: "  agents created in %.1f s, all in accountability's directory %.1f s later", created, replicated))
 
         let seededAt = Date()
@@ -503,21 +503,6 @@ extension Bench {
             for try await lost in group { failed += lost }
             return failed
         }
-    }
-
-    /// Polls `query` (one integer) until it reaches `target`; the seconds it took.
-    static func waitForCount(_ setup: Setup, _ what: String, _ query: PostgresQuery, reaches target: Int, seconds: Int) async throws -> Double {
-        let start = ContinuousClock.now
-        try await withDatabase(setup) { client, logger -> Void in
-            let deadline = ContinuousClock.now + .seconds(seconds)
-            while true {
-                let count = try await client.query(query, logger: logger).collect().first?.decode(Int.self) ?? 0
-                if count >= target { return }
-                guard ContinuousClock.now < deadline else { throw Failure(description: "\(what): \(count) of \(target) after \(seconds) s") }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
-        return milliseconds(since: start) / 1000
     }
 
     /// The seconds a service's handlers of `kind` have run in all (`job_duration_seconds_sum`

@@ -345,6 +345,27 @@ struct Bench {
         }
     }
 
+    /// Polls `query` (one integer) until it reaches `target`; the seconds it took. Past `seconds`
+    /// it fails, or with `failing: false` answers the count it got to.
+    @discardableResult
+    static func waitForCount(_ setup: Setup, _ what: String, _ query: PostgresQuery, reaches target: Int, seconds: Int, failing: Bool = true) async throws
+        -> (count: Int, seconds: Double) {
+        let start = ContinuousClock.now
+        let count = try await withDatabase(setup) { client, logger -> Int in
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while true {
+                let count = try await client.query(query, logger: logger).collect().first?.decode(Int.self) ?? 0
+                if count >= target { return count }
+                guard ContinuousClock.now < deadline else {
+                    if failing { throw Failure(description: "\(what): \(count) of \(target) after \(seconds) s") }
+                    return count
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        return (count, milliseconds(since: start) / 1000)
+    }
+
     /// Waits until contacts' outbox holds nothing undelivered: every subscriber has its events.
     static func settled(_ setup: Setup) async throws {
         try await withDatabase(setup) { client, logger in

@@ -22,7 +22,7 @@ extension Bench {
         let environment = ProcessInfo.processInfo.environment
         let smartplansURL = environment["SMARTPLANS_URL"] ?? "http://127.0.0.1:\(environment["SMARTPLANS_PORT"] ?? "8085")"
         let total = max((Int(environment["BENCH_ENROLLMENTS"] ?? "") ?? 100_000) / 2 * 2, 2)
-        let deadline = Double(Int(environment["BENCH_DEADLINE"] ?? "") ?? 1_800)
+        let deadline = Int(environment["BENCH_DEADLINE"] ?? "") ?? 1_800
         let (token, root) = try await company(setup)
         let (patched, _) = try await call(.PATCH, setup.contactsURL + "/v1/entities/\(root)", token: token,
                                           body: json(["postalAddress": "1 Bench Street, Chicago, IL 60601"]))
@@ -49,11 +49,9 @@ extension Bench {
         }
         guard contacts.count == total else { throw Failure(description: "\(contacts.count) of \(total) contacts imported") }
         // SmartPlans enrolls only contacts its replica has.
-        let replicated = try await waitFor(setup, seconds: 600) { client, logger in
-            try await client.query("""
-                SELECT count(*)::int FROM smartplans.contact_replica c JOIN contacts.entities e ON e.company_id = c.company_id WHERE e.id = \(root)::uuid
-                """, logger: logger).collect().first?.decode(Int.self) ?? 0
-        } until: { $0 >= total }
+        let replicated = try await waitForCount(setup, "the contacts in SmartPlans' replica", """
+            SELECT count(*)::int FROM smartplans.contact_replica c JOIN contacts.entities e ON e.company_id = c.company_id WHERE e.id = \(root)::uuid
+            """, reaches: total, seconds: 600)
         print(String(format: "  imported in %.1f s, all in SmartPlans' replica %.1f s later", importSeconds, replicated.seconds))
 
         func plan(_ name: String, _ step: [String: Any]) async throws -> String {
@@ -105,11 +103,9 @@ extension Bench {
             for item in items { if case .string(let outcome)? = item["outcome"] { outcomes[outcome, default: 0] += 1 } }
         }
         let enrolled = milliseconds(since: start) / 1000
-        let finished = try await waitFor(setup, seconds: deadline) { client, logger in
-            try await client.query("""
-                SELECT count(*)::int FROM smartplans.enrollments WHERE plan_id = ANY(\([calls, mails])::uuid[]) AND state IN ('finished', 'stopped')
-                """, logger: logger).collect().first?.decode(Int.self) ?? 0
-        } until: { $0 >= total }
+        let finished = try await waitForCount(setup, "the enrollments run", """
+            SELECT count(*)::int FROM smartplans.enrollments WHERE plan_id = ANY(\([calls, mails])::uuid[]) AND state IN ('finished', 'stopped')
+            """, reaches: total, seconds: deadline, failing: false)
         let elapsed = milliseconds(since: start) / 1000
         let cpuAfter = CPUUse.sample(runDir: setup.runDir)
         let (steps, done, failed, tasks, messages, mailSpan, taskSpan) = try await withDatabase(setup) { client, logger -> (Int, Int, Int, Int, Int, Double, Double) in
@@ -132,30 +128,14 @@ extension Bench {
         line("bulk enrollment of 10,000 contacts (target < 2 s)", firstEnroll, unit: "ms", floor: 0)
         print(String(format: "  all %d enrolled in %.1f s (%@)", total, enrolled,
                      outcomes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") as NSString))
-        let rate = Double(finished.value) / max(elapsed, 0.001)
+        let rate = Double(finished.count) / max(elapsed, 0.001)
         let floorRate = Double(total) / max(floor / 1000, 0.001)
         print(String(format: "steps: %d of %d enrollments ran their step in %.1f s: %.0f steps/s (target >= 2,000)   floor %.0f rows/s   ratio %.2fx",
-                     finished.value, total, elapsed, rate, floorRate, floorRate / max(rate, 0.001)))
+                     finished.count, total, elapsed, rate, floorRate, floorRate / max(rate, 0.001)))
         print(String(format: "  notifications accepted %d plan e-mails over %.1f s (%.0f/s); contacts made %d call tasks over %.1f s (%.0f/s)",
                      messages, mailSpan, Double(messages) / max(mailSpan, 0.001), tasks, taskSpan, Double(tasks) / max(taskSpan, 0.001)))
         print("  exactly once: \(steps) step-log rows (\(done) done, \(failed) failed), \(tasks) tasks and \(messages) e-mails for \(total) enrollments"
               + (steps == total && tasks + messages == total ? "" : " — NOT one each"))
-        if let cpu = CPUUse.line(from: cpuBefore, to: cpuAfter, items: max(finished.value, 1), unit: "step") { print(cpu) }
-    }
-
-    /// Polls `count` every 200 ms until `done` holds or `seconds` pass: its last value and the
-    /// seconds it took.
-    static func waitFor(_ setup: Setup, seconds: Double, _ count: @escaping @Sendable (PostgresClient, Logger) async throws -> Int,
-                        until done: @escaping @Sendable (Int) -> Bool) async throws -> (value: Int, seconds: Double) {
-        try await withDatabase(setup) { client, logger in
-            let start = ContinuousClock.now
-            var value = 0
-            while milliseconds(since: start) / 1000 < seconds {
-                value = try await count(client, logger)
-                if done(value) { break }
-                try await Task.sleep(for: .milliseconds(200))
-            }
-            return (value, milliseconds(since: start) / 1000)
-        }
+        if let cpu = CPUUse.line(from: cpuBefore, to: cpuAfter, items: max(finished.count, 1), unit: "step") { print(cpu) }
     }
 }

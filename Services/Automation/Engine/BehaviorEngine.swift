@@ -57,6 +57,9 @@ struct BehaviorEngine: Sendable {
         /// The firing each message is for, in the same order.
         var firings: [UUID]
         var timeline: [TimelineNote]
+
+        /// Its firings', whatever their order: the job's unique key and its batch's Idempotency-Key.
+        var key: String { UUID.derived(from: timeline.map { $0.id.uuidString }.sorted().joined(separator: ",")).uuidString.lowercased() }
     }
 
     /// What a firing did, kept on it: the answer to "why did this lead get nothing".
@@ -268,15 +271,14 @@ struct BehaviorEngine: Sendable {
         }
         if !decided.isEmpty {
             try await connection.query("""
-                UPDATE behavior_firings f SET outcome = d.outcome::jsonb FROM unnest(\(decided.map(\.firing)), \(try decided.map { try Self.json($0.outcome) }))
+                UPDATE behavior_firings f SET outcome = d.outcome::jsonb FROM unnest(\(decided.map(\.firing)), \(try decided.map { try JSONCoding.string($0.outcome) }))
                     AS d(id, outcome) WHERE f.id = d.id
                 """, logger: logger)
             // Deliveries of at most one notifications batch each, in the order the firings were decided.
             var chunk = DeliverJob(messages: [], firings: [], timeline: [])
             func flush() async throws {
                 guard !chunk.timeline.isEmpty else { return }
-                let key = UUID.derived(from: "behavior-deliver:" + chunk.timeline.map { $0.id.uuidString }.sorted().joined(separator: ","))
-                try await jobs.schedule(kind: Self.deliverJob, payload: chunk, runAt: min(since, clock.now), uniqueKey: "behavior-deliver:\(key)",
+                try await jobs.schedule(kind: Self.deliverJob, payload: chunk, runAt: min(since, clock.now), uniqueKey: "behavior-deliver:\(chunk.key)",
                                         on: connection, logger: logger)
                 chunk = DeliverJob(messages: [], firings: [], timeline: [])
             }
@@ -309,7 +311,7 @@ struct BehaviorEngine: Sendable {
     /// on the contacts' timelines. A batch notifications refuses is sent message by message, so
     /// one it will not take does not hold back the others.
     func deliver(_ job: DeliverJob) async throws {
-        let key = "automation-behaviors-" + UUID.derived(from: job.timeline.map { $0.id.uuidString }.sorted().joined(separator: ",")).uuidString.lowercased()
+        let key = "automation-behaviors-\(job.key)"
         var accepted: [(firing: UUID, message: UUID)] = []
         struct Batch: Encodable { var messages: [Outgoing] }
         struct Accepted: Decodable {
@@ -358,8 +360,6 @@ struct BehaviorEngine: Sendable {
         return Outgoing(channel: channel, contactId: contactId, subject: subject, body: body, reference: reference,
                         window: channel == .sms ? .init(entityId: entityId) : nil)
     }
-
-    static func json(_ value: some Encodable) throws -> String { String(decoding: try JSONCoding.encoder.encode(value), as: UTF8.self) }
 
     /// The firing on the contact's timeline, once (its id is the firing's).
     static func timelineNote(_ behavior: Behavior, firingId: UUID, contactId: UUID, listing: String?, outcome: Outcome) -> TimelineNote {

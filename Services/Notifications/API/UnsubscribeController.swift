@@ -34,13 +34,11 @@ struct UnsubscribeController {
         let form = button ? "<form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>" : ""
         let html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-            <title>\(escape(title))</title><style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}
+            <title>\(HTMLText.escape(title))</title><style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}
             button{font-size:1.1rem;padding:.6rem 1.4rem}</style></head>
-            <body><h1>\(escape(title))</h1><p>\(escape(text))</p>\(form)</body></html>
+            <body><h1>\(HTMLText.escape(title))</h1><p>\(HTMLText.escape(text))</p>\(form)</body></html>
             """
         return Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                         body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
     }
-
-    static func escape(_ text: String) -> String { HTMLText.escape(text) }
 }

@@ -228,19 +228,19 @@ struct WebhooksController {
             store.logger.warning("voice menu service did not answer", metadata: ["service": "\(service.rawValue)", "error": "\(error)"])
             return "<Response><Say>Sorry, your choice could not be recorded. Please use the link we sent you. Goodbye.</Say></Response>"
         }
-        let say = "<Say>\(Self.xmlEscape(reply.say))</Say>"
+        let say = "<Say>\(HTMLText.escape(reply.say))</Say>"
         if let contactId = reply.dialContactId {
             guard let phone = try? await store.client.withConnection({ try await store.contactRecipient(contactId, on: $0) })?.phone else {
                 return "<Response>\(say)<Say>The lead has no phone number on file. Goodbye.</Say></Response>"
             }
-            return "<Response>\(say)<Dial>\(Self.xmlEscape(phone))</Dial></Response>"
+            return "<Response>\(say)<Dial>\(HTMLText.escape(phone))</Dial></Response>"
         }
         if let gather = reply.gather { return question(say, gather: gather, message: message, step: step + 1) }
         return "<Response>\(say)<Hangup/></Response>"
     }
 
     func voiceScript(_ message: Message) -> String {
-        let say = "<Say>\(Self.xmlEscape(message.body))</Say>"
+        let say = "<Say>\(HTMLText.escape(message.body))</Say>"
         guard let gather = message.gather else { return "<Response>\(say)</Response>" }
         return question(say, gather: gather, message: message, step: 1)
     }
@@ -248,12 +248,10 @@ struct WebhooksController {
     /// A `<Gather>` around the words, posting the keys to this call's gather webhook for `step`.
     func question(_ say: String, gather: GatherSpec, message: Message, step: Int) -> String {
         let query = step == 1 ? "" : "?step=\(step)"
-        let action = Self.xmlEscape("\(settings.publicURL)/webhooks/twilio/gather/\(message.id.uuidString.lowercased())\(query)")
+        let action = HTMLText.escape("\(settings.publicURL)/webhooks/twilio/gather/\(message.id.uuidString.lowercased())\(query)")
         return "<Response><Gather input=\"dtmf\" numDigits=\"\(min(max(gather.numDigits, 1), 10))\" timeout=\"\(min(max(gather.timeoutSeconds ?? 5, 1), 60))\" "
             + "action=\"\(action)\" method=\"POST\">\(say)</Gather><Say>We did not receive a choice. Goodbye.</Say></Response>"
     }
-
-    static func xmlEscape(_ text: String) -> String { HTMLText.escape(text) }
 
     static func twiml(_ xml: String) -> Response {
         Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"],

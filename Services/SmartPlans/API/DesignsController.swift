@@ -61,11 +61,9 @@ struct DesignsController {
             let identity = try context.requireIdentity()
             guard let companyId = identity.companyId else { throw APIError.forbidden }
             var visible: [Design] = []
-            for try await doc in try await store.client.query("""
-                SELECT doc::text FROM designs WHERE company_id = \(companyId) ORDER BY updated_at DESC, id LIMIT 1000
-                """, logger: logger).decode(String.self) {
-                let design = try JSONCoding.decoder.decode(Design.self, from: Data(doc.utf8))
-                if try await plans.canSee(design.ownership, identity) { visible.append(design) }
+            for design in try await store.documents(Design.self, "SELECT doc::text FROM designs WHERE company_id = \(companyId) ORDER BY updated_at DESC, id LIMIT 1000")
+            where try await plans.canSee(design.ownership, identity) {
+                visible.append(design)
             }
             return Designs(items: visible)
         }
@@ -105,7 +103,7 @@ struct DesignsController {
 
     private func save(_ design: Design) async throws {
         try await store.client.query("""
-            INSERT INTO designs (id, company_id, doc, updated_at) VALUES (\(design.id), \(design.companyId), \(try PlanStore.json(design))::jsonb, \(design.updatedAt))
+            INSERT INTO designs (id, company_id, doc, updated_at) VALUES (\(design.id), \(design.companyId), \(try JSONCoding.string(design))::jsonb, \(design.updatedAt))
             ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at
             """, logger: logger)
     }
@@ -118,11 +116,7 @@ struct DesignsController {
 
 extension PlansController {
     func design(_ id: UUID, companyId: UUID?) async throws -> DesignsController.Design? {
-        for try await doc in try await client.query("SELECT doc::text FROM designs WHERE id = \(id) AND company_id = \(companyId)",
-                                                    logger: logger).decode(String.self) {
-            return try JSONCoding.decoder.decode(DesignsController.Design.self, from: Data(doc.utf8))
-        }
-        return nil
+        try await store.documents(DesignsController.Design.self, "SELECT doc::text FROM designs WHERE id = \(id) AND company_id = \(companyId)").first
     }
 
     /// A plan's e-mail steps that name a design and carry no HTML yet get the design's HTML (and

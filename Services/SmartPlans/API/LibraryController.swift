@@ -59,7 +59,7 @@ struct LibraryController {
                                         roles: Array(Set(plan.steps.compactMap(\.role))).sorted(), sourcePlanId: plan.id, publishedBy: userId,
                                         publishedAt: now)
                 try await connection.query("""
-                    INSERT INTO library (id, company_id, doc, published_at) VALUES (\(entry.id), \(entry.companyId), \(try PlanStore.json(entry))::jsonb, \(now))
+                    INSERT INTO library (id, company_id, doc, published_at) VALUES (\(entry.id), \(entry.companyId), \(try JSONCoding.string(entry))::jsonb, \(now))
                     """, logger: logger)
                 if plan.triggers != nil {
                     plan.triggers = nil
@@ -72,10 +72,9 @@ struct LibraryController {
         group.get("/v1/smartplans/library") { _, context -> Library in
             let identity = try context.requireIdentity()
             guard let companyId = identity.companyId else { throw APIError.forbidden }
-            var items: [LibraryPlan] = []
-            for try await doc in try await store.client.query("""
+            let items = try await store.documents(LibraryPlan.self, """
                 SELECT doc::text FROM library WHERE company_id = \(companyId) ORDER BY published_at DESC, id LIMIT 1000
-                """, logger: logger).decode(String.self) { items.append(try JSONCoding.decoder.decode(LibraryPlan.self, from: Data(doc.utf8))) }
+                """)
             return Library(items: items)
         }
         group.post("/v1/smartplans/library/{id}/copy") { request, context -> JSONResponse<Plan> in
@@ -101,9 +100,8 @@ struct LibraryController {
 
     private func libraryPlan(_ context: AppContext, _ identity: Identity) async throws -> LibraryPlan {
         let id = try context.pathID("id")
-        for try await doc in try await store.client.query("SELECT doc::text FROM library WHERE id = \(id) AND company_id = \(identity.companyId)",
-                                                          logger: logger).decode(String.self) {
-            return try JSONCoding.decoder.decode(LibraryPlan.self, from: Data(doc.utf8))
+        if let entry = try await store.documents(LibraryPlan.self, "SELECT doc::text FROM library WHERE id = \(id) AND company_id = \(identity.companyId)").first {
+            return entry
         }
         throw APIError.notFound("library plan \(id)")
     }

@@ -55,12 +55,9 @@ struct PlanEngine: Sendable {
         let tags = [EventType.tagRenamed, EventType.tagDeleted].map { type in
             EventHandler(name: "smartplans.tags", eventType: type) { event, connection, _ in
                 let change = try event.data(TagChanged.self)
-                // Read whole before writing: a query on the connection while its rows still stream waits for them.
-                let docs = try await connection.query("""
+                for var plan in try await store.documents(Plan.self, """
                     SELECT doc::text FROM plans WHERE company_id = \(change.companyId) AND doc ? 'triggers' FOR UPDATE
-                    """, logger: logger).collect().map { try $0.decode(String.self) }
-                for doc in docs {
-                    var plan = try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8))
+                    """, on: connection) {
                     guard let triggers = plan.triggers, let renamed = triggers.replacingTag(change.tag, with: change.renamedTo) else { continue }
                     plan.triggers = renamed.isEmpty ? nil : renamed
                     plan.updatedAt = clock.now
@@ -74,11 +71,9 @@ struct PlanEngine: Sendable {
     private func trigger(_ changes: [(id: UUID, tagsAdded: [String], status: ContactStatus, before: ContactStatus?, created: Bool)], companyId: UUID,
                          on connection: PostgresConnection) async throws {
         guard !changes.isEmpty else { return }
-        var plans: [Plan] = []
-        for try await doc in try await connection.query("""
+        for plan in try await store.documents(Plan.self, """
             SELECT doc::text FROM plans WHERE company_id = \(companyId) AND doc ? 'triggers' AND (doc->>'active')::boolean
-            """, logger: logger).decode(String.self) { plans.append(try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8))) }
-        for plan in plans {
+            """, on: connection) {
             guard let triggers = plan.triggers else { continue }
             let matching = changes.filter { triggers.matches(tagsAdded: $0.tagsAdded, status: $0.status, statusBefore: $0.before, created: $0.created) }
             if !matching.isEmpty { _ = try await enroll(matching.map(\.id), in: plan, on: connection) }
@@ -146,7 +141,7 @@ struct PlanEngine: Sendable {
         for (_, contactId) in enrolled { outcomes[contactId] = .enrolled }
         if plan.active, !enrolled.isEmpty {
             let keys = enrolled.map { "sp-advance:\($0.0):1" }
-            let payloads = try enrolled.map { String(decoding: try JSONCoding.encoder.encode(AdvanceJob(enrollmentId: $0.0, seq: 1)), as: UTF8.self) }
+            let payloads = try enrolled.map { try JSONCoding.string(AdvanceJob(enrollmentId: $0.0, seq: 1)) }
             try await connection.query("""
                 INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
                 SELECT \(Self.advanceJob), j.payload::jsonb, \(now), \(JobQueue.defaultMaxAttempts), j.key FROM unnest(\(payloads), \(keys)) AS j(payload, key)

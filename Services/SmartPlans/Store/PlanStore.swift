@@ -75,45 +75,37 @@ struct PlanStore: Sendable {
 
     func insert(_ plan: Plan, on connection: PostgresConnection) async throws {
         try await connection.query("""
-            INSERT INTO plans (id, company_id, doc, updated_at) VALUES (\(plan.id), \(plan.companyId), \(try Self.json(plan))::jsonb, \(plan.updatedAt))
+            INSERT INTO plans (id, company_id, doc, updated_at) VALUES (\(plan.id), \(plan.companyId), \(try JSONCoding.string(plan))::jsonb, \(plan.updatedAt))
             ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at
             """, logger: logger)
         try await connection.query("""
-            INSERT INTO plan_versions (plan_id, version, steps) VALUES (\(plan.id), \(plan.version), \(try Self.json(plan.steps))::jsonb)
+            INSERT INTO plan_versions (plan_id, version, steps) VALUES (\(plan.id), \(plan.version), \(try JSONCoding.string(plan.steps))::jsonb)
             ON CONFLICT DO NOTHING
             """, logger: logger)
     }
 
     /// The plan's document alone (triggers, activation): its steps' version is unchanged.
     func save(_ plan: Plan, on connection: PostgresConnection) async throws {
-        try await connection.query("UPDATE plans SET doc = \(try Self.json(plan))::jsonb, updated_at = \(plan.updatedAt) WHERE id = \(plan.id)", logger: logger)
+        try await connection.query("UPDATE plans SET doc = \(try JSONCoding.string(plan))::jsonb, updated_at = \(plan.updatedAt) WHERE id = \(plan.id)", logger: logger)
     }
 
     func plan(_ id: UUID, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Plan? {
-        let rows = try await connection.query(forUpdate ? "SELECT doc::text FROM plans WHERE id = \(id) FOR UPDATE" : "SELECT doc::text FROM plans WHERE id = \(id)",
-                                              logger: logger)
-        for try await doc in rows.decode(String.self) { return try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8)) }
-        return nil
+        let query: PostgresQuery = forUpdate ? "SELECT doc::text FROM plans WHERE id = \(id) FOR UPDATE" : "SELECT doc::text FROM plans WHERE id = \(id)"
+        return try await documents(Plan.self, query, on: connection).first
     }
 
     func plans(companyId: UUID) async throws -> [Plan] {
-        var result: [Plan] = []
-        for try await doc in try await client.query("SELECT doc::text FROM plans WHERE company_id = \(companyId) ORDER BY updated_at DESC, id",
-                                                    logger: logger).decode(String.self) {
-            result.append(try JSONCoding.decoder.decode(Plan.self, from: Data(doc.utf8)))
-        }
-        return result
+        try await documents(Plan.self, "SELECT doc::text FROM plans WHERE company_id = \(companyId) ORDER BY updated_at DESC, id")
     }
 
     func steps(of planId: UUID, version: Int, on connection: PostgresConnection) async throws -> [PlanStep]? {
-        for try await doc in try await connection.query("SELECT steps::text FROM plan_versions WHERE plan_id = \(planId) AND version = \(version)",
-                                                        logger: logger).decode(String.self) {
-            return try JSONCoding.decoder.decode([PlanStep].self, from: Data(doc.utf8))
-        }
-        return nil
+        try await documents([PlanStep].self, "SELECT steps::text FROM plan_versions WHERE plan_id = \(planId) AND version = \(version)", on: connection).first
     }
 
-    static func json(_ value: some Encodable) throws -> String {
-        String(decoding: try JSONCoding.encoder.encode(value), as: UTF8.self)
+    /// The JSON documents (plans, designs, library plans …) a query's one text column holds, read
+    /// whole (so the caller may query the same connection next) and decoded.
+    func documents<Document: Decodable>(_ type: Document.Type, _ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [Document] {
+        let rows = if let connection { try await connection.query(query, logger: logger) } else { try await client.query(query, logger: logger) }
+        return try await rows.collect().map { try JSONCoding.decode(type, json: try $0.decode(String.self)) }
     }
 }
