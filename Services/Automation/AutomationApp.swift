@@ -8,13 +8,13 @@ import ServiceKit
 func buildAutomation(config: ServiceConfig) async throws -> some ApplicationProtocol {
     try await ServiceKit.buildApplication(config: config) { environment, routes in
         TemplatePreviewController(client: environment.client, logger: environment.logger).register(on: routes.authenticated)
-        let activity = ActivityStore(client: environment.client, outbox: environment.outbox, jobs: environment.jobs, clock: environment.clock,
-                                     logger: environment.logger)
+        let behaviors = BehaviorEngine(client: environment.client, jobs: environment.jobs, peers: environment.peers, clock: environment.clock,
+                                       logger: environment.logger)
+        let activity = ActivityStore(client: environment.client, outbox: environment.outbox, jobs: environment.jobs, behaviors: behaviors,
+                                     clock: environment.clock, logger: environment.logger)
         ActivityController(store: activity, clock: environment.clock, peers: environment.peers).register(open: routes.open, authenticated: routes.authenticated)
         BehaviorController(client: environment.client, clock: environment.clock, logger: environment.logger).register(on: routes.authenticated)
         TrackerController().register(on: routes.open)
-        let behaviors = BehaviorEngine(client: environment.client, jobs: environment.jobs, peers: environment.peers, clock: environment.clock,
-                                       logger: environment.logger)
         let shifts = StatusShifts(client: environment.client, jobs: environment.jobs, peers: environment.peers, clock: environment.clock,
                                   logger: environment.logger)
         var parts = ServiceParts(migrations: DirectoryReplica.migrations + ContactReplica.migrations + DirectoryReplica.userPreferences

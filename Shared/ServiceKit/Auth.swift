@@ -83,8 +83,8 @@ package struct TokenService: Sendable {
 
     package func issue(subject: String, companyId: UUID?, role: Role, entityIds: [UUID], now: Date = Date(), lifetime: TimeInterval = 12 * 3600) async throws -> String {
         let claims = TokenClaims(
-            sub: .init(value: subject), cid: companyId?.uuidString.lowercased(), role: role.rawValue,
-            ents: entityIds.map { $0.uuidString.lowercased() }, exp: .init(value: now.addingTimeInterval(lifetime)),
+            sub: .init(value: subject), cid: companyId?.lowercasedString, role: role.rawValue,
+            ents: entityIds.map { $0.lowercasedString }, exp: .init(value: now.addingTimeInterval(lifetime)),
             nbf: .init(value: now.addingTimeInterval(-5)), iat: .init(value: now))
         return try await keys.sign(claims)
     }

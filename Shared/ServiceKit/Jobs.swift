@@ -10,7 +10,8 @@ import Synchronization
 package struct Job: Sendable {
     package var id: Int64
     package var kind: String
-    package var payload: JSONValue
+    /// The payload's JSON text, decoded once by the handler into its own type.
+    package var payload: String
     package var attempt: Int
     package var maxAttempts: Int
     /// When it was due; handlers that schedule follow-ups start from here, so "in order" holds
@@ -25,7 +26,7 @@ package struct Job: Sendable {
     /// must never run with a half-read payload.
     package func decode<T: Decodable>(_ type: T.Type) throws -> T {
         do {
-            return try payload.decode(type)
+            return try JSONCoding.decoder.decode(type, from: Data(payload.utf8))
         } catch {
             throw UndecodablePayload(jobId: id, kind: kind, expected: String(describing: type), problem: String(describing: error))
         }
@@ -370,8 +371,7 @@ package struct JobRunner: Service {
         }
         var jobs: [Job] = []
         for (id, kind, payload, attempts, maxAttempts, runAt, moreDue) in claimed {
-            let value = (try? JSONCoding.decoder.decode(JSONValue.self, from: Data(payload.utf8))) ?? .null
-            jobs.append(Job(id: id, kind: kind, payload: value, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token,
+            jobs.append(Job(id: id, kind: kind, payload: payload, attempt: attempts, maxAttempts: maxAttempts, runAt: runAt, leaseToken: token,
                             moreDue: moreDue))
         }
         // Oldest first, as they were picked.

@@ -63,7 +63,7 @@ package struct PeriodicScope: Sendable, Hashable {
                 "SELECT id, time_zone FROM directory_entities WHERE kind = ANY(\(kinds.map(\.rawValue))) ORDER BY id", logger: logger)
             var scopes: [PeriodicScope] = []
             for try await (id, zone) in rows.decode((UUID, String).self) {
-                scopes.append(PeriodicScope(id: id.uuidString.lowercased(), timeZone: TimeZone(identifier: zone) ?? .gmt))
+                scopes.append(PeriodicScope(id: id.lowercasedString, timeZone: TimeZone(identifier: zone) ?? .gmt))
             }
             return scopes
         }

@@ -128,6 +128,14 @@ struct PrimitivesTests {
         #expect(OutboxDispatcher.chunks([], maxBytes: 1000).isEmpty)
     }
 
+    @Test("an id's lower-case text is Foundation's, lower-cased; ids order as their text does")
+    func uuidText() {
+        let ids = (0..<2_000).map { _ in UUID.random() } + [UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
+                                                             UUID(uuid: (255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255))]
+        #expect(ids.allSatisfy { $0.lowercasedString == $0.uuidString.lowercased() })
+        #expect(ids.sorted().map(\.uuidString) == ids.map(\.uuidString).sorted())
+    }
+
     @Test("the virtual clock only moves forward")
     func virtualClock() {
         let start = Date(timeIntervalSince1970: 1_800_000_000)

@@ -72,7 +72,7 @@ extension Bench {
                                    reaches: 2, seconds: 120)
 
         // AC-4's rules on the rotation office, through the API; set 60 days ago.
-        let (rulesStatus, rulesAnswer) = try await call(.PUT, accountabilityURL + "/v1/accountability/rules/\(office.uuidString.lowercased())",
+        let (rulesStatus, rulesAnswer) = try await call(.PUT, accountabilityURL + "/v1/accountability/rules/\(office.lowercasedString)",
                                                         token: token, body: json([
                                                             "rotation": ["enabled": true, "loginIntervalDays": loginIntervalDays,
                                                                          "minCompletionPercent": minCompletionPercent] as [String: Any]]))
@@ -142,7 +142,7 @@ extension Bench {
         calendar.timeZone = TimeZone(identifier: officeZone) ?? TimeZone.current
         let day = calendar.dateComponents([.year, .month, .day], from: now)
         let period = String(format: "%04d-%02d-%02d", day.year ?? 0, day.month ?? 0, day.day ?? 0)
-        let scope = office.uuidString.lowercased()
+        let scope = office.lowercasedString
         let payload = String(decoding: try JSONCoding.encoder.encode(
             RotationCheckRun(schedule: rotationSchedule, scope: scope, timeZone: officeZone, period: period, dueAt: now)), as: UTF8.self)
         let kind = "periodic.\(rotationSchedule)"
@@ -247,7 +247,7 @@ extension Bench {
         if let cpu = CPUUse.line(from: cpuEnforceBefore, to: cpuEnforceAfter, items: max(drained.total, 1), unit: "violation enforced") { print(cpu) }
 
         // The bench office is not checked again tomorrow at 06:00.
-        let (deleted, _) = try await call(.DELETE, accountabilityURL + "/v1/accountability/rules/\(office.uuidString.lowercased())", token: token)
+        let (deleted, _) = try await call(.DELETE, accountabilityURL + "/v1/accountability/rules/\(office.lowercasedString)", token: token)
         if deleted != 204 { print("  (the bench office's rules were not deleted: \(deleted))") }
     }
 
@@ -316,7 +316,7 @@ extension Bench {
         _ = try? await settled(setup)
         let to = Date()
         let from = to.addingTimeInterval(-365 * 86_400)
-        let base = accountabilityURL + "/v1/accountability/analytics?entityId=\(office.uuidString.lowercased())"
+        let base = accountabilityURL + "/v1/accountability/analytics?entityId=\(office.lowercasedString)"
             + "&from=\(RFC3339.string(from: from))&to=\(RFC3339.string(from: to))"
         let (status, answer) = try await call(.GET, base + "&format=json", token: token)
         guard status == 200, case .array(let rows)? = answer["agents"] else { throw Failure(description: "analytics answered \(status): \(answer)") }
@@ -484,7 +484,7 @@ extension Bench {
     /// Agents of `office` through contacts' API, 16 requests at a time; how many failed.
     static func createAgents(_ setup: Setup, token: String, office: UUID, count: Int, label: String, run: String) async throws -> Int {
         let lanes = min(16, count)
-        let entity = office.uuidString.lowercased()
+        let entity = office.lowercasedString
         let url = setup.contactsURL + "/v1/users"
         return try await withThrowingTaskGroup(of: Int.self) { group in
             for lane in 0..<lanes {

@@ -44,7 +44,7 @@ extension Bench {
             var ids: [String] = []
             for try await id in try await client.query("""
                 SELECT c.id FROM contacts.contacts c JOIN contacts.entities e ON e.company_id = c.company_id WHERE e.id = \(root)::uuid ORDER BY c.id
-                """, logger: logger).decode(UUID.self) { ids.append(id.uuidString.lowercased()) }
+                """, logger: logger).decode(UUID.self) { ids.append(id.lowercasedString) }
             return ids
         }
         guard contacts.count == total else { throw Failure(description: "\(contacts.count) of \(total) contacts imported") }

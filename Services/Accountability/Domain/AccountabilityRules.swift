@@ -65,7 +65,7 @@ struct RulesInput: Decodable, Sendable {
         let excluded = excludedAgentIds ?? []
         guard excluded.count <= 500 else { throw APIError.validation("excludedAgentIds", "at most 500 excluded agents") }
         return AccountabilityRules(entityId: entityId, companyId: companyId, newLeadCalls: calls, rotation: rotation, followUp: followUp,
-                                   excludedAgentIds: Array(Set(excluded)).sorted { $0.uuidString < $1.uuidString }, version: version, updatedAt: now)
+                                   excludedAgentIds: Array(Set(excluded)).sorted(), version: version, updatedAt: now)
     }
 }
 

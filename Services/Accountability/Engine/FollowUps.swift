@@ -60,8 +60,8 @@ struct FollowUps: Sendable {
         let body = "\(name.isEmpty ? "A lead" : name) sent a \(what)\(listing) on \(RFC3339.string(from: request.at))"
             + (request.message.map { ": \"\($0.prefix(500))\"" } ?? "") + ". No call, text or e-mail has reached them since. Please follow up now."
         let recipients = [agentId] + admins.filter { $0 != agentId }
-        let reference = "follow-up:\(request.activityId.uuidString.lowercased())"
+        let reference = "follow-up:\(request.activityId.lowercasedString)"
         try await UserMail(messages: recipients.map { UserMail.Mail(userId: $0, subject: subject, body: body, reference: reference) })
-            .send(with: peers, key: "accountability-follow-up-\(request.activityId.uuidString.lowercased())")
+            .send(with: peers, key: "accountability-follow-up-\(request.activityId.lowercasedString)")
     }
 }

@@ -171,7 +171,7 @@ struct NewLeadCalls: Sendable {
             var gather: GatherSpec
             var reference: String
         }
-        let reference = "newleadcall:\(job.contactId.uuidString.lowercased()):\(job.agentId.uuidString.lowercased()):\(job.call)"
+        let reference = "newleadcall:\(job.contactId.lowercasedString):\(job.agentId.lowercasedString):\(job.call)"
         let sent = try await peers.post(to: .notifications, path: "/v1/messages",
                                         body: NewMessage(channel: .voice, userId: job.agentId, body: NewLeadCallPlan.script(contact), purpose: .automated,
                                                          gather: GatherSpec(numDigits: 1, timeoutSeconds: 10, answeredBy: .accountability),
@@ -201,7 +201,7 @@ struct NewLeadCalls: Sendable {
             let entry = Entry(id: Self.entryId(job), kind: "accountability_call",
                               summary: "The system tried to reach \(name) about this new lead (call \(job.call) of \(plan.planned.count)); they did not connect.",
                               actorName: "Accountability", data: ["call": job.call, "of": plan.planned.count])
-            let written = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/timeline", body: entry)
+            let written = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.lowercasedString)/timeline", body: entry)
             _ = try written.succeeded(from: .contacts, "contacts' timeline")
         }
         if plan.state == .active, job.call >= plan.planned.count {

@@ -75,7 +75,7 @@ struct RotationChecks: Sendable {
             var until: Date?
             var reason: String?
         }
-        let out = try await peers.put(to: .contacts, path: "/v1/users/\(violation.agentId.uuidString.lowercased())/rotation",
+        let out = try await peers.put(to: .contacts, path: "/v1/users/\(violation.agentId.lowercasedString)/rotation",
                                       body: RotationBody(inRotation: false, until: violation.removedUntil, reason: "Accountability: \(reason)"))
         guard try out.succeeded(from: .contacts, "contacts' rotation") else {
             logger.warning("an agent could not be taken out of rotation", metadata: ["violation": "\(id)", "status": "\(out.status)"])
@@ -91,9 +91,9 @@ struct RotationChecks: Sendable {
                           body: (userId == violation.agentId ? "You were" : "\(violation.agentName) was")
                               + " taken out of lead rotation by the accountability rules until \(untilText). \(reason)"
                               + " An admin can put \(userId == violation.agentId ? "you" : "them") back at any time.",
-                          reference: "violation:\(id.uuidString.lowercased())")
+                          reference: "violation:\(id.lowercasedString)")
         })
-        try await mail.send(with: peers, key: "accountability-violation-\(id.uuidString.lowercased())")
+        try await mail.send(with: peers, key: "accountability-violation-\(id.lowercasedString)")
         violation.emailed = recipients
         violation.enforcedAt = clock.now
         try await store.update(violation, on: connection)
@@ -102,7 +102,7 @@ struct RotationChecks: Sendable {
     /// AC-5: an admin puts the agent back; the violation says who and when.
     func reinstate(_ violation: inout Violation, by admin: String) async throws {
         struct RotationBody: Encodable { var inRotation: Bool }
-        let back = try await peers.put(to: .contacts, path: "/v1/users/\(violation.agentId.uuidString.lowercased())/rotation",
+        let back = try await peers.put(to: .contacts, path: "/v1/users/\(violation.agentId.lowercasedString)/rotation",
                                        body: RotationBody(inRotation: true))
         guard try back.succeeded(from: .contacts, "contacts' rotation") else {
             throw APIError.conflict("contacts refused to put the agent back (\(back.status))", code: "reinstatement_refused")

@@ -102,7 +102,7 @@ struct ActivityController {
     private func isContact(_ contactId: UUID, of companyId: UUID) async throws -> Bool {
         let known = try await store.client.withConnection { try await store.knownContacts([contactId], companyId: companyId, on: $0) }
         if !known.isEmpty { return true }
-        let answer = try await peers.get(from: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())")
+        let answer = try await peers.get(from: .contacts, path: "/v1/contacts/\(contactId.lowercasedString)")
         guard try answer.succeeded(from: .contacts, "contacts' contact") else { return false }
         struct Owner: Decodable { var companyId: UUID }
         return (try? JSONCoding.decoder.decode(Owner.self, from: Data(answer.body.utf8)).companyId) == companyId

@@ -79,7 +79,7 @@ enum Behaviors {
     /// latest activity older than everything in `activity`, if any: a first visit ever is not a
     /// return.
     static func evaluate(_ activity: [Activity], before: Date?, fired: Fired) -> [Firing] {
-        let events = activity.sorted { ($0.at, $0.id.uuidString) < ($1.at, $1.id.uuidString) }
+        let events = activity.sorted { ($0.at, $0.id) < ($1.at, $1.id) }
         var firings: [Firing] = []
 
         // (a) a visit 14 or more days after the activity before it.

@@ -59,7 +59,7 @@ struct BehaviorEngine: Sendable {
         var timeline: [TimelineNote]
 
         /// Its firings', whatever their order: the job's unique key and its batch's Idempotency-Key.
-        var key: String { UUID.derived(from: timeline.map { $0.id.uuidString }.sorted().joined(separator: ",")).uuidString.lowercased() }
+        var key: String { UUID.derived(from: timeline.map { $0.id.uuidString }.sorted().joined(separator: ",")).lowercasedString }
     }
 
     /// What a firing did, kept on it: the answer to "why did this lead get nothing".
@@ -122,29 +122,48 @@ struct BehaviorEngine: Sendable {
 
     // MARK: Evaluation
 
-    /// Evaluates the new activity of every contact the jobs name, set by set: a handful of
-    /// statements for a batch of contacts, not a handful per contact.
-    /// `since`: when the oldest of this activity's jobs was due. The firings' jobs are due from
-    /// then, so they go before the evaluations of newer activity and an alert does not wait for a
-    /// busy site's backlog.
+    /// The activity joined to a contact after it was stored (a visitor identified by a lead
+    /// form): the new activity of every contact the jobs name, evaluated set by set and then
+    /// marked evaluated. `since`: when the oldest of the jobs was due; the firings' jobs are due
+    /// from then, so they go before newer work.
     func evaluate(_ jobs: [EvaluateJob], since: Date, on connection: PostgresConnection) async throws {
         let companyOf = Dictionary(jobs.map { ($0.contactId, $0.companyId) }, uniquingKeysWith: { first, _ in first })
-        let contacts = companyOf.keys.map { $0.uuidString.lowercased() }.sorted()
-        guard !contacts.isEmpty else { return }
-        // One evaluation of a contact at a time (two batches must see each other's events), the
-        // locks taken in one order so that two batches never wait on each other in a cycle.
-        try await connection.query("""
-            SELECT count(pg_advisory_xact_lock(hashtextextended('behaviors:' || c, 0))) FROM (SELECT c FROM unnest(\(contacts)) AS c ORDER BY c) AS s
-            """, logger: logger)
+        guard !companyOf.isEmpty else { return }
+        try await Self.lock(Set(companyOf.keys), on: connection, logger: logger)
         var activity: [UUID: [Behaviors.Activity]] = [:]
         for try await (contact, id, kind, at, listing) in try await connection.query("""
-            SELECT contact_id, id, kind, at, doc->'listing'->>'listingId' FROM activity WHERE contact_id = ANY(\(contacts)::uuid[]) AND NOT evaluated
+            SELECT contact_id, id, kind, at, doc->'listing'->>'listingId' FROM activity WHERE contact_id = ANY(\(Array(companyOf.keys))) AND NOT evaluated
             """, logger: logger).decode((UUID, UUID, String, Date, String?).self) {
             guard let kind = ActivityEvent.Kind(rawValue: kind) else { continue }
             activity[contact, default: []].append(.init(id: id, kind: kind, at: at, listingId: listing, isNew: true))
         }
         guard !activity.isEmpty else { return }
-        let evaluated = activity.keys.sorted { $0.uuidString < $1.uuidString }
+        try await evaluate(new: activity, companyOf: companyOf, since: since, on: connection)
+        let seen = activity.values.flatMap { $0.map(\.id) }
+        try await connection.query("UPDATE activity SET evaluated = true WHERE contact_id = ANY(\(Array(activity.keys))) AND id = ANY(\(seen))",
+                                   logger: logger)
+    }
+
+    /// One evaluation of a contact at a time (two batches must see each other's events): taken
+    /// before a batch's activity is stored, in one order so two batches never wait on each other
+    /// in a cycle; held to the commit.
+    static func lock(_ contacts: Set<UUID>, on connection: PostgresConnection, logger: Logger) async throws {
+        guard !contacts.isEmpty else { return }
+        try await connection.query("""
+            SELECT count(pg_advisory_xact_lock(hashtextextended('behaviors:' || c, 0)))
+            FROM (SELECT c FROM unnest(\(contacts.map { $0.lowercasedString }.sorted())) AS c ORDER BY c) AS s
+            """, logger: logger)
+    }
+
+    /// BA-2 for a batch of contacts, set by set — a handful of statements for the batch, not a
+    /// handful per contact: `new` is each contact's activity not evaluated before (stored in
+    /// this transaction, under `lock`); its recent past is read here. Records what fired, once,
+    /// with a job each to decide its messages.
+    func evaluate(new: [UUID: [Behaviors.Activity]], companyOf: [UUID: UUID], since: Date, on connection: PostgresConnection) async throws {
+        var activity = new
+        guard !activity.isEmpty else { return }
+        let newIds = Set(new.values.flatMap { $0.map(\.id) })
+        let evaluated = activity.keys.sorted()
         let starts = evaluated.map { contact in (activity[contact]?.map(\.at).min() ?? .distantPast).addingTimeInterval(-Behaviors.lookBack) }
         var viewed: [(UUID, String)] = []
         for contact in evaluated {
@@ -157,7 +176,7 @@ struct BehaviorEngine: Sendable {
             WHERE a.evaluated AND (a.at > w.start OR (a.kind = 'property_view' AND (a.contact_id, a.doc->'listing'->>'listingId') IN (
                 SELECT * FROM unnest(\(viewed.map(\.0)), \(viewed.map(\.1))))))
             """, logger: logger).decode((UUID, UUID, String, Date, String?).self) {
-            guard let kind = ActivityEvent.Kind(rawValue: kind) else { continue }
+            guard let kind = ActivityEvent.Kind(rawValue: kind), !newIds.contains(id) else { continue }
             activity[contact, default: []].append(.init(id: id, kind: kind, at: at, listingId: listing, isNew: false))
         }
         var before: [UUID: Date] = [:]
@@ -198,14 +217,12 @@ struct BehaviorEngine: Sendable {
                 try await connection.query("""
                     INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
                     SELECT \(Self.firedJob), jsonb_build_object('firingId', f), \(min(since, now)), \(JobQueue.defaultMaxAttempts), 'behavior-fired:' || f
-                    FROM unnest(\(inserted.map { $0.uuidString.lowercased() })) AS f
+                    FROM unnest(\(inserted.map { $0.lowercasedString })) AS f
                     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
                     """, logger: logger)
                 try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
             }
         }
-        let seen = evaluated.flatMap { (activity[$0] ?? []).filter(\.isNew).map(\.id) }
-        try await connection.query("UPDATE activity SET evaluated = true WHERE contact_id = ANY(\(evaluated)) AND id = ANY(\(seen))", logger: logger)
     }
 
     // MARK: Messages
@@ -251,7 +268,7 @@ struct BehaviorEngine: Sendable {
             let plan = BehaviorMessages.plan(behavior, contact: contact, settings: settings, lastAgentContact: lastAgentContact, now: clock.now)
             var outcome = Outcome(leadChannel: nil, leadSuppressed: plan.leadSuppressed, agentAlerted: false, alertSuppressed: plan.alertSuppressed,
                                   messageIds: [])
-            let reference = "behavior:\(firingId.uuidString.lowercased())"
+            let reference = "behavior:\(firingId.lowercasedString)"
             var messages: [Outgoing] = []
             if let channel = plan.leadChannel,
                let message = try await leadMessage(behavior, contactId: contactId, entityId: entityId, channel: channel,
@@ -370,7 +387,7 @@ struct BehaviorEngine: Sendable {
             said.append("No message to the contact: \(Self.explain(reason)).")
         }
         if outcome.agentAlerted { said.append("The agent was alerted.") }
-        var data = ["behavior": behavior.rawValue, "firingId": firingId.uuidString.lowercased()]
+        var data = ["behavior": behavior.rawValue, "firingId": firingId.lowercasedString]
         if let listing { data["listingId"] = listing }
         if let reason = outcome.leadSuppressed { data["leadSuppressed"] = reason.rawValue }
         return TimelineNote(contactId: contactId, id: firingId, kind: "behavior", summary: said.joined(separator: " "), actorName: "Behavioral automation",

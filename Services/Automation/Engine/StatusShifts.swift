@@ -56,13 +56,13 @@ struct StatusShifts: Sendable {
             var reason: String
             var fromStatus: ContactStatus
         }
-        let changed = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/status",
+        let changed = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.lowercasedString)/status",
                                            body: StatusChange(status: .activeLead, reason: "Automatic status shift: \(job.reason)", fromStatus: job.fromStatus))
         // 409: someone changed the status meanwhile, and their change stands.
         guard changed.status != 409, try changed.succeeded(from: .contacts, "contacts' status"), let agentId = job.agentId else { return }
         try await UserMail(messages: [UserMail.Mail(userId: agentId, subject: "\(job.name) is now an active lead",
                                                     body: "\(job.name) moved from \(job.fromStatus == .prospect ? "prospect" : "new lead") to active lead: \(job.reason).",
-                                                    reference: "status-shift:\(job.contactId.uuidString.lowercased())")])
-            .send(with: peers, key: "automation-status-shift-\(job.contactId.uuidString.lowercased())")
+                                                    reference: "status-shift:\(job.contactId.lowercasedString)")])
+            .send(with: peers, key: "automation-status-shift-\(job.contactId.lowercasedString)")
     }
 }

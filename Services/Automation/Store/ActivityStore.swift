@@ -89,6 +89,7 @@ struct ActivityStore: Sendable {
     let client: PostgresClient
     let outbox: Outbox
     let jobs: JobQueue
+    let behaviors: BehaviorEngine
     let clock: any ServiceClock
     let logger: Logger
 
@@ -138,7 +139,9 @@ struct ActivityStore: Sendable {
     }
 
     /// Stores the events not stored before (by company and id), visitors already identified
-    /// joined to their contact; publishes each new showing request or question of a contact.
+    /// joined to their contact; publishes each new showing request or question of a contact;
+    /// evaluates the behaviors of the contacts it names in the same transaction (BA-2), so an
+    /// event is counted exactly when it is stored and a firing's alert is on its way at the commit.
     /// Answers how many were new.
     func ingest(_ events: [ActivityEvent], companyId: UUID) async throws -> Int {
         try await client.transaction(logger: logger) { connection in
@@ -154,26 +157,30 @@ struct ActivityStore: Sendable {
             for index in resolved.indices where resolved[index].contactId == nil {
                 if let visitor = resolved[index].visitorId { resolved[index].contactId = visitors[visitor] }
             }
+            try await BehaviorEngine.lock(Set(resolved.compactMap(\.contactId)), on: connection, logger: logger)
             var docs: [String] = []
             for event in resolved { docs.append(String(decoding: try JSONCoding.encoder.encode(event), as: UTF8.self)) }
             var new: Set<UUID> = []
             for try await id in try await connection.query("""
                 INSERT INTO activity (company_id, id, kind, at, contact_id, visitor_id, doc, evaluated)
-                SELECT \(companyId), e.id, e.kind, e.at, NULLIF(e.contact_id, '')::uuid, NULLIF(e.visitor_id, ''), e.doc::jsonb, e.contact_id = ''
+                SELECT \(companyId), e.id, e.kind, e.at, NULLIF(e.contact_id, '')::uuid, NULLIF(e.visitor_id, ''), e.doc::jsonb, true
                 FROM unnest(\(resolved.map(\.id)), \(resolved.map(\.kind.rawValue)), \(resolved.map(\.at)), \(resolved.map { $0.contactId?.uuidString ?? "" }),
                             \(resolved.map { $0.visitorId ?? "" }), \(docs)) AS e(id, kind, at, contact_id, visitor_id, doc)
                 ON CONFLICT DO NOTHING RETURNING id
                 """, logger: logger).decode(UUID.self) { new.insert(id) }
-            var evaluate: Set<UUID> = []
+            var evaluate: [UUID: [Behaviors.Activity]] = [:]
             var requests: [OutgoingEvent] = []
             var stored = 0
             for event in resolved where new.remove(event.id) != nil {
                 stored += 1
-                if let contactId = event.contactId { evaluate.insert(contactId) }
+                if let contactId = event.contactId {
+                    evaluate[contactId, default: []].append(.init(id: event.id, kind: event.kind, at: event.at, listingId: event.listing?.listingId,
+                                                                  isNew: true))
+                }
                 if let request = try requested(event, companyId: companyId) { requests.append(request) }
             }
             try await outbox.publish(requests, on: connection, logger: logger)
-            try await scheduleEvaluation(of: evaluate, companyId: companyId, on: connection)
+            try await behaviors.evaluate(new: evaluate, companyOf: evaluate.mapValues { _ in companyId }, since: clock.now, on: connection)
             return stored
         }
     }
@@ -210,14 +217,14 @@ struct ActivityStore: Sendable {
         }
     }
 
-    /// BA-2: one evaluation per contact with new activity, now, in one statement. Not keyed: one
-    /// that runs while this commits may not see these events, and the next one finds them.
+    /// BA-2: an evaluation per contact whose activity was joined to it, now, in one statement.
+    /// Not keyed: one that runs while this commits may not see these events, and the next one finds them.
     func scheduleEvaluation(of contacts: Set<UUID>, companyId: UUID, on connection: PostgresConnection) async throws {
         guard !contacts.isEmpty else { return }
         try await connection.query("""
             INSERT INTO jobs (kind, payload, run_at, max_attempts)
             SELECT \(BehaviorEngine.evaluateJob), jsonb_build_object('contactId', c, 'companyId', \(companyId.uuidString)), \(clock.now), \(JobQueue.defaultMaxAttempts)
-            FROM unnest(\(contacts.map(\.uuidString).sorted())) AS c
+            FROM unnest(\(contacts.map(\.lowercasedString).sorted())) AS c
             """, logger: logger)
         try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
     }

@@ -217,7 +217,7 @@ struct ActivityController {
                 completedAt: nil, callOutcome: nil, version: 1, createdAt: now, updatedAt: now)
             let entry = TimelineEntry(contactId: contact.id, kind: "task", at: now, actor: try await access.actor(identity),
                                       summary: "\(task.kind == .task ? "Task" : task.kind == .call ? "Call task" : "Text task") added: \(task.title)",
-                                      data: .object(["taskId": .string(task.id.uuidString.lowercased())]))
+                                      data: .object(["taskId": .string(task.id.lowercasedString)]))
             try await crm.createTask(task, timeline: entry, events: [try taskEvent(.created, task, actor: entry.actor)])
             return JSONResponse(.created, task)
         }
@@ -258,7 +258,7 @@ struct ActivityController {
             task.version += 1
             task.updatedAt = now
             var timeline = [TimelineEntry(contactId: task.contactId, kind: "task_completed", at: now, actor: actor,
-                                          summary: "Completed: \(task.title)", data: .object(["taskId": .string(task.id.uuidString.lowercased())]))]
+                                          summary: "Completed: \(task.title)", data: .object(["taskId": .string(task.id.lowercasedString)]))]
             var events: [OutgoingEvent] = [try taskEvent(.completed, task, actor: actor)]
             if task.kind == .call, let outcome = task.callOutcome {
                 // ST-10: completing a call task logs the call.
@@ -295,7 +295,7 @@ struct ActivityController {
         if let outcome = item.outcome { summary += ": \(ContactRules.words(outcome.rawValue))" }
         if let subject = item.subject { summary += " — \(subject)" }
         return TimelineEntry(contactId: item.contactId, kind: "communication", at: item.at, actor: actor, summary: summary,
-                             data: .object(["communicationId": .string(item.id.uuidString.lowercased()), "channel": .string(item.channel.rawValue),
+                             data: .object(["communicationId": .string(item.id.lowercasedString), "channel": .string(item.channel.rawValue),
                                             "direction": .string(item.direction.rawValue), "outcome": item.outcome.map { .string($0.rawValue) } ?? .null,
                                             "body": item.body.map(JSONValue.string) ?? .null]))
     }

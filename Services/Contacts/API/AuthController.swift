@@ -31,7 +31,7 @@ struct AuthController {
             let valid = try await hasher.verify(login.password, hash: found?.1 ?? hasher.decoyHash)
             guard let (user, hash) = found, hash != nil, valid, user.active else { throw Self.invalid }
             let issuedAt = Date()
-            let token = try await tokens.issue(subject: user.id.uuidString.lowercased(), companyId: user.companyId, role: user.role,
+            let token = try await tokens.issue(subject: user.id.lowercasedString, companyId: user.companyId, role: user.role,
                                                entityIds: user.entityIds, now: issuedAt, lifetime: Self.tokenLifetime)
             try await store.recordLogin(user: user, at: clock.now)
             return Session(token: token, expiresAt: issuedAt.addingTimeInterval(Self.tokenLifetime), user: user)

@@ -57,7 +57,7 @@ struct CompaniesController {
             } catch let error as PSQLError where error.isUniqueViolation {
                 throw APIError(.conflict, code: "email_taken", message: "a user with this e-mail already exists", field: "admin.email")
             }
-            let token = try await tokens.issue(subject: admin.id.uuidString.lowercased(), companyId: company.id, role: .companyAdmin,
+            let token = try await tokens.issue(subject: admin.id.lowercasedString, companyId: company.id, role: .companyAdmin,
                                                entityIds: [root.id], lifetime: AuthController.tokenLifetime)
             return JSONResponse(.created, Created(company: company, rootEntity: root, admin: admin, adminToken: token))
         }

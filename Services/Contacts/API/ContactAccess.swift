@@ -62,7 +62,7 @@ struct ContactAccess: Sendable {
         guard let userId = identity.userId, let (user, _) = try await directory.user(userId) else {
             return Actor(kind: .user, id: identity.subject)
         }
-        return Actor(kind: .user, id: userId.uuidString.lowercased(), name: "\(user.firstName) \(user.lastName)")
+        return Actor(kind: .user, id: userId.lowercasedString, name: "\(user.firstName) \(user.lastName)")
     }
 
     /// An agent the contact may be assigned to: an active user of the company who holds contacts.
@@ -83,7 +83,7 @@ struct ContactAccess: Sendable {
             }
             return requested
         }
-        guard let first = identity.entityIds.sorted(by: { $0.uuidString < $1.uuidString }).first else {
+        guard let first = identity.entityIds.sorted().first else {
             throw APIError.validation("ownerEntityId", "ownerEntityId is required")
         }
         return first

@@ -72,7 +72,7 @@ struct ContactWriter: Sendable {
         let list = taken.kind == "email" ? contact.emails : contact.phones
         let index = list.firstIndex(of: taken.value) ?? 0
         return APIError(.conflict, code: "duplicate_contact",
-                        message: "contact \(taken.contactId.uuidString.lowercased()) already has \(taken.value)",
+                        message: "contact \(taken.contactId.lowercasedString) already has \(taken.value)",
                         field: "\(taken.kind == "email" ? "emails" : "phones")[\(index)]")
     }
 }

@@ -99,7 +99,7 @@ struct LeadsController {
                 emails: (lead.email.map { [$0] } ?? []) + (lead.emails ?? []), phones: (lead.phone.map { [$0] } ?? []) + (lead.phones ?? []),
                 leadType: lead.leadType, source: lead.source ?? source.name, tags: lead.tags ?? [], address: lead.address,
                 searchInterest: lead.searchInterest, listing: lead.listing))
-            let actor = Actor(kind: .source, id: source.id.uuidString.lowercased(), name: source.name)
+            let actor = Actor(kind: .source, id: source.id.lowercasedString, name: source.name)
             let now = clock.now
             let contact = Contact(
                 id: UUID.random(), companyId: source.companyId, ownerEntityId: source.entityId, status: .newLead, firstName: draft.firstName,
@@ -114,7 +114,7 @@ struct LeadsController {
                 // A returning lead: merged into the contact they already are, status kept. Most
                 // leads are new, so they are written first and looked up only when one is not.
                 let matches = try await contacts.matching(companyId: source.companyId, emails: draft.emails.map(\.value), phones: draft.phones.map(\.e164))
-                guard let existingId = matches.keys.sorted(by: { $0.uuidString < $1.uuidString }).first,
+                guard let existingId = matches.keys.sorted().first,
                       let existing = try await contacts.contact(existingId, companyId: source.companyId)
                 else { throw ContactWriter.duplicate(taken, in: contact) }
                 var merged = draft

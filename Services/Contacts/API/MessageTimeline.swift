@@ -69,7 +69,7 @@ struct MessageTimeline: Sendable {
 
     static func data(_ message: Message) -> JSONValue {
         var object: [String: JSONValue] = [
-            "messageId": .string(message.id.uuidString.lowercased()), "channel": .string(message.channel.rawValue),
+            "messageId": .string(message.id.lowercasedString), "channel": .string(message.channel.rawValue),
             "direction": .string(message.direction.rawValue), "state": .string(message.state.rawValue), "purpose": .string(message.purpose.rawValue),
             "body": .string(message.body), "updatedAt": .string(RFC3339.string(from: message.updatedAt)), "version": .number(Double(message.version)),
         ]

@@ -49,12 +49,12 @@ enum ContactHistory {
                 eventType: ContactEvents.tagsChanged, change: ContactChange(tagsAdded: added, tagsRemoved: removed)))
         }
         if old.assignedAgentId != new.assignedAgentId || old.pondId != new.pondId {
-            let target = new.assignedAgentId.map { "agent \($0.uuidString.lowercased())" } ?? new.pondId.map { "pond \($0.uuidString.lowercased())" } ?? "nobody"
+            let target = new.assignedAgentId.map { "agent \($0.lowercasedString)" } ?? new.pondId.map { "pond \($0.lowercasedString)" } ?? "nobody"
             records.append(Record(
                 kind: "assignment", summary: "Assigned to \(target) by \(describe(actor))",
-                data: .object(["agentId": new.assignedAgentId.map { .string($0.uuidString.lowercased()) } ?? .null,
-                               "previousAgentId": old.assignedAgentId.map { .string($0.uuidString.lowercased()) } ?? .null,
-                               "pondId": new.pondId.map { .string($0.uuidString.lowercased()) } ?? .null]),
+                data: .object(["agentId": new.assignedAgentId.map { .string($0.lowercasedString) } ?? .null,
+                               "previousAgentId": old.assignedAgentId.map { .string($0.lowercasedString) } ?? .null,
+                               "pondId": new.pondId.map { .string($0.lowercasedString) } ?? .null]),
                 eventType: ContactEvents.assigned, change: ContactChange(reason: reason, previousAgentId: old.assignedAgentId)))
         }
         let fields = changedFields(old, new)

@@ -196,13 +196,13 @@ struct MessagesController {
         switch new.channel {
         case .sms, .voice: address = recipient.phone
         case .email: address = recipient.email
-        case .push: address = recipient.userId?.uuidString.lowercased()
+        case .push: address = recipient.userId?.lowercasedString
         }
         var message = Message(id: UUID.random(), companyId: recipient.companyId, channel: new.channel, direction: .outbound, purpose: new.purpose,
                               state: .queued, reason: nil, contactId: recipient.contactId, userId: recipient.userId, to: address ?? "",
                               from: nil, subject: new.subject, body: new.body, window: new.window, gather: new.gather, digits: nil,
                               holdUntil: nil, attempts: 0, provider: nil, providerId: nil, reference: new.reference,
-                              requestedBy: identity.isService ? identity.subject : (identity.userId?.uuidString.lowercased() ?? identity.subject),
+                              requestedBy: identity.isService ? identity.subject : (identity.userId?.lowercasedString ?? identity.subject),
                               createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)
         message.html = new.html
         message.from = sender.providers.sender(for: new.channel)
@@ -218,7 +218,7 @@ struct MessagesController {
         guard let message = try await store.message(id) else { throw APIError.notFound("message \(id)") }
         if identity.isService { return message }
         guard identity.companyId == message.companyId else { throw APIError.notFound("message \(id)") }
-        if identity.role == .companyAdmin || message.userId == identity.userId || message.requestedBy == identity.userId?.uuidString.lowercased() {
+        if identity.role == .companyAdmin || message.userId == identity.userId || message.requestedBy == identity.userId?.lowercasedString {
             return message
         }
         // Office and team admins, agents and lenders: a message about a contact or user they reach.

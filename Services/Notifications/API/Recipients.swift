@@ -36,7 +36,7 @@ struct Recipients: Sendable {
             }
             return recipient
         }
-        let unknown = APIError.notFound("user \(userId?.uuidString.lowercased() ?? "")")
+        let unknown = APIError.notFound("user \(userId?.lowercasedString ?? "")")
         guard let userId, let recipient = try await store.userRecipient(userId, on: connection),
               identity.isService || identity.companyId == recipient.companyId else {
             throw unknown
@@ -78,7 +78,7 @@ struct Recipients: Sendable {
     }
 
     private func fromContacts(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
-        let response = try await peers.get(from: .contacts, path: "/v1/contacts/\(id.uuidString.lowercased())")
+        let response = try await peers.get(from: .contacts, path: "/v1/contacts/\(id.lowercasedString)")
         guard response.status == 200 else { return nil }
         let contact = try JSONCoding.decoder.decode(Contact.self, from: Data(response.body.utf8))
         return store.recipient(from: contact, entityZone: try await store.entityZone(contact.ownerEntityId, on: connection))

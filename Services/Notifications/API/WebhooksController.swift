@@ -248,7 +248,7 @@ struct WebhooksController {
     /// A `<Gather>` around the words, posting the keys to this call's gather webhook for `step`.
     func question(_ say: String, gather: GatherSpec, message: Message, step: Int) -> String {
         let query = step == 1 ? "" : "?step=\(step)"
-        let action = HTMLText.escape("\(settings.publicURL)/webhooks/twilio/gather/\(message.id.uuidString.lowercased())\(query)")
+        let action = HTMLText.escape("\(settings.publicURL)/webhooks/twilio/gather/\(message.id.lowercasedString)\(query)")
         return "<Response><Gather input=\"dtmf\" numDigits=\"\(min(max(gather.numDigits, 1), 10))\" timeout=\"\(min(max(gather.timeoutSeconds ?? 5, 1), 60))\" "
             + "action=\"\(action)\" method=\"POST\">\(say)</Gather><Say>We did not receive a choice. Goodbye.</Say></Response>"
     }

@@ -17,7 +17,7 @@ struct UnsubscribeLink: Sendable {
     }
 
     func token(companyId: UUID, address: String) -> String {
-        let payload = Data((companyId.uuidString.lowercased() + "|" + address.lowercased()).utf8)
+        let payload = Data((companyId.lowercasedString + "|" + address.lowercased()).utf8)
         let signature = Data(HMAC<SHA256>.authenticationCode(for: payload, using: key))
         return payload.base64URLEncodedString() + "." + signature.base64URLEncodedString()
     }

@@ -77,7 +77,7 @@ struct LocalProvider: MessageProvider {
     }
 
     func send(_ messages: [Message], from: String?) async -> [ProviderResult] {
-        let ids = messages.map { "local-\($0.id.uuidString.lowercased())" }
+        let ids = messages.map { "local-\($0.id.lowercasedString)" }
         do {
             // The message id is unique here, so a repeated attempt records nothing twice.
             try await client.prepared(RecordDeliveries.self, .values(
@@ -149,7 +149,7 @@ struct TwilioProvider: MessageProvider {
         let resource: String
         if message.channel == .voice {
             resource = "Calls.json"
-            fields.append(("Url", "\(publicURL)/webhooks/twilio/voice/\(message.id.uuidString.lowercased())"))
+            fields.append(("Url", "\(publicURL)/webhooks/twilio/voice/\(message.id.lowercasedString)"))
         } else {
             resource = "Messages.json"
             fields.append(("Body", message.body))
@@ -157,7 +157,7 @@ struct TwilioProvider: MessageProvider {
         do {
             let reply = try await http.call(.POST, "\(accountURL)/\(resource)", headers: [
                 ("Authorization", authorization), ("Content-Type", "application/x-www-form-urlencoded"),
-                ("Idempotency-Key", message.id.uuidString.lowercased()), ("Accept", "application/json"),
+                ("Idempotency-Key", message.id.lowercasedString), ("Accept", "application/json"),
             ], body: Array(FormBody.encode(fields).utf8))
             struct Created: Decodable { var sid: String }
             struct Failure: Decodable { var code: Int? }
@@ -208,12 +208,12 @@ struct HTTPEmailProvider: MessageProvider {
             var Headers: [String: String]
         }
         let body = Body(From: Address(Email: from ?? ""), To: [Address(Email: message.to)], Subject: message.subject ?? "", Text: message.body, HTML: message.html,
-                        Headers: ["X-Message-Key": message.id.uuidString.lowercased()].merging(
+                        Headers: ["X-Message-Key": message.id.lowercasedString].merging(
                             message.unsubscribeURL.map { ["List-Unsubscribe": "<\($0)>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"] } ?? [:],
                             uniquingKeysWith: { first, _ in first }))
         do {
             let reply = try await http.call(.POST, "\(baseURL)/api/v1/send", headers: [
-                ("Content-Type", "application/json"), ("Idempotency-Key", message.id.uuidString.lowercased()),
+                ("Content-Type", "application/json"), ("Idempotency-Key", message.id.lowercasedString),
             ], body: Array(try JSONEncoder().encode(body)))
             struct Sent: Decodable { var ID: String }
             if (200..<300).contains(reply.status), let sent = try? JSONDecoder().decode(Sent.self, from: Data(reply.body)) {
@@ -228,7 +228,7 @@ struct HTTPEmailProvider: MessageProvider {
     /// Mailpit can be searched by header; the key we set finds an unrecorded send.
     func find(_ message: Message, attemptStarted: Date) async -> String? {
         var query = URLComponents()
-        query.queryItems = [URLQueryItem(name: "query", value: "header:X-Message-Key:\(message.id.uuidString.lowercased())")]
+        query.queryItems = [URLQueryItem(name: "query", value: "header:X-Message-Key:\(message.id.lowercasedString)")]
         guard let reply = try? await http.call(.GET, "\(baseURL)/api/v1/search?\(query.percentEncodedQuery ?? "")", headers: [], body: nil),
               reply.status == 200 else { return nil }
         struct Item: Decodable { var ID: String }
@@ -246,8 +246,8 @@ struct HTTPPushProvider: MessageProvider {
 
     func send(_ message: Message, from: String?) async -> ProviderResult {
         struct Body: Encodable { var userId: String; var title: String?; var body: String; var idempotencyKey: String }
-        let body = Body(userId: message.to, title: message.subject, body: message.body, idempotencyKey: message.id.uuidString.lowercased())
-        var headers = [("Content-Type", "application/json"), ("Idempotency-Key", message.id.uuidString.lowercased())]
+        let body = Body(userId: message.to, title: message.subject, body: message.body, idempotencyKey: message.id.lowercasedString)
+        var headers = [("Content-Type", "application/json"), ("Idempotency-Key", message.id.lowercasedString)]
         if let token { headers.append(("Authorization", "Bearer \(token)")) }
         do {
             let reply = try await http.call(.POST, "\(baseURL)/push", headers: headers, body: Array(try JSONEncoder().encode(body)))

@@ -201,7 +201,7 @@ struct RulesController {
             struct Pond: Decodable { var id: UUID }
             var items: [Pond]
         }
-        let response = try await peers.get(from: .contacts, path: "/v1/ponds?companyId=\(companyId.uuidString.lowercased())")
+        let response = try await peers.get(from: .contacts, path: "/v1/ponds?companyId=\(companyId.lowercasedString)")
         guard response.status == 200, let listed = try? JSONCoding.decoder.decode(Listed.self, from: Data(response.body.utf8)) else {
             throw PeerClient.Unreachable(service: .contacts, underlying: "listing ponds answered \(response.status)")
         }

@@ -41,7 +41,7 @@ enum Distributor {
     static func candidates(_ recipients: RuleRecipients, members: [Agent]) -> [UUID] {
         switch recipients.kind {
         case .agents: recipients.agents?.map(\.agentId) ?? []
-        case .allAgents: members.filter { $0.role == .agent }.sorted { ($0.lastName, $0.firstName, $0.id.uuidString) < ($1.lastName, $1.firstName, $1.id.uuidString) }.map(\.id)
+        case .allAgents: members.filter { $0.role == .agent }.sorted { ($0.lastName, $0.firstName, $0.id) < ($1.lastName, $1.firstName, $1.id) }.map(\.id)
         case .pond: []
         }
     }

@@ -64,7 +64,7 @@ struct RoutingJobs: Sendable {
             var lenderId: UUID?
             var reason: String
         }
-        let response = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.uuidString.lowercased())/assignment",
+        let response = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.lowercasedString)/assignment",
                                             body: Body(agentId: job.agentId, pondId: job.pondId, lenderId: job.lenderId, reason: job.reason))
         _ = try check(response, from: .contacts, "contacts' assignment")
     }
@@ -95,10 +95,10 @@ struct RoutingJobs: Sendable {
         let batch = Batch(messages: channels.map { channel in
             let message = OfferMessage.compose(contact: contact, channel: channel, offer: offer, link: link)
             return NewMessage(channel: message.channel, userId: job.agentId, subject: message.subject, body: message.body, purpose: .automated,
-                              gather: message.gather, reference: offer.map { "offer:\($0.id.uuidString.lowercased())" })
+                              gather: message.gather, reference: offer.map { "offer:\($0.id.lowercasedString)" })
         })
         guard !batch.messages.isEmpty else { return }
-        let key = "routing-\(job.offerId?.uuidString.lowercased() ?? "\(job.contactId.uuidString.lowercased())-\(job.round)")-notice"
+        let key = "routing-\(job.offerId?.lowercasedString ?? "\(job.contactId.lowercasedString)-\(job.round)")-notice"
         let response = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: batch, headers: [("Idempotency-Key", key)],
                                             idempotent: true)
         let now = clock.now
@@ -154,7 +154,7 @@ struct RoutingJobs: Sendable {
         }
         let task = NewTask(kind: "call", title: "Call \(LeadDecider.leadName(contact))", description: "Follow-up scheduled by phone when the lead was accepted.",
                            dueAt: job.dueAt, assigneeId: job.agentId)
-        let path = "/v1/contacts/\(job.contactId.uuidString.lowercased())/tasks"
+        let path = "/v1/contacts/\(job.contactId.lowercasedString)/tasks"
         // Tasks take no idempotency key: a run that created the task but died before committing
         // finds it on the retry instead of creating a second one.
         struct Existing: Decodable {

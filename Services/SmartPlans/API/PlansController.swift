@@ -204,7 +204,7 @@ struct PlansController {
                 case .task(let step, _, let title, let dueAt):
                     items.append(PreviewItem(at: at, step: step, kind: kind, title: try render(title), dueAt: dueAt))
                 case .enroll(let step, let planId):
-                    items.append(PreviewItem(at: at, step: step, kind: kind, body: planId.uuidString.lowercased()))
+                    items.append(PreviewItem(at: at, step: step, kind: kind, body: planId.lowercasedString))
                 }
             }
             return Preview(items: items)

@@ -272,7 +272,7 @@ struct PlanEngine: Sendable {
     private func perform(_ action: PlanRunner.Action, plan: Plan, contactId: UUID, agentId: UUID?, values: MergeValues, enrollmentId: UUID, seq: Int,
                          notes: inout [Note]) async throws -> (outcome: String, detail: String?) {
         func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
-        let key = "smartplans-\(enrollmentId.uuidString.lowercased())-\(seq)-\(action.step)"
+        let key = "smartplans-\(enrollmentId.lowercasedString)-\(seq)-\(action.step)"
         let step = plan.steps[action.step]
         let owner = step.role.flatMap { plan.roles?[$0] } ?? agentId
         let result: (outcome: String, detail: String?, summary: String)
@@ -294,14 +294,14 @@ struct PlanEngine: Sendable {
             }
             let rendered = try render(title)
             let what = kind == .call ? "call task" : kind == .text ? "text task" : "task"
-            let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.uuidString.lowercased())/tasks",
+            let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.lowercasedString)/tasks",
                                             body: NewTask(kind: kind, title: rendered, description: try step.description.map(render), priority: step.priority,
                                                           dueAt: dueAt, assigneeId: owner))
             result = try made.succeeded(from: .contacts, "contacts' tasks")
                 ? ("done", nil, "made the \(what) \"\(rendered)\", due \(RFC3339.string(from: dueAt))")
                 : ("failed", String(made.body.prefix(300)), "could not make the \(what) \"\(rendered)\"")
         case .enroll(_, let other):
-            result = ("done", other.uuidString.lowercased(), "added the contact to another plan")
+            result = ("done", other.lowercasedString, "added the contact to another plan")
         }
         timeline(&notes, contactId, id: Self.entryId(enrollmentId, seq: seq, step: action.step),
                            summary: "SmartPlan \"\(plan.name)\", step \(action.step + 1): \(result.summary).", plan: plan)
@@ -323,7 +323,7 @@ struct PlanEngine: Sendable {
         case .accepted(_, let state, let reason) where state == "suppressed" || state == "failed":
             return ("failed", reason, "did not send \(what) (\(reason ?? state))")
         case .accepted(let id, _, _):
-            return ("done", id.uuidString.lowercased(), "sent \(what)")
+            return ("done", id.lowercasedString, "sent \(what)")
         }
     }
 
@@ -331,7 +331,7 @@ struct PlanEngine: Sendable {
 
     private func timeline(_ notes: inout [Note], _ contactId: UUID, id: UUID, summary: String, plan: Plan) {
         notes.append(Note(contactId: contactId, id: id, kind: "smartplan", summary: summary, actorName: "SmartPlans",
-                          data: ["planId": plan.id.uuidString.lowercased()]))
+                          data: ["planId": plan.id.lowercasedString]))
     }
 
     /// The same id on every retry of a run's step, so its timeline entry is written once.
