@@ -225,6 +225,43 @@ struct AutomationTests {
         #expect(favorite?["outcome"]?["leadSuppressed"]?.string == "archived" && favorite?["outcome"]?["agentAlerted"] == .bool(false), "\(all.text)")
     }
 
+    @Test("BA-2: a contact's five views sent at once, as five single events or as two batches, fire (c) exactly once: concurrent batches see each other's events")
+    func concurrentBatchesFireOnce() async throws {
+        let brokerage = try await stack.newCompany()
+        try await stack.waitUntilIdle()
+        let site = try await stack.call(.POST, .automation, "/v1/automation/sites", token: brokerage.adminToken,
+                                        json: Stack.json(["name": "Concurrent website", "entityId": brokerage.rootEntityId]))
+        let key = try #require(site["apiKey"]?.string, "\(site.text)")
+        var contacts: [String] = []
+        for name in ["Single", "Batched"] {
+            let contact = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": "active_lead", "firstName": name, "lastName": "Viewer", "ownerEntityId": brokerage.rootEntityId]))
+            contacts.append(try #require(contact["id"]?.string, "\(contact.text)"))
+        }
+        try await stack.waitUntilIdle()
+        let now = try await stack.clockNow()
+        func view(_ contactId: String, _ index: Int) -> [String: Any] {
+            ["id": UUID().uuidString, "kind": "property_view", "at": RFC3339.string(from: now.addingTimeInterval(Double(index * 60 - 600))),
+             "contactId": contactId, "listing": ["listingId": "P-\(index)"]]
+        }
+        let requests: [[String: Any]] = (0..<5).map { ["events": [view(contacts[0], $0)]] }
+            + [["events": (0..<2).map { view(contacts[1], $0) }], ["events": (2..<5).map { view(contacts[1], $0) }]]
+        let stored = try await withThrowingTaskGroup(of: Int.self) { group in
+            for body in requests {
+                let json = Stack.json(body)
+                group.addTask { try await stack.call(.POST, .automation, "/v1/activity", json: json, headers: [("X-Site-Key", key)])["stored"]?.number.map(Int.init) ?? 0 }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(stored == 10)
+        try await stack.waitUntilIdle()
+        for contactId in contacts {
+            let answer = try await stack.call(.GET, .automation, "/v1/automation/contacts/\(contactId)/behaviors", token: brokerage.adminToken)
+            let bursts = answer["items"]?.array?.filter { $0["behavior"]?.string == "viewing_burst" } ?? []
+            #expect(bursts.count == 1 && bursts.first?["eventIds"]?.array?.count == 5, "\(answer.text)")
+        }
+    }
+
     @Test("BA-1, BA-2, BA-9 on a real website: in headless Chromium a visitor views five homes on the demo page (the tracking script batches them), fills the lead form, and becomes the contact; behavior (c) fires and the assigned agent's alert is in the delivery log")
     func trackerInBrowser() async throws {
         let routing = try RoutingTests()
