@@ -51,6 +51,7 @@ public enum EventType {
     public static let messageUpdated = "message.updated"
     /// Keys pressed on a voice call (`MessageKeypress`), for the service that asked.
     public static let messageKeypress = "message.keypress"
+    public static let messageDialed = "message.dialed"
     /// All the contact events that carry `ContactChanged`.
     public static let contactChanges = [contactCreated, contactUpdated, contactStatusChanged, contactTagsChanged, contactAssigned, contactDeleted]
 }

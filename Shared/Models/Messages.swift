@@ -186,3 +186,37 @@ public struct MessageKeypress: Codable, Sendable, Hashable {
         self.at = at
     }
 }
+
+/// `message.dialed`: the party a call's `<Dial>` rang (the lead an agent asked to be bridged to,
+/// AC-1) hung up or never answered. `status` is the provider's DialCallStatus (completed,
+/// answered, busy, no-answer, failed, canceled); `answeredBy` its answering-machine detection's
+/// verdict when it came first (human, machine_start, machine_end_beep, machine_end_silence,
+/// machine_end_other, fax, unknown).
+public struct MessageDialed: Codable, Sendable, Hashable {
+    public var messageId: UUID
+    public var companyId: UUID
+    public var userId: UUID?
+    public var reference: String?
+    public var requestedBy: String
+    public var status: String
+    public var answeredBy: String?
+    public var seconds: Int?
+    public var at: Date
+    public init(messageId: UUID, companyId: UUID, userId: UUID?, reference: String?, requestedBy: String, status: String, answeredBy: String?,
+                seconds: Int?, at: Date) {
+        self.messageId = messageId
+        self.companyId = companyId
+        self.userId = userId
+        self.reference = reference
+        self.requestedBy = requestedBy
+        self.status = status
+        self.answeredBy = answeredBy
+        self.seconds = seconds
+        self.at = at
+    }
+
+    /// The dialed line picked up: a person, or their voicemail.
+    public var answered: Bool { status == "completed" || status == "answered" }
+    /// A machine (voicemail, fax) answered, as far as the detection could tell.
+    public var reachedMachine: Bool { answeredBy.map { $0.hasPrefix("machine") || $0 == "fax" } ?? false }
+}

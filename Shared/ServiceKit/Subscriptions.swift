@@ -21,6 +21,7 @@ package enum Subscriptions {
         EventType.activityRequested: [.accountability],
         EventType.messageUpdated: [.contacts],
         EventType.messageKeypress: [.routing],
+        EventType.messageDialed: [.accountability],
     ]
 
     /// The services that decide on contacts (routing, behaviors, accountability, plans) and the

@@ -149,18 +149,30 @@ struct AccountabilityTests {
         try await phone.providerRequests(to: number).filter { ($0["path"]?.string ?? "").hasSuffix("/Calls.json") }
     }
 
-    /// Answers the newest call to `number` with `digits`; the TwiML the keys led to.
-    func press(_ digits: String, onCallTo number: String) async throws -> String {
+    /// Answers the newest call to `number` with `digits`; the TwiML the keys led to, and the call's id.
+    func press(_ digits: String, onCallTo number: String) async throws -> (twiml: String, messageId: String) {
         let call = try #require(try await calls(to: number).last)
         let url = try #require(call["fields"]?["Url"]?.string)
         let path = String(url.dropFirst(phone.publicURL.count))
         let script = try await phone.webhook(path, [("CallSid", "CA\(UUID().uuidString.prefix(8))")])
         #expect(script.text.contains("Press 1 to be connected"), "\(script.text)")
         let messageId = try #require(path.split(separator: "/").last.map(String.init))
-        return try await phone.webhook("/webhooks/twilio/gather/\(messageId)", [("Digits", digits)]).text
+        return (try await phone.webhook("/webhooks/twilio/gather/\(messageId)", [("Digits", digits)]).text, messageId)
     }
 
-    @Test("AC-1, AC-2, AC-3: each new lead with a phone gets its calls to the agent, which name it and connect on 1; a missed call goes on the timeline; the calls stop when the lead texts back, when the agent connects, and when the status leaves new lead")
+    /// The provider reports how the bridge to the lead ended, after its machine detection's verdict.
+    func dialEnded(_ messageId: String, _ status: String, answeredBy: String? = nil, seconds: Int = 0) async throws -> String {
+        if let answeredBy {
+            let verdict = try await phone.webhook("/webhooks/twilio/dial/\(messageId)/machine", [("AnsweredBy", answeredBy)])
+            #expect(verdict.status == 204, "\(verdict.text)")
+        }
+        let ended = try await phone.webhook("/webhooks/twilio/dial/\(messageId)", [("DialCallStatus", status), ("DialCallDuration", "\(seconds)")])
+        #expect(ended.status == 200, "\(ended.text)")
+        try await stack.waitUntilIdle()
+        return ended.text
+    }
+
+    @Test("AC-1, AC-2, AC-3: each new lead with a phone gets its calls to the agent, which name it and connect on 1; a missed call goes on the timeline; the calls stop when the lead texts back, when the agent leaves a voicemail or talks to the lead over the bridge (not when the lead does not answer it; the bridged call is logged as the agent's), and when the status leaves new lead")
     func newLeadCalls() async throws {
         let brokerage = try await stack.newCompany()
         let allWeek: [[String: Any]] = (1...7).map { ["weekday": $0, "open": "00:00", "close": "23:59"] }
@@ -190,20 +202,35 @@ struct AccountabilityTests {
         let lenaPhone = NotificationsTests.randomPhone()
         let lena = try await lead("Lena", lenaPhone)
         #expect(try await calls(to: agentPhone).count == 1)
-        let declined = try await press("2", onCallTo: agentPhone)
-        #expect(declined.contains("Goodbye") && !declined.contains("<Dial>"), "\(declined)")
+        let declined = try await press("2", onCallTo: agentPhone).twiml
+        #expect(declined.contains("Goodbye") && !declined.contains("<Dial"), "\(declined)")
         try await advance(21 * 60)
         let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(lena)/timeline", token: brokerage.adminToken)
         #expect(timeline["items"]?.array?.contains { $0["summary"]?.string?.hasPrefix("The system tried to reach Rae Doe") == true } == true, "\(timeline.text)")
         _ = try await phone.inboundText(from: lenaPhone, body: "Hi! Yes, still looking")
         try await stack.waitUntilIdle()
 
-        // The second lead: the agent presses 1 and is connected to the lead's phone.
+        // The second lead: the agent presses 1, is connected to the lead's phone, and leaves a voicemail.
         let milaPhone = NotificationsTests.randomPhone()
-        _ = try await lead("Mila", milaPhone)
+        let mila = try await lead("Mila", milaPhone)
         #expect(try await calls(to: agentPhone).count == 2)
-        let connected = try await press("1", onCallTo: agentPhone)
-        #expect(connected.contains("<Dial>\(milaPhone)</Dial>"), "\(connected)")
+        let (connected, milaCall) = try await press("1", onCallTo: agentPhone)
+        #expect(connected.contains("<Dial action=\"\(phone.publicURL)/webhooks/twilio/dial/\(milaCall)\"") && connected.contains("machineDetection=\"Enable\"")
+                && connected.contains(">\(milaPhone)</Number></Dial>"), "\(connected)")
+        #expect(try await dialEnded(milaCall, "completed", answeredBy: "machine_end_beep", seconds: 25).contains("The call with the lead has ended"))
+        try await advance(21 * 60)
+        let milaTimeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(mila)/timeline", token: brokerage.adminToken)
+        #expect(milaTimeline["items"]?.array?.contains {
+            $0["kind"]?.string == "communication" && $0["data"]?["outcome"]?.string == "left_voicemail" && $0["data"]?["direction"]?.string == "outbound"
+        } == true, "the bridged call is logged: \(milaTimeline.text)")
+        #expect(milaTimeline["items"]?.array?.contains { $0["summary"]?.string?.hasPrefix("The system tried") == true } == false, "AC-2: it connected")
+        // The log is keyed by the call: logged again, nothing more; a user cannot log for someone else.
+        let again = try await stack.call(.POST, .contacts, "/v1/contacts/\(mila)/communications", token: try await stack.serviceToken(), json: Stack.json([
+            "id": milaCall, "channel": "call", "outcome": "left_voicemail", "userId": agent.id]))
+        #expect(again.status == 200, "\(again.text)")
+        let forged = try await stack.call(.POST, .contacts, "/v1/contacts/\(mila)/communications", token: brokerage.adminToken, json: Stack.json([
+            "channel": "call", "outcome": "contacted", "userId": agent.id]))
+        #expect(forged.status == 422 && forged.errorField == "userId", "\(forged.text)")
 
         // The third lead: its status leaves new lead after the first call.
         let noraPhone = NotificationsTests.randomPhone()
@@ -212,13 +239,33 @@ struct AccountabilityTests {
         #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(nora)/status", token: brokerage.adminToken, json: #"{"status":"active_lead"}"#).status == 200)
         try await stack.waitUntilIdle()
 
+        // The fourth lead does not answer the bridge: the calls go on, and the missed call is on its timeline (AC-2);
+        // on the next call the agent talks to her, and the calls stop.
+        let pia = try await lead("Pia", NotificationsTests.randomPhone())
+        #expect(try await calls(to: agentPhone).count == 4)
+        let (_, piaCall) = try await press("1", onCallTo: agentPhone)
+        #expect(try await dialEnded(piaCall, "no-answer").contains("The lead did not answer"))
+        try await advance(21 * 60)
+        let piaTimeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(pia)/timeline", token: brokerage.adminToken)
+        #expect(piaTimeline["items"]?.array?.contains { $0["summary"]?.string?.hasPrefix("The system tried to reach Rae Doe") == true } == true,
+                "\(piaTimeline.text)")
+        for _ in 0..<6 {
+            if try await calls(to: agentPhone).count > 4 { break }
+            try await advance(6 * 3600)
+        }
+        #expect(try await calls(to: agentPhone).count == 5, "Pia's second call")
+        let (_, piaSecond) = try await press("1", onCallTo: agentPhone)
+        _ = try await dialEnded(piaSecond, "completed", answeredBy: "human", seconds: 340)
+        let piaNow = try await stack.call(.GET, .contacts, "/v1/contacts/\(pia)", token: brokerage.adminToken)
+        #expect(piaNow["status"]?.string == "active_lead", "BA-10 took the agent's logged call: \(piaNow.text)")
+
         // Three days on: none of them was called again.
         for _ in 0..<6 { try await advance(12 * 3600) }
-        #expect(try await calls(to: agentPhone).count == 3, "every lead's later calls were withdrawn")
+        #expect(try await calls(to: agentPhone).count == 5, "every lead's later calls were withdrawn")
 
-        // A fourth lead nobody answers gets its three calls over its first three days.
+        // A fifth lead nobody answers gets its three calls over its first three days.
         _ = try await lead("Owen", NotificationsTests.randomPhone())
         for _ in 0..<6 { try await advance(12 * 3600) }
-        #expect(try await calls(to: agentPhone).count == 6, "three calls for the lead nobody reached")
+        #expect(try await calls(to: agentPhone).count == 8, "three calls for the lead nobody reached")
     }
 }

@@ -323,7 +323,7 @@ struct RoutingTests {
         #expect(tasks["items"]?.array?.count == 1, "one follow-up task: \(tasks.text)")
         #expect(task["kind"]?.string == "call" && task["assigneeId"]?.string == alice.id)
         let connect = try await phone.webhook("/webhooks/twilio/gather/\(messageId)?step=2", [("Digits", "1")])
-        #expect(connect.text.contains("<Dial>\(leadPhone)</Dial>"), "\(connect.text)")
+        #expect(connect.text.contains("<Dial action=") && connect.text.contains(">\(leadPhone)</Number></Dial>"), "\(connect.text)")
     }
 
     @Test("RT-6: a rule's lender is attached to the leads it routes, overriding the agent's own, which is attached otherwise; a pond rule puts leads in the pond; all agents includes later joiners; a hand assignment withdraws open offers, and so does archiving (ST-7)")

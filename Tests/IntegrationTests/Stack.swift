@@ -156,6 +156,9 @@ struct Stack: Sendable {
         let token = try await serviceToken()
         let deadline = ContinuousClock.now + timeout
         var busy: [String] = []
+        // Two quiet rounds in a row: within one round, a service asked early may be handed work
+        // by one asked later that finished it just before its turn.
+        var quietRounds = 0
         while ContinuousClock.now < deadline {
             busy = []
             for service in ServiceName.allCases {
@@ -164,8 +167,9 @@ struct Stack: Sendable {
                     || (allowingRetries && ["dueJobs", "runningJobs", "pendingEvents"].allSatisfy { answer[$0] == .number(0) })
                 if !quiet { busy.append("\(service.rawValue): \(answer.text)") }
             }
-            if busy.isEmpty { return }
-            try await Task.sleep(for: .milliseconds(50))
+            quietRounds = busy.isEmpty ? quietRounds + 1 : 0
+            if quietRounds == 2 { return }
+            try await Task.sleep(for: .milliseconds(busy.isEmpty ? 10 : 50))
         }
         throw StackError(message: "the stack did not become \(allowingRetries ? "settled" : "idle") within \(timeout): \(busy.joined(separator: "; "))")
     }

@@ -15,8 +15,11 @@ struct CallPlan: Codable, Sendable, Hashable {
     var planned: [Date]
     /// Calls placed so far, by number (1 …).
     var placed: [Int]
-    /// The call on which the agent pressed 1 and was connected to the lead.
+    /// The call on which the agent talked to the lead or left a voicemail (the bridge answered).
     var connectedCall: Int?
+    /// The call on which the agent pressed 1 and the lead is being dialed, until the dial ends.
+    var bridgedCall: Int?
+    var bridgedAt: Date?
     var state: State
     var stopReason: String?
     var createdAt: Date
@@ -31,13 +34,32 @@ struct NewLeadCalls: Sendable {
 
     static let callJob = "accountability.new-lead-call"
     static let checkJob = "accountability.new-lead-call-check"
-    /// How long after a call it is judged missed when the agent did not connect (AC-2).
+    static let logJob = "accountability.log-bridged-call"
+    /// How long after a call it is judged missed when the agent did not connect (AC-2); a call
+    /// still bridged to the lead then is judged again this much later.
     static let answerWindow: TimeInterval = 20 * 60
+    /// A bridge the provider never reported ending (its webhook lost) stops holding the judgement
+    /// after the provider's longest call.
+    static let longestBridge: TimeInterval = 4 * 3600
 
     struct CallJob: Codable, Sendable {
         var contactId: UUID
         var agentId: UUID
         var call: Int
+        /// How many times the missed-call check has waited for a bridge still on.
+        var recheck: Int?
+    }
+
+    /// A bridged call to log in contacts as the agent's outbound call (its id is the call's
+    /// message's, so it is logged once).
+    struct LogJob: Codable, Sendable {
+        var contactId: UUID
+        var agentId: UUID
+        var messageId: UUID
+        var call: Int
+        var outcome: CallOutcome
+        var seconds: Int?
+        var at: Date
     }
 
     // MARK: events
@@ -60,6 +82,9 @@ struct NewLeadCalls: Sendable {
                 var lead = Self.state(try event.data(ContactChanged.self).contact)
                 lead.deleted = true
                 try await review(try event.data(ContactChanged.self).contact.id, lead: lead, communication: nil, on: connection)
+            },
+            EventHandler(name: "accountability.bridged-call", eventType: EventType.messageDialed) { event, connection, _ in
+                try await dialed(try event.data(MessageDialed.self), on: connection)
             },
             EventHandler(name: "accountability.lead-communication", eventType: EventType.communicationLogged) { event, connection, _ in
                 let logged = try event.data(CommunicationLogged.self)
@@ -147,6 +172,7 @@ struct NewLeadCalls: Sendable {
         [
             JobHandler(kind: Self.callJob) { job, connection, _ in try await place(try job.decode(CallJob.self), on: connection) },
             JobHandler(kind: Self.checkJob) { job, connection, _ in try await checkAnswered(try job.decode(CallJob.self), on: connection) },
+            JobHandler(kind: Self.logJob) { job, _, _ in try await logBridged(try job.decode(LogJob.self)) },
         ]
     }
 
@@ -189,6 +215,14 @@ struct NewLeadCalls: Sendable {
     /// AC-2: a call the agent missed or did not connect goes on the lead's timeline; no other penalty.
     func checkAnswered(_ job: CallJob, on connection: PostgresConnection) async throws {
         guard var plan = try await store.lockPlan(job.contactId, job.agentId, on: connection) else { return }
+        // Still on the phone with the lead: judged when the bridge has ended.
+        if plan.bridgedCall == job.call, let since = plan.bridgedAt, clock.now.timeIntervalSince(since) < Self.longestBridge {
+            var again = job
+            again.recheck = (job.recheck ?? 0) + 1
+            try await jobs.schedule(kind: Self.checkJob, payload: again, runAt: clock.now.addingTimeInterval(Self.answerWindow),
+                                    uniqueKey: "nlc-check:\(job.contactId):\(job.agentId):\(job.call):\(again.recheck ?? 0)", on: connection, logger: logger)
+            return
+        }
         if plan.connectedCall != job.call {
             struct Entry: Encodable {
                 var id: UUID
@@ -226,20 +260,80 @@ struct NewLeadCalls: Sendable {
 
     // MARK: the agent's keys
 
-    /// AC-1: 1 connects the agent to the lead, and the calls stop (AC-3); anything else ends the call.
-    func keypress(_ press: VoiceKeypress) async throws -> VoiceReply {
-        let parts = (press.reference ?? "").split(separator: ":")
+    /// The lead, agent and call number a new-lead call's reference names.
+    static func call(of reference: String?) -> (contactId: UUID, agentId: UUID, call: Int)? {
+        let parts = (reference ?? "").split(separator: ":")
         guard parts.count == 4, parts[0] == "newleadcall", let contactId = UUID(uuidString: String(parts[1])),
-              let agentId = UUID(uuidString: String(parts[2])), let call = Int(parts[3]) else {
+              let agentId = UUID(uuidString: String(parts[2])), let call = Int(parts[3]) else { return nil }
+        return (contactId, agentId, call)
+    }
+
+    /// AC-1: 1 bridges the agent to the lead (notifications dials the lead's phone and reports how
+    /// the dial ended, `dialed`); anything else ends the call.
+    func keypress(_ press: VoiceKeypress) async throws -> VoiceReply {
+        guard let (contactId, agentId, call) = Self.call(of: press.reference) else {
             throw APIError.validation("reference", "not a new-lead call of this service")
         }
         guard press.digits.hasPrefix("1") else { return VoiceReply(say: "All right. The lead is waiting for your call. Goodbye.") }
         try await store.client.transaction(logger: logger) { connection in
             guard var plan = try await store.lockPlan(contactId, agentId, on: connection) else { return }
-            plan.connectedCall = call
-            try await stop(&plan, reason: "the agent was connected to the lead (talked or left a voicemail)", on: connection)
+            plan.bridgedCall = call
+            plan.bridgedAt = clock.now
+            try await store.update(plan, on: connection)
         }
         return VoiceReply(say: "Connecting you to the lead now.", dialContactId: contactId)
+    }
+
+    /// AC-3: the bridge to the lead ended. Answered — the agent talked to the lead, or left a
+    /// voicemail when a machine answered — the calls stop; otherwise they go on as planned (and
+    /// the check judges the call missed, AC-2). Either way the agent's call is logged with the
+    /// lead (BA-5, BA-10 and AC-7 count it), except a dial that never rang.
+    func dialed(_ dial: MessageDialed, on connection: PostgresConnection) async throws {
+        guard let (contactId, agentId, call) = Self.call(of: dial.reference), var plan = try await store.lockPlan(contactId, agentId, on: connection)
+        else { return }
+        if plan.bridgedCall == call {
+            plan.bridgedCall = nil
+            plan.bridgedAt = nil
+        }
+        let outcome: CallOutcome?
+        if dial.answered {
+            outcome = dial.reachedMachine ? .leftVoicemail : .contacted
+            plan.connectedCall = call
+            if plan.state == .active {
+                let said = dial.reachedMachine ? "the agent left the lead a voicemail" : "the agent talked to the lead"
+                try await stop(&plan, reason: "\(said) (call \(call), connected on 1)", on: connection)
+            } else {
+                try await store.update(plan, on: connection)
+            }
+        } else {
+            outcome = dial.status == "busy" || dial.status == "no-answer" ? .noAnswer : nil
+            try await store.update(plan, on: connection)
+        }
+        if let outcome {
+            try await jobs.schedule(kind: Self.logJob, payload: LogJob(contactId: contactId, agentId: agentId, messageId: dial.messageId, call: call,
+                                                                      outcome: outcome, seconds: dial.seconds, at: dial.at),
+                                    runAt: clock.now, uniqueKey: "nlc-log:\(dial.messageId)", on: connection, logger: logger)
+        }
+    }
+
+    /// The bridged call on the lead's record, as the agent's own outbound call.
+    func logBridged(_ job: LogJob) async throws {
+        struct Logged: Encodable {
+            var id: UUID
+            var channel = "call"
+            var direction = "outbound"
+            var outcome: CallOutcome
+            var userId: UUID
+            var body: String
+            var at: Date
+        }
+        let length = job.seconds.map { " (\($0 / 60) min \($0 % 60) s)" } ?? ""
+        let answer = try await peers.post(to: .contacts, path: "/v1/contacts/\(job.contactId.lowercasedString)/communications",
+                                          body: Logged(id: job.messageId, outcome: job.outcome, userId: job.agentId,
+                                                       body: "Connected by new-lead call \(job.call) when the agent pressed 1\(length).", at: job.at))
+        // A lead deleted meanwhile has no record to log on.
+        if answer.status == 404 { return }
+        _ = try answer.succeeded(from: .contacts, "contacts' communications")
     }
 }
 

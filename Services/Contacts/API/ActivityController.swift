@@ -78,6 +78,9 @@ struct ActivityController {
         var subject: String?
         var body: String?
         var at: Date?
+        /// Services only: the id (the same twice logs once) and the user who made the call.
+        var id: UUID?
+        var userId: UUID?
     }
 
     struct NewTask: Decodable {
@@ -187,13 +190,19 @@ struct ActivityController {
             if let at = input.at, at > now.addingTimeInterval(300) {
                 throw APIError.validation("at", "a communication cannot be logged in the future")
             }
+            if !identity.isService {
+                if input.id != nil { throw APIError.validation("id", "only a service names a communication's id") }
+                if input.userId != nil { throw APIError.validation("userId", "a user logs their own communications") }
+            }
+            if let userId = input.userId { _ = try await access.assignableAgent(userId, companyId: contact.companyId, field: "userId") }
             let communication = Communication(
-                id: UUID.random(), contactId: contact.id, companyId: contact.companyId, channel: input.channel,
+                id: input.id ?? UUID.random(), contactId: contact.id, companyId: contact.companyId, channel: input.channel,
                 direction: input.direction ?? .outbound, outcome: input.outcome,
                 subject: try ContactRules.optionalText(input.subject, field: "subject", maxLength: 300),
-                body: try ContactRules.optionalText(input.body, field: "body", maxLength: 10_000), userId: identity.userId, at: input.at ?? now)
-            try await log(communication, contact: contact, actor: try await access.actor(identity))
-            return JSONResponse(.created, communication)
+                body: try ContactRules.optionalText(input.body, field: "body", maxLength: 10_000), userId: input.userId ?? identity.userId,
+                at: input.at ?? now)
+            let logged = try await log(communication, contact: contact, actor: try await access.actor(identity))
+            return JSONResponse(logged ? .created : .ok, communication)
         }
 
         group.get("/v1/contacts/{id}/tasks") { _, context -> Page<ContactTask> in
@@ -284,17 +293,20 @@ struct ActivityController {
     }
 
     /// Records a communication on the timeline and publishes it (BA-10, AC-3, AC-6 react to it).
-    func log(_ communication: Communication, contact: Contact, actor: Actor) async throws {
+    /// Its timeline entry has the communication's id: logged once, the event published with it.
+    /// False when that id was logged before.
+    @discardableResult
+    func log(_ communication: Communication, contact: Contact, actor: Actor) async throws -> Bool {
         let event = try outbox.envelope(EventType.communicationLogged, version: contact.version, companyId: contact.companyId, subjectId: contact.id,
                                         data: CommunicationLogged(communication: communication, contact: contact, actor: actor))
-        try await contacts.addTimeline(communicationEntry(communication, actor: actor), companyId: contact.companyId, events: [event])
+        return try await contacts.addTimelineOnce(communicationEntry(communication, actor: actor), companyId: contact.companyId, events: [event])
     }
 
     func communicationEntry(_ item: Communication, actor: Actor) -> TimelineEntry {
         var summary = "\(item.direction == .inbound ? "Inbound" : "Outbound") \(item.channel.rawValue)"
         if let outcome = item.outcome { summary += ": \(ContactRules.words(outcome.rawValue))" }
         if let subject = item.subject { summary += " — \(subject)" }
-        return TimelineEntry(contactId: item.contactId, kind: "communication", at: item.at, actor: actor, summary: summary,
+        return TimelineEntry(id: item.id, contactId: item.contactId, kind: "communication", at: item.at, actor: actor, summary: summary,
                              data: .object(["communicationId": .string(item.id.lowercasedString), "channel": .string(item.channel.rawValue),
                                             "direction": .string(item.direction.rawValue), "outcome": item.outcome.map { .string($0.rawValue) } ?? .null,
                                             "body": item.body.map(JSONValue.string) ?? .null]))

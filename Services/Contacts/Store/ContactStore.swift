@@ -297,6 +297,19 @@ struct ContactStore: Sendable {
         }
     }
 
+    /// `addTimeline` for an entry whose id may have been written before: written and its events
+    /// published only the first time. False when it was there already.
+    func addTimelineOnce(_ entry: TimelineEntry, companyId: UUID, events: [OutgoingEvent]) async throws -> Bool {
+        try await client.transaction(logger: logger) { connection in
+            let columns = try TimelineColumns([(entry, companyId)])
+            let written = try await connection.query(
+                PostgresQuery(unsafeSQL: "\(SQL.AppendTimeline.sql) ON CONFLICT (id) DO NOTHING RETURNING id", binds: try columns.bindings), logger: logger)
+                .collect().count == 1
+            if written { try await outbox.publish(events, on: connection, logger: logger) }
+            return written
+        }
+    }
+
     /// Rows per statement of an import. The database writes one chunk while the thread pool
     /// encodes the next: encoding the bound values of 10,000 rows took about as long as the
     /// database took to insert a quarter of them, and the database waited for it.

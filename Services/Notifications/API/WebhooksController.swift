@@ -78,6 +78,30 @@ struct WebhooksController {
             return Self.twiml(await nextStep(of: message, asking: service, digits: digits, step: step))
         }
 
+        group.post("/webhooks/twilio/dial/{id}/machine") { request, context -> Response in
+            let form = try await verifiedForm(request, context: context)
+            guard let answeredBy = form["AnsweredBy"], Self.answeredBy.contains(answeredBy) else {
+                throw APIError.validation("AnsweredBy", "AnsweredBy must be one of \(Self.answeredBy.sorted().joined(separator: ", "))")
+            }
+            try await dialAnswered(try context.pathID("id"), by: answeredBy)
+            return Response(status: .noContent)
+        }
+
+        group.post("/webhooks/twilio/dial/{id}") { request, context -> Response in
+            let form = try await verifiedForm(request, context: context)
+            guard let status = form["DialCallStatus"], Self.dialStatuses.contains(status) else {
+                throw APIError.validation("DialCallStatus", "DialCallStatus must be one of \(Self.dialStatuses.sorted().joined(separator: ", "))")
+            }
+            let seconds = try form["DialCallDuration"].map { text -> Int in
+                guard let value = Int(text), (0...86_400).contains(value) else {
+                    throw APIError.validation("DialCallDuration", "DialCallDuration is whole seconds")
+                }
+                return value
+            }
+            let answered = try await dialEnded(try context.pathID("id"), status: status, seconds: seconds)
+            return Self.twiml("<Response><Say>\(answered ? "The call with the lead has ended." : "The lead did not answer.") Goodbye.</Say><Hangup/></Response>")
+        }
+
         group.post("/webhooks/email/inbound") { request, context -> Response in
             struct InboundEmail: Decodable {
                 var messageId: String
@@ -215,6 +239,42 @@ struct WebhooksController {
         }
     }
 
+    static let dialStatuses: Set<String> = ["completed", "answered", "busy", "no-answer", "failed", "canceled"]
+    static let answeredBy: Set<String> = ["human", "machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax", "unknown"]
+
+    /// The machine detection's verdict on a dial, kept (once) for its end to report.
+    func dialAnswered(_ id: UUID, by answeredBy: String) async throws {
+        try await store.client.transaction(logger: store.logger) { connection in
+            guard try await store.lockMessage(id, on: connection)?.channel == .voice else { throw APIError.notFound("call") }
+            try await connection.query("""
+                INSERT INTO dials (message_id, answered_by, at) VALUES (\(id), \(answeredBy), \(clock.now))
+                ON CONFLICT (message_id) DO UPDATE SET answered_by = EXCLUDED.answered_by WHERE dials.answered_by IS NULL
+                """, logger: store.logger)
+        }
+    }
+
+    /// A dial's end, recorded and published once (`message.dialed`) for the service that asked
+    /// for it. Whether the party answered.
+    func dialEnded(_ id: UUID, status: String, seconds: Int?) async throws -> Bool {
+        let now = clock.now
+        return try await store.client.transaction(logger: store.logger) { connection in
+            guard let message = try await store.lockMessage(id, on: connection), message.channel == .voice else { throw APIError.notFound("call") }
+            let recorded = try await connection.query("""
+                INSERT INTO dials (message_id, status, seconds, at) VALUES (\(id), \(status), \(seconds), \(now))
+                ON CONFLICT (message_id) DO UPDATE SET status = EXCLUDED.status, seconds = EXCLUDED.seconds, at = EXCLUDED.at WHERE dials.status IS NULL
+                RETURNING answered_by
+                """, logger: store.logger).collect()
+            let dialed = MessageDialed(messageId: message.id, companyId: message.companyId, userId: message.userId, reference: message.reference,
+                                       requestedBy: message.requestedBy, status: status, answeredBy: try recorded.first?.decode(String?.self),
+                                       seconds: seconds, at: now)
+            if !recorded.isEmpty {
+                try await store.outbox.publish(try store.outbox.envelope(EventType.messageDialed, version: 1, companyId: message.companyId,
+                                                                         subjectId: message.id, data: dialed), on: connection, logger: store.logger)
+            }
+            return dialed.answered
+        }
+    }
+
     /// Asks the service behind a menu what the keys did and what the call says next (RT-16).
     func nextStep(of message: Message, asking service: ServiceName, digits: String, step: Int) async -> String {
         let pressed = VoiceKeypress(messageId: message.id, companyId: message.companyId, userId: message.userId, contactId: message.contactId,
@@ -233,7 +293,9 @@ struct WebhooksController {
             guard let phone = try? await store.client.withConnection({ try await store.contactRecipient(contactId, on: $0) })?.phone else {
                 return "<Response>\(say)<Say>The lead has no phone number on file. Goodbye.</Say></Response>"
             }
-            return "<Response>\(say)<Dial>\(HTMLText.escape(phone))</Dial></Response>"
+            let dial = HTMLText.escape("\(settings.publicURL)/webhooks/twilio/dial/\(message.id.lowercasedString)")
+            return "<Response>\(say)<Dial action=\"\(dial)\" method=\"POST\" timeout=\"30\"><Number machineDetection=\"Enable\" "
+                + "amdStatusCallback=\"\(dial)/machine\" amdStatusCallbackMethod=\"POST\">\(HTMLText.escape(phone))</Number></Dial></Response>"
         }
         if let gather = reply.gather { return question(say, gather: gather, message: message, step: step + 1) }
         return "<Response>\(say)<Hangup/></Response>"

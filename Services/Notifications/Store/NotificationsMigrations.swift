@@ -133,5 +133,17 @@ enum NotificationsMigrations {
                 PRIMARY KEY (company_id, address))
             """,
         ]),
+        // AC-1, AC-3: how a call's <Dial> to the lead ended, and who or what answered, each
+        // recorded once (the machine's verdict and the dial's end arrive as two webhooks).
+        Migration("CreateDials", [
+            """
+            CREATE TABLE dials (
+                message_id uuid PRIMARY KEY,
+                answered_by text,
+                status text,
+                seconds integer,
+                at timestamptz NOT NULL)
+            """,
+        ]),
     ]
 }
