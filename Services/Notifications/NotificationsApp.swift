@@ -34,7 +34,9 @@ func buildNotifications(config: ServiceConfig) async throws -> some ApplicationP
 struct NotificationsSettingsError: Error {}
 
 struct NotificationSettings: Sendable {
-    enum Kind: String { case local, twilio, http }
+    /// `none`: no provider for the channel (a brokerage without a texting number): its messages
+    /// are refused when asked for, not queued to fail.
+    enum Kind: String { case local, twilio, http, none }
 
     var sms: Kind
     var email: Kind
@@ -60,7 +62,7 @@ struct NotificationSettings: Sendable {
         func url(_ key: ConfigKey, _ variable: String) throws -> String? {
             try config.httpURL(key: key, variable: variable)
         }
-        sms = try kind("sms.provider", "SMS_PROVIDER", allowed: [.local, .twilio])
+        sms = try kind("sms.provider", "SMS_PROVIDER", allowed: [.local, .twilio, .none])
         email = try kind("email.provider", "EMAIL_PROVIDER", allowed: [.local, .http])
         push = try kind("push.provider", "PUSH_PROVIDER", allowed: [.local, .http])
         let publicURL = try config.publicURL(key: "public.url", variable: "PUBLIC_URL")
@@ -110,6 +112,7 @@ struct NotificationSettings: Sendable {
         }
         let mail: any MessageProvider = email == .http ? HTTPEmailProvider(baseURL: emailBaseURL ?? "", http: http, logger: logger) : local
         let pushProvider: any MessageProvider = push == .http ? HTTPPushProvider(baseURL: pushBaseURL ?? "", token: pushToken, http: http) : local
-        return Providers(sms: phone, voice: phone, email: mail, push: pushProvider, fromNumber: twilio?.from ?? "+15555550100", fromEmail: emailFrom)
+        return Providers(sms: phone, voice: phone, email: mail, push: pushProvider, fromNumber: twilio?.from ?? "+15555550100", fromEmail: emailFrom,
+                         phoneConfigured: sms != .none)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import ServiceKit
 import Testing
 @testable import Notifications
 
@@ -8,6 +9,29 @@ struct ComplianceTests {
     let chicago = TimeZone(identifier: "America/Chicago")!
 
     func date(_ text: String) -> Date { RFC3339.date(from: text)! }
+
+    @Test("SP-7 (for every sender): with SMS_PROVIDER=none a text or call is refused when asked for, naming the channel and no_sms_provider; e-mail and push still go")
+    func noPhoneProvider() throws {
+        let env = ["DATABASE_URL": "postgres://notifications:pw@127.0.0.1:5432/crm", "JWT_SECRET": String(repeating: "s", count: 32)]
+        let none = try NotificationSettings(try ServiceConfig(service: .notifications, environment: env.merging(["SMS_PROVIDER": "none"]) { _, new in new }))
+        #expect(none.sms == .none && none.twilio == nil)
+        #expect(try NotificationSettings(try ServiceConfig(service: .notifications, environment: env)).sms == .local, "the recording provider by default")
+        struct Unused: MessageProvider {
+            var name: String { "unused" }
+            func send(_ message: Message, from: String?) async -> ProviderResult { .failed(.permanent("unused")) }
+            func find(_ message: Message, attemptStarted: Date) async -> String? { nil }
+        }
+        let providers = Providers(sms: Unused(), voice: Unused(), email: Unused(), push: Unused(), fromNumber: nil, fromEmail: nil,
+                                  phoneConfigured: none.sms != .none)
+        for channel in [MessageChannel.sms, .voice] {
+            #expect { try providers.requireProvider(for: channel) } throws: { error in
+                let refused = error as? APIError
+                return refused?.code == "no_sms_provider" && refused?.field == "channel" && refused?.status == .unprocessableContent
+            }
+        }
+        try providers.requireProvider(for: .email)
+        try providers.requireProvider(for: .push)
+    }
 
     @Test("NT-5: Washington's area codes are Washington's, on Pacific time, and 689 (Orlando, an overlay of 407) is on Eastern, not Central")
     func areaCodeZones() throws {

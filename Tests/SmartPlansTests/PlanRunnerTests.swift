@@ -23,6 +23,17 @@ struct PlanRunnerTests {
         PlanStep(id: UUID(), kind: kind, title: title, subject: subject, body: body, bodies: bodies, days: days, hours: hours, planId: nil, times: times, role: nil)
     }
 
+    @Test("SP-7: a text notifications refuses for want of an SMS provider is skipped with that reason; any other refusal, or an e-mail's, failed")
+    func textWithoutProvider() {
+        let noProvider = #"{"error":{"code":"no_sms_provider","message":"no SMS provider is configured: texts and calls cannot be sent","field":"channel"}}"#
+        let skipped = PlanEngine.refused(channel: .sms, answer: noProvider, what: "the text")
+        #expect(skipped.outcome == "skipped" && skipped.detail == "no SMS provider is configured")
+        #expect(skipped.summary == "skipped the text: no SMS provider is configured")
+        let other = #"{"error":{"code":"invalid_field","message":"the contact has no phone","field":"contactId"}}"#
+        #expect(PlanEngine.refused(channel: .sms, answer: other, what: "the text").outcome == "failed")
+        #expect(PlanEngine.refused(channel: .email, answer: noProvider, what: "the e-mail").outcome == "failed")
+    }
+
     @Test("SP-3: consecutive steps without a delay run at once, in order; a delay stops the walk until its time")
     func consecutiveSteps() {
         let steps = [Self.step(.email, subject: "Hi", body: "One"), Self.step(.email, subject: "Hi", body: "Two"), Self.step(.delay, days: 2),

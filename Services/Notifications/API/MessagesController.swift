@@ -50,6 +50,7 @@ struct MessagesController {
             let key = try Self.idempotencyKey(request)
             let new = try await request.decodeJSON(as: NewMessage.self, context: context)
             try Self.validate(new, identity: identity)
+            try sender.providers.requireProvider(for: new.channel)
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(new)).hexString, status: 202)
             // The message, its key, its job and its event are one statement.
@@ -67,7 +68,10 @@ struct MessagesController {
                 throw APIError.validation("messages", "send 1 to \(Self.batchLimit) messages")
             }
             for (index, new) in batch.messages.enumerated() {
-                try await Self.naming(index) { try Self.validate(new, identity: identity) }
+                try await Self.naming(index) {
+                    try Self.validate(new, identity: identity)
+                    try sender.providers.requireProvider(for: new.channel)
+                }
             }
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(batch)).hexString, status: 202)

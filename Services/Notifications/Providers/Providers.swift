@@ -46,6 +46,16 @@ struct Providers: Sendable {
     var push: any MessageProvider
     var fromNumber: String?
     var fromEmail: String?
+    /// False with SMS_PROVIDER=none: texts and calls have no way out.
+    var phoneConfigured = true
+
+    /// SP-7 and every sender: a text or call without a phone provider is refused when asked for
+    /// (`no_sms_provider`), so the caller can skip it and say why, instead of a message queued to fail.
+    func requireProvider(for channel: MessageChannel) throws {
+        if (channel == .sms || channel == .voice) && !phoneConfigured {
+            throw APIError.validation("channel", "no SMS provider is configured: texts and calls cannot be sent", code: "no_sms_provider")
+        }
+    }
 
     func provider(for channel: MessageChannel) -> any MessageProvider {
         switch channel {

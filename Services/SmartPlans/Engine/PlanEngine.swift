@@ -317,14 +317,26 @@ struct PlanEngine: Sendable {
         message.html = html
         switch try await message.send(with: peers, key: key) {
         case .refused(_, let body):
-            // SP-7: a text without an SMS provider is skipped; any refusal is recorded, not retried.
-            let skipped = channel == .sms && body.contains("provider")
-            return (skipped ? "skipped" : "failed", body, "\(skipped ? "skipped" : "could not send") \(what)")
+            return Self.refused(channel: channel, answer: body, what: what)
         case .accepted(_, let state, let reason) where state == "suppressed" || state == "failed":
             return ("failed", reason, "did not send \(what) (\(reason ?? state))")
         case .accepted(let id, _, _):
             return ("done", id.lowercasedString, "sent \(what)")
         }
+    }
+
+    /// SP-7: a text notifications refuses for want of an SMS provider (`no_sms_provider`) is
+    /// skipped, saying so; any other refusal failed. Either is recorded, not retried, and the plan
+    /// moves on.
+    static func refused(channel: MessageChannel, answer: String, what: String) -> (outcome: String, detail: String?, summary: String) {
+        struct Refusal: Decodable {
+            struct Body: Decodable { var code: String }
+            var error: Body
+        }
+        if channel == .sms, (try? JSONCoding.decode(Refusal.self, json: answer))?.error.code == "no_sms_provider" {
+            return ("skipped", "no SMS provider is configured", "skipped \(what): no SMS provider is configured")
+        }
+        return ("failed", answer, "could not send \(what)")
     }
 
     typealias Note = ServiceTimelineEntry
