@@ -399,6 +399,15 @@ struct ContactStore: Sendable {
     /// Without a company only for services, which act for every company.
     /// On `connection` when given: an event handler reads inside its own transaction, never
     /// from the pool, so handlers holding every pooled connection cannot wait on one another.
+    /// The contacts of `ids` not deleted, by id, read on the caller's transaction.
+    func contacts(_ ids: [UUID], on connection: PostgresConnection) async throws -> [UUID: Contact] {
+        guard !ids.isEmpty else { return [:] }
+        let found = try await decode(try await connection.query("""
+            SELECT \(unescaped: Self.columns) FROM contacts WHERE id = ANY(\(ids)) AND deleted_at IS NULL
+            """, logger: logger))
+        return Dictionary(found.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
     func contact(_ id: UUID, companyId: UUID?, on connection: PostgresConnection? = nil) async throws -> Contact? {
         let query: PostgresQuery = """
             SELECT \(unescaped: Self.columns) FROM contacts

@@ -94,18 +94,22 @@ struct PlanEngine: Sendable {
             var failed: [Int64: any Error] = [:]
             var notes: [Note] = []
             var runs: [(run: Run, notes: [Note])] = []
+            // A claim's enrollments are mostly of one plan: read once.
+            var plans: [UUID: Plan?] = [:]
             for job in jobs {
                 let run: AdvanceJob
                 do { run = try job.decode(AdvanceJob.self) } catch { failed[job.id] = error; continue }
                 var own: [Note] = []
-                if let prepared = try await prepare(run, on: connection, notes: &own) { runs.append((prepared, own)) } else { notes += own }
+                if let prepared = try await prepare(run, plans: &plans, on: connection, notes: &own) { runs.append((prepared, own)) } else { notes += own }
             }
             let done = try await act(runs.map(\.run))
             // Each contact's entries in the order they happened: enrolled, its steps, finished.
+            var finished = Finished()
             for (index, run) in runs.enumerated() {
                 notes += run.notes + done[index].notes
-                try await finish(run.run, outcomes: done[index].outcomes, on: connection, notes: &notes)
+                try await finish(run.run, outcomes: done[index].outcomes, into: &finished, on: connection, notes: &notes)
             }
+            try await finished.write(on: connection, logger: logger)
             try await ServiceTimelineEntry.write(notes, with: peers)
             return failed
         }
@@ -140,16 +144,23 @@ struct PlanEngine: Sendable {
             """, logger: logger).decode((UUID, UUID).self) { enrolled.append((id, contactId)) }
         for (_, contactId) in enrolled { outcomes[contactId] = .enrolled }
         if plan.active, !enrolled.isEmpty {
-            let keys = enrolled.map { "sp-advance:\($0.0):1" }
-            let payloads = try enrolled.map { try JSONCoding.string(AdvanceJob(enrollmentId: $0.0, seq: 1)) }
-            try await connection.query("""
-                INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
-                SELECT \(Self.advanceJob), j.payload::jsonb, \(now), \(JobQueue.defaultMaxAttempts), j.key FROM unnest(\(payloads), \(keys)) AS j(payload, key)
-                ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-                """, logger: logger)
-            try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
+            try await Self.scheduleRuns(enrolled.map { (enrollment: $0.0, seq: 1, at: now) }, on: connection, logger: logger)
         }
         return outcomes
+    }
+
+    /// Each enrollment's run `seq`, due at its time, in one statement (once: keyed by both).
+    static func scheduleRuns(_ runs: [(enrollment: UUID, seq: Int, at: Date)], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !runs.isEmpty else { return }
+        let keys = runs.map { "sp-advance:\($0.enrollment):\($0.seq)" }
+        let payloads = try runs.map { try JSONCoding.string(AdvanceJob(enrollmentId: $0.enrollment, seq: $0.seq)) }
+        try await connection.query("""
+            INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
+            SELECT \(advanceJob), j.payload::jsonb, j.run_at, \(JobQueue.defaultMaxAttempts), j.key
+            FROM unnest(\(payloads), \(runs.map(\.at)), \(keys)) AS j(payload, run_at, key)
+            ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+            """, logger: logger)
+        try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
     }
 
     func schedule(_ enrollmentId: UUID, seq: Int, at: Date, on connection: PostgresConnection) async throws {
@@ -171,7 +182,7 @@ struct PlanEngine: Sendable {
 
     /// One run of an enrollment, up to its steps: nil when it has nothing to do (paused, stopped,
     /// already run, or the contact archived or deleted, SP-11, which it records).
-    func prepare(_ job: AdvanceJob, on connection: PostgresConnection, notes: inout [Note]) async throws -> Run? {
+    func prepare(_ job: AdvanceJob, plans: inout [UUID: Plan?], on connection: PostgresConnection, notes: inout [Note]) async throws -> Run? {
         let rows = try await connection.query("""
             SELECT e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at,
                    c.status, c.deleted, c.assigned_agent_id
@@ -182,7 +193,8 @@ struct PlanEngine: Sendable {
         let (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
             = try row.decode((UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self)
         guard state == EnrollmentState.active.rawValue, seq == job.seq else { return nil }
-        guard let plan = try await store.plan(planId, on: connection) else { return nil }
+        if plans[planId] == nil { plans[planId] = .some(try await store.plan(planId, on: connection)) }
+        guard let plan = plans[planId] ?? nil else { return nil }
         guard plan.active else {
             try await connection.query("UPDATE enrollments SET state = 'paused' WHERE id = \(job.enrollmentId)", logger: logger)
             return nil
@@ -240,30 +252,59 @@ struct PlanEngine: Sendable {
         return results
     }
 
-    /// Records a run's steps and where and when it continues.
-    func finish(_ run: Run, outcomes: [(outcome: String, detail: String?)], on connection: PostgresConnection, notes: inout [Note]) async throws {
+    /// What a claim's runs record, written in a handful of statements for all of them.
+    struct Finished {
+        var log: [(enrollment: UUID, seq: Int, step: Int, plan: UUID, kind: String, outcome: String, detail: String, at: Date)] = []
+        var continuing: [(enrollment: UUID, stepIndex: Int, repetition: Int, version: Int, seq: Int, at: Date)] = []
+        var ended: [(enrollment: UUID, version: Int, seq: Int)] = []
+
+        func write(on connection: PostgresConnection, logger: Logger) async throws {
+            if !log.isEmpty {
+                try await connection.query("""
+                    INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
+                    SELECT l.enrollment_id, l.seq, l.step_index, l.plan_id, l.kind, l.outcome, NULLIF(l.detail, ''), l.at
+                    FROM unnest(\(log.map(\.enrollment)), \(log.map(\.seq)), \(log.map(\.step)), \(log.map(\.plan)), \(log.map(\.kind)),
+                                \(log.map(\.outcome)), \(log.map(\.detail)), \(log.map(\.at)))
+                        AS l(enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+            }
+            if !continuing.isEmpty {
+                try await connection.query("""
+                    UPDATE enrollments e SET step_index = u.step_index, repetition = u.repetition, plan_version = u.version, seq = u.seq, next_at = u.at
+                    FROM unnest(\(continuing.map(\.enrollment)), \(continuing.map(\.stepIndex)), \(continuing.map(\.repetition)),
+                                \(continuing.map(\.version)), \(continuing.map(\.seq)), \(continuing.map(\.at)))
+                        AS u(id, step_index, repetition, version, seq, at)
+                    WHERE e.id = u.id
+                    """, logger: logger)
+                try await PlanEngine.scheduleRuns(continuing.map { (enrollment: $0.enrollment, seq: $0.seq, at: $0.at) }, on: connection, logger: logger)
+            }
+            if !ended.isEmpty {
+                try await connection.query("""
+                    UPDATE enrollments e SET state = 'finished', plan_version = u.version, seq = u.seq, next_at = NULL
+                    FROM unnest(\(ended.map(\.enrollment)), \(ended.map(\.version)), \(ended.map(\.seq))) AS u(id, version, seq)
+                    WHERE e.id = u.id
+                    """, logger: logger)
+            }
+        }
+    }
+
+    /// Records a run's steps and where and when it continues (in `finished`, written for the
+    /// whole claim); a step that adds the contact to another plan enrolls it now.
+    func finish(_ run: Run, outcomes: [(outcome: String, detail: String?)], into finished: inout Finished, on connection: PostgresConnection,
+                notes: inout [Note]) async throws {
         let (job, plan, seq) = (run.job, run.plan, run.seq)
         for (action, (outcome, detail)) in zip(run.step.actions, outcomes) {
-            try await connection.query("""
-                INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
-                VALUES (\(job.enrollmentId), \(seq), \(action.step), \(plan.id), \(plan.steps[action.step].kind.rawValue), \(outcome), \(detail), \(run.now))
-                ON CONFLICT DO NOTHING
-                """, logger: logger)
+            finished.log.append((job.enrollmentId, seq, action.step, plan.id, plan.steps[action.step].kind.rawValue, outcome, detail ?? "", run.now))
             if case .enroll(_, let other) = action, outcome == "done", let target = try await store.plan(other, on: connection),
                target.companyId == plan.companyId {
                 _ = try await enroll([run.contactId], in: target, on: connection)
             }
         }
         if let next = run.step.next, let at = run.step.nextAt {
-            try await connection.query("""
-                UPDATE enrollments SET step_index = \(next.stepIndex), repetition = \(next.repetition), plan_version = \(plan.version),
-                    seq = \(seq + 1), next_at = \(at) WHERE id = \(job.enrollmentId)
-                """, logger: logger)
-            try await schedule(job.enrollmentId, seq: seq + 1, at: at, on: connection)
+            finished.continuing.append((job.enrollmentId, next.stepIndex, next.repetition, plan.version, seq + 1, at))
         } else {
-            try await connection.query("""
-                UPDATE enrollments SET state = 'finished', plan_version = \(plan.version), seq = \(seq + 1), next_at = NULL WHERE id = \(job.enrollmentId)
-                """, logger: logger)
+            finished.ended.append((job.enrollmentId, plan.version, seq + 1))
             timeline(&notes, run.contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -2), summary: "SmartPlan \"\(plan.name)\" finished.", plan: plan)
         }
     }
