@@ -10,9 +10,9 @@ extension UUID {
 }
 
 extension UUID {
-    /// The id as PostgreSQL and the wire's keys spell it (lowercase, hyphenated). Foundation's
-    /// `uuidString` formats with `sprintf`: at a few per event it was a tenth of the CPU that
-    /// website activity cost automation.
+    /// The id as PostgreSQL and the wire's keys spell it (lowercase, hyphenated), without going
+    /// through Foundation's `uuidString` and `lowercased()` (1 µs an id here, this 0.07 µs; sorting a
+    /// batch's 500 contacts by that text formatted some 9,000 of them).
     public var lowercasedString: String {
         withUnsafeBytes(of: uuid) { bytes in
             String(unsafeUninitializedCapacity: 36) { text in
