@@ -63,7 +63,7 @@ struct MessageTimeline: Sendable {
             entries.append((TimelineEntry(id: message.id, contactId: contactId, kind: "message", at: message.createdAt, actor: actor, summary: summary,
                                           data: Self.data(message)), message.companyId))
         }
-        let written = try await contacts.writeTimeline(entries, replacingNewer: "version", on: connection)
+        let written = try await contacts.writeTimeline(entries, onConflict: .replaceNewer(field: "version"), on: connection)
         let publish = messages.compactMap { written.contains($0.id) ? logged[$0.id] : nil }
         try await outbox.publish(publish, on: connection, logger: contacts.logger)
     }

@@ -210,27 +210,37 @@ struct ContactStore: Sendable {
 
     /// One statement for many entries (imports write thousands).
     func appendBatch(_ entries: [(TimelineEntry, UUID)], on connection: PostgresConnection) async throws {
-        _ = try await writeTimeline(entries, replacingNewer: nil, on: connection)
+        _ = try await writeTimeline(entries, onConflict: .none, on: connection)
     }
 
-    /// Inserts entries; with `replacingNewer`, an entry whose id exists is replaced when its data
-    /// field of that name (a version number) is higher, so a message's entry follows its state
-    /// whatever order the updates arrive in. Answers the ids written.
-    func writeTimeline(_ entries: [(TimelineEntry, UUID)], replacingNewer field: String?, sameActor: Bool = false,
-                       on connection: PostgresConnection) async throws -> Set<UUID> {
+    /// What an entry whose id exists becomes: a plain append (ids are new), kept as it is, or
+    /// replaced when its data field of that name (a version number) is higher — so a message's
+    /// entry follows its state whatever order the updates arrive in (`sameActor`: only by the
+    /// actor that wrote it).
+    enum TimelineConflict {
+        case none
+        case keepExisting
+        case replaceNewer(field: String, sameActor: Bool = false)
+    }
+
+    /// Inserts entries; answers the ids written (none for a plain append).
+    func writeTimeline(_ entries: [(TimelineEntry, UUID)], onConflict: TimelineConflict, on connection: PostgresConnection) async throws -> Set<UUID> {
         guard !entries.isEmpty else { return [] }
         let columns = try TimelineColumns(entries)
-        let conflict = field.map { name in
-            """
-            ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
-                WHERE timeline.contact_id = EXCLUDED.contact_id\(sameActor ? " AND timeline.actor = EXCLUDED.actor" : "")
-                  AND (timeline.data->>'\(name)')::numeric < (EXCLUDED.data->>'\(name)')::numeric
-            """
-        } ?? ""
-        // Plain appends (every new lead's) run prepared; the replacing form names its field.
-        guard field != nil else {
+        let conflict: String
+        switch onConflict {
+        case .none:
+            // Plain appends (every new lead's) run prepared.
             try await connection.prepared(SQL.AppendTimeline.self, try columns.bindings, logger: logger)
             return []
+        case .keepExisting:
+            conflict = "ON CONFLICT (id) DO NOTHING"
+        case .replaceNewer(let name, let sameActor):
+            conflict = """
+                ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
+                    WHERE timeline.contact_id = EXCLUDED.contact_id\(sameActor ? " AND timeline.actor = EXCLUDED.actor" : "")
+                      AND (timeline.data->>'\(name)')::numeric < (EXCLUDED.data->>'\(name)')::numeric
+                """
         }
         let result = try await connection.query(PostgresQuery(unsafeSQL: "\(SQL.AppendTimeline.sql) \(conflict) RETURNING id", binds: try columns.bindings),
                                                 logger: logger)
@@ -277,7 +287,7 @@ struct ContactStore: Sendable {
     func writeServiceEntries(_ entries: [(TimelineEntry, UUID)]) async throws -> Set<UUID> {
         guard !entries.isEmpty else { return [] }
         return try await client.withConnection { connection in
-            try await writeTimeline(entries, replacingNewer: "revision", sameActor: true, on: connection)
+            try await writeTimeline(entries, onConflict: .replaceNewer(field: "revision", sameActor: true), on: connection)
         }
     }
 
@@ -301,10 +311,7 @@ struct ContactStore: Sendable {
     /// published only the first time. False when it was there already.
     func addTimelineOnce(_ entry: TimelineEntry, companyId: UUID, events: [OutgoingEvent]) async throws -> Bool {
         try await client.transaction(logger: logger) { connection in
-            let columns = try TimelineColumns([(entry, companyId)])
-            let written = try await connection.query(
-                PostgresQuery(unsafeSQL: "\(SQL.AppendTimeline.sql) ON CONFLICT (id) DO NOTHING RETURNING id", binds: try columns.bindings), logger: logger)
-                .collect().count == 1
+            let written = try await writeTimeline([(entry, companyId)], onConflict: .keepExisting, on: connection).contains(entry.id)
             if written { try await outbox.publish(events, on: connection, logger: logger) }
             return written
         }

@@ -164,8 +164,7 @@ struct PlanEngine: Sendable {
     }
 
     func schedule(_ enrollmentId: UUID, seq: Int, at: Date, on connection: PostgresConnection) async throws {
-        try await jobs.schedule(kind: Self.advanceJob, payload: AdvanceJob(enrollmentId: enrollmentId, seq: seq), runAt: at,
-                                uniqueKey: "sp-advance:\(enrollmentId):\(seq)", on: connection, logger: logger)
+        try await Self.scheduleRuns([(enrollment: enrollmentId, seq: seq, at: at)], on: connection, logger: logger)
     }
 
     /// A run decided and due: what it does now and where it continues.
