@@ -39,10 +39,24 @@ package struct Outbox: Sendable {
     /// (SQL, e.g. `EXISTS (SELECT FROM message)`) holds. An event already stored (published
     /// again) gets no second set of delivery rows.
     package static func insertCTEs(first: Int, condition: String = "true") -> String {
+        insertCTEs(first: first, payloads: "SELECT * FROM unnest($\(first)::uuid[], $\(first + 1)::text[]) WHERE \(condition)")
+    }
+
+    /// As `insertCTEs`, for a statement that stores some of its rows: an event is stored when its
+    /// subject (`OutboxRows.appendSubjects`, bound at `$first+5`) is among `kept`, SQL yielding
+    /// the ids the statement stored (e.g. `SELECT id FROM message`).
+    package static func insertCTEs(first: Int, subjectIn kept: String) -> String {
+        insertCTEs(first: first, payloads: """
+            SELECT e.event_id, e.payload FROM unnest($\(first)::uuid[], $\(first + 1)::text[], $\(first + 5)::uuid[]) AS e(event_id, payload, subject_id)
+            WHERE e.subject_id IN (\(kept))
+            """)
+    }
+
+    private static func insertCTEs(first: Int, payloads: String) -> String {
         """
         outbox_payloads AS (
             INSERT INTO outbox_events (event_id, payload)
-            SELECT * FROM unnest($\(first)::uuid[], $\(first + 1)::text[]) WHERE \(condition)
+            \(payloads)
             ON CONFLICT (event_id) DO NOTHING
             RETURNING event_id),
         outbox_rows AS (
@@ -60,6 +74,8 @@ package struct OutboxRows: Sendable {
     var rowEventIds: [UUID] = []
     var types: [String] = []
     var subscribers: [String] = []
+    /// Each event's subject (its own id when it has none), for `Outbox.insertCTEs(first:subjectIn:)`.
+    var subjects: [UUID] = []
 
     /// An event given twice is stored once.
     package init(_ events: [OutgoingEvent]) throws {
@@ -69,6 +85,7 @@ package struct OutboxRows: Sendable {
             guard !targets.isEmpty, seen.insert(event.id).inserted else { continue }
             eventIds.append(event.id)
             payloads.append(try event.json())
+            subjects.append(event.header.subjectId ?? event.id)
             for subscriber in targets {
                 rowEventIds.append(event.id)
                 types.append(event.type)
@@ -85,6 +102,11 @@ package struct OutboxRows: Sendable {
         bindings.append(rowEventIds)
         bindings.append(types)
         bindings.append(subscribers)
+    }
+
+    /// The subjects after `append(to:)`'s five arrays.
+    package func appendSubjects(to bindings: inout PostgresBindings) {
+        bindings.append(subjects)
     }
 
     func bindings() -> PostgresBindings {

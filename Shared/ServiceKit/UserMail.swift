@@ -63,6 +63,8 @@ package struct ContactMessage: Encodable, Sendable {
     var purpose = MessagePurpose.automated
     var reference: String
     var window: Window?
+    /// Only in `send(_:with:)`'s batches: the message's own key.
+    var idempotencyKey: String?
 
     package init(channel: MessageChannel, contactId: UUID, subject: String?, body: String, reference: String, window: Window?) {
         self.channel = channel
@@ -73,19 +75,52 @@ package struct ContactMessage: Encodable, Sendable {
         self.window = window
     }
 
+    private struct Batch: Encodable { var messages: [ContactMessage] }
+
+    private struct Accepted: Decodable {
+        struct Item: Decodable { var id: UUID; var state: String; var reason: String? }
+        var items: [Item]
+    }
+
     /// Retried by the caller's job while notifications is away (5xx, unreachable); a refusal is an outcome.
     package func send(with peers: PeerClient, key: String) async throws -> Outcome {
-        struct Batch: Encodable { var messages: [ContactMessage] }
         let answer = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: Batch(messages: [self]),
                                           headers: [("Idempotency-Key", key)], idempotent: true)
         guard try answer.succeeded(from: .notifications, "notifications") else { return .refused(status: answer.status, body: String(answer.body.prefix(300))) }
-        struct Accepted: Decodable {
-            struct Item: Decodable { var id: UUID; var state: String; var reason: String? }
-            var items: [Item]
-        }
         guard let item = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(answer.body.utf8)))?.items.first else {
             return .refused(status: answer.status, body: "notifications answered without the message")
         }
         return .accepted(id: item.id, state: item.state, reason: item.reason)
+    }
+
+    /// Notifications' limit for a batch whose messages carry their own keys.
+    package static let keyedBatch = 100
+
+    /// Many messages in batches, each under its own key (the same key `send(with:key:)` would
+    /// give it, so a retry may regroup them); the outcomes in order. A batch notifications refuses
+    /// stores none of its messages: it goes again a message at a time, so each has its own outcome.
+    package static func send(_ messages: [(message: ContactMessage, key: String)], with peers: PeerClient) async throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(messages.count)
+        for start in stride(from: 0, to: messages.count, by: keyedBatch) {
+            let chunk = messages[start..<min(start + keyedBatch, messages.count)]
+            if chunk.count == 1, let (message, key) = chunk.first {
+                outcomes.append(try await message.send(with: peers, key: key))
+                continue
+            }
+            let keyed = chunk.map { message, key in
+                var message = message
+                message.idempotencyKey = key
+                return message
+            }
+            let answer = try await peers.post(to: .notifications, path: "/v1/messages/batch", body: Batch(messages: keyed), idempotent: true)
+            if try answer.succeeded(from: .notifications, "notifications"),
+               let items = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(answer.body.utf8)))?.items, items.count == chunk.count {
+                outcomes += items.map { .accepted(id: $0.id, state: $0.state, reason: $0.reason) }
+            } else {
+                for (message, key) in chunk { outcomes.append(try await message.send(with: peers, key: key)) }
+            }
+        }
+        return outcomes
     }
 }

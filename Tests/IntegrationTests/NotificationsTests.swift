@@ -29,7 +29,9 @@ struct NotificationsTests {
         self.publicURL = publicURL
     }
 
-    static func randomPhone() -> String { "+1312555\(String(format: "%04d", Int.random(in: 1000...9999)))" }
+    /// A Chicago number no other test of the run is likely to have: with only 9,000 numbers, two
+    /// tests of a run shared one now and then, and one read the other's provider requests.
+    static func randomPhone() -> String { "+1312\(Int.random(in: 556...999))\(String(format: "%04d", Int.random(in: 0...9999)))" }
 
     func contact(_ brokerage: Stack.Brokerage, phone: String, email: String? = nil, state: String? = nil) async throws -> String {
         var body: [String: Any] = ["status": "new_lead", "firstName": "Nora", "lastName": "Notify", "phones": [phone]]
@@ -43,6 +45,11 @@ struct NotificationsTests {
 
     func send(_ token: String, key: String? = UUID().uuidString, _ body: [String: Any]) async throws -> Stack.Answer {
         try await stack.call(.POST, .notifications, "/v1/messages", token: token, json: Stack.json(body),
+                             headers: key.map { [("Idempotency-Key", $0)] } ?? [])
+    }
+
+    func send(_ token: String, key: String?, batch messages: [[String: Any]]) async throws -> Stack.Answer {
+        try await stack.call(.POST, .notifications, "/v1/messages/batch", token: token, json: Stack.json(["messages": messages]),
                              headers: key.map { [("Idempotency-Key", $0)] } ?? [])
     }
 
@@ -173,8 +180,7 @@ struct NotificationsTests {
         let text: [String: Any] = ["channel": "sms", "contactId": contactId, "body": "Hi Nora, this is Ada.", "purpose": "manual"]
         let mail: [String: Any] = ["channel": "email", "contactId": contactId, "subject": "Your search", "body": "Three new homes.", "purpose": "manual"]
         func sendBatch(_ key: String?, _ messages: [[String: Any]]) async throws -> Stack.Answer {
-            try await stack.call(.POST, .notifications, "/v1/messages/batch", token: brokerage.adminToken, json: Stack.json(["messages": messages]),
-                                 headers: key.map { [("Idempotency-Key", $0)] } ?? [])
+            try await send(brokerage.adminToken, key: key, batch: messages)
         }
         #expect(try await sendBatch(nil, [text]).status == 400)
         // One bad message refuses the batch, names it, and stores none of the others.
@@ -230,6 +236,57 @@ struct NotificationsTests {
         try await stack.waitUntilIdle()
         let raced = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)
         #expect(raced["items"]?.array?.count == 4, "one batch per key: \(raced.text)")
+    }
+
+    @Test("NT-1: a batch whose messages carry their own keys stores each once under its key, as if sent alone with it: regrouped retries send nothing twice; a key reused with another body, beside the header or twice in a batch is refused, and a refused batch stores none")
+    func keyedBatch() async throws {
+        let brokerage = try await stack.newCompany()
+        let phone = Self.randomPhone()
+        let email = "kim-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+        let contactId = try await contact(brokerage, phone: phone, email: email)
+        let text: [String: Any] = ["channel": "sms", "contactId": contactId, "body": "Hi Kim, this is Ada.", "purpose": "manual"]
+        let mail: [String: Any] = ["channel": "email", "contactId": contactId, "subject": "Your search", "body": "Two new homes.", "purpose": "manual"]
+        let later: [String: Any] = ["channel": "sms", "contactId": contactId, "body": "See you at 5.", "purpose": "manual"]
+        func keyed(_ key: String, _ message: [String: Any]) -> [String: Any] {
+            var message = message
+            message["idempotencyKey"] = key
+            return message
+        }
+        func sendBatch(_ messages: [[String: Any]], header: String? = nil) async throws -> Stack.Answer {
+            try await send(brokerage.adminToken, key: header, batch: messages)
+        }
+        let (k1, k2, k3, k4) = (UUID().uuidString, UUID().uuidString, UUID().uuidString, UUID().uuidString)
+        #expect(try await sendBatch([keyed(k1, text)], header: k1).status == 400)
+        #expect(try await sendBatch([keyed(k1, text), mail]).errorField == "messages[1].idempotencyKey")
+        #expect(try await sendBatch([keyed(k1, text), keyed(k1, mail)]).errorField == "messages[1].idempotencyKey")
+        #expect(try await send(brokerage.adminToken, keyed(k1, text)).errorField == "idempotencyKey")
+        let unknownUser: [String: Any] = ["channel": "push", "userId": UUID().uuidString, "body": "x", "purpose": "manual"]
+        let refused = try await sendBatch([keyed(k4, later), keyed(UUID().uuidString, unknownUser)])
+        #expect(refused.status == 404 && refused.errorField == "messages[1]", "\(refused.text)")
+
+        // Sent alone by the header first; the same key on the message answers that message.
+        let alone = try await sendBatch([text], header: k1)
+        #expect(alone.status == 202, "\(alone.text)")
+        let first = try await sendBatch([keyed(k1, text), keyed(k2, mail)])
+        #expect(first.status == 202, "\(first.text)")
+        let firstItems = first["items"]?.array ?? []
+        #expect(firstItems.first?["id"] == alone["items"]?.array?.first?["id"])
+        #expect(firstItems.map { $0["channel"]?.string } == ["sms", "email"])
+        #expect(first.headers.first(name: "Idempotent-Replayed") == nil)
+        let regrouped = try await sendBatch([keyed(k2, mail), keyed(k3, later)])
+        #expect(regrouped.status == 202, "\(regrouped.text)")
+        #expect(regrouped["items"]?.array?.first?["id"] == firstItems.last?["id"])
+        let replayed = try await sendBatch([keyed(k3, later), keyed(k1, text)])
+        #expect(replayed.headers.first(name: "Idempotent-Replayed") == "true")
+        #expect(replayed["items"]?.array?.map { $0["id"] } == [regrouped["items"]?.array?.last?["id"], firstItems.first?["id"]])
+        let reused = try await sendBatch([keyed(k4, later), keyed(k2, text)])
+        #expect(reused.errorCode == "idempotency_key_reused" && reused.errorField == "messages[1].idempotencyKey", "\(reused.text)")
+
+        try await stack.waitUntilIdle()
+        let log = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)", token: brokerage.adminToken)
+        #expect(log["items"]?.array?.count == 3, "one message per key, none of the refused batches': \(log.text)")
+        let texts = try await providerRequests(to: phone).filter { $0["path"]?.string?.hasSuffix("/Messages.json") == true }
+        #expect(texts.count == 2)
     }
 
     @Test("NT-2, NT-3, NT-6: a text goes out in Twilio's wire format, its status callback marks it delivered, forged and replayed callbacks change nothing, and the contact's timeline shows it")

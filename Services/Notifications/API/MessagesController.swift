@@ -28,6 +28,8 @@ struct MessagesController {
         var window: SendingWindow?
         var gather: GatherSpec?
         var reference: String?
+        /// In a batch: this message's own key, instead of the batch's `Idempotency-Key` header.
+        var idempotencyKey: String?
     }
 
     struct Attempts: ResponseEncodable {
@@ -43,12 +45,17 @@ struct MessagesController {
     }
 
     static let batchLimit = 20
+    /// A batch whose messages carry their own keys is stored by one statement planned once.
+    static let keyedBatchLimit = 100
 
     func register(on group: RouterGroup<AppContext>) {
         group.post("/v1/messages") { request, context -> Response in
             let identity = try context.requireIdentity()
             let key = try Self.idempotencyKey(request)
             let new = try await request.decodeJSON(as: NewMessage.self, context: context)
+            if new.idempotencyKey != nil {
+                throw APIError.validation("idempotencyKey", "a message alone is keyed by its Idempotency-Key header; idempotencyKey is for batches")
+            }
             try Self.validate(new, identity: identity)
             try sender.providers.requireProvider(for: new.channel)
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
@@ -62,34 +69,37 @@ struct MessagesController {
 
         group.post("/v1/messages/batch") { request, context -> Response in
             let identity = try context.requireIdentity()
-            let key = try Self.idempotencyKey(request)
             let batch = try await request.decodeJSON(as: NewBatch.self, context: context)
-            guard (1...Self.batchLimit).contains(batch.messages.count) else {
-                throw APIError.validation("messages", "send 1 to \(Self.batchLimit) messages")
+            // Keys on the messages or one on the batch (which the header then carries).
+            let keyed = batch.messages.contains { $0.idempotencyKey != nil }
+            if keyed, request.headers[.init("Idempotency-Key")!] != nil {
+                throw APIError(.badRequest, code: "idempotency_key_invalid",
+                               message: "a batch whose messages carry their own idempotencyKey takes no Idempotency-Key header", field: "Idempotency-Key")
             }
+            let key = keyed ? nil : try Self.idempotencyKey(request)
+            let limit = keyed ? Self.keyedBatchLimit : Self.batchLimit
+            guard (1...limit).contains(batch.messages.count) else {
+                throw APIError.validation("messages", "send 1 to \(limit) messages (\(Self.keyedBatchLimit) when each carries its idempotencyKey)")
+            }
+            var keys = Set<String>()
             for (index, new) in batch.messages.enumerated() {
                 try await Self.naming(index) {
                     try Self.validate(new, identity: identity)
                     try sender.providers.requireProvider(for: new.channel)
+                    guard keyed else { return }
+                    guard let own = new.idempotencyKey, Self.validKey(own) else {
+                        throw APIError.validation("idempotencyKey", "give every message of the batch an idempotencyKey of 1 to 255 visible ASCII characters")
+                    }
+                    guard keys.insert(own).inserted else { throw APIError.validation("idempotencyKey", "each message of a batch has its own key") }
                 }
             }
+            guard let key else { return try await acceptKeyed(batch.messages, identity: identity) }
             let record = MessageStore.IdempotencyRecord(caller: Self.caller(identity), key: key,
                                                         fingerprint: SHA256.hash(data: try JSONCoding.encoder.encode(batch)).hexString, status: 202)
             // The messages, their jobs and events and the key are one statement, after the reads
             // that decide each message.
             return try await storingOnce(record) { connection in
-                var entries: [(message: Message, job: ScheduledJob?)] = []
-                // A notice's text, e-mail and push go to one person, looked up once.
-                var resolved: [String: Recipient] = [:]
-                for (index, new) in batch.messages.enumerated() {
-                    let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
-                    let recipient = try await Self.naming(index) {
-                        if let id, let known = resolved[id] { return known }
-                        return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
-                    }
-                    if let id { resolved[id] = recipient }
-                    entries.append(try await compose(new, recipient: recipient, identity: identity, on: connection))
-                }
+                let entries = try await composeAll(batch.messages, identity: identity, on: connection)
                 let json = String(decoding: try JSONCoding.encoder.encode(AcceptedBatch(items: entries.map(\.message))), as: UTF8.self)
                 return try await store.insertBatch(entries, idempotency: record, response: json, at: clock.now, on: connection) ? json : nil
             }
@@ -187,14 +197,96 @@ struct MessagesController {
     /// was taken meanwhile: nothing is stored then.
     func accept(_ new: NewMessage, recipient: Recipient, identity: Identity, idempotency: MessageStore.IdempotencyRecord?,
                 on connection: PostgresConnection) async throws -> (message: Message, json: String)? {
-        let (message, job) = try await compose(new, recipient: recipient, identity: identity, on: connection)
+        var lookups = ComplianceLookups()
+        var message = draft(new, recipient: recipient, identity: identity)
+        let job = try await settle(&message, recipient: recipient, lookups: &lookups, on: connection)
         let stored = try await store.insert(message, job: job, idempotency: idempotency, on: connection)
         return stored.stored ? (message, stored.doc) : nil
     }
 
-    /// A new outbound message as the compliance decision of now leaves it, with its send job.
-    func compose(_ new: NewMessage, recipient: Recipient, identity: Identity, on connection: PostgresConnection) async throws
-        -> (message: Message, job: ScheduledJob?) {
+    /// A batch's messages as the compliance decision of now leaves them, with their send jobs:
+    /// their recipients and compliance facts read together, not a statement or three each.
+    func composeAll(_ news: [NewMessage], identity: Identity, on connection: PostgresConnection) async throws
+        -> [(message: Message, job: ScheduledJob?)] {
+        // A service's contacts from the replica in one read; the others (users, a contact the
+        // replica has not yet, a person's request with its scope) one by one.
+        let known = identity.isService ? try await store.contactRecipients(news.compactMap(\.contactId), on: connection) : [:]
+        var resolved: [String: Recipient] = [:]
+        var drafts: [(message: Message, recipient: Recipient)] = []
+        for (index, new) in news.enumerated() {
+            let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
+            let recipient = try await Self.naming(index) {
+                if let contactId = new.contactId, let found = known[contactId] { return found }
+                if let id, let found = resolved[id] { return found }
+                return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
+            }
+            if let id { resolved[id] = recipient }
+            drafts.append((draft(new, recipient: recipient, identity: identity), recipient))
+        }
+        var lookups = try await sender.lookups(for: drafts.filter { !$0.message.to.isEmpty }.map { ($0.message, $0.recipient) }, on: connection)
+        var entries: [(message: Message, job: ScheduledJob?)] = []
+        for (draft, recipient) in drafts {
+            var message = draft
+            let job = try await settle(&message, recipient: recipient, lookups: &lookups, on: connection)
+            entries.append((message, job))
+        }
+        return entries
+    }
+
+    /// A batch whose messages carry their own keys: each is stored once under its key, as if it
+    /// had been sent alone in a batch with that `Idempotency-Key` (the same fingerprint and
+    /// answer), so a caller may regroup its retries. A key known already answers what it stored;
+    /// with another body it refuses the batch. Nothing is stored unless every message is accepted.
+    func acceptKeyed(_ news: [NewMessage], identity: Identity) async throws -> Response {
+        let caller = Self.caller(identity)
+        var fingerprints: [String] = []
+        for var new in news {
+            new.idempotencyKey = nil
+            fingerprints.append(SHA256.hash(data: try JSONCoding.encoder.encode(NewBatch(messages: [new]))).hexString)
+        }
+        let keys = news.map { $0.idempotencyKey ?? "" }
+        return try await store.client.autocommit(logger: store.logger) { connection in
+            var items = [String?](repeating: nil, count: news.count)
+            func replay(_ stored: [String: MessageStore.StoredKey], _ indices: some Sequence<Int>) throws {
+                for index in indices {
+                    guard let known = stored[keys[index]] else { continue }
+                    guard known.fingerprint == fingerprints[index] else {
+                        var error = Self.keyReused
+                        error.field = "messages[\(index)].idempotencyKey"
+                        throw error
+                    }
+                    let answer = try JSONCoding.decoder.decode(AcceptedBatch.self, from: Data(known.response.utf8))
+                    guard let message = answer.items.first else { throw Self.inProgress }
+                    items[index] = String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)
+                }
+            }
+            try replay(try await store.storedKeys(caller: caller, keys: keys, on: connection), news.indices)
+            let fresh = news.indices.filter { items[$0] == nil }
+            if !fresh.isEmpty {
+                let composed = try await composeAll(fresh.map { news[$0] }, identity: identity, on: connection)
+                var entries: [MessageStore.KeyedEntry] = []
+                for (index, entry) in zip(fresh, composed) {
+                    let doc = String(decoding: try JSONCoding.encoder.encode(entry.message), as: UTF8.self)
+                    entries.append(.init(message: entry.message, job: entry.job, key: keys[index], fingerprint: fingerprints[index],
+                                         response: "{\"items\":[" + doc + "]}"))
+                    items[index] = doc
+                }
+                let stored = try await store.insertKeyed(entries, caller: caller, at: clock.now, on: connection)
+                // A key a twin took meanwhile answers what the twin stored.
+                let taken = fresh.filter { !stored.contains(keys[$0]) }
+                if !taken.isEmpty {
+                    for index in taken { items[index] = nil }
+                    try replay(try await store.storedKeys(caller: caller, keys: taken.map { keys[$0] }, on: connection), taken)
+                    guard taken.allSatisfy({ items[$0] != nil }) else { throw Self.inProgress }
+                }
+            }
+            let json = "{\"items\":[" + items.map { $0 ?? "null" }.joined(separator: ",") + "]}"
+            return Self.raw(status: 202, json: json, replayed: fresh.isEmpty)
+        }
+    }
+
+    /// A new outbound message before the compliance decision: who it is to and from what.
+    func draft(_ new: NewMessage, recipient: Recipient, identity: Identity) -> Message {
         let now = clock.now
         let address: String?
         switch new.channel {
@@ -210,12 +302,22 @@ struct MessagesController {
                               createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)
         message.html = new.html
         message.from = sender.providers.sender(for: new.channel)
-        if address != nil { try await sender.addUnsubscribeFooter(&message, ownerEntityId: recipient.ownerEntityId, on: connection) }
-        let decision: SendDecision = address == nil
-            ? .suppress(reason: new.channel == .email ? "no_email_address" : "no_phone_number")
-            : try await sender.decide(message, recipient: recipient, on: connection)
+        return message
+    }
+
+    /// A drafted message as the compliance decision of now leaves it (its footer, state and
+    /// reason), with its send job; one with no address is suppressed saying which.
+    func settle(_ message: inout Message, recipient: Recipient, lookups: inout ComplianceLookups, on connection: PostgresConnection) async throws
+        -> ScheduledJob? {
+        let decision: SendDecision
+        if message.to.isEmpty {
+            decision = .suppress(reason: message.channel == .email ? "no_email_address" : "no_phone_number")
+        } else {
+            try await sender.addUnsubscribeFooter(&message, ownerEntityId: recipient.ownerEntityId, lookups: &lookups, on: connection)
+            decision = try await sender.decide(message, recipient: recipient, lookups: &lookups, on: connection)
+        }
         let runAt = sender.settle(decision, &message)
-        return (message, try sender.job(for: message, runAt: runAt))
+        return try sender.job(for: message, runAt: runAt)
     }
 
     func visibleMessage(_ id: UUID, identity: Identity) async throws -> Message {
@@ -240,11 +342,16 @@ struct MessagesController {
         }
         var key = header.trimmedSpaces()
         if key.count >= 2, key.hasPrefix("\""), key.hasSuffix("\"") { key = String(key.dropFirst().dropLast()) }
-        guard (1...255).contains(key.utf8.count), key.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) && $0 != "\"" && $0 != "\\" }) else {
+        guard validKey(key) else {
             throw APIError(.badRequest, code: "idempotency_key_invalid", message: "Idempotency-Key must be 1 to 255 visible ASCII characters",
                            field: "Idempotency-Key")
         }
         return key
+    }
+
+    /// 1 to 255 visible ASCII characters, without quotes or backslashes.
+    static func validKey(_ key: String) -> Bool {
+        (1...255).contains(key.utf8.count) && key.unicodeScalars.allSatisfy { (0x21...0x7e).contains($0.value) && $0 != "\"" && $0 != "\\" }
     }
 
     static func validate(_ new: NewMessage, identity: Identity) throws {

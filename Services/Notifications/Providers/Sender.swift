@@ -4,6 +4,13 @@ import Models
 import PostgresNIO
 import ServiceKit
 
+/// Compliance facts read ahead for many messages at once (a batch's, a claim's), so that deciding
+/// each costs no statement of its own.
+struct ComplianceLookups: Sendable {
+    var consent: [MessageStore.ConsentAsk: MessageStore.ConsentFacts] = [:]
+    var email: [MessageStore.EmailAsk: MessageStore.EmailFacts] = [:]
+}
+
 /// Decides, holds, sends and records messages: the one path every outbound message takes, at
 /// acceptance and again when its job runs (an opt-out may have arrived meanwhile).
 struct Sender: Sendable {
@@ -23,25 +30,29 @@ struct Sender: Sendable {
     let publicURL: String
     let unsubscribeLinks: UnsubscribeLink
 
-    /// The compliance decision for `message` now (NT-4, NT-5).
-    func decide(_ message: Message, recipient: Recipient?, on connection: PostgresConnection) async throws -> SendDecision {
+    /// The compliance decision for `message` now (NT-4, NT-5), from the facts read ahead in
+    /// `lookups` (a fact not there is read now, and kept).
+    func decide(_ message: Message, recipient: Recipient?, lookups: inout ComplianceLookups, on connection: PostgresConnection) async throws
+        -> SendDecision {
         if message.purpose == .compliance { return .send }
         let now = clock.now
-        let facts = message.channel == .push
-            ? (optedOut: false, onDNC: false, recentAutomated: [])
-            : try await store.consent(address: message.to, companyId: message.companyId, since: now.addingTimeInterval(-24 * 3600),
-                                      recentLimit: policy.recentSendsNeeded(channel: message.channel, purpose: message.purpose,
-                                                                            toContact: message.contactId != nil),
-                                      on: connection)
+        var facts: MessageStore.ConsentFacts = (false, false, [])
+        if let ask = consentAsk(message) {
+            if let known = lookups.consent[ask] {
+                facts = known
+            } else {
+                facts = try await store.consent(address: ask.address, companyId: ask.companyId, since: now.addingTimeInterval(-24 * 3600),
+                                                recentLimit: ask.recentLimit, on: connection)
+                lookups.consent[ask] = facts
+            }
+        }
         var window: WeeklyWindow?
         if let requested = message.window {
             window = try await sendingWindow(requested, companyId: message.companyId, on: connection)
             if window == nil { return .suppress(reason: "window_entity_unknown") }
         }
-        var email: (unsubscribed: Bool, companyName: String?, postalAddress: String?)?
-        if message.channel == .email && message.purpose == .automated && message.contactId != nil {
-            email = try await store.emailFacts(address: message.to, companyId: message.companyId, ownerEntityId: recipient?.ownerEntityId, on: connection)
-        }
+        var email: MessageStore.EmailFacts?
+        if let ask = emailAsk(message, ownerEntityId: recipient?.ownerEntityId) { email = try await emailFacts(ask, lookups: &lookups, on: connection) }
         var context = SendContext(channel: message.channel, purpose: message.purpose, address: message.to, optedOut: facts.optedOut,
                                   onDNC: facts.onDNC, recipientTimeZones: message.contactId == nil ? [] : recipient?.timeZones ?? [],
                                   recipientState: recipient?.state, window: window, automatedSentInLastDay: facts.recentAutomated,
@@ -51,6 +62,38 @@ struct Sender: Sendable {
             context.postalAddressMissing = email.postalAddress == nil
         }
         return policy.decide(context, now: now)
+    }
+
+    /// The consent facts deciding `message` needs (none for pushes).
+    func consentAsk(_ message: Message) -> MessageStore.ConsentAsk? {
+        guard message.purpose != .compliance, message.channel != .push else { return nil }
+        return .init(address: message.to, companyId: message.companyId,
+                     recentLimit: policy.recentSendsNeeded(channel: message.channel, purpose: message.purpose, toContact: message.contactId != nil))
+    }
+
+    /// The CAN-SPAM facts an automated e-mail to a contact needs.
+    func emailAsk(_ message: Message, ownerEntityId: UUID?) -> MessageStore.EmailAsk? {
+        guard message.channel == .email, message.purpose == .automated, message.contactId != nil else { return nil }
+        return .init(address: message.to, companyId: message.companyId, ownerEntityId: ownerEntityId)
+    }
+
+    private func emailFacts(_ ask: MessageStore.EmailAsk, lookups: inout ComplianceLookups, on connection: PostgresConnection) async throws
+        -> MessageStore.EmailFacts {
+        if let known = lookups.email[ask] { return known }
+        let facts = try await store.emailFacts(address: ask.address, companyId: ask.companyId, ownerEntityId: ask.ownerEntityId, on: connection)
+        lookups.email[ask] = facts
+        return facts
+    }
+
+    /// Reads ahead, in two statements, the facts deciding `messages` will need: a batch's or a
+    /// claim's messages are decided without a statement each.
+    func lookups(for messages: [(message: Message, recipient: Recipient?)], on connection: PostgresConnection) async throws -> ComplianceLookups {
+        var lookups = ComplianceLookups()
+        lookups.consent = try await store.consents(messages.compactMap { consentAsk($0.message) }, since: clock.now.addingTimeInterval(-24 * 3600),
+                                                   on: connection)
+        lookups.email = try await store.emailFacts(messages.compactMap { emailAsk($0.message, ownerEntityId: $0.recipient?.ownerEntityId) },
+                                                   on: connection)
+        return lookups
     }
 
     func sendingWindow(_ requested: SendingWindow, companyId: UUID, on connection: PostgresConnection) async throws -> WeeklyWindow? {
@@ -102,9 +145,10 @@ struct Sender: Sendable {
     /// CAN-SPAM: an automated e-mail to a contact ends with the company's name and postal address
     /// and a one-click unsubscribe link, also given to the provider as List-Unsubscribe. Without a
     /// postal address it is not changed: the decision suppresses it.
-    func addUnsubscribeFooter(_ message: inout Message, ownerEntityId: UUID?, on connection: PostgresConnection) async throws {
-        guard message.channel == .email, message.purpose == .automated, message.contactId != nil, message.to.contains("@") else { return }
-        let facts = try await store.emailFacts(address: message.to, companyId: message.companyId, ownerEntityId: ownerEntityId, on: connection)
+    func addUnsubscribeFooter(_ message: inout Message, ownerEntityId: UUID?, lookups: inout ComplianceLookups, on connection: PostgresConnection)
+        async throws {
+        guard message.to.contains("@"), let ask = emailAsk(message, ownerEntityId: ownerEntityId) else { return }
+        let facts = try await emailFacts(ask, lookups: &lookups, on: connection)
         guard let postal = facts.postalAddress else { return }
         let url = "\(publicURL)/unsubscribe/\(unsubscribeLinks.token(companyId: message.companyId, address: message.to))"
         message.unsubscribeURL = url
@@ -148,12 +192,17 @@ struct Sender: Sendable {
         }
         var changed: [Message] = []
         var sending: [(message: Message, job: Job)] = []
-        for var message in try await store.lockMessages(Array(jobFor.keys), on: connection) {
-            guard let job = jobFor[message.id], message.state == .queued || message.state == .held else { continue }
-            if message.state == .held, let until = message.holdUntil, until > clock.now { continue }
-            var recipient: Recipient?
-            if let contactId = message.contactId { recipient = try await store.contactRecipient(contactId, on: connection) }
-            let decision = try await decide(message, recipient: recipient, on: connection)
+        let due = try await store.lockMessages(Array(jobFor.keys), on: connection).filter { message in
+            guard jobFor[message.id] != nil, message.state == .queued || message.state == .held else { return false }
+            return message.state != .held || (message.holdUntil.map { $0 <= clock.now } ?? true)
+        }
+        // The claim's recipients and compliance facts in three statements, not three a message.
+        let recipients = try await store.contactRecipients(due.compactMap(\.contactId), on: connection)
+        var lookups = try await lookups(for: due.map { ($0, $0.contactId.flatMap { recipients[$0] }) }, on: connection)
+        for var message in due {
+            guard let job = jobFor[message.id] else { continue }
+            let recipient = message.contactId.flatMap { recipients[$0] }
+            let decision = try await decide(message, recipient: recipient, lookups: &lookups, on: connection)
             guard decision == .send else {
                 try await apply(decision, to: &message, on: connection)
                 changed.append(message)

@@ -62,15 +62,22 @@ struct MessageStore: Sendable {
     // transaction, and taking a second from the pool under load starves the pool.
 
     func contactRecipient(_ id: UUID, on connection: PostgresConnection) async throws -> Recipient? {
-        for row in try await connection.prepared(SQL.ContactRecipient.self, .values(id), logger: logger) {
-            let (company, phone, email, state, owner, agent, entityZone, archived)
-                = try row.decode((UUID, String?, String?, String?, UUID, UUID?, String?, Bool).self)
+        try await contactRecipients([id], on: connection)[id]
+    }
+
+    /// Many contacts' recipients in one read (a batch's, a claim's); one not in the replica is absent.
+    func contactRecipients(_ ids: [UUID], on connection: PostgresConnection) async throws -> [UUID: Recipient] {
+        guard !ids.isEmpty else { return [:] }
+        var found: [UUID: Recipient] = [:]
+        for row in try await connection.prepared(SQL.ContactRecipients.self, .values(Array(Set(ids))), logger: logger) {
+            let (id, company, phone, email, state, owner, agent, entityZone, archived)
+                = try row.decode((UUID, UUID, String?, String?, String?, UUID, UUID?, String?, Bool).self)
             var recipient = Recipient(companyId: company, contactId: id, phone: phone, email: email, ownerEntityId: owner, assignedAgentId: agent,
                                       archived: archived)
             recipient.place(addressState: state, entityZone: entityZone)
-            return recipient
+            found[id] = recipient
         }
-        return nil
+        return found
     }
 
     /// A contact contacts answered about directly (the replica had not caught up yet).
@@ -118,29 +125,65 @@ struct MessageStore: Sendable {
 
     /// `recentLimit`: how many of the latest automated sends to the address to return; a daily
     /// cap only ever looks at its last `cap`, so the busiest number costs no more than the quietest.
-    func consent(address: String, companyId: UUID, since: Date, recentLimit: Int, on connection: PostgresConnection) async throws
-        -> (optedOut: Bool, onDNC: Bool, recentAutomated: [Date]) {
-        for row in try await connection.prepared(SQL.Consent.self, .values(address, companyId, since, recentLimit), logger: logger) {
-            return try row.decode((Bool, Bool, [Date]).self)
+    func consent(address: String, companyId: UUID, since: Date, recentLimit: Int, on connection: PostgresConnection) async throws -> ConsentFacts {
+        let ask = ConsentAsk(address: address, companyId: companyId, recentLimit: recentLimit)
+        return try await consents([ask], since: since, on: connection)[ask] ?? (false, false, [])
+    }
+
+    /// `consent` for many addresses in one read, each with its own company and limit.
+    func consents(_ asks: [ConsentAsk], since: Date, on connection: PostgresConnection) async throws -> [ConsentAsk: ConsentFacts] {
+        let asks = Array(Set(asks))
+        guard !asks.isEmpty else { return [:] }
+        var found: [ConsentAsk: ConsentFacts] = [:]
+        let rows = try await connection.prepared(SQL.Consents.self, .values(asks.map(\.address), asks.map(\.companyId), asks.map(\.recentLimit), since),
+                                                 logger: logger)
+        for row in rows {
+            let (index, optedOut, onDNC, recent) = try row.decode((Int, Bool, Bool, [Date]).self)
+            guard asks.indices.contains(index - 1) else { continue }
+            found[asks[index - 1]] = ConsentFacts(optedOut: optedOut, onDNC: onDNC, recentAutomated: recent)
         }
-        return (false, false, [])
+        return found
+    }
+
+    struct ConsentAsk: Hashable, Sendable {
+        var address: String
+        var companyId: UUID
+        var recentLimit: Int
+    }
+
+    /// No owner entity, bound as the nil UUID, which no entity has.
+    static let noEntity = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
+    typealias ConsentFacts = (optedOut: Bool, onDNC: Bool, recentAutomated: [Date])
+    typealias EmailFacts = (unsubscribed: Bool, companyName: String?, postalAddress: String?)
+
+    struct EmailAsk: Hashable, Sendable {
+        var address: String
+        var companyId: UUID
+        var ownerEntityId: UUID?
+    }
+
+    /// `emailFacts` for many e-mails in one read.
+    func emailFacts(_ asks: [EmailAsk], on connection: PostgresConnection) async throws -> [EmailAsk: EmailFacts] {
+        let asks = Array(Set(asks))
+        guard !asks.isEmpty else { return [:] }
+        var found: [EmailAsk: EmailFacts] = [:]
+        let rows = try await connection.prepared(SQL.EmailFactsMany.self, .values(asks.map(\.address), asks.map(\.companyId),
+                                                                                 asks.map { $0.ownerEntityId ?? Self.noEntity }), logger: logger)
+        for row in rows {
+            let (index, unsubscribed, companyName, postal) = try row.decode((Int, Bool, String?, String?).self)
+            guard asks.indices.contains(index - 1) else { continue }
+            found[asks[index - 1]] = (unsubscribed, companyName, postal)
+        }
+        return found
     }
 
     /// CAN-SPAM facts for an automated e-mail to a contact: whether the address unsubscribed from
     /// the company's automated e-mail, the company's name, and the postal address of the contact's
     /// owner entity or the nearest entity above it that has one.
-    func emailFacts(address: String, companyId: UUID, ownerEntityId: UUID?, on connection: PostgresConnection) async throws
-        -> (unsubscribed: Bool, companyName: String?, postalAddress: String?) {
-        let rows = try await connection.query("""
-            SELECT EXISTS (SELECT 1 FROM email_unsubscribes WHERE company_id = \(companyId) AND address = lower(\(address))),
-                (SELECT name FROM directory_entities WHERE company_id = \(companyId) AND kind = 'company' LIMIT 1),
-                (WITH RECURSIVE up AS (
-                    SELECT id, parent_id, postal_address, 0 AS depth FROM directory_entities WHERE id = \(ownerEntityId)
-                    UNION ALL SELECT e.id, e.parent_id, e.postal_address, up.depth + 1 FROM directory_entities e JOIN up ON e.id = up.parent_id)
-                 SELECT postal_address FROM up WHERE postal_address IS NOT NULL ORDER BY depth LIMIT 1)
-            """, logger: logger)
-        for try await row in rows.decode((Bool, String?, String?).self) { return row }
-        return (false, nil, nil)
+    func emailFacts(address: String, companyId: UUID, ownerEntityId: UUID?, on connection: PostgresConnection) async throws -> EmailFacts {
+        let ask = EmailAsk(address: address, companyId: companyId, ownerEntityId: ownerEntityId)
+        return try await emailFacts([ask], on: connection)[ask] ?? (false, nil, nil)
     }
 
     /// An unsubscribe by the one-click link: recorded for the company with the ledger's when and
@@ -241,6 +284,45 @@ struct MessageStore: Sendable {
         try await entries.lazy.compactMap(\.job).first?.requestWakeup(on: connection, logger: logger)
         try await events.requestWakeup(on: connection, logger: logger)
         return true
+    }
+
+    /// A message of a batch whose messages carry their own keys, with its key's fingerprint and
+    /// answer.
+    struct KeyedEntry: Sendable {
+        var message: Message
+        var job: ScheduledJob?
+        var key: String
+        var fingerprint: String
+        var response: String
+    }
+
+    /// Each message stored once under its own key, with its send job and event, when the key is
+    /// new; one statement for the lot, planned once. Answers the keys it stored: the others were
+    /// taken (by an earlier try, or a twin whose statement this one waited for).
+    func insertKeyed(_ entries: [KeyedEntry], caller: String, at: Date, on connection: PostgresConnection) async throws -> Set<String> {
+        guard !entries.isEmpty else { return [] }
+        let messages = entries.map(\.message)
+        var docs: [String] = []
+        docs.reserveCapacity(entries.count)
+        for message in messages { docs.append(String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)) }
+        let jobs = entries.compactMap { entry in entry.job.flatMap { job in job.runAt.map { (entry.message.id, job, $0) } } }
+        var bindings = try PostgresBindings.values(
+            caller, at, entries.map(\.key), entries.map(\.fingerprint), entries.map(\.response),
+            messages.map(\.id), messages.map(\.companyId), messages.map(\.channel.rawValue), messages.map(\.direction.rawValue),
+            messages.map(\.purpose.rawValue), messages.map(\.state.rawValue), messages.map { $0.contactId?.lowercasedString ?? "" },
+            messages.map { $0.userId?.lowercasedString ?? "" }, messages.map(\.to), messages.map { $0.provider ?? "" },
+            messages.map { $0.providerId ?? "" }, messages.map(\.createdAt), messages.map { $0.sentAt != nil }, messages.map { $0.sentAt ?? $0.createdAt },
+            docs, jobs.map(\.0), jobs.map(\.1.kind), jobs.map(\.1.payload), jobs.map(\.2), jobs.map(\.1.maxAttempts))
+        let events = try OutboxRows(try messages.compactMap { $0.contactId == nil ? nil : try updateEvent($0) })
+        events.append(to: &bindings)
+        events.appendSubjects(to: &bindings)
+        var stored: Set<String> = []
+        for row in try await connection.prepared(SQL.InsertKeyed.self, bindings, logger: logger) { stored.insert(try row.decode(String.self)) }
+        if !stored.isEmpty {
+            if !jobs.isEmpty { try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger) }
+            try await events.requestWakeup(on: connection, logger: logger)
+        }
+        return stored
     }
 
     func save(_ message: inout Message, on connection: PostgresConnection) async throws {
@@ -409,12 +491,18 @@ struct MessageStore: Sendable {
         var response: String
     }
 
-    func storedKey(caller: String, key: String, on connection: PostgresConnection) async throws -> StoredKey? {
-        for row in try await connection.prepared(SQL.ReadKey.self, .values(caller, key), logger: logger) {
-            let (fingerprint, status, response) = try row.decode((String, Int, String).self)
-            return StoredKey(fingerprint: fingerprint, status: status, response: response)
+    /// Many keys' stored answers at once, by key.
+    func storedKeys(caller: String, keys: [String], on connection: PostgresConnection) async throws -> [String: StoredKey] {
+        var found: [String: StoredKey] = [:]
+        for row in try await connection.prepared(SQL.ReadKeys.self, .values(caller, keys), logger: logger) {
+            let (key, fingerprint, status, response) = try row.decode((String, String, Int, String).self)
+            found[key] = StoredKey(fingerprint: fingerprint, status: status, response: response)
         }
-        return nil
+        return found
+    }
+
+    func storedKey(caller: String, key: String, on connection: PostgresConnection) async throws -> StoredKey? {
+        try await storedKeys(caller: caller, keys: [key], on: connection)[key]
     }
 
     // MARK: consent
@@ -547,25 +635,41 @@ struct MessageStore: Sendable {
 extension MessageStore {
     /// The statements every message runs, prepared once per connection.
     enum SQL {
-        enum ContactRecipient: PreparedSQL {
+        enum ContactRecipients: PreparedSQL {
             static let sql = """
-                SELECT c.company_id, c.phones[1], c.emails[1], c.snapshot->'address'->>'state', c.owner_entity_id, c.assigned_agent_id, e.time_zone,
-                    c.status = 'archive'
+                SELECT c.id, c.company_id, c.phones[1], c.emails[1], c.snapshot->'address'->>'state', c.owner_entity_id, c.assigned_agent_id,
+                    e.time_zone, c.status = 'archive'
                 FROM contact_replica c LEFT JOIN directory_entities e ON e.id = c.owner_entity_id
-                WHERE c.id = $1 AND NOT c.deleted
+                WHERE c.id = ANY($1::uuid[]) AND NOT c.deleted
+                """
+        }
+        /// `Consent` for each address of `$1` with its company `$2` and limit `$3`, by position.
+        enum Consents: PreparedSQL {
+            static let sql = """
+                SELECT a.n::int8,
+                       coalesce((SELECT opted_out FROM opt_outs WHERE number = a.address), false)
+                       OR EXISTS (SELECT 1 FROM company_opt_outs WHERE company_id = a.company_id AND number = a.address),
+                       EXISTS (SELECT 1 FROM dnc_numbers WHERE company_id = a.company_id AND number = a.address),
+                       ARRAY(SELECT sent_at FROM messages WHERE to_address = a.address AND purpose = 'automated' AND direction = 'outbound'
+                             AND sent_at IS NOT NULL AND sent_at > $4 ORDER BY sent_at DESC LIMIT a.recent_limit)
+                FROM unnest($1::text[], $2::uuid[], $3::int8[]) WITH ORDINALITY AS a(address, company_id, recent_limit, n)
+                """
+        }
+        /// `emailFacts` for each address of `$1` with its company `$2` and owner entity `$3`, by position.
+        enum EmailFactsMany: PreparedSQL {
+            static let sql = """
+                SELECT f.n::int8,
+                    EXISTS (SELECT 1 FROM email_unsubscribes WHERE company_id = f.company_id AND address = lower(f.address)),
+                    (SELECT name FROM directory_entities WHERE company_id = f.company_id AND kind = 'company' LIMIT 1),
+                    (WITH RECURSIVE up AS (
+                        SELECT id, parent_id, postal_address, 0 AS depth FROM directory_entities WHERE id = f.owner_entity_id
+                        UNION ALL SELECT e.id, e.parent_id, e.postal_address, up.depth + 1 FROM directory_entities e JOIN up ON e.id = up.parent_id)
+                     SELECT postal_address FROM up WHERE postal_address IS NOT NULL ORDER BY depth LIMIT 1)
+                FROM unnest($1::text[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS f(address, company_id, owner_entity_id, n)
                 """
         }
         enum UserRecipient: PreparedSQL {
             static let sql = "SELECT company_id, mobile_phone, email FROM directory_users WHERE id = $1 AND active"
-        }
-        enum Consent: PreparedSQL {
-            static let sql = """
-                SELECT coalesce((SELECT opted_out FROM opt_outs WHERE number = $1), false)
-                       OR EXISTS (SELECT 1 FROM company_opt_outs WHERE company_id = $2 AND number = $1),
-                       EXISTS (SELECT 1 FROM dnc_numbers WHERE company_id = $2 AND number = $1),
-                       ARRAY(SELECT sent_at FROM messages WHERE to_address = $1 AND purpose = 'automated' AND direction = 'outbound'
-                             AND sent_at IS NOT NULL AND sent_at > $3 ORDER BY sent_at DESC LIMIT $4)
-                """
         }
         /// A message (`$1 … $14`); the request's key (`$15 … $19`, none when `$15` is NULL), whose
         /// answer is the message's doc; its send job (`$20 … $23`) and its event (`$24 … $28`).
@@ -594,6 +698,37 @@ extension MessageStore {
                     \(p[8])::text, \(p[9])::text, \(p[10])::text, \(p[11])::timestamptz, \(p[12])::timestamptz, \(p[13])::text::jsonb
                 WHERE \(condition)
                 RETURNING id
+                """
+        }
+        /// `insertKeyed`: the caller and time (`$1`, `$2`), the keys (`$3 … $5`), the messages
+        /// (`$6 … $20`, by position with the keys), their send jobs (`$21 … $25`, by message id)
+        /// and events (`$26 … $31`).
+        enum InsertKeyed: PreparedSQL {
+            static let sql = """
+                WITH key AS (
+                    INSERT INTO idempotency_keys (caller, key, fingerprint, status, response, created_at)
+                    SELECT $1::text, k.key, k.fingerprint, 202, k.response, $2::timestamptz
+                    FROM unnest($3::text[], $4::text[], $5::text[]) AS k(key, fingerprint, response)
+                    ON CONFLICT DO NOTHING
+                    RETURNING key),
+                message AS (
+                    INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
+                        provider_id, created_at, sent_at, doc)
+                    SELECT m.id, m.company_id, m.channel, m.direction, m.purpose, m.state, NULLIF(m.contact_id, '')::uuid, NULLIF(m.user_id, '')::uuid,
+                        m.to_address, NULLIF(m.provider, ''), NULLIF(m.provider_id, ''), m.created_at, CASE WHEN m.has_sent THEN m.sent_at END, m.doc::jsonb
+                    FROM unnest($3::text[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                                $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::bool[], $19::timestamptz[], $20::text[])
+                        AS m(key, id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider, provider_id,
+                             created_at, has_sent, sent_at, doc)
+                    WHERE m.key IN (SELECT key FROM key)
+                    RETURNING id),
+                job AS (
+                    INSERT INTO jobs (kind, payload, run_at, max_attempts)
+                    SELECT j.kind, j.payload::jsonb, j.run_at, j.max_attempts
+                    FROM unnest($21::uuid[], $22::text[], $23::text[], $24::timestamptz[], $25::int8[]) AS j(message_id, kind, payload, run_at, max_attempts)
+                    WHERE j.message_id IN (SELECT id FROM message)),
+                \(Outbox.insertCTEs(first: 26, subjectIn: "SELECT id FROM message"))
+                SELECT key FROM key
                 """
         }
         enum SaveMessages: PreparedSQL {
@@ -625,8 +760,8 @@ extension MessageStore {
                 WHERE a.message_id = f.message_id AND a.number = f.number
                 """
         }
-        enum ReadKey: PreparedSQL {
-            static let sql = "SELECT fingerprint, status, response FROM idempotency_keys WHERE caller = $1 AND key = $2"
+        enum ReadKeys: PreparedSQL {
+            static let sql = "SELECT key, fingerprint, status, response FROM idempotency_keys WHERE caller = $1 AND key = ANY($2::text[])"
         }
     }
 }

@@ -81,12 +81,13 @@ struct PlanEngine: Sendable {
     }
 
     /// Enrollments run a claim and a commit at a time: their states are read and decided one by
-    /// one on the claim's connection, their steps' messages and tasks sent concurrently (each
-    /// enrollment's in order), their timeline entries written to contacts in one request. One that
-    /// cannot finish (a peer away) fails the claim and every run in it is retried: a step's message
-    /// and task keep their Idempotency-Key, its entry its id.
+    /// one on the claim's connection, their steps' messages handed to notifications in batches and
+    /// their tasks made concurrently (each enrollment's steps in order), their timeline entries
+    /// written to contacts in one request. One that cannot finish (a peer away) fails the claim and
+    /// every run in it is retried: a step's message keeps its key (in whatever batch it goes
+    /// again), its task its Idempotency-Key, its entry its id.
     static let advanceBatch = 50
-    /// Runs whose steps are in flight to notifications and contacts at once.
+    /// Task steps in flight to contacts at once.
     static let concurrentRuns = 16
 
     var jobHandler: JobHandler {
@@ -222,33 +223,74 @@ struct PlanEngine: Sendable {
         return Run(job: job, plan: plan, contactId: contactId, agentId: agentId, seq: seq, step: step, values: values, now: now)
     }
 
-    /// Every run's steps through notifications and contacts, `concurrentRuns` runs at a time and
-    /// each run's steps in order (SP-3); answers each run's outcomes and entries, in order.
+    typealias StepResult = (outcome: String, detail: String?, summary: String)
+
+    /// Every run's steps through notifications and contacts, in waves: the first step of every
+    /// run, then the second … (each run's in order, SP-3). A wave's texts and e-mails go to
+    /// notifications as batches, each message under its own key; its tasks are made beside them,
+    /// `concurrentRuns` at a time. Answers each run's outcomes and entries, in order.
     func act(_ runs: [Run]) async throws -> [(outcomes: [(outcome: String, detail: String?)], notes: [Note])] {
         var results = Array(repeating: (outcomes: [(outcome: String, detail: String?)](), notes: [Note]()), count: runs.count)
-        try await withThrowingTaskGroup(of: (Int, [(outcome: String, detail: String?)], [Note]).self) { group in
-            var next = 0
-            func start() {
-                guard next < runs.count else { return }
-                let index = next, run = runs[index]
-                next += 1
-                group.addTask {
-                    var notes: [Note] = []
-                    var outcomes: [(outcome: String, detail: String?)] = []
-                    for action in run.step.actions {
-                        outcomes.append(try await perform(action, plan: run.plan, contactId: run.contactId, agentId: run.agentId, values: run.values,
-                                                          enrollmentId: run.job.enrollmentId, seq: run.seq, notes: &notes))
-                    }
-                    return (index, outcomes, notes)
+        for wave in 0..<(runs.map(\.step.actions.count).max() ?? 0) {
+            let due = runs.indices.filter { wave < runs[$0].step.actions.count }
+            var messages: [(run: Int, message: ContactMessage, key: String, channel: MessageChannel, what: String)] = []
+            var direct: [Int] = []
+            for index in due {
+                let run = runs[index], action = run.step.actions[wave]
+                let key = "smartplans-\(run.job.enrollmentId.lowercasedString)-\(run.seq)-\(action.step)"
+                switch action {
+                case .email(_, let subject, let body, let html):
+                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: run.values)
+                    var message = ContactMessage(channel: .email, contactId: run.contactId, subject: email.subject, body: email.body, reference: key,
+                                                 window: nil)
+                    message.html = email.html
+                    messages.append((index, message, key, .email, "the e-mail \"\(email.subject)\""))
+                case .text(_, let body):
+                    // SP-5: a text only 10:00–19:00 Chicago.
+                    let message = ContactMessage(channel: .sms, contactId: run.contactId, subject: nil, body: try Self.render(body, run.values),
+                                                 reference: key, window: .daily("10:00", "19:00", timeZone: "America/Chicago"))
+                    messages.append((index, message, key, .sms, "a text"))
+                case .task, .enroll:
+                    direct.append(index)
                 }
             }
-            for _ in 0..<Self.concurrentRuns { start() }
-            while let (index, outcomes, notes) = try await group.next() {
-                results[index] = (outcomes, notes)
-                start()
+            var done: [Int: StepResult] = [:]
+            let batch = messages, tasks = direct
+            try await withThrowingTaskGroup(of: [(Int, StepResult)].self) { group in
+                if !batch.isEmpty {
+                    group.addTask {
+                        let outcomes = try await ContactMessage.send(batch.map { ($0.message, $0.key) }, with: peers)
+                        return zip(batch, outcomes).map { ($0.run, Self.sent($1, channel: $0.channel, what: $0.what)) }
+                    }
+                }
+                var next = 0
+                func start() {
+                    guard next < tasks.count else { return }
+                    let index = tasks[next], run = runs[index]
+                    next += 1
+                    group.addTask { [(index, try await perform(run.step.actions[wave], run: run))] }
+                }
+                for _ in 0..<Self.concurrentRuns { start() }
+                while let finished = try await group.next() {
+                    for (index, result) in finished {
+                        done[index] = result
+                        if tasks.contains(index) { start() }
+                    }
+                }
+            }
+            for index in due {
+                let run = runs[index], step = run.step.actions[wave].step
+                guard let result = done[index] else { continue }
+                results[index].outcomes.append((result.outcome, result.detail))
+                timeline(&results[index].notes, run.contactId, id: Self.entryId(run.job.enrollmentId, seq: run.seq, step: step),
+                         summary: "SmartPlan \"\(run.plan.name)\", step \(step + 1): \(result.summary).", plan: run.plan)
             }
         }
         return results
+    }
+
+    static func render(_ text: String, _ values: MergeValues) throws -> String {
+        try TemplatePreviewController.parse(text, field: "step").render(values)
     }
 
     /// What a claim's runs record, written in a handful of statements for all of them.
@@ -308,21 +350,12 @@ struct PlanEngine: Sendable {
         }
     }
 
-    /// One step's action through notifications or contacts; answers its outcome for the log.
-    private func perform(_ action: PlanRunner.Action, plan: Plan, contactId: UUID, agentId: UUID?, values: MergeValues, enrollmentId: UUID, seq: Int,
-                         notes: inout [Note]) async throws -> (outcome: String, detail: String?) {
-        func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
-        let key = "smartplans-\(enrollmentId.lowercasedString)-\(seq)-\(action.step)"
-        let step = plan.steps[action.step]
-        let owner = step.role.flatMap { plan.roles?[$0] } ?? agentId
-        let result: (outcome: String, detail: String?, summary: String)
+    /// A task step through contacts (SP-6: its window and due date decided by the runner), or
+    /// the enrollment in another plan, done when the run is recorded.
+    private func perform(_ action: PlanRunner.Action, run: Run) async throws -> StepResult {
+        let step = run.plan.steps[action.step]
+        let owner = step.role.flatMap { run.plan.roles?[$0] } ?? run.agentId
         switch action {
-        case .email(_, let subject, let body, let html):
-            let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: values)
-            result = try await send(channel: .email, contactId: contactId, subject: email.subject, body: email.body, html: email.html, key: key,
-                                    what: "the e-mail \"\(email.subject)\"")
-        case .text(_, let body):
-            result = try await send(channel: .sms, contactId: contactId, subject: nil, body: try render(body), html: nil, key: key, what: "a text")
         case .task(_, let kind, let title, let dueAt):
             struct NewTask: Encodable {
                 var kind: ContactTask.Kind
@@ -332,32 +365,28 @@ struct PlanEngine: Sendable {
                 var dueAt: Date
                 var assigneeId: UUID?
             }
-            let rendered = try render(title)
+            let rendered = try Self.render(title, run.values)
             let what = kind == .call ? "call task" : kind == .text ? "text task" : "task"
-            let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.lowercasedString)/tasks",
-                                            body: NewTask(kind: kind, title: rendered, description: try step.description.map(render), priority: step.priority,
-                                                          dueAt: dueAt, assigneeId: owner))
-            result = try made.succeeded(from: .contacts, "contacts' tasks")
+            let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(run.contactId.lowercasedString)/tasks",
+                                            body: NewTask(kind: kind, title: rendered, description: try step.description.map { try Self.render($0, run.values) },
+                                                          priority: step.priority, dueAt: dueAt, assigneeId: owner))
+            return try made.succeeded(from: .contacts, "contacts' tasks")
                 ? ("done", nil, "made the \(what) \"\(rendered)\", due \(RFC3339.string(from: dueAt))")
                 : ("failed", String(made.body.prefix(300)), "could not make the \(what) \"\(rendered)\"")
         case .enroll(_, let other):
-            result = ("done", other.lowercasedString, "added the contact to another plan")
+            return ("done", other.lowercasedString, "added the contact to another plan")
+        case .email, .text:
+            // Sent in the wave's batch; never here.
+            return ("failed", nil, "could not send the message")
         }
-        timeline(&notes, contactId, id: Self.entryId(enrollmentId, seq: seq, step: action.step),
-                           summary: "SmartPlan \"\(plan.name)\", step \(action.step + 1): \(result.summary).", plan: plan)
-        return (result.outcome, result.detail)
     }
 
-    /// SP-5, SP-7: through notifications (a text in the 10:00–19:00 Chicago window); a refusal is
-    /// not retried, it goes on the timeline and the plan moves on.
-    private func send(channel: MessageChannel, contactId: UUID, subject: String?, body: String, html: String?, key: String, what: String)
-        async throws -> (outcome: String, detail: String?, summary: String) {
-        var message = ContactMessage(channel: channel, contactId: contactId, subject: subject, body: body, reference: key,
-                                     window: channel == .sms ? .daily("10:00", "19:00", timeZone: "America/Chicago") : nil)
-        message.html = html
-        switch try await message.send(with: peers, key: key) {
+    /// SP-5, SP-7: what notifications did with a step's message. A refusal is not retried: it
+    /// goes on the timeline and the plan moves on.
+    static func sent(_ outcome: ContactMessage.Outcome, channel: MessageChannel, what: String) -> StepResult {
+        switch outcome {
         case .refused(_, let body):
-            return Self.refused(channel: channel, answer: body, what: what)
+            return refused(channel: channel, answer: body, what: what)
         case .accepted(_, let state, let reason) where state == "suppressed" || state == "failed":
             return ("failed", reason, "did not send \(what) (\(reason ?? state))")
         case .accepted(let id, _, _):
@@ -368,7 +397,7 @@ struct PlanEngine: Sendable {
     /// SP-7: a text notifications refuses for want of an SMS provider (`no_sms_provider`) is
     /// skipped, saying so; any other refusal failed. Either is recorded, not retried, and the plan
     /// moves on.
-    static func refused(channel: MessageChannel, answer: String, what: String) -> (outcome: String, detail: String?, summary: String) {
+    static func refused(channel: MessageChannel, answer: String, what: String) -> StepResult {
         struct Refusal: Decodable {
             struct Body: Decodable { var code: String }
             var error: Body
