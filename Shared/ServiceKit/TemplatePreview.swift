@@ -69,29 +69,47 @@ package struct TemplatePreviewController: Sendable {
     /// The contact's merge values, or 404 when the caller may not see the contact.
     package func values(for contactId: UUID, identity: Identity) async throws -> MergeValues {
         try await client.withConnection { connection in
-            let rows = try await connection.query("""
-                SELECT c.snapshot::text, u.first_name, u.last_name, u.email, u.mobile_phone,
-                    (WITH RECURSIVE up AS (
-                        SELECT id, parent_id, kind, name FROM directory_entities WHERE id = c.owner_entity_id
-                        UNION ALL SELECT e.id, e.parent_id, e.kind, e.name FROM directory_entities e JOIN up ON e.id = up.parent_id)
-                     SELECT name FROM up WHERE kind = 'office' LIMIT 1),
-                    (SELECT name FROM directory_entities WHERE company_id = c.company_id AND kind = 'company' LIMIT 1)
-                FROM contact_replica c LEFT JOIN directory_users u ON u.id = c.assigned_agent_id
-                WHERE c.id = \(contactId) AND NOT c.deleted
-                """, logger: logger)
-            for try await (snapshot, first, last, email, phone, office, company)
-                in rows.decode((String, String?, String?, String?, String?, String?, String?).self) {
-                let contact = try JSONCoding.decoder.decode(Contact.self, from: Data(snapshot.utf8))
-                guard try await visible(contact, to: identity, on: connection) else { break }
-                let agent = first.map { first in
-                    User(id: contact.assignedAgentId ?? contactId, companyId: contact.companyId, role: .agent, entityIds: [], firstName: first,
-                         lastName: last ?? "", email: email ?? "", mobilePhone: phone, timeZone: "UTC", rotation: Rotation(inRotation: false),
-                         prefersPush: false, active: true, version: 1, createdAt: contact.createdAt, updatedAt: contact.createdAt)
-                }
-                return MergeValues(contact: contact, agent: agent, officeName: office, companyName: company)
+            guard let found = try await contacts([contactId], on: connection)[contactId],
+                  try await visible(found.contact, to: identity, on: connection) else {
+                throw APIError.notFound("contact \(contactId)")
             }
-            throw APIError.notFound("contact \(contactId)")
+            return found.values
         }
+    }
+
+    /// Many contacts' merge values in one read, as a service sees them (every contact of the
+    /// replica; a deleted or unknown one is absent).
+    package func values(for contactIds: [UUID], on connection: PostgresConnection) async throws -> [UUID: MergeValues] {
+        try await contacts(contactIds, on: connection).mapValues(\.values)
+    }
+
+    private func contacts(_ ids: [UUID], on connection: PostgresConnection) async throws -> [UUID: (contact: Contact, values: MergeValues)] {
+        guard !ids.isEmpty else { return [:] }
+        var found: [UUID: (contact: Contact, values: MergeValues)] = [:]
+        for row in try await connection.prepared(Values.self, .values(Array(Set(ids))), logger: logger) {
+            let (snapshot, first, last, email, phone, office, company) = try row.decode((String, String?, String?, String?, String?, String?, String?).self)
+            let contact = try JSONCoding.decoder.decode(Contact.self, from: Data(snapshot.utf8))
+            let agent = first.map { first in
+                User(id: contact.assignedAgentId ?? contact.id, companyId: contact.companyId, role: .agent, entityIds: [], firstName: first,
+                     lastName: last ?? "", email: email ?? "", mobilePhone: phone, timeZone: "UTC", rotation: Rotation(inRotation: false),
+                     prefersPush: false, active: true, version: 1, createdAt: contact.createdAt, updatedAt: contact.createdAt)
+            }
+            found[contact.id] = (contact, MergeValues(contact: contact, agent: agent, officeName: office, companyName: company))
+        }
+        return found
+    }
+
+    private enum Values: PreparedSQL {
+        static let sql = """
+            SELECT c.snapshot::text, u.first_name, u.last_name, u.email, u.mobile_phone,
+                (WITH RECURSIVE up AS (
+                    SELECT id, parent_id, kind, name FROM directory_entities WHERE id = c.owner_entity_id
+                    UNION ALL SELECT e.id, e.parent_id, e.kind, e.name FROM directory_entities e JOIN up ON e.id = up.parent_id)
+                 SELECT name FROM up WHERE kind = 'office' LIMIT 1),
+                (SELECT name FROM directory_entities WHERE company_id = c.company_id AND kind = 'company' LIMIT 1)
+            FROM contact_replica c LEFT JOIN directory_users u ON u.id = c.assigned_agent_id
+            WHERE c.id = ANY($1::uuid[]) AND NOT c.deleted
+            """
     }
 
     private func visible(_ contact: Contact, to identity: Identity, on connection: PostgresConnection) async throws -> Bool {

@@ -93,16 +93,12 @@ struct PlanEngine: Sendable {
     var jobHandler: JobHandler {
         JobHandler(kind: Self.advanceJob, batchSize: Self.advanceBatch) { jobs, connection, _ in
             var failed: [Int64: any Error] = [:]
-            var notes: [Note] = []
-            var runs: [(run: Run, notes: [Note])] = []
-            // A claim's enrollments are mostly of one plan: read once.
-            var plans: [UUID: Plan?] = [:]
+            var advances: [AdvanceJob] = []
             for job in jobs {
-                let run: AdvanceJob
-                do { run = try job.decode(AdvanceJob.self) } catch { failed[job.id] = error; continue }
-                var own: [Note] = []
-                if let prepared = try await prepare(run, plans: &plans, on: connection, notes: &own) { runs.append((prepared, own)) } else { notes += own }
+                do { advances.append(try job.decode(AdvanceJob.self)) } catch { failed[job.id] = error }
             }
+            var notes: [Note] = []
+            let runs = try await prepare(advances, on: connection, notes: &notes)
             let done = try await act(runs.map(\.run))
             // Each contact's entries in the order they happened: enrolled, its steps, finished.
             var finished = Finished()
@@ -180,47 +176,70 @@ struct PlanEngine: Sendable {
         var now: Date
     }
 
-    /// One run of an enrollment, up to its steps: nil when it has nothing to do (paused, stopped,
-    /// already run, or the contact archived or deleted, SP-11, which it records).
-    func prepare(_ job: AdvanceJob, plans: inout [UUID: Plan?], on connection: PostgresConnection, notes: inout [Note]) async throws -> Run? {
-        let rows = try await connection.query("""
-            SELECT e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at,
-                   c.status, c.deleted, c.assigned_agent_id
-            FROM enrollments e LEFT JOIN contact_replica c ON c.id = e.contact_id WHERE e.id = \(job.enrollmentId) FOR UPDATE OF e
-            """, logger: logger)
-        // Read whole before the run's own queries on the connection.
-        guard let row = try await rows.collect().first else { return nil }
-        let (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
-            = try row.decode((UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self)
-        guard state == EnrollmentState.active.rawValue, seq == job.seq else { return nil }
-        if plans[planId] == nil { plans[planId] = .some(try await store.plan(planId, on: connection)) }
-        guard let plan = plans[planId] ?? nil else { return nil }
-        guard plan.active else {
-            try await connection.query("UPDATE enrollments SET state = 'paused' WHERE id = \(job.enrollmentId)", logger: logger)
-            return nil
+    /// A claim's runs, up to their steps, with the entries each makes first: its enrollments
+    /// locked and read in one statement (in id order, so two claims never wait on each other in a
+    /// cycle), each plan read once, the contacts' merge values in one statement. A run with
+    /// nothing to do (paused, stopped, already run, or the contact archived or deleted, SP-11,
+    /// which it records in `notes`) is left out.
+    func prepare(_ jobs: [AdvanceJob], on connection: PostgresConnection, notes: inout [Note]) async throws -> [(run: Run, notes: [Note])] {
+        guard !jobs.isEmpty else { return [] }
+        typealias Row = (planId: UUID, contactId: UUID, state: String, stepIndex: Int, repetition: Int, version: Int, seq: Int, endsAt: Date,
+                         status: String?, deleted: Bool?, agentId: UUID?)
+        var rows: [UUID: Row] = [:]
+        // Read whole before the runs' own queries on the connection.
+        for row in try await connection.prepared(LockEnrollments.self, .values(jobs.map(\.enrollmentId)), logger: logger) {
+            let (id, planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
+                = try row.decode((UUID, UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self)
+            rows[id] = (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
         }
-        // SP-11: an archived or removed contact gets nothing more.
-        if deleted ?? true || status == ContactStatus.archive.rawValue {
-            let reason = deleted ?? true ? "the contact was deleted" : "the contact was archived"
-            try await connection.query("""
-                UPDATE enrollments SET state = 'stopped', reason = \(reason), next_at = NULL WHERE id = \(job.enrollmentId)
-                """, logger: logger)
-            timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: seq, step: -1), summary: "SmartPlan \"\(plan.name)\" stopped: \(reason).", plan: plan)
-            return nil
-        }
-        if seq == 1 {
-            timeline(&notes, contactId, id: Self.entryId(job.enrollmentId, seq: 0, step: -3), summary: "Enrolled in SmartPlan \"\(plan.name)\".", plan: plan)
-        }
-        var position = PlanRunner.Position(stepIndex: stepIndex, repetition: repetition)
-        if version != plan.version, let old = try await store.steps(of: planId, version: version, on: connection) {
-            position = PlanRunner.map(position, from: old, to: plan.steps)
-        }
+        var plans: [UUID: Plan?] = [:]
+        var runs: [(run: Run, notes: [Note])] = []
         let now = clock.now
-        let step = PlanRunner.advance(plan.steps, from: position, now: now, endsAt: endsAt)
-        // The contact's merge values, read once for every step of the run.
-        let values = step.actions.isEmpty ? MergeValues() : try await TemplatePreviewController(client: store.client, logger: logger)
-            .values(for: contactId, identity: Identity(subject: "smartplans", companyId: nil, role: .service, entityIds: []))
-        return Run(job: job, plan: plan, contactId: contactId, agentId: agentId, seq: seq, step: step, values: values, now: now)
+        for job in jobs {
+            guard let row = rows[job.enrollmentId], row.state == EnrollmentState.active.rawValue, row.seq == job.seq else { continue }
+            if plans[row.planId] == nil { plans[row.planId] = .some(try await store.plan(row.planId, on: connection)) }
+            guard let plan = plans[row.planId] ?? nil else { continue }
+            guard plan.active else {
+                try await connection.query("UPDATE enrollments SET state = 'paused' WHERE id = \(job.enrollmentId)", logger: logger)
+                continue
+            }
+            // SP-11: an archived or removed contact gets nothing more.
+            if row.deleted ?? true || row.status == ContactStatus.archive.rawValue {
+                let reason = row.deleted ?? true ? "the contact was deleted" : "the contact was archived"
+                try await connection.query("""
+                    UPDATE enrollments SET state = 'stopped', reason = \(reason), next_at = NULL WHERE id = \(job.enrollmentId)
+                    """, logger: logger)
+                timeline(&notes, row.contactId, id: Self.entryId(job.enrollmentId, seq: row.seq, step: -1),
+                         summary: "SmartPlan \"\(plan.name)\" stopped: \(reason).", plan: plan)
+                continue
+            }
+            var own: [Note] = []
+            if row.seq == 1 {
+                timeline(&own, row.contactId, id: Self.entryId(job.enrollmentId, seq: 0, step: -3), summary: "Enrolled in SmartPlan \"\(plan.name)\".",
+                         plan: plan)
+            }
+            var position = PlanRunner.Position(stepIndex: row.stepIndex, repetition: row.repetition)
+            if row.version != plan.version, let old = try await store.steps(of: row.planId, version: row.version, on: connection) {
+                position = PlanRunner.map(position, from: old, to: plan.steps)
+            }
+            let step = PlanRunner.advance(plan.steps, from: position, now: now, endsAt: row.endsAt)
+            runs.append((Run(job: job, plan: plan, contactId: row.contactId, agentId: row.agentId, seq: row.seq, step: step, values: MergeValues(),
+                             now: now), own))
+        }
+        // The contacts' merge values, read once for every step of their runs.
+        let values = try await TemplatePreviewController(client: store.client, logger: logger)
+            .values(for: runs.filter { !$0.run.step.actions.isEmpty }.map(\.run.contactId), on: connection)
+        for index in runs.indices { runs[index].run.values = values[runs[index].run.contactId] ?? MergeValues() }
+        return runs
+    }
+
+    enum LockEnrollments: PreparedSQL {
+        static let sql = """
+            SELECT e.id, e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at,
+                   c.status, c.deleted, c.assigned_agent_id
+            FROM enrollments e LEFT JOIN contact_replica c ON c.id = e.contact_id
+            WHERE e.id = ANY($1::uuid[]) ORDER BY e.id FOR UPDATE OF e
+            """
     }
 
     typealias StepResult = (outcome: String, detail: String?, summary: String)
