@@ -241,7 +241,7 @@ struct ContactsTests {
         #expect(badStatus.errorField == "status")
     }
 
-    @Test("ST-10: a call task completed with its outcome logs the call on the timeline and publishes it")
+    @Test("ST-10, SP-6: a call task completed with its outcome logs the call on the timeline and publishes it; a service's task id makes its retries make it once")
     func tasks() async throws {
         try await stack.waitUntilIdle()
         let before = try await stack.metric(.accountability, "events_received_total", ["type": "communication.logged", "outcome": "handled"])
@@ -269,6 +269,23 @@ struct ContactsTests {
         let badLink = try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/tasks", token: brokerage.adminToken,
                                            json: #"{"kind":"task","title":"x","links":["javascript:alert(1)"]}"#)
         #expect(badLink.errorField == "links[0]")
+
+        // SP-6: a service's retried step makes its task once, by the id it chose; people choose none.
+        let chosen = UUID().uuidString.lowercased()
+        let body = Stack.json(["kind": "call", "title": "Call Cal", "dueAt": "2030-01-02T15:00:00Z", "id": chosen])
+        #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/tasks", token: brokerage.adminToken, json: body).errorField == "id")
+        let service = try await stack.serviceToken(.smartplans)
+        let made = try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/tasks", token: service, json: body)
+        let again = try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/tasks", token: service, json: body)
+        #expect(made.status == 201 && again.status == 200, "\(made.text) \(again.text)")
+        #expect(made["id"]?.string?.lowercased() == chosen && again["id"] == made["id"] && again["createdAt"] == made["createdAt"])
+        let other = try await create(brokerage.adminToken, ["status": "new_lead", "firstName": "Otto", "phones": ["3125550111"]])
+        let taken = try await stack.call(.POST, .contacts, "/v1/contacts/\(other["id"]?.string ?? "")/tasks", token: service, json: body)
+        #expect(taken.status == 409, "\(taken.text)")
+        let listed = try await stack.call(.GET, .contacts, "/v1/contacts/\(id)/tasks", token: brokerage.adminToken)
+        #expect(listed["items"]?.array?.filter { $0["id"]?.string?.lowercased() == chosen }.count == 1)
+        let entries = try await stack.call(.GET, .contacts, "/v1/contacts/\(id)/timeline", token: brokerage.adminToken)
+        #expect(entries["items"]?.array?.filter { $0["summary"]?.string == "Call task added: Call Cal" }.count == 1, "\(entries.text)")
     }
 
     @Test("ST-11: archiving is a status change every automation service hears about exactly once (what each does with it is proved under ST-7 in notifications and routing)")

@@ -91,6 +91,8 @@ struct ActivityController {
         var priority: ContactTask.Priority?
         var dueAt: Date?
         var assigneeId: UUID?
+        /// A service's own id for the task, so that its retries make it once.
+        var id: UUID?
     }
 
     struct TaskPatch: Decodable {
@@ -215,11 +217,12 @@ struct ActivityController {
             try access.requireWriter(identity)
             let contact = try await access.visible(try context.pathID("id"), identity)
             let input = try await request.decodeJSON(as: NewTask.self, context: context)
+            if input.id != nil, !identity.isService { throw APIError.validation("id", "only a service chooses a task's id") }
             let assignee = input.assigneeId ?? contact.assignedAgentId ?? identity.userId
             if let assignee { _ = try await access.assignableAgent(assignee, companyId: contact.companyId, field: "assigneeId") }
             let now = clock.now
             let task = ContactTask(
-                id: UUID.random(), contactId: contact.id, companyId: contact.companyId, kind: input.kind,
+                id: input.id ?? UUID.random(), contactId: contact.id, companyId: contact.companyId, kind: input.kind,
                 title: try DirectoryRules.name(input.title, field: "title", maxLength: 200),
                 description: try ContactRules.optionalText(input.description, field: "description", maxLength: 5_000),
                 links: try links(input.links ?? []), priority: input.priority ?? .none, dueAt: input.dueAt, assigneeId: assignee,
@@ -227,7 +230,13 @@ struct ActivityController {
             let entry = TimelineEntry(contactId: contact.id, kind: "task", at: now, actor: try await access.actor(identity),
                                       summary: "\(task.kind == .task ? "Task" : task.kind == .call ? "Call task" : "Text task") added: \(task.title)",
                                       data: .object(["taskId": .string(task.id.lowercasedString)]))
-            try await crm.createTask(task, timeline: entry, events: [try taskEvent(.created, task, actor: entry.actor)])
+            guard try await crm.createTask(task, timeline: entry, events: [try taskEvent(.created, task, actor: entry.actor)]) else {
+                // A service's retry: the task its id names, made before.
+                guard let made = try await crm.task(task.id, companyId: contact.companyId), made.contactId == contact.id else {
+                    throw APIError.conflict("another contact's task has this id", code: "task_id_taken")
+                }
+                return JSONResponse(.ok, made)
+            }
             return JSONResponse(.created, task)
         }
 

@@ -112,16 +112,20 @@ struct CRMStore: Sendable {
         version, created_at, updated_at
         """
 
-    func createTask(_ task: ContactTask, timeline: TimelineEntry, events: [OutgoingEvent]) async throws {
+    /// False when a task of this id exists already (a service's retry): nothing is written then.
+    func createTask(_ task: ContactTask, timeline: TimelineEntry, events: [OutgoingEvent]) async throws -> Bool {
         try await client.transaction(logger: logger) { connection in
-            try await connection.query("""
+            let inserted = try await connection.query("""
                 INSERT INTO tasks (id, contact_id, company_id, kind, title, description, links, priority, due_at, assignee_id,
                     version, created_at, updated_at)
                 VALUES (\(task.id), \(task.contactId), \(task.companyId), \(task.kind.rawValue), \(task.title), \(task.description),
                     \(task.links), \(task.priority.rawValue), \(task.dueAt), \(task.assigneeId), \(task.version), \(task.createdAt), \(task.updatedAt))
-                """, logger: logger)
+                ON CONFLICT (id) DO NOTHING RETURNING id
+                """, logger: logger).collect().count == 1
+            guard inserted else { return false }
             try await contacts.append([timeline], companyId: task.companyId, on: connection)
             try await outbox.publish(events, on: connection, logger: logger)
+            return true
         }
     }
 

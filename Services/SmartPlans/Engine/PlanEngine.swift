@@ -85,7 +85,7 @@ struct PlanEngine: Sendable {
     /// their tasks made concurrently (each enrollment's steps in order), their timeline entries
     /// written to contacts in one request. One that cannot finish (a peer away) fails the claim and
     /// every run in it is retried: a step's message keeps its key (in whatever batch it goes
-    /// again), its task its Idempotency-Key, its entry its id.
+    /// again), its task and its entry their ids.
     static let advanceBatch = 50
     /// Task steps in flight to contacts at once.
     static let concurrentRuns = 16
@@ -369,8 +369,9 @@ struct PlanEngine: Sendable {
         }
     }
 
-    /// A task step through contacts (SP-6: its window and due date decided by the runner), or
-    /// the enrollment in another plan, done when the run is recorded.
+    /// A task step through contacts (SP-6: its window and due date decided by the runner), made
+    /// once whatever retries the run (its id derived from the enrollment, run and step), or the
+    /// enrollment in another plan, done when the run is recorded.
     private func perform(_ action: PlanRunner.Action, run: Run) async throws -> StepResult {
         let step = run.plan.steps[action.step]
         let owner = step.role.flatMap { run.plan.roles?[$0] } ?? run.agentId
@@ -383,12 +384,14 @@ struct PlanEngine: Sendable {
                 var priority: ContactTask.Priority?
                 var dueAt: Date
                 var assigneeId: UUID?
+                var id: UUID
             }
             let rendered = try Self.render(title, run.values)
             let what = kind == .call ? "call task" : kind == .text ? "text task" : "task"
             let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(run.contactId.lowercasedString)/tasks",
                                             body: NewTask(kind: kind, title: rendered, description: try step.description.map { try Self.render($0, run.values) },
-                                                          priority: step.priority, dueAt: dueAt, assigneeId: owner))
+                                                          priority: step.priority, dueAt: dueAt, assigneeId: owner,
+                                                          id: UUID.derived(from: "smartplans-task:\(run.job.enrollmentId):\(run.seq):\(action.step)")))
             return try made.succeeded(from: .contacts, "contacts' tasks")
                 ? ("done", nil, "made the \(what) \"\(rendered)\", due \(RFC3339.string(from: dueAt))")
                 : ("failed", String(made.body.prefix(300)), "could not make the \(what) \"\(rendered)\"")
