@@ -286,6 +286,26 @@ struct ContactsTests {
         #expect(listed["items"]?.array?.filter { $0["id"]?.string?.lowercased() == chosen }.count == 1)
         let entries = try await stack.call(.GET, .contacts, "/v1/contacts/\(id)/timeline", token: brokerage.adminToken)
         #expect(entries["items"]?.array?.filter { $0["summary"]?.string == "Call task added: Call Cal" }.count == 1, "\(entries.text)")
+
+        // Many contacts' tasks in one request, all or none, each id once.
+        let otherId = try #require(other["id"]?.string)
+        let (first, second) = (UUID().uuidString.lowercased(), UUID().uuidString.lowercased())
+        let batch = Stack.json(["tasks": [["contactId": id, "kind": "call", "title": "Call Cal again", "id": first],
+                                          ["contactId": otherId, "kind": "task", "title": "Send Otto the listing", "id": second]]])
+        let made2 = try await stack.call(.POST, .contacts, "/v1/tasks/batch", token: service, json: batch)
+        #expect(made2.status == 200, "\(made2.text)")
+        #expect(made2["items"]?.array?.compactMap { $0["id"]?.string?.lowercased() } == [first, second])
+        let replayed = try await stack.call(.POST, .contacts, "/v1/tasks/batch", token: service, json: batch)
+        #expect(replayed["items"]?.array?.map { $0["createdAt"] } == made2["items"]?.array?.map { $0["createdAt"] })
+        let bad = try await stack.call(.POST, .contacts, "/v1/tasks/batch", token: brokerage.adminToken, json: Stack.json(["tasks": [
+            ["contactId": id, "kind": "task", "title": "Fine"], ["contactId": id, "kind": "task", "title": " "]]]))
+        #expect(bad.errorField == "tasks[1].title", "\(bad.text)")
+        let stranger = try await stack.newCompany()
+        let unseen = try await stack.call(.POST, .contacts, "/v1/tasks/batch", token: stranger.adminToken, json: Stack.json(["tasks": [
+            ["contactId": id, "kind": "task", "title": "Not yours"]]]))
+        #expect(unseen.status == 404 && unseen.errorField == "tasks[0]", "\(unseen.text)")
+        let otherTasks = try await stack.call(.GET, .contacts, "/v1/contacts/\(otherId)/tasks", token: brokerage.adminToken)
+        #expect(otherTasks["items"]?.array?.count == 1, "one task, none of the refused batches': \(otherTasks.text)")
     }
 
     @Test("ST-11: archiving is a status change every automation service hears about exactly once (what each does with it is proved under ST-7 in notifications and routing)")

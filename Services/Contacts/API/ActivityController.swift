@@ -217,27 +217,47 @@ struct ActivityController {
             try access.requireWriter(identity)
             let contact = try await access.visible(try context.pathID("id"), identity)
             let input = try await request.decodeJSON(as: NewTask.self, context: context)
-            if input.id != nil, !identity.isService { throw APIError.validation("id", "only a service chooses a task's id") }
-            let assignee = input.assigneeId ?? contact.assignedAgentId ?? identity.userId
-            if let assignee { _ = try await access.assignableAgent(assignee, companyId: contact.companyId, field: "assigneeId") }
-            let now = clock.now
-            let task = ContactTask(
-                id: input.id ?? UUID.random(), contactId: contact.id, companyId: contact.companyId, kind: input.kind,
-                title: try DirectoryRules.name(input.title, field: "title", maxLength: 200),
-                description: try ContactRules.optionalText(input.description, field: "description", maxLength: 5_000),
-                links: try links(input.links ?? []), priority: input.priority ?? .none, dueAt: input.dueAt, assigneeId: assignee,
-                completedAt: nil, callOutcome: nil, version: 1, createdAt: now, updatedAt: now)
-            let entry = TimelineEntry(contactId: contact.id, kind: "task", at: now, actor: try await access.actor(identity),
-                                      summary: "\(task.kind == .task ? "Task" : task.kind == .call ? "Call task" : "Text task") added: \(task.title)",
-                                      data: .object(["taskId": .string(task.id.lowercasedString)]))
-            guard try await crm.createTask(task, timeline: entry, events: [try taskEvent(.created, task, actor: entry.actor)]) else {
-                // A service's retry: the task its id names, made before.
-                guard let made = try await crm.task(task.id, companyId: contact.companyId), made.contactId == contact.id else {
-                    throw APIError.conflict("another contact's task has this id", code: "task_id_taken")
-                }
-                return JSONResponse(.ok, made)
+            var agents: [UUID: Bool] = [:]
+            let made = try await task(input, contact: contact, identity: identity, actor: try await access.actor(identity), agents: &agents)
+            let answered = try await create([made])
+            return JSONResponse(answered.created.contains(made.task.id) ? .created : .ok, answered.tasks[0])
+        }
+
+        // Many contacts' tasks at once, all or none (SmartPlans makes a claim's call tasks so).
+        group.post("/v1/tasks/batch") { request, context -> TaskBatch in
+            let identity = try context.requireIdentity()
+            try access.requireWriter(identity)
+            let input = try await request.decodeJSON(as: NewTasks.self, context: context)
+            guard (1...Self.taskBatchLimit).contains(input.tasks.count) else {
+                throw APIError.validation("tasks", "send 1 to \(Self.taskBatchLimit) tasks")
             }
-            return JSONResponse(.created, task)
+            var ids = Set<UUID>()
+            for (index, item) in input.tasks.enumerated() {
+                if let id = item.task.id, !ids.insert(id).inserted { throw APIError.validation("tasks[\(index)].id", "each task of a batch has its own id") }
+            }
+            // A service's contacts in one read; a person's each through their scope.
+            var found: [UUID: Contact] = [:]
+            if identity.isService {
+                found = try await contacts.client.withConnection { try await contacts.contacts(input.tasks.map(\.contactId), on: $0) }
+                if let company = identity.companyId { found = found.filter { $0.value.companyId == company } }
+            }
+            let actor = try await access.actor(identity)
+            var agents: [UUID: Bool] = [:]
+            var made: [Made] = []
+            for (index, item) in input.tasks.enumerated() {
+                try await APIError.naming("tasks[\(index)]") {
+                    let contact: Contact
+                    if let known = found[item.contactId] {
+                        contact = known
+                    } else if identity.isService {
+                        throw APIError.notFound("contact \(item.contactId)")
+                    } else {
+                        contact = try await access.visible(item.contactId, identity)
+                    }
+                    made.append(try await task(item.task, contact: contact, identity: identity, actor: actor, agents: &agents))
+                }
+            }
+            return TaskBatch(items: try await create(made).tasks)
         }
 
         group.patch("/v1/tasks/{id}") { request, context -> ContactTask in
@@ -319,6 +339,68 @@ struct ActivityController {
                              data: .object(["communicationId": .string(item.id.lowercasedString), "channel": .string(item.channel.rawValue),
                                             "direction": .string(item.direction.rawValue), "outcome": item.outcome.map { .string($0.rawValue) } ?? .null,
                                             "body": item.body.map(JSONValue.string) ?? .null]))
+    }
+
+    static let taskBatchLimit = 100
+
+    struct NewTasks: Decodable {
+        struct Item: Decodable {
+            var contactId: UUID
+            var task: NewTask
+
+            enum Keys: String, CodingKey { case contactId }
+
+            init(from decoder: any Decoder) throws {
+                contactId = try decoder.container(keyedBy: Keys.self).decode(UUID.self, forKey: .contactId)
+                task = try NewTask(from: decoder)
+            }
+        }
+        var tasks: [Item]
+    }
+
+    struct TaskBatch: ResponseEncodable {
+        var items: [ContactTask]
+    }
+
+    typealias Made = (task: ContactTask, entry: TimelineEntry, event: OutgoingEvent)
+
+    /// A new task of `contact` as asked, validated, with its timeline entry and event.
+    /// `agents` remembers the assignees already found assignable.
+    func task(_ input: NewTask, contact: Contact, identity: Identity, actor: Actor, agents: inout [UUID: Bool]) async throws -> Made {
+        if input.id != nil, !identity.isService { throw APIError.validation("id", "only a service chooses a task's id") }
+        let assignee = input.assigneeId ?? contact.assignedAgentId ?? identity.userId
+        if let assignee, agents[assignee] == nil {
+            _ = try await access.assignableAgent(assignee, companyId: contact.companyId, field: "assigneeId")
+            agents[assignee] = true
+        }
+        let now = clock.now
+        let task = ContactTask(
+            id: input.id ?? UUID.random(), contactId: contact.id, companyId: contact.companyId, kind: input.kind,
+            title: try DirectoryRules.name(input.title, field: "title", maxLength: 200),
+            description: try ContactRules.optionalText(input.description, field: "description", maxLength: 5_000),
+            links: try links(input.links ?? []), priority: input.priority ?? .none, dueAt: input.dueAt, assigneeId: assignee,
+            completedAt: nil, callOutcome: nil, version: 1, createdAt: now, updatedAt: now)
+        let entry = TimelineEntry(contactId: contact.id, kind: "task", at: now, actor: actor,
+                                  summary: "\(task.kind == .task ? "Task" : task.kind == .call ? "Call task" : "Text task") added: \(task.title)",
+                                  data: .object(["taskId": .string(task.id.lowercasedString)]))
+        return (task, entry, try taskEvent(.created, task, actor: actor))
+    }
+
+    /// Stores the tasks in one transaction; a task whose id was made before (a service's retry)
+    /// answers as it was made, nothing more on the timeline; an id another contact's task has is 409.
+    func create(_ made: [Made]) async throws -> (tasks: [ContactTask], created: Set<UUID>) {
+        let created = try await crm.createTasks(made)
+        var tasks: [ContactTask] = []
+        for (index, item) in made.enumerated() {
+            if created.contains(item.task.id) {
+                tasks.append(item.task)
+            } else if let earlier = try await crm.task(item.task.id, companyId: item.task.companyId), earlier.contactId == item.task.contactId {
+                tasks.append(earlier)
+            } else {
+                throw APIError(.conflict, code: "task_id_taken", message: "another contact's task has this id", field: made.count == 1 ? "id" : "tasks[\(index)].id")
+            }
+        }
+        return (tasks, created)
     }
 
     private func visibleTask(_ id: UUID, _ identity: Identity) async throws -> (ContactTask, Contact) {

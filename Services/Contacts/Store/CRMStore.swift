@@ -112,20 +112,32 @@ struct CRMStore: Sendable {
         version, created_at, updated_at
         """
 
-    /// False when a task of this id exists already (a service's retry): nothing is written then.
-    func createTask(_ task: ContactTask, timeline: TimelineEntry, events: [OutgoingEvent]) async throws -> Bool {
-        try await client.transaction(logger: logger) { connection in
-            let inserted = try await connection.query("""
+    /// Stores new tasks with their timeline entries and events in one transaction; answers the
+    /// ids stored. A task whose id exists already (a service's retry) writes nothing.
+    func createTasks(_ made: [(task: ContactTask, entry: TimelineEntry, event: OutgoingEvent)]) async throws -> Set<UUID> {
+        guard !made.isEmpty else { return [] }
+        let tasks = made.map(\.task)
+        var links: [String] = []
+        for task in tasks { links.append(try JSONCoding.string(task.links)) }
+        return try await client.transaction(logger: logger) { connection in
+            var created = Set<UUID>()
+            for try await id in try await connection.query("""
                 INSERT INTO tasks (id, contact_id, company_id, kind, title, description, links, priority, due_at, assignee_id,
                     version, created_at, updated_at)
-                VALUES (\(task.id), \(task.contactId), \(task.companyId), \(task.kind.rawValue), \(task.title), \(task.description),
-                    \(task.links), \(task.priority.rawValue), \(task.dueAt), \(task.assigneeId), \(task.version), \(task.createdAt), \(task.updatedAt))
+                SELECT t.id, t.contact_id, t.company_id, t.kind, t.title, NULLIF(t.description, ''),
+                    ARRAY(SELECT jsonb_array_elements_text(t.links::jsonb)), t.priority, CASE WHEN t.has_due THEN t.due_at END,
+                    NULLIF(t.assignee_id, '')::uuid, t.version, t.created_at, t.updated_at
+                FROM unnest(\(tasks.map(\.id)), \(tasks.map(\.contactId)), \(tasks.map(\.companyId)), \(tasks.map(\.kind.rawValue)),
+                            \(tasks.map(\.title)), \(tasks.map { $0.description ?? "" }), \(links), \(tasks.map(\.priority.rawValue)),
+                            \(tasks.map { $0.dueAt != nil }), \(tasks.map { $0.dueAt ?? $0.createdAt }), \(tasks.map { $0.assigneeId?.lowercasedString ?? "" }),
+                            \(tasks.map(\.version)), \(tasks.map(\.createdAt)), \(tasks.map(\.updatedAt)))
+                    AS t(id, contact_id, company_id, kind, title, description, links, priority, has_due, due_at, assignee_id, version, created_at, updated_at)
                 ON CONFLICT (id) DO NOTHING RETURNING id
-                """, logger: logger).collect().count == 1
-            guard inserted else { return false }
-            try await contacts.append([timeline], companyId: task.companyId, on: connection)
-            try await outbox.publish(events, on: connection, logger: logger)
-            return true
+                """, logger: logger).decode(UUID.self) { created.insert(id) }
+            let kept = made.filter { created.contains($0.task.id) }
+            try await contacts.appendBatch(kept.map { ($0.entry, $0.task.companyId) }, on: connection)
+            try await outbox.publish(kept.map(\.event), on: connection, logger: logger)
+            return created
         }
     }
 

@@ -152,12 +152,7 @@ struct MessagesController {
 
     /// An error about one message of a batch names it: `messages[1].body`.
     static func naming<T>(_ index: Int, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch var error as APIError {
-            error.field = "messages[\(index)]" + (error.field.map { "." + $0 } ?? "")
-            throw error
-        }
+        try await APIError.naming("messages[\(index)]", body)
     }
 
     /// Runs `store`, which writes what a request makes together with its key in one statement

@@ -81,14 +81,12 @@ struct PlanEngine: Sendable {
     }
 
     /// Enrollments run a claim and a commit at a time: their states are read and decided one by
-    /// one on the claim's connection, their steps' messages handed to notifications in batches and
-    /// their tasks made concurrently (each enrollment's steps in order), their timeline entries
+    /// one on the claim's connection, their steps' messages handed to notifications and their tasks
+    /// to contacts in batches (each enrollment's steps in order), their timeline entries
     /// written to contacts in one request. One that cannot finish (a peer away) fails the claim and
     /// every run in it is retried: a step's message keeps its key (in whatever batch it goes
     /// again), its task and its entry their ids.
     static let advanceBatch = 50
-    /// Task steps in flight to contacts at once.
-    static let concurrentRuns = 16
 
     var jobHandler: JobHandler {
         JobHandler(kind: Self.advanceJob, batchSize: Self.advanceBatch) { jobs, connection, _ in
@@ -246,14 +244,15 @@ struct PlanEngine: Sendable {
 
     /// Every run's steps through notifications and contacts, in waves: the first step of every
     /// run, then the second … (each run's in order, SP-3). A wave's texts and e-mails go to
-    /// notifications as batches, each message under its own key; its tasks are made beside them,
-    /// `concurrentRuns` at a time. Answers each run's outcomes and entries, in order.
+    /// notifications as batches, each message under its own key; its tasks go to contacts as one
+    /// batch beside them. Answers each run's outcomes and entries, in order.
     func act(_ runs: [Run]) async throws -> [(outcomes: [(outcome: String, detail: String?)], notes: [Note])] {
         var results = Array(repeating: (outcomes: [(outcome: String, detail: String?)](), notes: [Note]()), count: runs.count)
         for wave in 0..<(runs.map(\.step.actions.count).max() ?? 0) {
             let due = runs.indices.filter { wave < runs[$0].step.actions.count }
             var messages: [(run: Int, message: ContactMessage, key: String, channel: MessageChannel, what: String)] = []
-            var direct: [Int] = []
+            var taskSteps: [Int] = []
+            var done: [Int: StepResult] = [:]
             for index in due {
                 let run = runs[index], action = run.step.actions[wave]
                 let key = "smartplans-\(run.job.enrollmentId.lowercasedString)-\(run.seq)-\(action.step)"
@@ -269,12 +268,13 @@ struct PlanEngine: Sendable {
                     let message = ContactMessage(channel: .sms, contactId: run.contactId, subject: nil, body: try Self.render(body, run.values),
                                                  reference: key, window: .daily("10:00", "19:00", timeZone: "America/Chicago"))
                     messages.append((index, message, key, .sms, "a text"))
-                case .task, .enroll:
-                    direct.append(index)
+                case .task:
+                    taskSteps.append(index)
+                case .enroll:
+                    done[index] = ("done", nil, "added the contact to another plan")
                 }
             }
-            var done: [Int: StepResult] = [:]
-            let batch = messages, tasks = direct
+            let batch = messages, taskRuns = taskSteps, tasks = taskSteps.map { (run: runs[$0], action: runs[$0].step.actions[wave]) }
             try await withThrowingTaskGroup(of: [(Int, StepResult)].self) { group in
                 if !batch.isEmpty {
                     group.addTask {
@@ -282,19 +282,11 @@ struct PlanEngine: Sendable {
                         return zip(batch, outcomes).map { ($0.run, Self.sent($1, channel: $0.channel, what: $0.what)) }
                     }
                 }
-                var next = 0
-                func start() {
-                    guard next < tasks.count else { return }
-                    let index = tasks[next], run = runs[index]
-                    next += 1
-                    group.addTask { [(index, try await perform(run.step.actions[wave], run: run))] }
+                if !tasks.isEmpty {
+                    group.addTask { zip(taskRuns, try await makeTasks(tasks)).map { ($0, $1) } }
                 }
-                for _ in 0..<Self.concurrentRuns { start() }
-                while let finished = try await group.next() {
-                    for (index, result) in finished {
-                        done[index] = result
-                        if tasks.contains(index) { start() }
-                    }
+                for try await finished in group {
+                    for (index, result) in finished { done[index] = result }
                 }
             }
             for index in due {
@@ -369,38 +361,53 @@ struct PlanEngine: Sendable {
         }
     }
 
-    /// A task step through contacts (SP-6: its window and due date decided by the runner), made
-    /// once whatever retries the run (its id derived from the enrollment, run and step), or the
-    /// enrollment in another plan, done when the run is recorded.
-    private func perform(_ action: PlanRunner.Action, run: Run) async throws -> StepResult {
-        let step = run.plan.steps[action.step]
-        let owner = step.role.flatMap { run.plan.roles?[$0] } ?? run.agentId
-        switch action {
-        case .task(_, let kind, let title, let dueAt):
-            struct NewTask: Encodable {
-                var kind: ContactTask.Kind
-                var title: String
-                var description: String?
-                var priority: ContactTask.Priority?
-                var dueAt: Date
-                var assigneeId: UUID?
-                var id: UUID
-            }
-            let rendered = try Self.render(title, run.values)
-            let what = kind == .call ? "call task" : kind == .text ? "text task" : "task"
-            let made = try await peers.post(to: .contacts, path: "/v1/contacts/\(run.contactId.lowercasedString)/tasks",
-                                            body: NewTask(kind: kind, title: rendered, description: try step.description.map { try Self.render($0, run.values) },
-                                                          priority: step.priority, dueAt: dueAt, assigneeId: owner,
-                                                          id: UUID.derived(from: "smartplans-task:\(run.job.enrollmentId):\(run.seq):\(action.step)")))
-            return try made.succeeded(from: .contacts, "contacts' tasks")
-                ? ("done", nil, "made the \(what) \"\(rendered)\", due \(RFC3339.string(from: dueAt))")
-                : ("failed", String(made.body.prefix(300)), "could not make the \(what) \"\(rendered)\"")
-        case .enroll(_, let other):
-            return ("done", other.lowercasedString, "added the contact to another plan")
-        case .email, .text:
-            // Sent in the wave's batch; never here.
-            return ("failed", nil, "could not send the message")
+    struct NewTask: Encodable {
+        var contactId: UUID?
+        var kind: ContactTask.Kind
+        var title: String
+        var description: String?
+        var priority: ContactTask.Priority?
+        var dueAt: Date
+        var assigneeId: UUID?
+        var id: UUID
+    }
+
+    /// A wave's task steps through contacts in one request (SP-6: each window and due date
+    /// decided by the runner), each task made once whatever retries the run: its id is derived
+    /// from the enrollment, run and step. A batch contacts refuses (one task refused) goes again
+    /// a task at a time, so that each has its own outcome.
+    private func makeTasks(_ steps: [(run: Run, action: PlanRunner.Action)]) async throws -> [StepResult] {
+        var tasks: [(task: NewTask, what: String)] = []
+        for (run, action) in steps {
+            guard case .task(_, let kind, let title, let dueAt) = action else { continue }
+            let step = run.plan.steps[action.step]
+            tasks.append((NewTask(contactId: run.contactId, kind: kind, title: try Self.render(title, run.values),
+                                  description: try step.description.map { try Self.render($0, run.values) }, priority: step.priority, dueAt: dueAt,
+                                  assigneeId: step.role.flatMap { run.plan.roles?[$0] } ?? run.agentId,
+                                  id: UUID.derived(from: "smartplans-task:\(run.job.enrollmentId):\(run.seq):\(action.step)")),
+                          kind == .call ? "call task" : kind == .text ? "text task" : "task"))
         }
+        func made(_ task: NewTask, what: String) -> StepResult {
+            ("done", nil, "made the \(what) \"\(task.title)\", due \(RFC3339.string(from: task.dueAt))")
+        }
+        struct Batch: Encodable { var tasks: [NewTask] }
+        struct Made: Decodable { var items: [ContactTask] }
+        if tasks.count > 1 {
+            let answer = try await peers.post(to: .contacts, path: "/v1/tasks/batch", body: Batch(tasks: tasks.map(\.task)), idempotent: true)
+            if try answer.succeeded(from: .contacts, "contacts' tasks"),
+               (try? JSONCoding.decoder.decode(Made.self, from: Data(answer.body.utf8)))?.items.count == tasks.count {
+                return tasks.map { made($0.task, what: $0.what) }
+            }
+        }
+        var results: [StepResult] = []
+        for (var task, what) in tasks {
+            guard let contactId = task.contactId else { continue }
+            task.contactId = nil
+            let answer = try await peers.post(to: .contacts, path: "/v1/contacts/\(contactId.lowercasedString)/tasks", body: task, idempotent: true)
+            results.append(try answer.succeeded(from: .contacts, "contacts' tasks")
+                ? made(task, what: what) : ("failed", String(answer.body.prefix(300)), "could not make the \(what) \"\(task.title)\""))
+        }
+        return results
     }
 
     /// SP-5, SP-7: what notifications did with a step's message. A refusal is not retried: it
