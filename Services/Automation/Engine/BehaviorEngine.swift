@@ -243,6 +243,9 @@ struct BehaviorEngine: Sendable {
         // Read whole before deciding: a query on the connection while its rows still stream waits for them.
         let firings = try await rows.collect()
             .map { try $0.decode((UUID, String, String?, UUID, Bool, String, Date, Bool, Bool, Bool, UUID?, UUID, String?, String?, Bool, Date?).self) }
+        // The contacts' merge values in one read on this connection, not a pooled one each.
+        let valuesOf = try await TemplatePreviewController(client: client, logger: logger)
+            .values(for: firings.filter { !$0.4 && !$0.14 }.map(\.3), on: connection)
         var found: Set<UUID> = []
         var settingsOf: [UUID: BehaviorSettings] = [:]
         var decided: [(firing: UUID, outcome: Outcome, messages: [Outgoing], note: TimelineNote)] = []
@@ -271,8 +274,8 @@ struct BehaviorEngine: Sendable {
             let reference = "behavior:\(firingId.lowercasedString)"
             var messages: [Outgoing] = []
             if let channel = plan.leadChannel,
-               let message = try await leadMessage(behavior, contactId: contactId, entityId: entityId, channel: channel,
-                                                   template: settings.template(for: behavior), reference: reference) {
+               let message = try leadMessage(behavior, contactId: contactId, values: valuesOf[contactId] ?? MergeValues(), entityId: entityId,
+                                             channel: channel, template: settings.template(for: behavior), reference: reference) {
                 messages.append(message)
                 outcome.leadChannel = channel
             } else if plan.leadChannel != nil {
@@ -367,10 +370,8 @@ struct BehaviorEngine: Sendable {
     /// BA-7, BA-8: the behavior's text (or e-mail) rendered with the contact's values; notifications
     /// holds a text outside the contact's sending window (office hours). Nil when the template
     /// leaves nothing to send.
-    private func leadMessage(_ behavior: Behavior, contactId: UUID, entityId: UUID, channel: MessageChannel, template: BehaviorSettings.Template,
-                             reference: String) async throws -> Outgoing? {
-        let values = try await TemplatePreviewController(client: client, logger: logger)
-            .values(for: contactId, identity: Identity(subject: "automation", companyId: nil, role: .service, entityIds: []))
+    private func leadMessage(_ behavior: Behavior, contactId: UUID, values: MergeValues, entityId: UUID, channel: MessageChannel,
+                             template: BehaviorSettings.Template, reference: String) throws -> Outgoing? {
         let body = try TemplatePreviewController.parse(channel == .sms ? template.text ?? "" : template.emailBody ?? "", field: "body").render(values)
         guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return nil }
         let subject = channel == .email ? try template.emailSubject.map { try TemplatePreviewController.parse($0, field: "subject").render(values) } : nil
