@@ -279,6 +279,9 @@ struct NotificationsTests {
         let replayed = try await sendBatch([keyed(k3, later), keyed(k1, text)])
         #expect(replayed.headers.first(name: "Idempotent-Replayed") == "true")
         #expect(replayed["items"]?.array?.map { $0["id"] } == [regrouped["items"]?.array?.last?["id"], firstItems.first?["id"]])
+        // A replayed message before a refused one: the refusal names its place in the request.
+        let misplaced = try await sendBatch([keyed(k1, text), keyed(UUID().uuidString, unknownUser)])
+        #expect(misplaced.status == 404 && misplaced.errorField == "messages[1]", "\(misplaced.text)")
         let reused = try await sendBatch([keyed(k4, later), keyed(k2, text)])
         #expect(reused.errorCode == "idempotency_key_reused" && reused.errorField == "messages[1].idempotencyKey", "\(reused.text)")
 

@@ -201,7 +201,8 @@ struct MessagesController {
 
     /// A batch's messages as the compliance decision of now leaves them, with their send jobs:
     /// their recipients and compliance facts read together, not a statement or three each.
-    func composeAll(_ news: [NewMessage], identity: Identity, on connection: PostgresConnection) async throws
+    /// `positions`: each message's place in the request, when they are some of its messages.
+    func composeAll(_ news: [NewMessage], positions: [Int]? = nil, identity: Identity, on connection: PostgresConnection) async throws
         -> [(message: Message, job: ScheduledJob?)] {
         // A service's contacts from the replica in one read; the others (users, a contact the
         // replica has not yet, a person's request with its scope) one by one.
@@ -210,7 +211,7 @@ struct MessagesController {
         var drafts: [(message: Message, recipient: Recipient)] = []
         for (index, new) in news.enumerated() {
             let id = new.contactId.map { "contact:\($0)" } ?? new.userId.map { "user:\($0)" }
-            let recipient = try await Self.naming(index) {
+            let recipient = try await Self.naming(positions?[index] ?? index) {
                 if let contactId = new.contactId, let found = known[contactId] { return found }
                 if let id, let found = resolved[id] { return found }
                 return try await recipients.resolve(contactId: new.contactId, userId: new.userId, identity: identity, on: connection)
@@ -258,7 +259,7 @@ struct MessagesController {
             try replay(try await store.storedKeys(caller: caller, keys: keys, on: connection), news.indices)
             let fresh = news.indices.filter { items[$0] == nil }
             if !fresh.isEmpty {
-                let composed = try await composeAll(fresh.map { news[$0] }, identity: identity, on: connection)
+                let composed = try await composeAll(fresh.map { news[$0] }, positions: fresh, identity: identity, on: connection)
                 var entries: [MessageStore.KeyedEntry] = []
                 for (index, entry) in zip(fresh, composed) {
                     let doc = String(decoding: try JSONCoding.encoder.encode(entry.message), as: UTF8.self)
