@@ -241,7 +241,7 @@ struct ContactsTests {
         #expect(badStatus.errorField == "status")
     }
 
-    @Test("ST-10, SP-6: a call task completed with its outcome logs the call on the timeline and publishes it; a service's task id makes its retries make it once")
+    @Test("ST-10: a call task completed with its outcome logs the call on the timeline and publishes it; a service's task id makes its retries make it once")
     func tasks() async throws {
         try await stack.waitUntilIdle()
         let before = try await stack.metric(.accountability, "events_received_total", ["type": "communication.logged", "outcome": "handled"])
@@ -270,7 +270,7 @@ struct ContactsTests {
                                            json: #"{"kind":"task","title":"x","links":["javascript:alert(1)"]}"#)
         #expect(badLink.errorField == "links[0]")
 
-        // SP-6: a service's retried step makes its task once, by the id it chose; people choose none.
+        // A service's retried step (SmartPlans') makes its task once, by the id it chose; people choose none.
         let chosen = UUID().uuidString.lowercased()
         let body = Stack.json(["kind": "call", "title": "Call Cal", "dueAt": "2030-01-02T15:00:00Z", "id": chosen])
         #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(id)/tasks", token: brokerage.adminToken, json: body).errorField == "id")

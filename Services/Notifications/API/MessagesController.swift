@@ -45,8 +45,9 @@ struct MessagesController {
     }
 
     static let batchLimit = 20
-    /// A batch whose messages carry their own keys is stored by one statement planned once.
-    static let keyedBatchLimit = 100
+    /// A batch whose messages carry their own keys is stored by one statement planned once; the
+    /// services' senders split at the same size.
+    static let keyedBatchLimit = ContactMessage.keyedBatch
 
     func register(on group: RouterGroup<AppContext>) {
         group.post("/v1/messages") { request, context -> Response in
