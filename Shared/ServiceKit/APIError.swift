@@ -69,6 +69,8 @@ package struct APIError: HTTPResponseError, Sendable, Equatable {
         case let error as PeerClient.Unreachable:
             // Another service of this system is down: the caller may retry; it is not their input.
             return APIError(.serviceUnavailable, code: "peer_unavailable", message: "the \(error.service.rawValue) service is not answering; try again shortly")
+        case let error where DatabaseUnavailable.describes(error):
+            return APIError(.serviceUnavailable, code: "database_unavailable", message: "the database is not answering; try again shortly")
         case is NIOTooManyBytesError:
             return APIError(.contentTooLarge, code: "body_too_large", message: "the request body is larger than this service accepts", field: "body")
         case let error as HTTPError:

@@ -422,23 +422,40 @@ package final class Wakeups: Sendable {
 }
 
 extension PostgresClient {
-    /// `withTransaction` that throws the closure's own error when the rollback went through, so
-    /// callers see an `APIError` or `JobLeaseLost` rather than its wrapper.
+    /// A transaction on a pooled connection that throws the body's own error (an `APIError`, a
+    /// `JobLeaseLost`) and never waits on a connection that is gone. PostgresNIO 1.33 writes each
+    /// statement to its channel without a promise: once a closed channel's handlers are removed,
+    /// a statement written to it is dropped and its caller waits for ever. Its `withTransaction`
+    /// sends ROLLBACK after any failure, also when the failure was the connection closing, so a
+    /// request whose connection the database restart cut waited until the process stopped (26 s
+    /// in the fault harness). The server rolls back a dead connection's transaction itself.
     package func transaction<Result: Sendable>(
         logger: Logger, isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresConnection) async throws -> sending Result
     ) async throws -> sending Result {
-        do {
-            return try await sendingWakeups(afterFailure: false, logger: logger) {
-                try await withTransaction(logger: logger, isolation: isolation) { connection in
-                    let held = HeldConnections.current.hold(connection)
-                    defer { HeldConnections.current.release(held) }
-                    return try await body(connection)
+        try await sendingWakeups(afterFailure: false, logger: logger) {
+            try await withConnection(isolation: isolation) { connection in
+                let held = HeldConnections.current.hold(connection)
+                defer { HeldConnections.current.release(held) }
+                try connection.ensureOpen()
+                try await connection.query("BEGIN", logger: logger)
+                let result: Result
+                do {
+                    result = try await body(connection)
+                } catch {
+                    if !connection.isClosed {
+                        do {
+                            try await connection.query("ROLLBACK", logger: logger)
+                        } catch {
+                            // Its state unknown, it must not go back to the pool inside a transaction.
+                            connection.closeNow()
+                        }
+                    }
+                    throw error
                 }
+                try await connection.query("COMMIT", logger: logger)
+                return result
             }
-        } catch let error as PostgresTransactionError {
-            if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
-            throw error
         }
     }
 
@@ -454,6 +471,7 @@ extension PostgresClient {
             try await withConnection(isolation: isolation) { connection in
                 let held = HeldConnections.current.hold(connection)
                 defer { HeldConnections.current.release(held) }
+                try connection.ensureOpen()
                 return try await body(connection)
             }
         }
@@ -557,6 +575,35 @@ extension PostgresConnection {
     package func closeNow() {
         let closing: EventLoopFuture<Void> = close()
         closing.whenComplete { _ in }
+    }
+
+    /// Throws `DatabaseUnavailable` for a connection already closed (the pool may hand one out
+    /// before it has seen it close): a statement written to it would never answer.
+    package func ensureOpen() throws {
+        if isClosed { throw DatabaseUnavailable() }
+    }
+}
+
+/// The database cannot be reached or cut the connection: the caller may try again shortly.
+package struct DatabaseUnavailable: Error, CustomStringConvertible {
+    package init() {}
+    package var description: String { "the database connection is closed" }
+
+    /// Whether `error` says the database is away (restarting, unreachable, shutting down, a
+    /// connection cut), not that the statement was wrong.
+    package static func describes(_ error: any Error) -> Bool {
+        if error is DatabaseUnavailable { return true }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown, .poolClosed:
+            return true
+        case .server:
+            // Class 08 (connection exception) and 57P01–57P03 (shutdown, crash, not yet accepting).
+            guard let state = error.serverInfo?[.sqlState] else { return false }
+            return state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
+        default:
+            return false
+        }
     }
 }
 

@@ -59,6 +59,50 @@ struct FaultTests {
         #expect(after > 0, "no query succeeded in the 3 s after the database came back (\(during) during the restart)")
     }
 
+    @Test("X-4: a transaction whose connection the database cuts fails at once as database_unavailable (503); nothing is left waiting on the dead connection")
+    func transactionOnCutConnection() async throws {
+        try await TestDatabase.withSchema { direct, schema in
+            let client = try Database.makeClient(url: try TestDatabase.url(), schema: schema, poolSize: 2, logger: TestDatabase.logger)
+            try await TestDatabase.running([client]) {
+                let started = ContinuousClock.now
+                // PostgresNIO's own withTransaction sent ROLLBACK on the cut connection here, a
+                // statement its closed channel drops: the caller waited for ever. Bounded, so a
+                // regression fails instead of hanging the suite.
+                let failure = try await Deadline.run(.seconds(10), "the transaction on a cut connection") { () -> String in
+                    do {
+                        try await client.transaction(logger: TestDatabase.logger) { connection in
+                            let pid = try await connection.query("SELECT pg_backend_pid()", logger: TestDatabase.logger).first(Int32.self) ?? 0
+                            Task {
+                                try await Task.sleep(for: .milliseconds(200))
+                                try await direct.query("SELECT pg_terminate_backend(\(pid))", logger: TestDatabase.logger)
+                            }
+                            do {
+                                _ = try await connection.query("SELECT pg_sleep(30)", logger: TestDatabase.logger).collect()
+                            } catch {
+                                // Once the closed channel's handlers are gone, a statement is dropped.
+                                try await Task.sleep(for: .milliseconds(200))
+                                throw error
+                            }
+                        }
+                        return "committed"
+                    } catch {
+                        return APIError.from(error).code
+                    }
+                }
+                #expect(failure == "database_unavailable")
+                #expect(ContinuousClock.now - started < .seconds(5))
+                // The pool drops the dead connection and serves the next caller.
+                let next = try await Deadline.run(.seconds(5), "the next transaction") {
+                    try await client.transaction(logger: TestDatabase.logger) { connection in
+                        try await connection.query("SELECT 1", logger: TestDatabase.logger).first(Int32.self)
+                    }
+                }
+                #expect(next == 1)
+                #expect(APIError.from(DatabaseUnavailable()).status == .serviceUnavailable)
+            }
+        }
+    }
+
     /// Schedules one job of `handler`'s kind and runs it once: its id, the outcome and how long it took.
     func runOne(_ handler: JobHandler, settings: JobRunner.Settings, client: PostgresClient) async throws
         -> (Int64, (jobId: Int64, outcome: JobRunner.Outcome)?, Duration) {
