@@ -57,6 +57,8 @@ extension PostgresConnection {
     /// Runs `text` as this connection's prepared statement and answers its rows.
     @discardableResult
     package func prepared<Text: PreparedSQL>(_ text: Text.Type, _ bindings: PostgresBindings, logger: Logger) async throws -> [PostgresRow] {
+        // A statement written to a closed connection would never answer (see `transaction`).
+        try ensureOpen()
         var rows: [PostgresRow] = []
         for try await row in try await execute(Prepared<Text>(bindings), logger: logger) { rows.append(row) }
         return rows
