@@ -188,16 +188,21 @@ start_services() {
   # flow be tried: scripts/inbound-text signs a webhook with it as Twilio would.
   TWILIO_AUTH_TOKEN=${TWILIO_AUTH_TOKEN:-$(stored_secret twilio-auth-token)}
   export JWT_SECRET PLATFORM_ADMIN_EMAIL PLATFORM_ADMIN_PASSWORD TWILIO_AUTH_TOKEN
-  local peers=() svc
-  for svc in "${SERVICES[@]}"; do peers+=("PEERS_${svc^^}=$(service_url "$svc")"); done
-  for svc in "${SERVICES[@]}"; do
-    stop_service "$svc"
-    rm -f "$RUN_DIR/restarts/$svc"
-    supervise "$svc" env "${peers[@]}" PORT="$(service_port "$svc")" DATABASE_URL="$(service_database_url "$svc")" CLOCK="$CLOCK" \
-      LOG_LEVEL="${LOG_LEVEL:-info}" BCRYPT_COST="${BCRYPT_COST:-12}" "$BIN_DIR/$svc" >>"$RUN_DIR/logs/stack.log" 2>&1 &
-    echo $! >"$RUN_DIR/supervisors/$svc"
-  done
+  local svc
+  for svc in "${SERVICES[@]}"; do start_service "$svc"; done
   wait_ready
+}
+
+# start_service SERVICE: (re)starts one service under its supervisor, with the environment as it
+# is now (scripts/test starts notifications again with SMS_PROVIDER=none this way).
+start_service() {
+  local svc=$1 peers=() peer
+  for peer in "${SERVICES[@]}"; do peers+=("PEERS_${peer^^}=$(service_url "$peer")"); done
+  stop_service "$svc"
+  rm -f "$RUN_DIR/restarts/$svc"
+  supervise "$svc" env "${peers[@]}" PORT="$(service_port "$svc")" DATABASE_URL="$(service_database_url "$svc")" CLOCK="$CLOCK" \
+    LOG_LEVEL="${LOG_LEVEL:-info}" BCRYPT_COST="${BCRYPT_COST:-12}" "$BIN_DIR/$svc" >>"$RUN_DIR/logs/stack.log" 2>&1 &
+  echo $! >"$RUN_DIR/supervisors/$svc"
 }
 
 # supervise SERVICE COMMAND…: runs the service and starts it again whenever it exits without being

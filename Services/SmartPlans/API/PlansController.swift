@@ -34,6 +34,7 @@ struct PlansController {
         var finished: Int
         var messagesSent: Int
         var failed: Int
+        var skipped: Int
     }
 
     struct PlanView: ResponseEncodable {
@@ -321,18 +322,19 @@ struct PlansController {
     }
 
     private func figures(_ planId: UUID) async throws -> Figures {
-        var figures = Figures(enrolled: 0, active: 0, finished: 0, messagesSent: 0, failed: 0)
+        var figures = Figures(enrolled: 0, active: 0, finished: 0, messagesSent: 0, failed: 0, skipped: 0)
         for try await (enrolled, active, finished) in try await client.query("""
             SELECT count(*)::int, count(*) FILTER (WHERE state = 'active')::int, count(*) FILTER (WHERE state = 'finished')::int
             FROM enrollments WHERE plan_id = \(planId)
             """, logger: logger).decode((Int, Int, Int).self) {
             (figures.enrolled, figures.active, figures.finished) = (enrolled, active, finished)
         }
-        for try await (sent, failed) in try await client.query("""
-            SELECT count(*) FILTER (WHERE kind IN ('email', 'text') AND outcome = 'done')::int, count(*) FILTER (WHERE outcome = 'failed')::int
+        for try await (sent, failed, skipped) in try await client.query("""
+            SELECT count(*) FILTER (WHERE kind IN ('email', 'text') AND outcome = 'done')::int, count(*) FILTER (WHERE outcome = 'failed')::int,
+                count(*) FILTER (WHERE outcome = 'skipped')::int
             FROM step_log WHERE plan_id = \(planId)
-            """, logger: logger).decode((Int, Int).self) {
-            (figures.messagesSent, figures.failed) = (sent, failed)
+            """, logger: logger).decode((Int, Int, Int).self) {
+            (figures.messagesSent, figures.failed, figures.skipped) = (sent, failed, skipped)
         }
         return figures
     }
