@@ -153,6 +153,38 @@ public struct MergeValues: Sendable, Hashable {
     }
 
     public init(contact: Contact, agent: User?, officeName: String?, companyName: String?) {
+        self.init(contact: .init(firstName: contact.firstName, lastName: contact.lastName, email: contact.emails.first, phone: contact.phones.first,
+                                 status: contact.status.rawValue, leadType: contact.leadType?.rawValue, source: contact.source,
+                                 address: contact.address, searchInterest: contact.searchInterest),
+                  agent: agent.map { .init(firstName: $0.firstName, lastName: $0.lastName, email: $0.email, phone: $0.mobilePhone) },
+                  officeName: officeName, companyName: companyName)
+    }
+
+    /// What a contact gives its merge fields (statuses and lead types as their wire values).
+    public struct ContactFacts: Sendable {
+        public var firstName, lastName, email, phone: String?
+        public var status: String
+        public var leadType, source: String?
+        public var address: Address?
+        public var searchInterest: SearchInterest?
+
+        public init(firstName: String?, lastName: String?, email: String?, phone: String?, status: String, leadType: String?, source: String?,
+                    address: Address?, searchInterest: SearchInterest?) {
+            (self.firstName, self.lastName, self.email, self.phone) = (firstName, lastName, email, phone)
+            (self.status, self.leadType, self.source, self.address, self.searchInterest) = (status, leadType, source, address, searchInterest)
+        }
+    }
+
+    /// What the assigned agent gives theirs.
+    public struct AgentFacts: Sendable {
+        public var firstName, lastName, email, phone: String?
+
+        public init(firstName: String?, lastName: String?, email: String?, phone: String?) {
+            (self.firstName, self.lastName, self.email, self.phone) = (firstName, lastName, email, phone)
+        }
+    }
+
+    public init(contact: ContactFacts, agent: AgentFacts?, officeName: String?, companyName: String?) {
         func join(_ first: String?, _ last: String?) -> String? {
             let name = [first, last].compactMap { $0?.isEmpty == false ? $0 : nil }.joined(separator: " ")
             return name.isEmpty ? nil : name
@@ -161,10 +193,10 @@ public struct MergeValues: Sendable, Hashable {
         values[.contactFirstName] = contact.firstName
         values[.contactLastName] = contact.lastName
         values[.contactFullName] = join(contact.firstName, contact.lastName)
-        values[.contactEmail] = contact.emails.first
-        values[.contactPhone] = contact.phones.first.map(Self.phone)
-        values[.contactStatus] = Self.words(contact.status.rawValue)
-        values[.contactLeadType] = contact.leadType.map { Self.words($0.rawValue) }
+        values[.contactEmail] = contact.email
+        values[.contactPhone] = contact.phone.map(Self.phone)
+        values[.contactStatus] = Self.words(contact.status)
+        values[.contactLeadType] = contact.leadType.map(Self.words)
         values[.contactSource] = contact.source
         values[.contactStreet] = contact.address?.street
         values[.contactCity] = contact.address?.city
@@ -179,7 +211,7 @@ public struct MergeValues: Sendable, Hashable {
             values[.agentLastName] = agent.lastName
             values[.agentFullName] = join(agent.firstName, agent.lastName)
             values[.agentEmail] = agent.email
-            values[.agentPhone] = agent.mobilePhone.map(Self.phone)
+            values[.agentPhone] = agent.phone.map(Self.phone)
         }
         values[.officeName] = officeName
         values[.companyName] = companyName

@@ -154,8 +154,10 @@ struct FaultTests {
         try await TestDatabase.withSchema { direct, schema in
             let client = try Database.makeClient(url: proxied, schema: schema, poolSize: 4, logger: TestDatabase.logger)
             let ended = Recorder<String>()
+            let started = Recorder<Bool>()
             try await TestDatabase.running([client]) {
                 let handler = JobHandler(kind: "slow") { _, connection, logger in
+                    started.append(true)
                     do {
                         _ = try await connection.query("SELECT pg_sleep(30)", logger: logger).collect()
                         ended.append("answered")
@@ -172,7 +174,10 @@ struct FaultTests {
                     try await JobQueue().schedule(kind: "slow", payload: Payload(n: 1), runAt: ManualClock().now, on: connection, logger: TestDatabase.logger)
                 }
                 async let outcome = runner.runNext()
-                try await Task.sleep(for: .milliseconds(500))
+                // Cut once the handler's query is under way (a busy machine starts the job late).
+                let begun = ContinuousClock.now + .seconds(10)
+                while started.all.isEmpty, ContinuousClock.now < begun { try await Task.sleep(for: .milliseconds(20)) }
+                try await Task.sleep(for: .milliseconds(300))
                 try await proxy.restart(downFor: .milliseconds(200))
                 #expect(try await outcome?.outcome == .retrying)
                 // The handler's query ends once its connection is closed, well before its 30 s sleep.

@@ -6,6 +6,14 @@ import Testing
 
 @Suite("Backoff, doorbell, trace context, clocks")
 struct PrimitivesTests {
+    @Test("a JSON value decodes each kind as itself: a number is not a bool, a bool not a number, a string not either")
+    func jsonValueKinds() throws {
+        let text = #"{"s":"true","n":1,"f":1.5,"b":true,"z":null,"a":[0,"1",false,{}],"o":{"k":["v"]}}"#
+        let value = try JSONCoding.decoder.decode(JSONValue.self, from: Data(text.utf8))
+        #expect(value == .object(["s": .string("true"), "n": .number(1), "f": .number(1.5), "b": .bool(true), "z": .null,
+                                  "a": .array([.number(0), .string("1"), .bool(false), .object([:])]), "o": .object(["k": .array([.string("v")])])]))
+    }
+
     @Test("backoff doubles per attempt, is capped, and jitters within [½, 1] of its ceiling")
     func backoff() {
         let backoff = Backoff(base: 2, cap: 60)

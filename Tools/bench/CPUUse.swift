@@ -48,6 +48,24 @@ struct CPUUse {
         return (user + system) / ticksPerSecond
     }
 
+    /// What bounds a rate on this machine: its cores at the machine's CPU per item give the most
+    /// items a second it could do, and the parts' shares say where that CPU goes, largest first.
+    static func bound(from start: Sample?, to end: Sample?, items: Int, unit: String) -> String? {
+        guard let start, let end, items > 0 else { return nil }
+        let machine = (end.busy - start.busy) * 1000 / Double(items)
+        guard machine > 0 else { return nil }
+        var parts = Self.services.compactMap { service -> (String, Double)? in
+            guard let before = start.services[service], let after = end.services[service] else { return nil }
+            return (service, (after - before) * 1000 / Double(items))
+        }
+        parts.append(("PostgreSQL", (end.postgres - start.postgres) * 1000 / Double(items)))
+        parts.append(("the rest (bench, kernel, other processes)", machine - parts.map(\.1).reduce(0, +)))
+        let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        return "  bound: the machine's CPU, \(String(format: "%.2f", machine)) ms a \(unit) on \(Int(cores)) cores = at most "
+            + "\(String(format: "%.0f", cores * 1000 / machine)) \(unit)s/s; where it goes: "
+            + parts.sorted { $0.1 > $1.1 }.map { "\($0.0) \(String(format: "%.0f", $0.1 / machine * 100))%" }.joined(separator: ", ")
+    }
+
     /// One line: CPU per item by process and for the machine, with how busy it was.
     static func line(from start: Sample?, to end: Sample?, items: Int, unit: String) -> String? {
         guard let start, let end, items > 0 else { return nil }

@@ -138,5 +138,6 @@ extension Bench {
         print("  exactly once: \(steps) step-log rows (\(done) done, \(failed) failed), \(tasks) tasks and \(messages) e-mails for \(total) enrollments"
               + (steps == total && tasks + messages == total ? "" : " — NOT one each"))
         if let cpu = CPUUse.line(from: cpuBefore, to: cpuAfter, items: max(finished.count, 1), unit: "step") { print(cpu) }
+        if let bound = CPUUse.bound(from: cpuBefore, to: cpuAfter, items: max(finished.count, 1), unit: "step") { print(bound) }
     }
 }

@@ -226,27 +226,20 @@ struct ContactStore: Sendable {
     /// Inserts entries; answers the ids written (none for a plain append).
     func writeTimeline(_ entries: [(TimelineEntry, UUID)], onConflict: TimelineConflict, on connection: PostgresConnection) async throws -> Set<UUID> {
         guard !entries.isEmpty else { return [] }
-        let columns = try TimelineColumns(entries)
-        let conflict: String
+        // Prepared, each way: a delivery log's or a plan's batch of entries is planned once per connection.
+        var bindings = try TimelineColumns(entries).bindings
+        let rows: [PostgresRow]
         switch onConflict {
         case .none:
-            // Plain appends (every new lead's) run prepared.
-            try await connection.prepared(SQL.AppendTimeline.self, try columns.bindings, logger: logger)
+            try await connection.prepared(SQL.AppendTimeline.self, bindings, logger: logger)
             return []
         case .keepExisting:
-            conflict = "ON CONFLICT (id) DO NOTHING"
+            rows = try await connection.prepared(SQL.KeepTimeline.self, bindings, logger: logger)
         case .replaceNewer(let name, let sameActor):
-            conflict = """
-                ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
-                    WHERE timeline.contact_id = EXCLUDED.contact_id\(sameActor ? " AND timeline.actor = EXCLUDED.actor" : "")
-                      AND (timeline.data->>'\(name)')::numeric < (EXCLUDED.data->>'\(name)')::numeric
-                """
+            try bindings.append(all: name, sameActor)
+            rows = try await connection.prepared(SQL.ReplaceNewerTimeline.self, bindings, logger: logger)
         }
-        let result = try await connection.query(PostgresQuery(unsafeSQL: "\(SQL.AppendTimeline.sql) \(conflict) RETURNING id", binds: try columns.bindings),
-                                                logger: logger)
-        var written: Set<UUID> = []
-        for try await id in result.decode(UUID.self) { written.insert(id) }
-        return written
+        return Set(try rows.map { try $0.decode(UUID.self) })
     }
 
     /// A service's entry: written once per id, replaced only by the same service for the same
@@ -680,6 +673,20 @@ extension ContactStore {
         }
         enum AppendTimeline: PreparedSQL {
             static let sql = appendTimeline(first: 1)
+        }
+        /// Entries whose id exists stay as they are; answers the ids written.
+        enum KeepTimeline: PreparedSQL {
+            static let sql = appendTimeline(first: 1) + " ON CONFLICT (id) DO NOTHING RETURNING id"
+        }
+        /// An entry whose id exists is replaced when its data field `$9` (a version) is higher, and
+        /// with `$10` only by the actor that wrote it; answers the ids written.
+        enum ReplaceNewerTimeline: PreparedSQL {
+            static let sql = appendTimeline(first: 1) + """
+                 ON CONFLICT (id) DO UPDATE SET summary = EXCLUDED.summary, data = EXCLUDED.data
+                    WHERE timeline.contact_id = EXCLUDED.contact_id AND (NOT $10::bool OR timeline.actor = EXCLUDED.actor)
+                      AND (timeline.data->>$9::text)::numeric < (EXCLUDED.data->>$9::text)::numeric
+                RETURNING id
+                """
         }
         /// `TimelineColumns` bound at `$first …`, written when `condition` holds.
         static func appendTimeline(first: Int, condition: String = "true") -> String {

@@ -391,7 +391,11 @@ struct PlanEngine: Sendable {
             ("done", nil, "made the \(what) \"\(task.title)\", due \(RFC3339.string(from: task.dueAt))")
         }
         struct Batch: Encodable { var tasks: [NewTask] }
-        struct Made: Decodable { var items: [ContactTask] }
+        // Only how many were made: decoding whole tasks (their dates) cost more than making them here.
+        struct Made: Decodable {
+            struct Item: Decodable { var id: UUID }
+            var items: [Item]
+        }
         if tasks.count > 1 {
             let answer = try await peers.post(to: .contacts, path: "/v1/tasks/batch", body: Batch(tasks: tasks.map(\.task)), idempotent: true)
             if try answer.succeeded(from: .contacts, "contacts' tasks"),
