@@ -237,7 +237,7 @@ public struct MergeValues: Sendable, Hashable {
 
     /// "new_lead" → "New lead".
     static func words(_ raw: String) -> String {
-        let spaced = raw.replacingOccurrences(of: "_", with: " ")
+        let spaced = raw.replacingASCII(UInt8(ascii: "_"), with: UInt8(ascii: " "))
         return spaced.prefix(1).uppercased() + spaced.dropFirst()
     }
 }

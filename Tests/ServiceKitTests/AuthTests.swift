@@ -12,6 +12,18 @@ struct AuthTests {
             .replacingOccurrences(of: "=", with: "")
     }
 
+    @Test("base64url: every byte string round-trips, without +, / or padding, as the base64 alphabet mapped")
+    func base64URLRoundTrip() {
+        for length in 0..<48 {
+            let data = Data((0..<length).map { _ in UInt8.random(in: 0...255) } + [0xFB, 0xFF, 0xBF].prefix(length % 4))
+            let text = data.base64URLEncodedString()
+            #expect(!text.contains("+") && !text.contains("/") && !text.contains("="))
+            #expect(text == data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: ""))
+            #expect(Data(base64URLEncoded: text) == data)
+        }
+    }
+
     @Test("a token it issued verifies, with its claims")
     func roundTrip() async throws {
         let tokens = await TokenService(secret: Self.secret)

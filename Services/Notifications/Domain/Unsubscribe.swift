@@ -37,7 +37,7 @@ struct UnsubscribeLink: Sendable {
     /// What an automated e-mail ends with: who sent it, where they are, and how to stop them.
     /// The same footer in an HTML part: before `</body>` when it has one, else at its end.
     static func footer(companyName: String?, postalAddress: String, url: String, into html: String) -> String {
-        let sender = [companyName, postalAddress.replacingOccurrences(of: "\n", with: ", ")].compactMap { $0 }.map(HTMLText.escape).joined(separator: " · ")
+        let sender = [companyName, oneLine(postalAddress)].compactMap { $0 }.map(HTMLText.escape).joined(separator: " · ")
         let footer = """
             <hr><p style="font-size:12px;color:#666">\(sender)<br>You get these e-mails as a contact of \(HTMLText.escape(companyName ?? "this brokerage")). \
             <a href="\(HTMLText.escape(url))">Unsubscribe</a></p>
@@ -46,8 +46,14 @@ struct UnsubscribeLink: Sendable {
         return html.replacingCharacters(in: close.lowerBound..<close.lowerBound, with: footer)
     }
 
+    /// A postal address on one line (its lines joined by commas), without a string search per e-mail.
+    static func oneLine(_ address: String) -> String {
+        address.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+            .joined(separator: ", ")
+    }
+
     static func footer(companyName: String?, postalAddress: String, url: String) -> String {
-        let sender = [companyName, postalAddress.replacingOccurrences(of: "\n", with: ", ")].compactMap { $0 }.joined(separator: " · ")
+        let sender = [companyName, oneLine(postalAddress)].compactMap { $0 }.joined(separator: " · ")
         return "\n\n--\n\(sender)\nYou get these e-mails as a contact of \(companyName ?? "this brokerage"). Unsubscribe: \(url)"
     }
 }
