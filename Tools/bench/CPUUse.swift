@@ -31,21 +31,36 @@ struct CPUUse {
             services[service] = processSeconds(pid.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
-        let postgres = pids.filter { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) == "postgres\n" }
-            .compactMap(processSeconds).reduce(0, +)
+        let postgresPids = Set(pids.filter { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) == "postgres\n" })
+        // The live processes, and for each server (a postgres whose parent is not one) the time of
+        // its children that have ended: a connection closed or an autovacuum worker done during
+        // the run otherwise took its CPU with it, and the part it had used before the run made
+        // PostgreSQL look cheaper than it was.
+        let postgres = postgresPids.compactMap { pid -> Double? in
+            guard let own = processSeconds(pid) else { return nil }
+            guard let parent = processField(pid, 1), !postgresPids.contains(parent) else { return own }
+            return own + (processSeconds(pid, children: true) ?? 0)
+        }.reduce(0, +)
         return Sample(services: services, postgres: postgres, busy: (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / ticksPerSecond,
                       steal: fields[7] / ticksPerSecond, at: .now)
     }
 
     /// User and system time of one process; its name may hold spaces, so the fields are counted
     /// from the parenthesis that closes it.
-    static func processSeconds(_ pid: String) -> Double? {
+    static func processSeconds(_ pid: String, children: Bool = false) -> Double? {
+        // After the name: state is the first field, utime the twelfth and stime the thirteenth,
+        // the ended children's cutime and cstime the next two.
+        guard let user = processField(pid, children ? 13 : 11).flatMap(Double.init),
+              let system = processField(pid, children ? 14 : 12).flatMap(Double.init) else { return nil }
+        return (user + system) / ticksPerSecond
+    }
+
+    /// A field of /proc/PID/stat, counted from the state (0) after the name, which may hold spaces.
+    static func processField(_ pid: String, _ index: Int) -> String? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the name: state is the first field, utime the twelfth and stime the thirteenth.
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / ticksPerSecond
+        return fields.count > index ? String(fields[index]) : nil
     }
 
     /// What bounds a rate on this machine: its cores at the machine's CPU per item give the most
