@@ -62,6 +62,12 @@ package struct OutgoingEvent: Sendable, Hashable {
         dataJSON = String(decoding: try JSONCoding.encoder.encode(data), as: UTF8.self)
     }
 
+    /// An event whose payload is already JSON (a document the caller encoded for its own row).
+    package init(header: EventHeader, dataJSON: String) {
+        self.header = header
+        self.dataJSON = dataJSON
+    }
+
     package init(_ envelope: EventEnvelope) throws {
         try self.init(header: EventHeader(id: envelope.id, type: envelope.type, version: envelope.version, occurredAt: envelope.occurredAt,
                                           companyId: envelope.companyId, subjectId: envelope.subjectId), data: envelope.data)

@@ -21,6 +21,12 @@ package struct Outbox: Sendable {
         try OutgoingEvent(header: EventHeader(type: type, version: version, occurredAt: clock.now, companyId: companyId, subjectId: subjectId), data: data)
     }
 
+    /// The same with a payload already encoded (`JSONCoding`'s form).
+    package func envelope(_ type: String, version: Int, companyId: UUID?, subjectId: UUID?, dataJSON: String) -> OutgoingEvent {
+        OutgoingEvent(header: EventHeader(type: type, version: version, occurredAt: clock.now, companyId: companyId, subjectId: subjectId),
+                      dataJSON: dataJSON)
+    }
+
     /// Stores `event` for every subscriber; `connection` must be inside the change's transaction.
     package func publish(_ event: OutgoingEvent, on connection: PostgresConnection, logger: Logger) async throws {
         try await publish([event], on: connection, logger: logger)

@@ -214,8 +214,7 @@ struct WebhooksController {
             message.reason = reason
             message.updatedAt = now
             if state == .delivered { message.deliveredAt = now }
-            try await store.save(&message, on: connection)
-            try await store.publishUpdate(message, on: connection)
+            try await store.saveAndPublish(&message, on: connection)
         }
     }
 
@@ -229,8 +228,7 @@ struct WebhooksController {
             guard message.digits == nil, step == 1 else { return message }
             message.digits = digits
             message.updatedAt = now
-            try await store.save(&message, on: connection)
-            try await store.publishUpdate(message, on: connection)
+            try await store.saveAndPublish(&message, on: connection)
             let pressed = MessageKeypress(messageId: message.id, companyId: message.companyId, contactId: message.contactId, userId: message.userId,
                                           digits: digits, reference: message.reference, requestedBy: message.requestedBy, at: now)
             try await store.outbox.publish(try store.outbox.envelope(EventType.messageKeypress, version: 1, companyId: message.companyId,

@@ -169,8 +169,7 @@ struct Sender: Sendable {
                 _ = settle(.suppress(reason: "archived"), &message)
                 changed.append(message)
             }
-            try await store.save(&changed, on: connection)
-            try await store.publishUpdates(changed, on: connection)
+            try await store.saveAndPublish(&changed, on: connection)
         }
     }
 
@@ -248,8 +247,7 @@ struct Sender: Sendable {
             }
             try await store.finishAttempts(ends, at: clock.now)
         }
-        try await store.save(&changed, on: connection)
-        try await store.publishUpdates(changed, on: connection)
+        try await store.saveAndPublish(&changed, on: connection)
         return retry
     }
 
