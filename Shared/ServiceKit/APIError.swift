@@ -180,7 +180,6 @@ package final class RouteMethods: Sendable {
     }
 }
 
-/// Turns every thrown error into the JSON error shape, and logs the ones that are ours (5xx).
 extension APIError {
     /// An error about one item of a request's list names it: `messages[1].body`, `tasks[0]`.
     package static func naming<T>(_ item: String, _ body: () async throws -> T) async throws -> T {
@@ -193,6 +192,7 @@ extension APIError {
     }
 }
 
+/// Turns every thrown error into the JSON error shape, and logs the ones that are ours (5xx).
 package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let routeMethods: RouteMethods?
 

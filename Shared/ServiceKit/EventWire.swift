@@ -58,8 +58,7 @@ package struct OutgoingEvent: Sendable, Hashable {
     package var causedBy: ServiceName?
 
     package init(header: EventHeader, data: some Encodable) throws {
-        self.header = header
-        dataJSON = String(decoding: try JSONCoding.encoder.encode(data), as: UTF8.self)
+        self.init(header: header, dataJSON: try JSONCoding.string(data))
     }
 
     /// An event whose payload is already JSON (a document the caller encoded for its own row).

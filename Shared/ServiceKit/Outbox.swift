@@ -18,7 +18,7 @@ package struct Outbox: Sendable {
 
     /// Makes an envelope stamped with the service clock.
     package func envelope(_ type: String, version: Int, companyId: UUID?, subjectId: UUID?, data: some Encodable) throws -> OutgoingEvent {
-        try OutgoingEvent(header: EventHeader(type: type, version: version, occurredAt: clock.now, companyId: companyId, subjectId: subjectId), data: data)
+        envelope(type, version: version, companyId: companyId, subjectId: subjectId, dataJSON: try JSONCoding.string(data))
     }
 
     /// The same with a payload already encoded (`JSONCoding`'s form).

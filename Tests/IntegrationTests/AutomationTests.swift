@@ -149,6 +149,8 @@ struct AutomationTests {
             "status": "active_lead", "firstName": "Vera", "lastName": "Viewer", "phones": [NotificationsTests.randomPhone()], "assignedAgentId": agentId,
             "ownerEntityId": officeId]))
         let contactId = try #require(contact["id"]?.string, "\(contact.text)")
+        // The new office reaches automation's directory replica by event.
+        try await stack.waitUntilIdle()
         let site = try await stack.call(.POST, .automation, "/v1/automation/sites", token: brokerage.adminToken,
                                         json: Stack.json(["name": "North website", "entityId": officeId]))
         let key = try #require(site["apiKey"]?.string, "\(site.text)")

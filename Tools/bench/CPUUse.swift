@@ -37,9 +37,9 @@ struct CPUUse {
         // the run otherwise took its CPU with it, and the part it had used before the run made
         // PostgreSQL look cheaper than it was.
         let postgres = postgresPids.compactMap { pid -> Double? in
-            guard let own = processSeconds(pid) else { return nil }
-            guard let parent = processField(pid, 1), !postgresPids.contains(parent) else { return own }
-            return own + (processSeconds(pid, children: true) ?? 0)
+            guard let fields = statFields(pid), let own = seconds(fields, from: 11) else { return nil }
+            guard fields.count > 1, !postgresPids.contains(String(fields[1])) else { return own }
+            return own + (seconds(fields, from: 13) ?? 0)
         }.reduce(0, +)
         return Sample(services: services, postgres: postgres, busy: (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / ticksPerSecond,
                       steal: fields[7] / ticksPerSecond, at: .now)
@@ -47,20 +47,22 @@ struct CPUUse {
 
     /// User and system time of one process; its name may hold spaces, so the fields are counted
     /// from the parenthesis that closes it.
-    static func processSeconds(_ pid: String, children: Bool = false) -> Double? {
-        // After the name: state is the first field, utime the twelfth and stime the thirteenth,
-        // the ended children's cutime and cstime the next two.
-        guard let user = processField(pid, children ? 13 : 11).flatMap(Double.init),
-              let system = processField(pid, children ? 14 : 12).flatMap(Double.init) else { return nil }
-        return (user + system) / ticksPerSecond
+    static func processSeconds(_ pid: String) -> Double? {
+        statFields(pid).flatMap { seconds($0, from: 11) }
     }
 
-    /// A field of /proc/PID/stat, counted from the state (0) after the name, which may hold spaces.
-    static func processField(_ pid: String, _ index: Int) -> String? {
+    /// The fields of /proc/PID/stat after the name (which may hold spaces): the state is field 0,
+    /// the parent 1, utime and stime 11 and 12, the ended children's cutime and cstime 13 and 14.
+    static func statFields(_ pid: String) -> [Substring]? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > index ? String(fields[index]) : nil
+        return stat[stat.index(after: close)...].split(separator: " ")
+    }
+
+    /// Seconds of user and system time in the two fields from `index`.
+    static func seconds(_ fields: [Substring], from index: Int) -> Double? {
+        guard fields.count > index + 1, let user = Double(fields[index]), let system = Double(fields[index + 1]) else { return nil }
+        return (user + system) / ticksPerSecond
     }
 
     /// What bounds a rate on this machine: its cores at the machine's CPU per item give the most
