@@ -142,6 +142,40 @@ struct BehaviorTests {
         #expect(alertOnly.leadSuppressed == .leadMessageOff && alertOnly.alertAgent)
     }
 
+    @Test("BA-9: alerts decided together reach each agent as one e-mail naming every contact and behavior; each lead's message stays its own")
+    func alertsPerAgent() throws {
+        let (alice, bob) = (UUID(), UUID())
+        func item(_ agent: UUID?, _ name: String, _ behavior: Behavior, listing: String? = nil, text: Bool = false) -> BehaviorEngine.Decided {
+            let (firing, contact) = (UUID(), UUID())
+            let message = BehaviorEngine.Outgoing(channel: .sms, contactId: contact, body: "Hi \(name)", reference: "behavior:\(firing)")
+            return .init(firing: firing, messages: text ? [message] : [], alert: agent.map { ($0, .init(contactId: contact, behavior: behavior, contactName: name, listing: listing)) },
+                         note: .init(contactId: contact, id: firing, kind: "behavior", summary: name, actorName: "Behavioral automation", data: [:]))
+        }
+        let items = [item(alice, "Ann Lee", .viewingBurst), item(bob, "Ben Cho", .favorite, listing: "L9", text: true),
+                     item(alice, "Cy Park", .repeatViews, listing: "L2"), item(nil, "Di Roe", .returned, text: true)]
+        let job = BehaviorEngine.delivery(items)
+        // Two lead texts, Alice's two alerts in one e-mail, Bob's one alert as it always read.
+        #expect(job.messages.count == 4 && job.timeline.count == 4)
+        #expect(job.messages.filter { $0.channel == .sms }.count == 2)
+        let toAlice = try #require(job.messages.firstIndex { $0.userId == alice })
+        #expect(job.firings[toAlice] == [items[0].firing, items[2].firing])
+        #expect(job.messages[toAlice].subject == "2 of your leads are active on the website right now")
+        #expect(job.messages[toAlice].body == """
+            - Ann Lee viewed 5 properties within 24 hours.
+            - Cy Park \(Behavior.repeatViews.summary) (listing L2).
+
+            A good moment to reach out.
+            """)
+        let toBob = try #require(job.messages.firstIndex { $0.userId == bob })
+        #expect(job.firings[toBob] == [items[1].firing])
+        #expect(job.messages[toBob].subject == "Ben Cho \(Behavior.favorite.summary)")
+        #expect(job.messages[toBob].body == "Ben Cho \(Behavior.favorite.summary) (listing L9). A good moment to reach out.")
+        // One contact's several behaviors at once: its name once in the subject.
+        let same = item(alice, "Ann Lee", .viewingWeek)
+        let twice = BehaviorEngine.delivery([items[0], BehaviorEngine.Decided(firing: same.firing, messages: [], alert: (alice, .init(contactId: items[0].alert?.1.contactId ?? UUID(), behavior: .viewingWeek, contactName: "Ann Lee", listing: nil)), note: same.note)])
+        #expect(twice.messages.map(\.subject) == ["Ann Lee: 2 signs of interest just now"])
+    }
+
     @Test("BA-11: an archived contact gets no behavioral message, and no alert goes about it")
     func archived() {
         let plan = Self.plan(Self.contact(.archive))

@@ -179,7 +179,8 @@ struct AutomationTests {
         }
         func alerts() async throws -> Int {
             let mail = try await stack.call(.GET, .notifications, "/v1/messages?userId=\(agentId)", token: brokerage.adminToken)
-            return mail["items"]?.array?.filter { $0["subject"]?.string == "Vera Viewer viewed 5 properties within 24 hours" }.count ?? 0
+            // An alert alone, or with the same batch's other behaviors of Vera in one e-mail (BA-9).
+            return mail["items"]?.array?.filter { $0["body"]?.string?.contains("Vera Viewer viewed 5 properties within 24 hours") == true }.count ?? 0
         }
         try await views(5, prefix: "A")
         var fired = try await bursts()
@@ -261,6 +262,47 @@ struct AutomationTests {
             let answer = try await stack.call(.GET, .automation, "/v1/automation/contacts/\(contactId)/behaviors", token: brokerage.adminToken)
             let bursts = answer["items"]?.array?.filter { $0["behavior"]?.string == "viewing_burst" } ?? []
             #expect(bursts.count == 1 && bursts.first?["eventIds"]?.array?.count == 5, "\(answer.text)")
+        }
+    }
+
+    @Test("BA-9: three of an agent's leads crossing (c) in one batch reach the agent as one e-mail naming each of them; every firing records that e-mail")
+    func alertsTogether() async throws {
+        let brokerage = try await stack.newCompany()
+        let agentId = try await ContactsTests().agent(brokerage, name: "Ada").id
+        var contacts: [String] = []
+        for name in ["Kim", "Lee", "Max"] {
+            let contact = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": "active_lead", "firstName": name, "lastName": "Browser", "assignedAgentId": agentId]))
+            contacts.append(try #require(contact["id"]?.string, "\(contact.text)"))
+        }
+        try await stack.waitUntilIdle()
+        let site = try await stack.call(.POST, .automation, "/v1/automation/sites", token: brokerage.adminToken,
+                                        json: Stack.json(["name": "Open house", "entityId": brokerage.rootEntityId]))
+        let key = try #require(site["apiKey"]?.string, "\(site.text)")
+        let now = try await stack.clockNow()
+        var events: [[String: Any]] = []
+        for contactId in contacts {
+            for index in 0..<5 {
+                events.append(["id": UUID().uuidString, "kind": "property_view", "at": RFC3339.string(from: now.addingTimeInterval(Double(index * 60 - 600))),
+                               "contactId": contactId, "listing": ["listingId": "H-\(index)"]])
+            }
+        }
+        #expect(try await activity(key, ["events": events])["stored"] == .number(15))
+        try await stack.waitUntilIdle()
+        var sent: Set<String> = []
+        for contactId in contacts {
+            let answer = try await stack.call(.GET, .automation, "/v1/automation/contacts/\(contactId)/behaviors", token: brokerage.adminToken)
+            let burst = answer["items"]?.array?.first { $0["behavior"]?.string == "viewing_burst" }
+            #expect(burst?["outcome"]?["agentAlerted"] == .bool(true), "\(answer.text)")
+            for id in burst?["outcome"]?["messageIds"]?.array ?? [] { if let id = id.string { sent.insert(id) } }
+        }
+        let mail = try await stack.call(.GET, .notifications, "/v1/messages?userId=\(agentId)", token: brokerage.adminToken)
+        let alerts = mail["items"]?.array?.filter { $0["subject"]?.string?.contains("active on the website") == true } ?? []
+        #expect(alerts.count == 1 && sent == Set(alerts.compactMap { $0["id"]?.string }), "one e-mail, recorded on each firing: \(mail.text)")
+        let body = alerts.first?["body"]?.string ?? ""
+        #expect(alerts.first?["subject"]?.string == "3 of your leads are active on the website right now", "\(mail.text)")
+        for name in ["Kim", "Lee", "Max"] {
+            #expect(body.contains("- \(name) Browser viewed 5 properties within 24 hours."), "\(body)")
         }
     }
 

@@ -152,9 +152,23 @@ enum BehaviorMessages {
         return BehaviorSettings.Template(text: text, emailSubject: subject, emailBody: body)
     }
 
-    /// The agent's alert: who, what, and the property when there is one.
-    static func alert(_ behavior: Behavior, contactName: String, listing: String?) -> (subject: String, body: String) {
-        let property = listing.map { " (listing \($0))" } ?? ""
-        return ("\(contactName) \(behavior.summary)", "\(contactName) \(behavior.summary)\(property). A good moment to reach out.")
+    struct Alert: Sendable, Hashable {
+        var contactId: UUID
+        var behavior: Behavior
+        var contactName: String
+        var listing: String?
+
+        var said: String { "\(contactName) \(behavior.summary)\(listing.map { " (listing \($0))" } ?? "")" }
+    }
+
+    /// BA-9: an agent's alerts decided together, as one e-mail naming each contact and behavior — a
+    /// burst of activity (a newsletter's clicks, an open house's sign-ins) is one e-mail to read,
+    /// not one per lead. A single alert: who, what, and the property when there is one.
+    static func alerts(_ first: Alert, _ more: [Alert] = []) -> (subject: String, body: String) {
+        guard !more.isEmpty else { return ("\(first.contactName) \(first.behavior.summary)", "\(first.said). A good moment to reach out.") }
+        let all = [first] + more
+        let leads = Set(all.map(\.contactId)).count
+        let subject = leads == 1 ? "\(first.contactName): \(all.count) signs of interest just now" : "\(leads) of your leads are active on the website right now"
+        return (subject, all.map { "- \($0.said)." }.joined(separator: "\n") + "\n\nA good moment to reach out.")
     }
 }

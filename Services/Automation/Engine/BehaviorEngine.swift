@@ -54,9 +54,22 @@ struct BehaviorEngine: Sendable {
     /// retry sends the same batch under the same Idempotency-Key, so nothing leaves twice.
     struct DeliverJob: Codable, Sendable {
         var messages: [Outgoing]
-        /// The firing each message is for, in the same order.
-        var firings: [UUID]
+        /// The firings each message is for, in the same order: one for a lead's message, each of
+        /// an agent's alerts for the agent's e-mail.
+        var firings: [[UUID]]
         var timeline: [TimelineNote]
+
+        init(messages: [Outgoing] = [], firings: [[UUID]] = [], timeline: [TimelineNote] = []) {
+            (self.messages, self.firings, self.timeline) = (messages, firings, timeline)
+        }
+
+        /// A delivery decided before alerts were gathered per agent named one firing a message.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            messages = try container.decode([Outgoing].self, forKey: .messages)
+            timeline = try container.decode([TimelineNote].self, forKey: .timeline)
+            firings = try (try? container.decode([[UUID]].self, forKey: .firings)) ?? container.decode([UUID].self, forKey: .firings).map { [$0] }
+        }
 
         /// Its firings', whatever their order: the job's unique key and its batch's Idempotency-Key.
         var key: String { UUID.derived(from: timeline.map { $0.id.uuidString }.sorted().joined(separator: ",")).lowercasedString }
@@ -69,6 +82,35 @@ struct BehaviorEngine: Sendable {
         var agentAlerted: Bool
         var alertSuppressed: BehaviorMessages.Suppression?
         var messageIds: [UUID]
+    }
+
+    /// A decided firing: its lead's messages, its agent's alert and its timeline entry.
+    struct Decided: Sendable {
+        var firing: UUID
+        var messages: [Outgoing]
+        var alert: (agent: UUID, BehaviorMessages.Alert)?
+        var note: TimelineNote
+    }
+
+    /// One delivery of decided firings: their lead messages, and each agent's alerts as one e-mail.
+    static func delivery(_ items: [Decided]) -> DeliverJob {
+        var job = DeliverJob(timeline: items.map(\.note))
+        var agents: [UUID] = []
+        var alertsOf: [UUID: [(firing: UUID, alert: BehaviorMessages.Alert)]] = [:]
+        for item in items {
+            job.messages += item.messages
+            job.firings += item.messages.map { _ in [item.firing] }
+            guard let (agent, alert) = item.alert else { continue }
+            if alertsOf[agent] == nil { agents.append(agent) }
+            alertsOf[agent, default: []].append((item.firing, alert))
+        }
+        for agent in agents {
+            guard let alerts = alertsOf[agent], let first = alerts.first else { continue }
+            let mail = BehaviorMessages.alerts(first.alert, alerts.dropFirst().map(\.alert))
+            job.messages.append(Outgoing(channel: .email, userId: agent, subject: mail.subject, body: mail.body, reference: "behavior:\(first.firing.lowercasedString)"))
+            job.firings.append(alerts.map(\.firing))
+        }
+        return job
     }
 
     var jobHandlers: [JobHandler] {
@@ -213,15 +255,28 @@ struct BehaviorEngine: Sendable {
                     AS f(id, company_id, contact_id, behavior, key, at, listing_id, event_ids)
                 ON CONFLICT (contact_id, behavior, key) DO NOTHING RETURNING id
                 """, logger: logger).decode(UUID.self) { inserted.append(id) }
-            if !inserted.isEmpty {
-                try await connection.query("""
-                    INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
-                    SELECT \(Self.firedJob), jsonb_build_object('firingId', f), \(min(since, now)), \(JobQueue.defaultMaxAttempts), 'behavior-fired:' || f
-                    FROM unnest(\(inserted.map { $0.lowercasedString })) AS f
-                    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-                    """, logger: logger)
-                try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
+            guard !inserted.isEmpty else { return }
+            // Decided here, with the activity that made them: an alert then waits for no job
+            // between its event and its delivery. What cannot be decided yet (a contact not yet
+            // in the replica) or fails is left to a job each, which retries.
+            var later = inserted
+            try await connection.query("SAVEPOINT decide_firings", logger: logger)
+            do {
+                let unknown = try await self.fired(inserted, since: min(since, now), on: connection)
+                try await connection.query("RELEASE SAVEPOINT decide_firings", logger: logger)
+                later = Array(unknown.keys)
+            } catch {
+                logger.warning("deciding firings with their activity failed; a job each decides them", metadata: ["error": "\(String(reflecting: error))"])
+                try await connection.query("ROLLBACK TO SAVEPOINT decide_firings", logger: logger)
             }
+            guard !later.isEmpty else { return }
+            try await connection.query("""
+                INSERT INTO jobs (kind, payload, run_at, max_attempts, unique_key)
+                SELECT \(Self.firedJob), jsonb_build_object('firingId', f), \(min(since, now)), \(JobQueue.defaultMaxAttempts), 'behavior-fired:' || f
+                FROM unnest(\(later.map { $0.lowercasedString })) AS f
+                ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                """, logger: logger)
+            try await Wakeups.request(JobQueue.wakeup, on: connection, logger: logger)
         }
     }
 
@@ -243,12 +298,11 @@ struct BehaviorEngine: Sendable {
         // Read whole before deciding: a query on the connection while its rows still stream waits for them.
         let firings = try await rows.collect()
             .map { try $0.decode((UUID, String, String?, UUID, Bool, String, Date, Bool, Bool, Bool, UUID?, UUID, String?, String?, Bool, Date?).self) }
-        // The contacts' merge values in one read on this connection, not a pooled one each.
-        let valuesOf = try await TemplatePreviewController(client: client, logger: logger)
-            .values(for: firings.filter { !$0.4 && !$0.14 }.map(\.3), on: connection)
         var found: Set<UUID> = []
         var settingsOf: [UUID: BehaviorSettings] = [:]
-        var decided: [(firing: UUID, outcome: Outcome, messages: [Outgoing], note: TimelineNote)] = []
+        // What each firing's guards allow, first: merge values are read only for lead messages.
+        var planned: [(firing: UUID, behavior: Behavior, listing: String?, contactId: UUID, agentId: UUID?, entityId: UUID, name: String,
+                       settings: BehaviorSettings, plan: BehaviorMessages.Plan)] = []
         for (firingId, name, listing, contactId, done, status, createdAt, hasPhone, hasEmail, alerts, agentId, entityId, first, last, deleted,
              lastAgentContact) in firings {
             found.insert(firingId)
@@ -269,6 +323,14 @@ struct BehaviorEngine: Sendable {
             let contact = BehaviorMessages.Contact(status: status, createdAt: createdAt, hasPhone: hasPhone, hasEmail: hasEmail, behavioralAlerts: alerts,
                                                    assignedAgentId: agentId)
             let plan = BehaviorMessages.plan(behavior, contact: contact, settings: settings, lastAgentContact: lastAgentContact, now: clock.now)
+            let contactName = [first, last].compactMap { $0 }.joined(separator: " ").trimmingCharacters(in: .whitespaces)
+            planned.append((firingId, behavior, listing, contactId, agentId, entityId, contactName.isEmpty ? "A lead" : contactName, settings, plan))
+        }
+        // The contacts' merge values in one read on this connection, not a pooled one each.
+        let valuesOf = try await TemplatePreviewController(client: client, logger: logger)
+            .values(for: planned.filter { $0.plan.leadChannel != nil }.map(\.contactId), on: connection)
+        var decided: [(decision: Decided, outcome: Outcome)] = []
+        for (firingId, behavior, listing, contactId, agentId, entityId, contactName, settings, plan) in planned {
             var outcome = Outcome(leadChannel: nil, leadSuppressed: plan.leadSuppressed, agentAlerted: false, alertSuppressed: plan.alertSuppressed,
                                   messageIds: [])
             let reference = "behavior:\(firingId.lowercasedString)"
@@ -281,32 +343,37 @@ struct BehaviorEngine: Sendable {
             } else if plan.leadChannel != nil {
                 outcome.leadSuppressed = .leadMessageOff
             }
+            var alert: (agent: UUID, BehaviorMessages.Alert)?
             if plan.alertAgent, let agentId {
-                let contactName = [first, last].compactMap { $0 }.joined(separator: " ").trimmingCharacters(in: .whitespaces)
-                let alert = BehaviorMessages.alert(behavior, contactName: contactName.isEmpty ? "A lead" : contactName, listing: listing)
-                messages.append(Outgoing(channel: .email, userId: agentId, subject: alert.subject, body: alert.body, reference: reference))
+                alert = (agentId, .init(contactId: contactId, behavior: behavior, contactName: contactName, listing: listing))
                 outcome.agentAlerted = true
             }
-            decided.append((firingId, outcome, messages, Self.timelineNote(behavior, firingId: firingId, contactId: contactId, listing: listing, outcome: outcome)))
+            decided.append((Decided(firing: firingId, messages: messages, alert: alert,
+                                    note: Self.timelineNote(behavior, firingId: firingId, contactId: contactId, listing: listing, outcome: outcome)),
+                            outcome))
         }
         if !decided.isEmpty {
             try await connection.query("""
-                UPDATE behavior_firings f SET outcome = d.outcome::jsonb FROM unnest(\(decided.map(\.firing)), \(try decided.map { try JSONCoding.string($0.outcome) }))
+                UPDATE behavior_firings f SET outcome = d.outcome::jsonb FROM unnest(\(decided.map(\.decision.firing)), \(try decided.map { try JSONCoding.string($0.outcome) }))
                     AS d(id, outcome) WHERE f.id = d.id
                 """, logger: logger)
-            // Deliveries of at most one notifications batch each, in the order the firings were decided.
-            var chunk = DeliverJob(messages: [], firings: [], timeline: [])
+            // Deliveries of at most one notifications batch each, in the order the firings were
+            // decided; in each, an agent's alerts are one e-mail.
+            var chunk: [Decided] = []
+            var (leadMessages, agents) = (0, Set<UUID>())
             func flush() async throws {
-                guard !chunk.timeline.isEmpty else { return }
-                try await jobs.schedule(kind: Self.deliverJob, payload: chunk, runAt: min(since, clock.now), uniqueKey: "behavior-deliver:\(chunk.key)",
+                guard !chunk.isEmpty else { return }
+                let job = Self.delivery(chunk)
+                try await jobs.schedule(kind: Self.deliverJob, payload: job, runAt: min(since, clock.now), uniqueKey: "behavior-deliver:\(job.key)",
                                         on: connection, logger: logger)
-                chunk = DeliverJob(messages: [], firings: [], timeline: [])
+                (chunk, leadMessages, agents) = ([], 0, [])
             }
-            for item in decided {
-                if chunk.messages.count + item.messages.count > Self.messagesPerDelivery { try await flush() }
-                chunk.messages += item.messages
-                chunk.firings += item.messages.map { _ in item.firing }
-                chunk.timeline.append(item.note)
+            for (item, _) in decided {
+                let newAgent = item.alert.map { !agents.contains($0.agent) } ?? false
+                if leadMessages + agents.count + item.messages.count + (newAgent ? 1 : 0) > Self.messagesPerDelivery { try await flush() }
+                chunk.append(item)
+                leadMessages += item.messages.count
+                if let agent = item.alert?.agent { agents.insert(agent) }
             }
             try await flush()
         }
@@ -343,7 +410,7 @@ struct BehaviorEngine: Sendable {
                                               headers: [("Idempotency-Key", key)], idempotent: true)
             if try answer.succeeded(from: .notifications, "notifications"),
                let items = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(answer.body.utf8)))?.items {
-                accepted = zip(job.firings, items.map(\.id)).map { ($0, $1) }
+                accepted = zip(job.firings, items.map(\.id)).flatMap { firings, message in firings.map { ($0, message) } }
             } else {
                 logger.warning("notifications refused a batch of behavior messages; sending them one by one", metadata: ["answer": "\(answer.body.prefix(300))"])
                 for (index, message) in job.messages.enumerated() {
@@ -351,7 +418,7 @@ struct BehaviorEngine: Sendable {
                                                    headers: [("Idempotency-Key", "\(key)-\(index)")], idempotent: true)
                     if try one.succeeded(from: .notifications, "notifications"),
                        let id = (try? JSONCoding.decoder.decode(Accepted.self, from: Data(one.body.utf8)))?.items.first?.id {
-                        accepted.append((job.firings[index], id))
+                        accepted += (job.firings.indices.contains(index) ? job.firings[index] : []).map { ($0, id) }
                     }
                 }
             }
