@@ -47,6 +47,23 @@ struct PlanRunnerTests {
         #expect(second.actions.map(\.step) == [3] && second.next == nil)
     }
 
+    @Test("SP-3: what one run did (enrolled, its steps at once, finished) is one timeline entry saying each in order, its id the run's on every retry; a lone entry stays as it is")
+    func oneEntryPerRun() {
+        let (enrollment, contact) = (UUID(), UUID())
+        func note(_ summary: String, step: Int) -> ServiceTimelineEntry {
+            .init(contactId: contact, id: PlanEngine.entryId(enrollment, seq: 1, step: step), kind: "smartplan", summary: summary, actorName: "SmartPlans",
+                  data: ["planId": "p"])
+        }
+        let run = [note("Enrolled in SmartPlan \"Hot\".", step: -3), note("SmartPlan \"Hot\", step 1: sent the e-mail \"Hi\".", step: 0),
+                   note("SmartPlan \"Hot\" finished.", step: -2)]
+        let merged = PlanEngine.runEntry(run, enrollmentId: enrollment, seq: 1)
+        #expect(merged.count == 1 && merged.first?.contactId == contact && merged.first?.data == ["planId": "p"])
+        #expect(merged.first?.summary == "Enrolled in SmartPlan \"Hot\". SmartPlan \"Hot\", step 1: sent the e-mail \"Hi\". SmartPlan \"Hot\" finished.")
+        #expect(merged.first?.id == PlanEngine.runEntry(run, enrollmentId: enrollment, seq: 1).first?.id)
+        #expect(merged.first?.id != PlanEngine.runEntry(run, enrollmentId: enrollment, seq: 2).first?.id)
+        #expect(PlanEngine.runEntry([run[1]], enrollmentId: enrollment, seq: 1) == [run[1]])
+    }
+
     @Test("SP-5: a text goes 10:00–19:00 Chicago; one due at 20:00 waits for 10:00 the next day, one due at 07:00 for 10:00 that day; e-mails go whenever")
     func textWindow() {
         let steps = [Self.step(.text, body: "Hello")]

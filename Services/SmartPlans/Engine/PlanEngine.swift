@@ -98,11 +98,13 @@ struct PlanEngine: Sendable {
             var notes: [Note] = []
             let runs = try await prepare(advances, on: connection, notes: &notes)
             let done = try await act(runs.map(\.run))
-            // Each contact's entries in the order they happened: enrolled, its steps, finished.
+            // A run's entries in the order they happened (enrolled, its steps, finished), as one
+            // entry on the contact's timeline.
             var finished = Finished()
             for (index, run) in runs.enumerated() {
-                notes += run.notes + done[index].notes
-                try await finish(run.run, outcomes: done[index].outcomes, into: &finished, on: connection, notes: &notes)
+                var own = run.notes + done[index].notes
+                try await finish(run.run, outcomes: done[index].outcomes, into: &finished, on: connection, notes: &own)
+                notes += Self.runEntry(own, enrollmentId: run.run.job.enrollmentId, seq: run.run.seq)
             }
             try await finished.write(on: connection, logger: logger)
             try await ServiceTimelineEntry.write(notes, with: peers)
@@ -446,6 +448,16 @@ struct PlanEngine: Sendable {
     private func timeline(_ notes: inout [Note], _ contactId: UUID, id: UUID, summary: String, plan: Plan) {
         notes.append(Note(contactId: contactId, id: id, kind: "smartplan", summary: summary, actorName: "SmartPlans",
                           data: ["planId": plan.id.lowercasedString]))
+    }
+
+    /// SP's "the timeline shows enrollment, each step done or skipped and why": what one run did —
+    /// the enrollment, each step at once (SP-3), the plan's end — is one entry saying each, rather
+    /// than an entry each: a contact's timeline reads one moment as one item, and a plan's run
+    /// writes one row, not three or more. Its id is the run's, the same on every retry.
+    static func runEntry(_ notes: [Note], enrollmentId: UUID, seq: Int) -> [Note] {
+        guard notes.count > 1, let first = notes.first else { return notes }
+        return [Note(contactId: first.contactId, id: entryId(enrollmentId, seq: seq, step: -4), kind: first.kind,
+                     summary: notes.map(\.summary).joined(separator: " "), actorName: first.actorName, data: first.data)]
     }
 
     /// The same id on every retry of a run's step, so its timeline entry is written once.
