@@ -77,6 +77,41 @@ struct ContactStoreTests {
         }
     }
 
+    @Test("ST-9: a timeline entry is written only for a contact that exists, in every conflict mode, without locking the contact's row")
+    func entriesNeedTheirContact() async throws {
+        try await TestDatabase.withSchema(migrations: ContactsMigrations.all) { client, _ in
+            let logger = TestDatabase.logger
+            let store = ContactStore(client: client, outbox: Outbox(service: .contacts, clock: WallClock()), logger: logger)
+            let (company, entity) = (UUID.random(), UUID.random())
+            try await client.query("INSERT INTO companies (id, name, created_at) VALUES (\(company), 'Acme', now())", logger: logger)
+            try await client.query("""
+                INSERT INTO entities (id, company_id, kind, name, time_zone, office_hours, created_at, updated_at)
+                VALUES (\(entity), \(company), 'company', 'Acme', 'America/Chicago', '{}', now(), now())
+                """, logger: logger)
+            let known = contact(company: company, entity: entity) { $0.phones = ["+13125550109"] }
+            #expect(try await store.importBatch(creates: [known], updates: [], timeline: [], events: { [] }))
+            let actor = Actor(kind: .service, id: "smartplans")
+            func entry(_ contactId: UUID) -> (TimelineEntry, UUID) {
+                (TimelineEntry(contactId: contactId, kind: "smartplan", at: Self.now, actor: actor, summary: "Step 1", data: .object(["version": .number(1)])),
+                 company)
+            }
+            func lockedBy() async throws -> String? {
+                try await client.query("SELECT xmax::text FROM contacts WHERE id = \(known.id)", logger: logger).collect().first?.decode(String.self)
+            }
+            let before = try await lockedBy()
+            let modes: [ContactStore.TimelineConflict] = [.none, .keepExisting, .replaceNewer(field: "version")]
+            for mode in modes {
+                _ = try await client.withConnection { connection in
+                    try await store.writeTimeline([entry(known.id), entry(UUID.random())], onConflict: mode, on: connection)
+                }
+            }
+            let rows = try await client.query("SELECT contact_id FROM timeline", logger: logger).collect().map { try $0.decode(UUID.self) }
+            #expect(rows == [known.id, known.id, known.id], "one entry per mode, none for the stranger")
+            // No foreign key: writing an entry takes no lock on its contact (its tuple's xmax, where a lock is written, is unchanged).
+            #expect(try await lockedBy() == before)
+        }
+    }
+
     @Test("ST-1, ST-11: a lead's contact, points, timeline and events are one statement; a held point or a stale version writes none of them")
     func singleWrites() async throws {
         try await TestDatabase.withSchema(migrations: ContactsMigrations.all) { client, _ in

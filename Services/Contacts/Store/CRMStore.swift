@@ -132,6 +132,7 @@ struct CRMStore: Sendable {
                             \(tasks.map { $0.dueAt != nil }), \(tasks.map { $0.dueAt ?? $0.createdAt }), \(tasks.map { $0.assigneeId?.lowercasedString ?? "" }),
                             \(tasks.map(\.version)), \(tasks.map(\.createdAt)), \(tasks.map(\.updatedAt)))
                     AS t(id, contact_id, company_id, kind, title, description, links, priority, has_due, due_at, assignee_id, version, created_at, updated_at)
+                WHERE EXISTS (SELECT FROM contacts c WHERE c.id = t.contact_id)
                 ON CONFLICT (id) DO NOTHING RETURNING id
                 """, logger: logger).decode(UUID.self) { created.insert(id) }
             let kept = made.filter { created.contains($0.task.id) }

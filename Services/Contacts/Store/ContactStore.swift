@@ -688,8 +688,10 @@ extension ContactStore {
                 RETURNING id
                 """
         }
-        /// `TimelineColumns` bound at `$first …`, written when `condition` holds.
-        static func appendTimeline(first: Int, condition: String = "true") -> String {
+        /// `TimelineColumns` bound at `$first …`, written when `condition` holds: by default, an
+        /// entry whose contact exists (contacts are never deleted, only marked; the migration
+        /// `EntriesWithoutContactLocks` says why this is not a foreign key).
+        static func appendTimeline(first: Int, condition: String = "EXISTS (SELECT FROM contacts c WHERE c.id = x.contact_id)") -> String {
             let p = (first..<first + 8).map { "$\($0)" }
             return """
                 INSERT INTO timeline (id, contact_id, company_id, kind, at, actor, summary, data)

@@ -206,5 +206,15 @@ enum ContactsMigrations {
         Migration("AddUserRotationReason", ["ALTER TABLE users ADD COLUMN rotation_reason text"]),
         // CAN-SPAM: the postal address every automated e-mail carries, per office or company.
         Migration("AddEntityPostalAddress", ["ALTER TABLE entities ADD COLUMN postal_address text"]),
+        // A timeline entry or task no longer locks its contact's row. A foreign key's check takes
+        // FOR KEY SHARE on the contact: every entry of a delivery log, a plan's step or a task
+        // wrote a lock to the contact's tuple (WAL, a dirtied page), and entries for one contact
+        // from concurrent transactions made multixacts that every later read of the contact
+        // resolved. Contacts are never deleted (only marked `deleted_at`), so the inserts' own
+        // check that the contact exists, in the same statement, keeps what the key kept.
+        Migration("EntriesWithoutContactLocks", [
+            "ALTER TABLE timeline DROP CONSTRAINT timeline_contact_id_fkey",
+            "ALTER TABLE tasks DROP CONSTRAINT tasks_contact_id_fkey",
+        ]),
     ]
 }
