@@ -20,17 +20,24 @@ struct ContactStoreTests {
         return contact
     }
 
+    /// A store on a new schema with one company and its root entity.
+    static func acme(_ client: PostgresClient) async throws -> (ContactStore, company: UUID, entity: UUID) {
+        let logger = TestDatabase.logger
+        let store = ContactStore(client: client, outbox: Outbox(service: .contacts, clock: WallClock()), logger: logger)
+        let (company, entity) = (UUID.random(), UUID.random())
+        try await client.query("INSERT INTO companies (id, name, created_at) VALUES (\(company), 'Acme', now())", logger: logger)
+        try await client.query("""
+            INSERT INTO entities (id, company_id, kind, name, time_zone, office_hours, created_at, updated_at)
+            VALUES (\(entity), \(company), 'company', 'Acme', 'America/Chicago', '{}', now(), now())
+            """, logger: logger)
+        return (store, company, entity)
+    }
+
     @Test("ST-4: an import's contacts, points and timeline read back as written, whatever their text holds")
     func importRoundTrip() async throws {
         try await TestDatabase.withSchema(migrations: ContactsMigrations.all) { client, _ in
             let logger = TestDatabase.logger
-            let store = ContactStore(client: client, outbox: Outbox(service: .contacts, clock: WallClock()), logger: logger)
-            let (company, entity) = (UUID.random(), UUID.random())
-            try await client.query("INSERT INTO companies (id, name, created_at) VALUES (\(company), 'Acme', now())", logger: logger)
-            try await client.query("""
-                INSERT INTO entities (id, company_id, kind, name, time_zone, office_hours, created_at, updated_at)
-                VALUES (\(entity), \(company), 'company', 'Acme', 'America/Chicago', '{}', now(), now())
-                """, logger: logger)
+            let (store, company, entity) = try await Self.acme(client)
             // Text that an array literal or a JSON document must carry as it is.
             let odd = contact(company: company, entity: entity) {
                 $0.firstName = "Ann \"Nan\" O'Neil"
@@ -81,13 +88,7 @@ struct ContactStoreTests {
     func entriesNeedTheirContact() async throws {
         try await TestDatabase.withSchema(migrations: ContactsMigrations.all) { client, _ in
             let logger = TestDatabase.logger
-            let store = ContactStore(client: client, outbox: Outbox(service: .contacts, clock: WallClock()), logger: logger)
-            let (company, entity) = (UUID.random(), UUID.random())
-            try await client.query("INSERT INTO companies (id, name, created_at) VALUES (\(company), 'Acme', now())", logger: logger)
-            try await client.query("""
-                INSERT INTO entities (id, company_id, kind, name, time_zone, office_hours, created_at, updated_at)
-                VALUES (\(entity), \(company), 'company', 'Acme', 'America/Chicago', '{}', now(), now())
-                """, logger: logger)
+            let (store, company, entity) = try await Self.acme(client)
             let known = contact(company: company, entity: entity) { $0.phones = ["+13125550109"] }
             #expect(try await store.importBatch(creates: [known], updates: [], timeline: [], events: { [] }))
             let actor = Actor(kind: .service, id: "smartplans")
