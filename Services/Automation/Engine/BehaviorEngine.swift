@@ -4,10 +4,11 @@ import Models
 import PostgresNIO
 import ServiceKit
 
-/// BA-2 … BA-9, BA-11: evaluates a contact's new activity (a job per contact and batch), records
-/// each behavior that fired once, and for each firing sends the lead message and the agent alert
-/// the guards allow through notifications, recording why anything was not sent and writing the
-/// firing on the contact's timeline.
+/// BA-2 … BA-9, BA-11: evaluates contacts' new activity (in the transaction that stores a site's
+/// batch, or a job for activity joined to a contact later), records each behavior that fired once
+/// and decides it there: the lead message and the agent alert the guards allow, sent through
+/// notifications by a delivery job (an agent's alerts decided together as one e-mail), why
+/// anything was not sent, and the firing on the contact's timeline.
 struct BehaviorEngine: Sendable {
     let client: PostgresClient
     let jobs: JobQueue
