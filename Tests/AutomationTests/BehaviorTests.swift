@@ -145,8 +145,9 @@ struct BehaviorTests {
     @Test("BA-9: alerts decided together reach each agent as one e-mail naming every contact and behavior; each lead's message stays its own")
     func alertsPerAgent() throws {
         let (alice, bob) = (UUID(), UUID())
-        func item(_ agent: UUID?, _ name: String, _ behavior: Behavior, listing: String? = nil, text: Bool = false) -> BehaviorEngine.Decided {
-            let (firing, contact) = (UUID(), UUID())
+        func item(_ agent: UUID?, _ name: String, _ behavior: Behavior, listing: String? = nil, text: Bool = false,
+                  contact: UUID = UUID()) -> BehaviorEngine.Decided {
+            let firing = UUID()
             let message = BehaviorEngine.Outgoing(channel: .sms, contactId: contact, body: "Hi \(name)", reference: "behavior:\(firing)")
             return .init(firing: firing, messages: text ? [message] : [], alert: agent.map { ($0, .init(contactId: contact, behavior: behavior, contactName: name, listing: listing)) },
                          note: .init(contactId: contact, id: firing, kind: "behavior", summary: name, actorName: "Behavioral automation", data: [:]))
@@ -171,8 +172,8 @@ struct BehaviorTests {
         #expect(job.messages[toBob].subject == "Ben Cho \(Behavior.favorite.summary)")
         #expect(job.messages[toBob].body == "Ben Cho \(Behavior.favorite.summary) (listing L9). A good moment to reach out.")
         // One contact's several behaviors at once: its name once in the subject.
-        let same = item(alice, "Ann Lee", .viewingWeek)
-        let twice = BehaviorEngine.delivery([items[0], BehaviorEngine.Decided(firing: same.firing, messages: [], alert: (alice, .init(contactId: items[0].alert?.1.contactId ?? UUID(), behavior: .viewingWeek, contactName: "Ann Lee", listing: nil)), note: same.note)])
+        let ann = try #require(items[0].alert?.1.contactId)
+        let twice = BehaviorEngine.delivery([items[0], item(alice, "Ann Lee", .viewingWeek, contact: ann)])
         #expect(twice.messages.map(\.subject) == ["Ann Lee: 2 signs of interest just now"])
     }
 

@@ -36,7 +36,6 @@ struct ContactStoreTests {
     @Test("ST-4: an import's contacts, points and timeline read back as written, whatever their text holds")
     func importRoundTrip() async throws {
         try await TestDatabase.withSchema(migrations: ContactsMigrations.all) { client, _ in
-            let logger = TestDatabase.logger
             let (store, company, entity) = try await Self.acme(client)
             // Text that an array literal or a JSON document must carry as it is.
             let odd = contact(company: company, entity: entity) {
