@@ -212,12 +212,17 @@ struct BehaviorEngine: Sendable {
         for contact in evaluated {
             for listing in Set((activity[contact] ?? []).filter { $0.kind == .propertyView }.compactMap(\.listingId)) { viewed.append((contact, listing)) }
         }
-        // Each contact's recent past, and every earlier view of the listings it just viewed (for (e)).
+        // Each contact's recent past, and every earlier view of the listings it just viewed (for (e)):
+        // read contact by contact through its index (the OFFSET fences the subquery), since a
+        // join over the batch lets the planner scan the whole table or the index from the
+        // batch's lowest contact id to its highest — all of a year's activity.
         for try await (contact, id, kind, at, listing) in try await connection.query("""
-            SELECT a.contact_id, a.id, a.kind, a.at, a.doc->'listing'->>'listingId'
-            FROM activity a JOIN unnest(\(evaluated), \(starts)) AS w(contact_id, start) ON a.contact_id = w.contact_id
-            WHERE a.evaluated AND (a.at > w.start OR (a.kind = 'property_view' AND (a.contact_id, a.doc->'listing'->>'listingId') IN (
-                SELECT * FROM unnest(\(viewed.map(\.0)), \(viewed.map(\.1))))))
+            SELECT w.contact_id, a.id, a.kind, a.at, a.listing_id
+            FROM unnest(\(evaluated), \(starts)) AS w(contact_id, start) CROSS JOIN LATERAL (
+                SELECT a.id, a.kind, a.at, a.doc->'listing'->>'listingId' AS listing_id FROM activity a
+                WHERE a.contact_id = w.contact_id AND a.evaluated AND (a.at > w.start OR (a.kind = 'property_view' AND (a.contact_id, a.doc->'listing'->>'listingId') IN (
+                    SELECT * FROM unnest(\(viewed.map(\.0)), \(viewed.map(\.1))))))
+                OFFSET 0) AS a
             """, logger: logger).decode((UUID, UUID, String, Date, String?).self) {
             guard let kind = ActivityEvent.Kind(rawValue: kind), !newIds.contains(id) else { continue }
             activity[contact, default: []].append(.init(id: id, kind: kind, at: at, listingId: listing, isNew: false))
