@@ -47,7 +47,7 @@ struct PlanRunnerTests {
         #expect(second.actions.map(\.step) == [3] && second.next == nil)
     }
 
-    @Test("SP-3: what one run did (enrolled, its steps at once, finished) is one timeline entry saying each in order, its id the run's on every retry; a lone entry stays as it is")
+    @Test("SP-3, ST-9: what one run did (enrolled, its steps at once, finished) is one timeline entry saying each in order, its id the run's on every retry; a lone entry stays as it is")
     func oneEntryPerRun() {
         let (enrollment, contact) = (UUID(), UUID())
         func note(_ summary: String, step: Int) -> ServiceTimelineEntry {
