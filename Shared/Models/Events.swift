@@ -49,6 +49,10 @@ public enum EventType {
     public static let communicationLogged = "communication.logged"
     /// A message of the delivery log changed state or arrived (`MessageUpdated`).
     public static let messageUpdated = "message.updated"
+    /// An outbound message accepted earlier failed or was suppressed (`MessageUpdated`), for the
+    /// service that asked when it follows its messages' fate (a SmartPlan's figures, SP-7); it
+    /// hears nothing of the others' messages.
+    public static let messageFailed = "message.failed"
     /// Keys pressed on a voice call (`MessageKeypress`), for the service that asked.
     public static let messageKeypress = "message.keypress"
     public static let messageDialed = "message.dialed"

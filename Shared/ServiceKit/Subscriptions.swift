@@ -20,6 +20,7 @@ package enum Subscriptions {
         EventType.taskChanged: [.accountability],
         EventType.activityRequested: [.accountability],
         EventType.messageUpdated: [.contacts],
+        EventType.messageFailed: [.smartplans],
         EventType.messageKeypress: [.routing],
         EventType.messageDialed: [.accountability],
     ]

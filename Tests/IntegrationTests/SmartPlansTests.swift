@@ -184,6 +184,127 @@ struct SmartPlansTests {
         #expect(sent.filter { $0["subject"]?.string == "Hello Fay" }.count == 1, "not retried: \(sent)")
     }
 
+    @Test("SP-1 … SP-8, SP-11: a team's quarter on the virtual clock — a 90-day team plan by roles, contacts imported with its trigger tag at 20:30 Chicago, the clock moved in 3-day steps: each contact gets exactly the messages and tasks its preview showed (held texts the next morning, texts only 10:00–19:00), the archived one only those before, and e-mails the provider refuses count as failed")
+    func teamQuarter() async throws {
+        let brokerage = try await stack.newCompany()
+        let root = brokerage.rootEntityId
+        #expect(try await stack.call(.PATCH, .contacts, "/v1/entities/\(root)", token: brokerage.adminToken,
+                                     json: Stack.json(["postalAddress": "3 Quarter Lane, Chicago, IL 60601"])).status == 200)
+        func user(_ first: String) async throws -> (id: String, email: String) {
+            let email = "\(first.lowercased())-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+            let made = try await stack.call(.POST, .contacts, "/v1/users", token: brokerage.adminToken, json: Stack.json([
+                "role": "agent", "firstName": first, "lastName": "Quarter", "email": email, "password": "agent password 1", "entityIds": [root]]))
+            return (try #require(made["id"]?.string, "\(made.text)"), email)
+        }
+        let isa = try await user("Isa"), pia = try await user("Pia")
+        let plan = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "Spring buyers", "owner": "team", "entityId": root, "roles": ["isa": isa.id], "durationDays": 90,
+            "triggers": ["tags": ["spring buyers"]], "steps": [
+                ["kind": "email", "subject": "Welcome {contact.first.name}", "body": "Hi {contact.first.name}, {agent.first.name} here."],
+                ["kind": "text", "body": "Hi {contact.first.name}, it's {agent.first.name}. Any questions?"],
+                ["kind": "call", "title": "Call {contact.first.name}", "days": 1, "role": "isa"],
+                ["kind": "delay", "hours": 13],
+                ["kind": "text", "bodies": ["New listings for you, {contact.first.name}.", "Open houses this weekend, {contact.first.name}.", "Still looking?"]],
+                ["kind": "delay", "days": 6],
+                ["kind": "email", "subject": "This week's homes, {contact.first.name}", "body": "Three new ones."],
+                ["kind": "delay", "days": 7],
+                ["kind": "restart"],
+            ]]))
+        let planId = try #require(plan["id"]?.string, "\(plan.text)")
+        try await stack.waitUntilIdle()
+        try await toChicagoNoon()
+        try await advance(seconds: 8 * 3_600 + 1_800)  // 20:30 Chicago: the first texts are held for the morning.
+
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let names = ["Ada", "Ben", "Cal"]
+        let emails = names.map { "\($0.lowercased())-\(suffix)@example.com" }
+        // SP-7: the provider refuses every e-mail to Ben (its sending limit), after notifications accepted them.
+        try await NotificationsTests().script(to: emails[1], Array(repeating: ["status": 403, "message": "daily sending limit reached"], count: 40))
+        var csv = "First Name,Last Name,Email,Phone,Status,Tags,Agent\n"
+        for (name, email) in zip(names, emails) {
+            csv += "\(name),Quarter,\(email),\(NotificationsTests.randomPhone()),active_lead,Spring Buyers;zillow,\(pia.email)\n"
+        }
+        let imported = try await stack.callRaw(.POST, .contacts, "/v1/contacts/import", token: brokerage.adminToken, body: csv, contentType: "text/csv")
+        #expect(imported["imported"] == .number(3), "\(imported.text)")
+        try await stack.waitUntilIdle()
+        let listed = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: brokerage.adminToken)
+        let enrollments = listed["items"]?.array ?? []
+        #expect(enrollments.count == 3, "SP-8: the import's tag enrolls each contact: \(listed.text)")
+        var ids: [String: String] = [:], previews: [String: [JSONValue]] = [:]
+        for enrollment in enrollments {
+            let contactId = try #require(enrollment["contactId"]?.string), start = try #require(enrollment["enrolledAt"]?.string)
+            let contact = try await stack.call(.GET, .contacts, "/v1/contacts/\(contactId)", token: brokerage.adminToken)
+            let first = try #require(contact["firstName"]?.string)
+            ids[first] = contactId
+            previews[first] = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/preview", token: brokerage.adminToken,
+                                                    json: Stack.json(["contactId": contactId, "start": start]))["items"]?.array ?? []
+        }
+        let ada = try #require(ids["Ada"]), ben = try #require(ids["Ben"]), cal = try #require(ids["Cal"])
+
+        // The quarter, in 3-day steps landing at noon; Cal is archived after the first month.
+        try await advance(seconds: 15 * 3_600 + 1)
+        var archivedAt: Date?
+        for stepNumber in 1...31 {
+            try await advance(seconds: 3 * 86_400)
+            if stepNumber == 10 {
+                archivedAt = try await stack.clockNow()
+                #expect(try await stack.call(.POST, .contacts, "/v1/contacts/\(cal)/status", token: brokerage.adminToken, json: #"{"status":"archive"}"#).status == 200)
+            }
+        }
+
+        var chicago = Calendar(identifier: .gregorian)
+        chicago.timeZone = TimeZone(identifier: "America/Chicago") ?? .gmt
+        func date(_ value: JSONValue?) -> Date? { value?.string.flatMap { RFC3339.date(from: $0) } }
+        /// What the preview said each contact gets by `until`, as the messages and tasks would show it.
+        func expected(_ first: String, until: Date = .distantFuture) -> (messages: [String], tasks: [(title: String, due: Date)]) {
+            let items = (previews[first] ?? []).filter { (date($0["at"]) ?? .distantFuture) <= until }
+            return (items.compactMap { item in
+                        switch item["kind"]?.string {
+                        case "email": "email: \(item["subject"]?.string ?? "")"
+                        case "text": "sms: \(item["body"]?.string ?? "")"
+                        default: nil
+                        }
+                    },
+                    items.compactMap { $0["kind"]?.string == "call" ? ($0["title"]?.string ?? "", date($0["dueAt"]) ?? .distantPast) : nil })
+        }
+        func actual(_ contactId: String) async throws -> (messages: [String], tasks: [(title: String, due: Date)], sent: [JSONValue]) {
+            let sent = try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(contactId)&limit=200", token: brokerage.adminToken)["items"]?.array ?? []
+            let tasks = try await stack.call(.GET, .contacts, "/v1/contacts/\(contactId)/tasks?limit=200", token: brokerage.adminToken)["items"]?.array ?? []
+            let ordered = sent.sorted { (date($0["createdAt"]) ?? .distantPast, $0["id"]?.string ?? "") < (date($1["createdAt"]) ?? .distantPast, $1["id"]?.string ?? "") }
+            return (ordered.map { "\($0["channel"]?.string ?? ""): \($0["channel"]?.string == "email" ? $0["subject"]?.string ?? "" : $0["body"]?.string ?? "")" },
+                    tasks.filter { $0["assigneeId"]?.string == isa.id }.map { ($0["title"]?.string ?? "", date($0["dueAt"]) ?? .distantFuture) },
+                    sent)
+        }
+        for (first, contactId) in [("Ada", ada), ("Ben", ben)] {
+            let want = expected(first), got = try await actual(contactId)
+            #expect(want.messages.count > 20 && got.messages.sorted() == want.messages.sorted(),
+                    "\(first): \(got.messages.count) messages, the preview \(want.messages.count)")
+            // SP-6: due the step's day later by the plan's calendar (to the second: the preview's start is the listed enrolledAt, in milliseconds).
+            let sameTasks = got.tasks.count == want.tasks.count && zip(got.tasks.sorted { $0.due < $1.due }, want.tasks.sorted { $0.due < $1.due })
+                .allSatisfy { $0.title == $1.title && abs($0.due.timeIntervalSince($1.due)) < 1 }
+            #expect(sameTasks && want.tasks.count >= 6, "SP-2, SP-6: \(first)'s call tasks, for the role's agent: \(got.tasks) vs \(want.tasks)")
+            for text in got.sent where text["channel"]?.string == "sms" {
+                let at = date(text["sentAt"]) ?? .distantPast
+                let minute = chicago.component(.hour, from: at) * 60 + chicago.component(.minute, from: at)
+                #expect((600..<1140).contains(minute), "SP-5: \(first)'s text sent at \(at)")
+            }
+        }
+        #expect((previews["Ada"] ?? []).first { $0["kind"]?.string == "text" }.flatMap { date($0["at"]) }.map { chicago.component(.hour, from: $0) } ?? 0 >= 10,
+                "the evening's first text is held for the next morning")
+        let calWant = expected("Cal", until: try #require(archivedAt)), calGot = try await actual(cal)
+        #expect(calGot.messages.sorted() == calWant.messages.sorted() && calWant.messages.count < expected("Cal").messages.count,
+                "SP-11: Cal gets what was due before the archive and nothing after: \(calGot.messages.count) vs \(calWant.messages.count)")
+        let benEmails = try await actual(ben).sent.filter { $0["channel"]?.string == "email" }
+        #expect(!benEmails.isEmpty && benEmails.allSatisfy { $0["state"]?.string == "failed" }, "\(benEmails.map { $0["state"] })")
+
+        let figures = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)", token: brokerage.adminToken)["figures"]
+        let sentCount = expected("Ada").messages.count + expected("Ben").messages.count - benEmails.count + calWant.messages.count
+        #expect(figures?["enrolled"] == .number(3) && figures?["failed"] == .number(Double(benEmails.count)) && figures?["messagesSent"] == .number(Double(sentCount)),
+                "SP-7: Ben's refused e-mails are failures, not sends: \(String(describing: figures)), expected \(sentCount) sent")
+        let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(ben)/timeline?limit=200", token: brokerage.adminToken)
+        #expect(timeline["items"]?.array?.contains { ($0["summary"]?.string ?? "").hasPrefix("E-mail failed") } == true, "SP-7: \(timeline.text.prefix(2_000))")
+    }
+
     @Test("SP-1, SP-2, SP-8: a team design's HTML goes out with the contact's values and the unsubscribe footer; a text task and a task are made for the step's role; a tag renamed in settings keeps its triggers and a deleted one drops them; publishing takes a plan's triggers off and a library plan is copied into a personal account without roles, and into a team only with its roles")
     func libraryDesignsAndTags() async throws {
         let brokerage = try await stack.newCompany()

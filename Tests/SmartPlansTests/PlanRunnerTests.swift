@@ -64,7 +64,7 @@ struct PlanRunnerTests {
         #expect(PlanEngine.runEntry([run[1]], enrollmentId: enrollment, seq: 1) == [run[1]])
     }
 
-    @Test("SP-5: a text goes 10:00–19:00 Chicago; one due at 20:00 waits for 10:00 the next day, one due at 07:00 for 10:00 that day; e-mails go whenever")
+    @Test("SP-5: a text goes 10:00–19:00 Chicago; one due at 20:00 is held for the next day, one due at 07:00 for that day, and held texts go between 10:00 and 14:00, each contact at its own minute; e-mails go whenever")
     func textWindow() {
         let steps = [Self.step(.text, body: "Hello")]
         let late = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(20), endsAt: .distantFuture)
@@ -77,6 +77,57 @@ struct PlanRunnerTests {
         // Across the DST change (Sunday 2027-03-14), 10:00 is still 10:00 on the wall.
         let saturday = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(21, day: 13), endsAt: .distantFuture)
         #expect(saturday.nextAt == Self.at(10, day: 14))
+        // A campaign's held texts leave over the morning, 10:00–14:00, each contact's at its own minute, every time.
+        let minutes = (0..<2_000).map { _ in PlanRunner.heldTextMinutes(UUID()) }
+        #expect(minutes.allSatisfy { (0..<240).contains($0) } && Set(minutes.map { $0 / 60 }) == [0, 1, 2, 3], "spread over the four hours")
+        let contact = UUID(), minute = PlanRunner.heldTextMinutes(contact)
+        #expect(PlanRunner.heldTextMinutes(contact) == minute)
+        let held = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(20), endsAt: .distantFuture, heldTextMinutes: minute)
+        #expect(held.actions.isEmpty && held.nextAt == Self.at(10, minute, day: 11))
+        let sent = PlanRunner.advance(steps, from: .init(stepIndex: 0, repetition: 0), now: Self.at(10, minute, day: 11), endsAt: .distantFuture,
+                                      heldTextMinutes: minute)
+        #expect(sent.actions == [.text(step: 0, body: "Hello")], "at its minute the held text goes")
+    }
+
+    @Test("SP-3, SP-5, SP-6, SP-1: a 90-day plan run by the engine's rule on a clock moved in steps of hours, and once by ten days, makes exactly the preview's steps at the preview's plan times, across the DST change: texts 10:00–19:00 Chicago (held ones at the contact's minute), tasks 08:00–17:00, in CST and CDT alike")
+    func quarterInClockSteps() {
+        let steps = [Self.step(.email, subject: "Welcome", body: "B"), Self.step(.text, body: "Hi"), Self.step(.call, title: "Call", days: 1),
+                     Self.step(.delay, hours: 13), Self.step(.text, bodies: ["one", "two", "three"]), Self.step(.task, title: "Check in", days: 2),
+                     Self.step(.delay, days: 6), Self.step(.restart)]
+        let contact = UUID(), start = Self.at(20, 30, day: 1)  // Monday 2027-03-01, 20:30 CST: the first text is held.
+        let endsAt = start.addingTimeInterval(90 * 86_400)
+        let preview = PlanRunner.preview(steps, start: start, durationDays: 90, heldTextMinutes: PlanRunner.heldTextMinutes(contact))
+        var ran: [(at: Date, action: PlanRunner.Action)] = []
+        var position = PlanRunner.Position(stepIndex: 0, repetition: 0)
+        var due: Date? = start
+        var now = start, tick = 0
+        while due != nil, now < endsAt.addingTimeInterval(86_400) {
+            // The clock moves 1 to 7 hours at a time (once ten days at once); every run due by then goes.
+            tick += 1
+            now = now.addingTimeInterval(tick == 40 ? 10 * 86_400 : Double(1 + tick % 7) * 3_600)
+            while let dueAt = due, dueAt <= now {
+                let run = PlanRunner.run(steps, from: position, dueAt: dueAt, now: now, endsAt: endsAt, contactId: contact)
+                ran += run.advance.actions.map { (run.at, $0) }
+                position = run.advance.next ?? position
+                due = run.advance.nextAt
+            }
+        }
+        #expect(ran.count == preview.count && ran.count > 40, "\(ran.count) run, \(preview.count) previewed")
+        #expect(zip(ran, preview).allSatisfy { $0.at == $1.at && $0.action == $1.action }, "the same steps at the same times")
+        let calendar = Self.chicago
+        for (at, action) in preview {
+            let minute = calendar.component(.hour, from: at) * 60 + calendar.component(.minute, from: at)
+            switch action {
+            case .text: #expect((10 * 60..<19 * 60).contains(minute), "SP-5 at \(at)")
+            case .task: #expect((8 * 60..<17 * 60).contains(minute), "SP-6 at \(at)")
+            default: break
+            }
+        }
+        let first = preview.first { if case .text = $0.action { true } else { false } }
+        #expect(first?.at == Self.at(10, PlanRunner.heldTextMinutes(contact), day: 2), "the evening's text held for the contact's minute the next morning")
+        let afterChange = preview.filter { $0.at > Self.at(12, day: 14) }
+        #expect(afterChange.contains { if case .text = $0.action { true } else { false } }, "texts after the clocks went forward, still in the window")
+        #expect(preview.allSatisfy { $0.at < endsAt }, "nothing after the plan's 90 days")
     }
 
     @Test("SP-6, SP-1: a task, call or text-task step makes its task 08:00–17:00 Chicago, due the step's days later; a text task needs its title")

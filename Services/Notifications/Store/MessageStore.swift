@@ -350,7 +350,8 @@ struct MessageStore: Sendable {
     /// message is encoded once for its row and its event.
     func saveAndPublish(_ messages: inout [Message], on connection: PostgresConnection) async throws {
         let docs = try await saveDocuments(&messages, on: connection)
-        let events = zip(messages, docs).compactMap { message, doc in message.contactId == nil ? nil : updateEvent(message, doc: doc) }
+        var events = zip(messages, docs).compactMap { message, doc in message.contactId == nil ? nil : updateEvent(message, doc: doc) }
+        events += zip(messages, docs).compactMap { message, doc in failureEvent(message, doc: doc) }
         guard !events.isEmpty else { return }
         try await outbox.publish(events, on: connection, logger: logger)
     }
@@ -645,6 +646,18 @@ struct MessageStore: Sendable {
     private func updateEvent(_ message: Message, doc: String) -> OutgoingEvent {
         outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
                         dataJSON: "{\"message\":" + doc + "}")
+    }
+
+    /// An accepted message that failed or was suppressed afterwards, told to the service that
+    /// asked for it when that service follows its messages (`Subscriptions`: SmartPlans counts a
+    /// step's e-mail that the provider refused as failed, SP-7). A refusal at acceptance is in
+    /// the answer, so only later changes (`saveAndPublish`) are told.
+    private func failureEvent(_ message: Message, doc: String) -> OutgoingEvent? {
+        guard message.direction == .outbound, message.state == .failed || message.state == .suppressed,
+              let requester = ServiceName(rawValue: message.requestedBy),
+              Subscriptions.subscribers(of: EventType.messageFailed).contains(requester) else { return nil }
+        return outbox.envelope(EventType.messageFailed, version: message.version, companyId: message.companyId, subjectId: message.id,
+                               dataJSON: "{\"message\":" + doc + "}")
     }
 }
 

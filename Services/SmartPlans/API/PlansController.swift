@@ -135,15 +135,17 @@ struct PlansController {
                     plan.updatedAt = clock.now
                     try await store.insert(plan, on: connection)
                     if active {
-                        // Every paused enrollment resumes where it was: its next step when it was due, or now if that has passed.
+                        // Every paused enrollment resumes where it was: its next step when it was due, or now if that has
+                        // passed, and the rest of its plan moves with it (a run walks from the time it was due).
                         let now = clock.now
                         // Read whole before scheduling: a query on the connection while its rows still stream waits for them.
                         let resumed = try await connection.query("""
-                            UPDATE enrollments SET state = 'active', seq = seq + 1 WHERE plan_id = \(id) AND state IN ('paused', 'active')
+                            UPDATE enrollments SET state = 'active', seq = seq + 1, next_at = GREATEST(next_at, \(now))
+                            WHERE plan_id = \(id) AND state IN ('paused', 'active')
                             RETURNING id, seq, next_at
                             """, logger: logger).collect().map { try $0.decode((UUID, Int, Date?).self) }
                         for (enrollment, seq, next) in resumed {
-                            try await engine.schedule(enrollment, seq: seq, at: max(now, next ?? now), on: connection)
+                            try await engine.schedule(enrollment, seq: seq, at: next ?? now, on: connection)
                         }
                     } else {
                         try await connection.query("UPDATE enrollments SET state = 'paused' WHERE plan_id = \(id) AND state = 'active'", logger: logger)
@@ -194,7 +196,8 @@ struct PlansController {
             let values = try await TemplatePreviewController(client: client, logger: logger).values(for: input.contactId, identity: identity)
             func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
             var items: [PreviewItem] = []
-            for (at, action) in PlanRunner.preview(plan.steps, start: input.start ?? clock.now, durationDays: plan.durationDays) {
+            for (at, action) in PlanRunner.preview(plan.steps, start: input.start ?? clock.now, durationDays: plan.durationDays,
+                                                   heldTextMinutes: PlanRunner.heldTextMinutes(input.contactId)) {
                 let kind = plan.steps[action.step].kind
                 switch action {
                 case .email(let step, let subject, let body, let html):

@@ -36,14 +36,25 @@ enum PlanRunner {
     }
 
     static let chicago = TimeZone(identifier: "America/Chicago") ?? .gmt
-    /// SP-5: texts 10:00–19:00 Chicago; one due outside waits for the next 10:00.
+    /// SP-5: texts 10:00–19:00 Chicago; one due outside is held for the next morning, between
+    /// 10:00 and 14:00 (`heldTextMinutes`).
     static let textWindow = (open: 10 * 60, close: 19 * 60)
+    static let heldTextSpread = 4 * 60
     /// SP-6: tasks are made 08:00–17:00 Chicago.
     static let taskWindow = (open: 8 * 60, close: 17 * 60)
 
+    /// SP-5: how long after 10:00 a contact's held texts go (0 ..< 4 h), the same for every text
+    /// of the contact and read from its id, so a night's held texts of a whole campaign leave
+    /// spread over the morning instead of all at 10:00, and the preview knows the minute.
+    static func heldTextMinutes(_ contactId: UUID) -> Int {
+        let bytes = contactId.uuid
+        return (Int(bytes.0) << 8 | Int(bytes.1)) % heldTextSpread
+    }
+
     /// The steps from `position` at `now`: consecutive steps run at once, a delay or a window
-    /// stops the walk until its time, and the plan ends at its last step or at `endsAt`.
-    static func advance(_ steps: [PlanStep], from position: Position, now: Date, endsAt: Date) -> Advance {
+    /// stops the walk until its time, and the plan ends at its last step or at `endsAt`. A text
+    /// held for the morning goes `heldTextMinutes` after 10:00.
+    static func advance(_ steps: [PlanStep], from position: Position, now: Date, endsAt: Date, heldTextMinutes: Int = 0) -> Advance {
         guard now < endsAt else { return Advance(actions: [], next: nil, nextAt: nil) }
         var actions: [Action] = []
         var index = position.stepIndex, repetition = position.repetition
@@ -61,7 +72,10 @@ enum PlanRunner {
                 actions.append(.task(step: index, kind: kind, title: step.title ?? "", dueAt: now.addingTimeInterval(Double(step.days ?? 0) * 86_400)))
             case .text:
                 let opening = nextOpening(textWindow, atOrAfter: now)
-                if opening > now { return wait(actions, Position(stepIndex: index, repetition: repetition), until: opening, endsAt: endsAt) }
+                if opening > now {
+                    return wait(actions, Position(stepIndex: index, repetition: repetition),
+                                until: opening.addingTimeInterval(Double(heldTextMinutes) * 60), endsAt: endsAt)
+                }
                 let body = step.bodies.map { $0.isEmpty ? "" : $0[repetition % $0.count] } ?? step.body ?? ""
                 actions.append(.text(step: index, body: body))
             case .addToPlan:
@@ -79,6 +93,15 @@ enum PlanRunner {
             index += 1
         }
         return Advance(actions: actions, next: nil, nextAt: nil)
+    }
+
+    /// A run of an enrolled contact's plan, due at `dueAt` and running at `now` (later, when the
+    /// queue was busy, the service restarted or the clock moved days at once): it walks from the
+    /// time it was due, so the plan keeps the calendar its preview showed whenever its runs get to
+    /// go, and answers that time (the steps' plan time) with what to do.
+    static func run(_ steps: [PlanStep], from position: Position, dueAt: Date?, now: Date, endsAt: Date, contactId: UUID) -> (at: Date, advance: Advance) {
+        let at = min(dueAt ?? now, now)
+        return (at, advance(steps, from: position, now: at, endsAt: endsAt, heldTextMinutes: heldTextMinutes(contactId)))
     }
 
     private static func wait(_ actions: [Action], _ next: Position, until: Date, endsAt: Date) -> Advance {
@@ -108,13 +131,13 @@ enum PlanRunner {
 
     /// SP-1's preview: every action a plan makes for a contact enrolled at `start`, with when, over
     /// its whole life (at most `limit` actions), without sending anything.
-    static func preview(_ steps: [PlanStep], start: Date, durationDays: Int, limit: Int = 500) -> [(at: Date, action: Action)] {
+    static func preview(_ steps: [PlanStep], start: Date, durationDays: Int, heldTextMinutes: Int = 0, limit: Int = 500) -> [(at: Date, action: Action)] {
         let endsAt = start.addingTimeInterval(Double(durationDays) * 86_400)
         var result: [(at: Date, action: Action)] = []
         var position = Position(stepIndex: 0, repetition: 0)
         var now = start
         while result.count < limit {
-            let advance = advance(steps, from: position, now: now, endsAt: endsAt)
+            let advance = advance(steps, from: position, now: now, endsAt: endsAt, heldTextMinutes: heldTextMinutes)
             result += advance.actions.map { (now, $0) }
             guard let next = advance.next, let at = advance.nextAt else { break }
             position = next

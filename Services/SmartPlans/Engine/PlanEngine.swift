@@ -65,7 +65,46 @@ struct PlanEngine: Sendable {
                 }
             }
         }
-        return changed + [imported] + tags
+        // SP-7: an e-mail or text the plan handed over that failed afterwards (the provider
+        // refused it, a held text was suppressed) is the step's outcome: failed, with the reason.
+        // Told before the run's own record is written, it is written first and the run's "done"
+        // gives way to it.
+        let failures = EventHandler.batched(name: "smartplans.failures", eventType: EventType.messageFailed) { events, connection, logger in
+            var steps: [(enrollment: UUID, seq: Int, step: Int, kind: String, reason: String, at: Date)] = []
+            for event in events {
+                let message = try event.data(MessageUpdated.self).message
+                guard let reference = message.reference, let step = Self.step(ofMessageKey: reference) else { continue }
+                steps.append((step.enrollment, step.seq, step.step, message.channel == .email ? "email" : "text",
+                              message.reason ?? message.state.rawValue, message.updatedAt))
+            }
+            guard !steps.isEmpty else { return }
+            try await connection.query("""
+                INSERT INTO step_log (enrollment_id, seq, step_index, plan_id, kind, outcome, detail, at)
+                SELECT e.id, f.seq, f.step_index, e.plan_id, f.kind, 'failed', f.reason, f.at
+                FROM unnest(\(steps.map(\.enrollment)), \(steps.map(\.seq)), \(steps.map(\.step)), \(steps.map(\.kind)), \(steps.map(\.reason)),
+                            \(steps.map(\.at))) AS f(enrollment_id, seq, step_index, kind, reason, at)
+                JOIN enrollments e ON e.id = f.enrollment_id
+                ON CONFLICT (enrollment_id, seq, step_index) DO UPDATE SET outcome = 'failed', detail = EXCLUDED.detail
+                WHERE step_log.outcome = 'done'
+                """, logger: logger)
+        }
+        return changed + [imported] + tags + [failures]
+    }
+
+    /// The idempotency key and reference of a step's message: its enrollment, run and step, so
+    /// notifications sends it once whatever retries, and its fate comes back to the step.
+    static func messageKey(enrollment: UUID, seq: Int, step: Int) -> String {
+        "smartplans-\(enrollment.lowercasedString)-\(seq)-\(step)"
+    }
+
+    static func step(ofMessageKey key: String) -> (enrollment: UUID, seq: Int, step: Int)? {
+        let prefix = "smartplans-"
+        guard key.hasPrefix(prefix) else { return nil }
+        let rest = key.dropFirst(prefix.count)
+        guard rest.count > 36, let enrollment = UUID(uuidString: String(rest.prefix(36))) else { return nil }
+        let numbers = rest.dropFirst(37).split(separator: "-").compactMap { Int($0) }
+        guard numbers.count == 2 else { return nil }
+        return (enrollment, numbers[0], numbers[1])
     }
 
     private func trigger(_ changes: [(id: UUID, tagsAdded: [String], status: ContactStatus, before: ContactStatus?, created: Bool)], companyId: UUID,
@@ -187,13 +226,13 @@ struct PlanEngine: Sendable {
     func prepare(_ jobs: [AdvanceJob], on connection: PostgresConnection, notes: inout [Note]) async throws -> [(run: Run, notes: [Note])] {
         guard !jobs.isEmpty else { return [] }
         typealias Row = (planId: UUID, contactId: UUID, state: String, stepIndex: Int, repetition: Int, version: Int, seq: Int, endsAt: Date,
-                         status: String?, deleted: Bool?, agentId: UUID?)
+                         nextAt: Date?, status: String?, deleted: Bool?, agentId: UUID?)
         var rows: [UUID: Row] = [:]
         // Read whole before the runs' own queries on the connection.
         for row in try await connection.prepared(LockEnrollments.self, .values(jobs.map(\.enrollmentId)), logger: logger) {
-            let (id, planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
-                = try row.decode((UUID, UUID, UUID, String, Int, Int, Int, Int, Date, String?, Bool?, UUID?).self)
-            rows[id] = (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, status, deleted, agentId)
+            let (id, planId, contactId, state, stepIndex, repetition, version, seq, endsAt, nextAt, status, deleted, agentId)
+                = try row.decode((UUID, UUID, UUID, String, Int, Int, Int, Int, Date, Date?, String?, Bool?, UUID?).self)
+            rows[id] = (planId, contactId, state, stepIndex, repetition, version, seq, endsAt, nextAt, status, deleted, agentId)
         }
         var plans: [UUID: Plan?] = [:]
         var runs: [(run: Run, notes: [Note])] = []
@@ -225,7 +264,9 @@ struct PlanEngine: Sendable {
             if row.version != plan.version, let old = try await store.steps(of: row.planId, version: row.version, on: connection) {
                 position = PlanRunner.map(position, from: old, to: plan.steps)
             }
-            let step = PlanRunner.advance(plan.steps, from: position, now: now, endsAt: row.endsAt)
+            // A text due in its window but run late still leaves only in the window: notifications
+            // holds it (the message carries the window).
+            let step = PlanRunner.run(plan.steps, from: position, dueAt: row.nextAt, now: now, endsAt: row.endsAt, contactId: row.contactId).advance
             runs.append((Run(job: job, plan: plan, contactId: row.contactId, agentId: row.agentId, seq: row.seq, step: step, values: MergeValues(),
                              now: now), own))
         }
@@ -238,7 +279,7 @@ struct PlanEngine: Sendable {
 
     enum LockEnrollments: PreparedSQL {
         static let sql = """
-            SELECT e.id, e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at,
+            SELECT e.id, e.plan_id, e.contact_id, e.state, e.step_index, e.repetition, e.plan_version, e.seq, e.ends_at, e.next_at,
                    c.status, c.deleted, c.assigned_agent_id
             FROM enrollments e LEFT JOIN contact_replica c ON c.id = e.contact_id
             WHERE e.id = ANY($1::uuid[]) ORDER BY e.id FOR UPDATE OF e
@@ -260,7 +301,7 @@ struct PlanEngine: Sendable {
             var done: [Int: StepResult] = [:]
             for index in due {
                 let run = runs[index], action = run.step.actions[wave]
-                let key = "smartplans-\(run.job.enrollmentId.lowercasedString)-\(run.seq)-\(action.step)"
+                let key = Self.messageKey(enrollment: run.job.enrollmentId, seq: run.seq, step: action.step)
                 switch action {
                 case .email(_, let subject, let body, let html):
                     let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: run.values)
