@@ -122,6 +122,9 @@ public struct Message: Codable, Sendable, Hashable {
     public var deliveredAt: Date?
     /// An automated e-mail's one-click unsubscribe link (CAN-SPAM), also sent as List-Unsubscribe.
     public var unsubscribeURL: String?
+    /// false: a failure the provider answers is final, even one it calls temporary (its sending
+    /// limit); only a provider that could not be reached is tried again (SP-7's e-mails). Absent: retried.
+    public var retry: Bool?
 
     public init(id: UUID, companyId: UUID, channel: MessageChannel, direction: MessageDirection, purpose: MessagePurpose, state: MessageState,
                 reason: String?, contactId: UUID?, userId: UUID?, to: String, from: String?, subject: String?, body: String,

@@ -65,6 +65,8 @@ package struct ContactMessage: Encodable, Sendable {
     var window: Window?
     /// Only in `send(_:with:)`'s batches: the message's own key.
     var idempotencyKey: String?
+    /// false: the provider's first refusal is final (SP-7); absent, notifications retries.
+    package var retry: Bool?
 
     package init(channel: MessageChannel, contactId: UUID, subject: String?, body: String, reference: String, window: Window?) {
         self.channel = channel

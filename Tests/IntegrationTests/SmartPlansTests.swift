@@ -61,6 +61,13 @@ struct SmartPlansTests {
                 ["kind": "email", "subject": "Still looking, {contact.first.name}?", "body": "New listings this week."],
             ]]))
         let planId = try #require(created["id"]?.string, "\(created.text)")
+        // An add_to_plan step never names its own plan, nor one the saver cannot see.
+        let selfAdding = try await stack.call(.PUT, .smartplans, "/v1/smartplans/plans/\(planId)", token: agentToken, json: Stack.json([
+            "name": "New buyer nurture", "durationDays": 30, "steps": [["kind": "delay", "days": 1], ["kind": "add_to_plan", "planId": planId]]]))
+        #expect(selfAdding.status == 422 && selfAdding.errorField == "steps[1].planId", "\(selfAdding.text)")
+        let unknown = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: agentToken, json: Stack.json([
+            "name": "Elsewhere", "durationDays": 30, "steps": [["kind": "add_to_plan", "planId": UUID().uuidString]]]))
+        #expect(unknown.status == 422 && unknown.errorField == "steps[0].planId", "\(unknown.text)")
 
         let preview = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/preview", token: agentToken,
                                            json: Stack.json(["contactId": ann]))
@@ -123,7 +130,7 @@ struct SmartPlansTests {
                 "the last run's step and the plan's end, one entry: \(timeline.text)")
     }
 
-    @Test("SP-8, SP-9: a trigger tag added to a contact enrolls it once and removing it does not unenroll; a contact tagged otherwise is not enrolled; a status that becomes the trigger status enrolls; enrollment is on the timeline")
+    @Test("SP-8, SP-9, SP-1: a trigger tag added to a contact enrolls it once and removing it does not unenroll; a contact tagged otherwise is not enrolled; a status that becomes the trigger status enrolls; enrollment is on the timeline; an add-to-plan step enrolls in the other plan, and a cycle back ends there")
     func triggersEnroll() async throws {
         let brokerage = try await stack.newCompany()
         func contact(_ first: String, tags: [String] = []) async throws -> String {
@@ -134,10 +141,18 @@ struct SmartPlansTests {
         let tagged = try await contact("Tia")
         let other = try await contact("Oli")
         let promoted = try await contact("Pam")
+        let followOn = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "Follow-on", "durationDays": 10, "steps": [["kind": "email", "subject": "More for {contact.first.name}", "body": "Hi."]]]))
+        let followOnId = try #require(followOn["id"]?.string, "\(followOn.text)")
         let plan = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
-            "name": "Hot leads", "durationDays": 10, "steps": [["kind": "task", "title": "Call {contact.first.name} today", "days": 0]],
+            "name": "Hot leads", "durationDays": 10, "steps": [["kind": "task", "title": "Call {contact.first.name} today", "days": 0],
+                                                               ["kind": "add_to_plan", "planId": followOnId]],
             "triggers": ["tags": ["hot"], "statusBecomes": ["client"]]]))
         let planId = try #require(plan["id"]?.string, "\(plan.text)")
+        // The follow-on plan adds its contacts back to the first: a cycle, bounded (a contact is enrolled in a plan once).
+        #expect(try await stack.call(.PUT, .smartplans, "/v1/smartplans/plans/\(followOnId)", token: brokerage.adminToken, json: Stack.json([
+            "name": "Follow-on", "durationDays": 10, "steps": [["kind": "email", "subject": "More for {contact.first.name}", "body": "Hi."],
+                                                              ["kind": "add_to_plan", "planId": planId]]])).status == 200)
         try await stack.waitUntilIdle()
         func tag(_ id: String, _ tag: String, remove: Bool = false) async throws {
             #expect(try await stack.call(remove ? .DELETE : .PUT, .contacts, "/v1/contacts/\(id)/tags/\(tag)", token: brokerage.adminToken).status == 200)
@@ -152,6 +167,10 @@ struct SmartPlansTests {
         let enrollments = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: brokerage.adminToken)
         let enrolled = Set((enrollments["items"]?.array ?? []).compactMap { $0["contactId"]?.string })
         #expect(enrolled == [tagged, promoted], "\(enrollments.text)")
+        let followed = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(followOnId)/enrollments", token: brokerage.adminToken)
+        #expect(Set((followed["items"]?.array ?? []).compactMap { $0["contactId"]?.string }) == [tagged, promoted], "SP-1's add to plan: \(followed.text)")
+        #expect(enrollments["items"]?.array?.count == 2 && enrollments["items"]?.array?.allSatisfy { $0["state"]?.string == "finished" } == true,
+                "the cycle back found them enrolled and ended: \(enrollments.text)")
         let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(tagged)/timeline", token: brokerage.adminToken)
         #expect(timeline["items"]?.array?.filter { $0["summary"]?.string?.hasPrefix("Enrolled in SmartPlan \"Hot leads\". SmartPlan \"Hot leads\", step 1: ") == true }.count == 1,
                 "\(timeline.text)")
@@ -184,7 +203,7 @@ struct SmartPlansTests {
         #expect(sent.filter { $0["subject"]?.string == "Hello Fay" }.count == 1, "not retried: \(sent)")
     }
 
-    @Test("SP-1 … SP-8, SP-11: a team's quarter on the virtual clock — a 90-day team plan by roles, contacts imported with its trigger tag at 20:30 Chicago, the clock moved in 3-day steps: each contact gets exactly the messages and tasks its preview showed (held texts the next morning, texts only 10:00–19:00), the archived one only those before, and e-mails the provider refuses count as failed")
+    @Test("SP-1 … SP-8, SP-11: a team's quarter on the virtual clock — a 90-day team plan by roles, contacts imported with its trigger tag at 20:30 Chicago, the clock moved in 3-day steps: each contact gets exactly the messages and tasks its preview showed (held texts the next morning, texts only 10:00–19:00), the archived one only those before, and e-mails the provider refuses (its sending limit) fail at once, not retried, and count as failed")
     func teamQuarter() async throws {
         let brokerage = try await stack.newCompany()
         let root = brokerage.rootEntityId
@@ -218,8 +237,8 @@ struct SmartPlansTests {
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let names = ["Ada", "Ben", "Cal"]
         let emails = names.map { "\($0.lowercased())-\(suffix)@example.com" }
-        // SP-7: the provider refuses every e-mail to Ben (its sending limit), after notifications accepted them.
-        try await NotificationsTests().script(to: emails[1], Array(repeating: ["status": 403, "message": "daily sending limit reached"], count: 40))
+        // SP-7: the provider refuses every e-mail to Ben (its sending limit, a 429 it would retry for any other message), after notifications accepted them.
+        try await NotificationsTests().script(to: emails[1], Array(repeating: ["status": 429, "message": "daily sending limit reached"], count: 40))
         var csv = "First Name,Last Name,Email,Phone,Status,Tags,Agent\n"
         for (name, email) in zip(names, emails) {
             csv += "\(name),Quarter,\(email),\(NotificationsTests.randomPhone()),active_lead,Spring Buyers;zillow,\(pia.email)\n"
@@ -295,7 +314,8 @@ struct SmartPlansTests {
         #expect(calGot.messages.sorted() == calWant.messages.sorted() && calWant.messages.count < expected("Cal").messages.count,
                 "SP-11: Cal gets what was due before the archive and nothing after: \(calGot.messages.count) vs \(calWant.messages.count)")
         let benEmails = try await actual(ben).sent.filter { $0["channel"]?.string == "email" }
-        #expect(!benEmails.isEmpty && benEmails.allSatisfy { $0["state"]?.string == "failed" }, "\(benEmails.map { $0["state"] })")
+        #expect(!benEmails.isEmpty && benEmails.allSatisfy { $0["state"]?.string == "failed" && $0["reason"]?.string == "http_429" && $0["attempts"] == .number(1) },
+                "SP-7: failed at once, not retried: \(benEmails.map { [$0["state"], $0["reason"], $0["attempts"]] })")
 
         let figures = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)", token: brokerage.adminToken)["figures"]
         let sentCount = expected("Ada").messages.count + expected("Ben").messages.count - benEmails.count + calWant.messages.count

@@ -30,6 +30,7 @@ struct MessagesController {
         var reference: String?
         /// In a batch: this message's own key, instead of the batch's `Idempotency-Key` header.
         var idempotencyKey: String?
+        var retry: Bool?
     }
 
     struct Attempts: ResponseEncodable {
@@ -298,6 +299,7 @@ struct MessagesController {
                               requestedBy: identity.isService ? identity.subject : (identity.userId?.lowercasedString ?? identity.subject),
                               createdAt: now, updatedAt: now, sentAt: nil, deliveredAt: nil)
         message.html = new.html
+        message.retry = new.retry == false ? false : nil
         message.from = sender.providers.sender(for: new.channel)
         return message
     }

@@ -198,6 +198,9 @@ enum ProviderFailure: Equatable, Sendable {
         return .permanent("http_\(httpStatus)")
     }
 
+    /// Transient failures where the provider never answered: the message was not tried.
+    static let unreached: Set<String> = ["provider_unreachable", "not_sent", "local_store_unavailable"]
+
     /// Twilio reports delivery failures in status callbacks with the same codes.
     static func classifyCallback(errorCode: Int?) -> String {
         errorCode.map { "provider_\($0)" } ?? "undelivered"

@@ -231,6 +231,12 @@ struct Sender: Sendable {
                         markFailed(&message, reason: "gave_up_\(reason)", attempts: number)
                         break
                     }
+                    // Asked not to retry (SP-7: a plan's e-mail over the sending limit fails and the
+                    // plan moves on), the provider's answer is final; one it never got is not a try.
+                    if message.retry == false, !ProviderFailure.unreached.contains(reason) {
+                        markFailed(&message, reason: reason, attempts: number)
+                        break
+                    }
                     // The job table retries with backoff and jitter on the service clock (NT-7).
                     retry[job.id] = TransientProviderFailure(reason: reason)
                     continue

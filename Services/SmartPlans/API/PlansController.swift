@@ -110,6 +110,7 @@ struct PlansController {
                 guard var plan = try await store.plan(id, on: connection, forUpdate: true), try await canEdit(plan, identity) else { throw APIError.notFound("plan \(id)") }
                 let steps = try await fillDesigns(Self.withIds(input.steps, keeping: Set(plan.steps.compactMap(\.id))), owner: plan.owner,
                                                   entityId: plan.entityId, identity: identity)
+                try await checkTargets(steps, of: plan.id, identity: identity)
                 try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: plan.owner, roles: input.roles ?? plan.roles)
                 try input.triggers?.validate()
                 plan.triggers = input.triggers?.isEmpty == false ? input.triggers : nil
@@ -224,6 +225,7 @@ struct PlansController {
             try await requireManages(entityId, identity: identity)
         }
         let steps = try await fillDesigns(Self.withIds(input.steps, keeping: []), owner: owner, entityId: input.entityId, identity: identity)
+        try await checkTargets(steps, of: nil, identity: identity)
         try PlanRules.validate(name: input.name, durationDays: input.durationDays, steps: steps, owner: owner, roles: input.roles)
         try input.triggers?.validate()
         let now = clock.now
@@ -233,6 +235,19 @@ struct PlansController {
                         triggers: input.triggers?.isEmpty == false ? input.triggers : nil, createdAt: now, updatedAt: now)
         try await client.transaction(logger: logger) { try await store.insert(plan, on: $0) }
         return plan
+    }
+
+    /// An add_to_plan step names a plan of the company that the saver can see, never the plan
+    /// itself (422). A cycle through other plans (A adds to B, B to A) is bounded instead: a
+    /// contact is enrolled in a plan once, ever, so the plan it comes back to does nothing.
+    func checkTargets(_ steps: [PlanStep], of planId: UUID?, identity: Identity) async throws {
+        for (index, step) in steps.enumerated() where step.kind == .addToPlan {
+            guard let target = step.planId else { continue }
+            guard target != planId else { throw APIError.validation("steps[\(index)].planId", "a plan cannot add its contacts to itself") }
+            guard let plan = try await client.withConnection({ try await store.plan(target, on: $0) }), try await canSee(plan, identity) else {
+                throw APIError.validation("steps[\(index)].planId", "no plan \(target) you can use")
+            }
+        }
     }
 
     /// Steps keep their ids across versions; a step without one (or with an id the plan never

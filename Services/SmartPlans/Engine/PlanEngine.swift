@@ -308,6 +308,8 @@ struct PlanEngine: Sendable {
                     var message = ContactMessage(channel: .email, contactId: run.contactId, subject: email.subject, body: email.body, reference: key,
                                                  window: nil)
                     message.html = email.html
+                    // SP-7: an e-mail that fails (the sending limit reached) is not retried; the plan moves on.
+                    message.retry = false
                     messages.append((index, message, key, .email, "the e-mail \"\(email.subject)\""))
                 case .text(_, let body):
                     // SP-5: a text only 10:00–19:00 Chicago.
