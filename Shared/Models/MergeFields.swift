@@ -175,6 +175,16 @@ public struct MergeValues: Sendable, Hashable {
         }
     }
 
+    /// The same values with another agent's (a team plan's step sent from its role's agent, SP-2).
+    public func with(agent: AgentFacts) -> MergeValues {
+        let theirs = MergeValues(contact: ContactFacts(firstName: nil, lastName: nil, email: nil, phone: nil, status: "", leadType: nil, source: nil,
+                                                       address: nil, searchInterest: nil),
+                                 agent: agent, officeName: nil, companyName: nil)
+        var copy = self
+        for field in [MergeField.agentFirstName, .agentLastName, .agentFullName, .agentEmail, .agentPhone] { copy.values[field] = theirs.values[field] }
+        return copy
+    }
+
     /// What the assigned agent gives theirs.
     public struct AgentFacts: Sendable {
         public var firstName, lastName, email, phone: String?

@@ -86,6 +86,18 @@ package struct TemplatePreviewController: Sendable {
         return found
     }
 
+    /// Users' own merge values as agents (a team plan's role agents, SP-2), by id.
+    package func agents(_ ids: [UUID], on connection: PostgresConnection) async throws -> [UUID: MergeValues.AgentFacts] {
+        guard !ids.isEmpty else { return [:] }
+        var found: [UUID: MergeValues.AgentFacts] = [:]
+        for try await (id, first, last, email, phone) in try await connection.query("""
+            SELECT id, first_name, last_name, email, mobile_phone FROM directory_users WHERE id = ANY(\(Array(Set(ids))))
+            """, logger: logger).decode((UUID, String?, String?, String?, String?).self) {
+            found[id] = MergeValues.AgentFacts(firstName: first, lastName: last, email: email, phone: phone)
+        }
+        return found
+    }
+
     /// Each contact's merge values, and its whole snapshot when asked for (to decide who may see it).
     private func rows(_ ids: [UUID], withSnapshots: Bool, on connection: PostgresConnection) async throws
         -> [(id: UUID, snapshot: String?, values: MergeValues)] {

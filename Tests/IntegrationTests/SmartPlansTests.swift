@@ -203,7 +203,7 @@ struct SmartPlansTests {
         #expect(sent.filter { $0["subject"]?.string == "Hello Fay" }.count == 1, "not retried: \(sent)")
     }
 
-    @Test("SP-1 … SP-8, SP-11: a team's quarter on the virtual clock — a 90-day team plan by roles, contacts imported with its trigger tag at 20:30 Chicago, the clock moved in 3-day steps: each contact gets exactly the messages and tasks its preview showed (held texts the next morning, texts only 10:00–19:00), the archived one only those before, and e-mails the provider refuses (its sending limit) fail at once, not retried, and count as failed")
+    @Test("SP-1 … SP-8, SP-11: a team's quarter on the virtual clock — a 90-day team plan by roles (a role's steps from its agent), contacts imported with its trigger tag at 20:30 Chicago, the clock moved in 3-day steps: each contact gets exactly the messages and tasks its preview showed (held texts the next morning, texts only 10:00–19:00), the archived one only those before, and e-mails the provider refuses (its sending limit) fail at once, not retried, and count as failed")
     func teamQuarter() async throws {
         let brokerage = try await stack.newCompany()
         let root = brokerage.rootEntityId
@@ -220,7 +220,7 @@ struct SmartPlansTests {
             "name": "Spring buyers", "owner": "team", "entityId": root, "roles": ["isa": isa.id], "durationDays": 90,
             "triggers": ["tags": ["spring buyers"]], "steps": [
                 ["kind": "email", "subject": "Welcome {contact.first.name}", "body": "Hi {contact.first.name}, {agent.first.name} here."],
-                ["kind": "text", "body": "Hi {contact.first.name}, it's {agent.first.name}. Any questions?"],
+                ["kind": "text", "body": "Hi {contact.first.name}, it's {agent.first.name}. Any questions?", "role": "isa"],
                 ["kind": "call", "title": "Call {contact.first.name}", "days": 1, "role": "isa"],
                 ["kind": "delay", "hours": 13],
                 ["kind": "text", "bodies": ["New listings for you, {contact.first.name}.", "Open houses this weekend, {contact.first.name}.", "Still looking?"]],
@@ -296,6 +296,9 @@ struct SmartPlansTests {
         }
         for (first, contactId) in [("Ada", ada), ("Ben", ben)] {
             let want = expected(first), got = try await actual(contactId)
+            // SP-2: the role's step is sent from its agent (Isa); the others from the contact's (Pia).
+            #expect(got.messages.contains("sms: Hi \(first), it's Isa. Any questions?") && got.messages.contains("email: Welcome \(first)"), "\(got.messages)")
+            #expect(got.sent.contains { $0["body"]?.string?.hasPrefix("Hi \(first), Pia here.") == true }, "\(got.sent.prefix(3))")
             #expect(want.messages.count > 20 && got.messages.sorted() == want.messages.sorted(),
                     "\(first): \(got.messages.count) messages, the preview \(want.messages.count)")
             // SP-6: due the step's day later by the plan's calendar (to the second: the preview's start is the listed enrolledAt, in milliseconds).

@@ -32,6 +32,15 @@ struct MergeFieldTests {
         }
     }
 
+    @Test("SP-2, SP-4: a team plan's step owned by a role speaks as the role's agent: every agent field is theirs (none left of the contact's agent), the contact's fields stay")
+    func roleAgent() throws {
+        let values = MergeValues(contact: Self.contact(), agent: Self.agent, officeName: "Downtown Office", companyName: "Demo Realty")
+        let isa = values.with(agent: MergeValues.AgentFacts(firstName: "Isa", lastName: "Inside", email: "isa@demo.example", phone: nil))
+        let template = try MessageTemplate("Hi {contact.first.name}, {agent.full.name} ({agent.email}) here, {agent.phone|call the office}. {office.name}", field: "body")
+        #expect(template.render(isa) == "Hi Jane, Isa Inside (isa@demo.example) here, call the office. Downtown Office")
+        #expect(template.render(values) == "Hi Jane, Alice Archer (alice@demo.example) here, (312) 555-0101. Downtown Office")
+    }
+
     @Test("SP-4: an unknown field is refused naming the input and the field; unclosed and stray braces too; {{ and }} are literal; a fallback fills a missing value")
     func validation() throws {
         #expect(throws: TemplateProblem(field: "steps[2].body", token: "{contact.nickname}",

@@ -216,6 +216,15 @@ struct PlanEngine: Sendable {
         var step: PlanRunner.Advance
         var values: MergeValues
         var now: Date
+        /// A team plan's role agents (SP-2), for the steps its roles own.
+        var roleAgents: [String: MergeValues.AgentFacts] = [:]
+
+        /// What a step's text is rendered with: a team plan's step owned by a role is sent from,
+        /// and signed by, the role's agent; any other by the contact's.
+        func values(step: Int) -> MergeValues {
+            guard let role = plan.steps[step].role, let agent = roleAgents[role] else { return values }
+            return values.with(agent: agent)
+        }
     }
 
     /// A claim's runs, up to their steps, with the entries each makes first: its enrollments
@@ -271,9 +280,19 @@ struct PlanEngine: Sendable {
                              now: now), own))
         }
         // The contacts' merge values, read once for every step of their runs.
-        let values = try await TemplatePreviewController(client: store.client, logger: logger)
-            .values(for: runs.filter { !$0.run.step.actions.isEmpty }.map(\.run.contactId), on: connection)
+        let templates = TemplatePreviewController(client: store.client, logger: logger)
+        let values = try await templates.values(for: runs.filter { !$0.run.step.actions.isEmpty }.map(\.run.contactId), on: connection)
         for index in runs.indices { runs[index].run.values = values[runs[index].run.contactId] ?? MergeValues() }
+        // The role agents of the steps about to run, read once for the claim.
+        let roleAgentIds = runs.flatMap { entry in
+            entry.run.step.actions.compactMap { action in entry.run.plan.steps[action.step].role.flatMap { entry.run.plan.roles?[$0] } }
+        }
+        if !roleAgentIds.isEmpty {
+            let agents = try await templates.agents(roleAgentIds, on: connection)
+            for index in runs.indices {
+                runs[index].run.roleAgents = (runs[index].run.plan.roles ?? [:]).compactMapValues { agents[$0] }
+            }
+        }
         return runs
     }
 
@@ -304,7 +323,7 @@ struct PlanEngine: Sendable {
                 let key = Self.messageKey(enrollment: run.job.enrollmentId, seq: run.seq, step: action.step)
                 switch action {
                 case .email(_, let subject, let body, let html):
-                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: run.values)
+                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: run.values(step: action.step))
                     var message = ContactMessage(channel: .email, contactId: run.contactId, subject: email.subject, body: email.body, reference: key,
                                                  window: nil)
                     message.html = email.html
@@ -313,7 +332,7 @@ struct PlanEngine: Sendable {
                     messages.append((index, message, key, .email, "the e-mail \"\(email.subject)\""))
                 case .text(_, let body):
                     // SP-5: a text only 10:00–19:00 Chicago.
-                    let message = ContactMessage(channel: .sms, contactId: run.contactId, subject: nil, body: try Self.render(body, run.values),
+                    let message = ContactMessage(channel: .sms, contactId: run.contactId, subject: nil, body: try Self.render(body, run.values(step: action.step)),
                                                  reference: key, window: .daily("10:00", "19:00", timeZone: "America/Chicago"))
                     messages.append((index, message, key, .sms, "a text"))
                 case .task:
@@ -429,8 +448,9 @@ struct PlanEngine: Sendable {
         for (run, action) in steps {
             guard case .task(_, let kind, let title, let dueAt) = action else { continue }
             let step = run.plan.steps[action.step]
-            tasks.append((NewTask(contactId: run.contactId, kind: kind, title: try Self.render(title, run.values),
-                                  description: try step.description.map { try Self.render($0, run.values) }, priority: step.priority, dueAt: dueAt,
+            let values = run.values(step: action.step)
+            tasks.append((NewTask(contactId: run.contactId, kind: kind, title: try Self.render(title, values),
+                                  description: try step.description.map { try Self.render($0, values) }, priority: step.priority, dueAt: dueAt,
                                   assigneeId: step.role.flatMap { run.plan.roles?[$0] } ?? run.agentId,
                                   id: UUID.derived(from: "smartplans-task:\(run.job.enrollmentId):\(run.seq):\(action.step)")),
                           kind == .call ? "call task" : kind == .text ? "text task" : "task"))
