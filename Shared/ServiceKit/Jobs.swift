@@ -413,7 +413,10 @@ package struct JobRunner: Service {
                         try await client.transaction(logger: logger) { connection -> [Int64: any Error] in
                             held.hold(connection)
                             var failed: [Int64: any Error] = [:]
-                            if jobs.count > 1, let batch = handler.handleBatch {
+                            // A batch handler answers its failures even for one job: what it did for
+                            // the others, and for the failed one short of failing (a message's
+                            // timeline told it waits for a retry), commits; the failed ones retry.
+                            if let batch = handler.handleBatch {
                                 failed = try await batch(jobs, connection, logger)
                             } else {
                                 try await handler.handle(first, connection, logger)

@@ -556,7 +556,7 @@ struct NotificationsTests {
         #expect(agentLookup.status == 404, "another company's contact is as unknown as a missing one: \(agentLookup.text)")
     }
 
-    @Test("NT-7: a 500 and Twilio's 20429 are retried with backoff; 21211 fails at once; 21610 fails and records the opt-out")
+    @Test("NT-7, NT-3: a 500 and Twilio's 20429 are retried with backoff, the contact's timeline saying why the text waits and then that it was sent; 21211 fails at once; 21610 fails and records the opt-out")
     func retries() async throws {
         let brokerage = try await stack.newCompany()
         try await moveToDaytime()
@@ -569,9 +569,18 @@ struct NotificationsTests {
         // Its send failed and waits on the clock for the retry: not idle, but settled.
         try await stack.waitUntilSettled()
         #expect(try await message(id)["state"] == .string("queued"))
+        func timelineEntry() async throws -> String? {
+            let timeline = try await stack.call(.GET, .contacts, "/v1/contacts/\(flakyContact)/timeline", token: brokerage.adminToken)
+            return timeline["items"]?.array?.first { $0["id"]?.string == id }?["summary"]?.string
+        }
+        // Not told of while queued, the text is on the timeline once its first try failed, saying why it waits.
+        let waiting = try await timelineEntry()
+        #expect(waiting == "Text queued: http 500", "\(String(describing: waiting))")
         for attempt in 0..<2 {
             try await moveClock(by: 600, settleOnly: attempt == 0)
         }
+        let left = try await timelineEntry()
+        #expect(left == "Text sent", "\(String(describing: left))")
         let sent = try await message(id)
         #expect(sent["state"] == .string("sent"), "\(sent.text)")
         #expect(sent["attempts"] == .number(3))

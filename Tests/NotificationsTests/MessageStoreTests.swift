@@ -21,13 +21,16 @@ struct MessageStoreTests {
         try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(table)"), logger: TestDatabase.logger).first(Int.self) ?? -1
     }
 
-    @Test("NT-1, X-3: a message, its key, its send job and its event are one statement; a taken key stores nothing, and the retry reads the first answer")
+    @Test("NT-1, X-3, NT-3: a message, its key, its send job and its event are one statement; a taken key stores nothing, and the retry reads the first answer; a contact's queued message is told of when it leaves, not when it is queued")
     func keyTakenMeanwhile() async throws {
         try await TestDatabase.withSchema(migrations: NotificationsMigrations.all) { client, _ in
             let store = MessageStore(client: client, outbox: Outbox(service: .notifications, clock: WallClock()), logger: TestDatabase.logger)
             let (user, company) = (UUID.random(), UUID.random())
             var first = message(to: user, company: company)
             first.contactId = UUID.random()
+            // Held for quiet hours: the contact's timeline hears of it at once.
+            first.state = .held
+            first.holdUntil = Self.now.addingTimeInterval(3_600)
             let record = MessageStore.IdempotencyRecord(caller: "service:routing", key: "k-1", fingerprint: "f", status: 202)
             let job = try ScheduledJob(kind: Sender.jobKind, payload: Sender.JobPayload(messageId: first.id), runAt: Self.now, maxAttempts: 8)
             let stored = try await client.withConnection { connection in
@@ -35,15 +38,21 @@ struct MessageStoreTests {
             }
             #expect(stored.stored)
             #expect(try await count(client, "jobs WHERE kind = 'message.send' AND payload->>'messageId' = '\(first.id.uuidString)' AND max_attempts = 8") == 1)
-            #expect(try await count(client, "outbox WHERE event_type = 'message.updated'") >= 1)
+            #expect(try await count(client, "outbox WHERE event_type = 'message.updated'") == 1)
+            // Queued to go at once, it is told of by its sender's outcome, not now.
+            var queued = message(to: user, company: company)
+            queued.contactId = UUID.random()
+            let queuedJob = try ScheduledJob(kind: Sender.jobKind, payload: Sender.JobPayload(messageId: queued.id), runAt: Self.now, maxAttempts: 8)
+            #expect(try await client.withConnection { try await store.insert(queued, job: queuedJob, on: $0) }.stored)
+            #expect(try await count(client, "outbox WHERE event_type = 'message.updated'") == 1)
             // The second request read "no key" before the first committed; its own write finds the key taken.
             let second = message(to: user, company: company)
             let secondStored = try await client.withConnection { connection in
                 try await store.insert(second, job: job, idempotency: record, on: connection)
             }
             #expect(!secondStored.stored)
-            #expect(try await count(client, "messages") == 1)
-            #expect(try await count(client, "jobs") == 1)
+            #expect(try await count(client, "messages") == 2)
+            #expect(try await count(client, "jobs") == 2)
             let answer = try await client.withConnection { connection in
                 try await store.storedKey(caller: record.caller, key: record.key, on: connection)
             }
@@ -57,8 +66,8 @@ struct MessageStoreTests {
             let events = try await count(client, "outbox")
             let third = try await client.withConnection { connection in try await store.insert(suppressed, on: connection) }
             #expect(third.stored)
-            #expect(try await count(client, "messages") == 2)
-            #expect(try await count(client, "jobs") == 1)
+            #expect(try await count(client, "messages") == 3)
+            #expect(try await count(client, "jobs") == 2)
             #expect(try await count(client, "outbox") == events)
         }
     }

@@ -239,6 +239,13 @@ struct Sender: Sendable {
                     }
                     // The job table retries with backoff and jitter on the service clock (NT-7).
                     retry[job.id] = TransientProviderFailure(reason: reason)
+                    // A contact's queued message is not told of until it leaves (`MessageStore`):
+                    // held up by the provider, its timeline says so at the first retry, with why.
+                    if number == 1, message.contactId != nil {
+                        message.reason = reason
+                        message.updatedAt = clock.now
+                        changed.append(message)
+                    }
                     continue
                 case .failed(.permanent(let reason)):
                     ends.append(.init(messageId: message.id, number: number, outcome: "permanent", error: reason))

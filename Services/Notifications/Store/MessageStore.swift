@@ -227,7 +227,7 @@ struct MessageStore: Sendable {
             for _ in 0..<5 { bindings.appendNull() }
         }
         if let job { job.append(to: &bindings) } else { for _ in 0..<4 { bindings.appendNull() } }
-        let events = try OutboxRows(message.contactId == nil ? [] : [updateEvent(message, doc: doc)])
+        let events = try OutboxRows(createdEvent(message, doc: doc).map { [$0] } ?? [])
         events.append(to: &bindings)
         guard try await connection.prepared(SQL.InsertMessage.self, bindings, logger: logger).count == 1 else { return (false, doc) }
         try await job?.requestWakeup(on: connection, logger: logger)
@@ -269,7 +269,7 @@ struct MessageStore: Sendable {
         var events: [OutgoingEvent] = []
         for (index, entry) in entries.enumerated() {
             let doc = String(decoding: try JSONCoding.encoder.encode(entry.message), as: UTF8.self)
-            if entry.message.contactId != nil { events.append(updateEvent(entry.message, doc: doc)) }
+            if let event = createdEvent(entry.message, doc: doc) { events.append(event) }
             try Self.bindColumns(of: entry.message, doc: doc, to: &bindings)
             parts.append("message\(index) AS (\(SQL.insertMessage(first: next, condition: "EXISTS (SELECT FROM key)")))")
             next += 14
@@ -316,7 +316,7 @@ struct MessageStore: Sendable {
             messages.map { $0.userId?.lowercasedString ?? "" }, messages.map(\.to), messages.map { $0.provider ?? "" },
             messages.map { $0.providerId ?? "" }, messages.map(\.createdAt), messages.map { $0.sentAt != nil }, messages.map { $0.sentAt ?? $0.createdAt },
             docs, jobs.map(\.0), jobs.map(\.1.kind), jobs.map(\.1.payload), jobs.map(\.2), jobs.map(\.1.maxAttempts))
-        let events = try OutboxRows(zip(messages, docs).compactMap { message, doc in message.contactId == nil ? nil : updateEvent(message, doc: doc) })
+        let events = try OutboxRows(zip(messages, docs).compactMap { message, doc in createdEvent(message, doc: doc) })
         events.append(to: &bindings)
         events.appendSubjects(to: &bindings)
         var stored: Set<String> = []
@@ -646,6 +646,16 @@ struct MessageStore: Sendable {
     private func updateEvent(_ message: Message, doc: String) -> OutgoingEvent {
         outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
                         dataJSON: "{\"message\":" + doc + "}")
+    }
+
+    /// What a contact's timeline hears of a new message: a held, suppressed or failed one, and an
+    /// inbound one, at once; a queued outbound one not yet, since its sender tells of it within
+    /// moments (sent, failed, held again) — or, when the provider fails it for a while, at its
+    /// first retry (`Sender`). Told of as queued too, every message cost a second event, delivery,
+    /// inbox row and timeline write in contacts, for an entry its next version replaced at once.
+    private func createdEvent(_ message: Message, doc: String) -> OutgoingEvent? {
+        guard message.contactId != nil, !(message.direction == .outbound && message.state == .queued) else { return nil }
+        return updateEvent(message, doc: doc)
     }
 
     /// An accepted message that failed or was suppressed afterwards, told to the service that
