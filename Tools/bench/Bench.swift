@@ -114,13 +114,19 @@ struct Bench {
         var description: String
     }
 
-    /// A fresh brokerage for this run: its admin token and root entity.
-    static func company(_ setup: Setup) async throws -> (token: String, root: String) {
+    /// The platform admin's token.
+    static func platformToken(_ setup: Setup) async throws -> String {
         let (status, login) = try await call(.POST, setup.contactsURL + "/v1/auth/login", body: json([
             "email": ProcessInfo.processInfo.environment["PLATFORM_ADMIN_EMAIL"] ?? "platform-admin@example.com",
             "password": try setup.secret("platform-admin"),
         ]))
         guard status == 200, case .string(let platform)? = login["token"] else { throw Failure(description: "platform admin login failed (\(status))") }
+        return platform
+    }
+
+    /// A fresh brokerage for this run: its admin token and root entity.
+    static func company(_ setup: Setup) async throws -> (token: String, root: String) {
+        let platform = try await platformToken(setup)
         let (created, answer) = try await call(.POST, setup.contactsURL + "/v1/companies", token: platform, body: json([
             "name": "Bench Realty \(UUID().uuidString.prefix(6))", "timeZone": "America/Chicago",
             "admin": ["firstName": "Bench", "lastName": "Admin", "email": "bench-\(UUID().uuidString.prefix(8).lowercased())@example.com",

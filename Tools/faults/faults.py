@@ -229,7 +229,7 @@ def check(brokerage, load):
     notices = {}
     # A notice names its lead in its body: "… assigned to you: First Last (buyer). …".
     for lead, channel, count in psql(f"""
-            SELECT substring(doc->>'body' from 'assigned to you: ([^(]*) \\('), channel, count(*) FROM notifications.messages
+            SELECT substring(doc::jsonb->>'body' from 'assigned to you: ([^(]*) \\('), channel, count(*) FROM notifications.messages
             WHERE company_id = '{company}' AND direction = 'outbound' GROUP BY 1, 2"""):
         notices.setdefault(lead, {})[channel] = int(count)
     verdicts = {}

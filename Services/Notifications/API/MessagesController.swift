@@ -265,8 +265,7 @@ struct MessagesController {
                 var entries: [MessageStore.KeyedEntry] = []
                 for (index, entry) in zip(fresh, composed) {
                     let doc = String(decoding: try JSONCoding.encoder.encode(entry.message), as: UTF8.self)
-                    entries.append(.init(message: entry.message, job: entry.job, key: keys[index], fingerprint: fingerprints[index],
-                                         response: "{\"items\":[" + doc + "]}"))
+                    entries.append(.init(message: entry.message, doc: doc, job: entry.job, key: keys[index], fingerprint: fingerprints[index]))
                     items[index] = doc
                 }
                 let stored = try await store.insertKeyed(entries, caller: caller, at: clock.now, on: connection)

@@ -293,10 +293,14 @@ struct MessageStore: Sendable {
     /// answer.
     struct KeyedEntry: Sendable {
         var message: Message
+        /// The message as JSON, encoded once for its row, its event and the request's answer.
+        var doc: String
         var job: ScheduledJob?
         var key: String
         var fingerprint: String
-        var response: String
+
+        /// The stored answer of the message's key: a batch of one, this message.
+        var response: String { "{\"items\":[" + doc + "]}" }
     }
 
     /// Each message stored once under its own key, with its send job and event, when the key is
@@ -304,10 +308,7 @@ struct MessageStore: Sendable {
     /// taken (by an earlier try, or a twin whose statement this one waited for).
     func insertKeyed(_ entries: [KeyedEntry], caller: String, at: Date, on connection: PostgresConnection) async throws -> Set<String> {
         guard !entries.isEmpty else { return [] }
-        let messages = entries.map(\.message)
-        var docs: [String] = []
-        docs.reserveCapacity(entries.count)
-        for message in messages { docs.append(String(decoding: try JSONCoding.encoder.encode(message), as: UTF8.self)) }
+        let messages = entries.map(\.message), docs = entries.map(\.doc)
         let jobs = entries.compactMap { entry in entry.job.flatMap { job in job.runAt.map { (entry.message.id, job, $0) } } }
         var bindings = try PostgresBindings.values(
             caller, at, entries.map(\.key), entries.map(\.fingerprint), entries.map(\.response),
@@ -734,7 +735,7 @@ extension MessageStore {
                 INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
                     provider_id, created_at, sent_at, doc)
                 SELECT \(p[0])::uuid, \(p[1])::uuid, \(p[2])::text, \(p[3])::text, \(p[4])::text, \(p[5])::text, \(p[6])::uuid, \(p[7])::uuid,
-                    \(p[8])::text, \(p[9])::text, \(p[10])::text, \(p[11])::timestamptz, \(p[12])::timestamptz, \(p[13])::text::jsonb
+                    \(p[8])::text, \(p[9])::text, \(p[10])::text, \(p[11])::timestamptz, \(p[12])::timestamptz, \(p[13])::text
                 WHERE \(condition)
                 RETURNING id
                 """
@@ -754,7 +755,7 @@ extension MessageStore {
                     INSERT INTO messages (id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider,
                         provider_id, created_at, sent_at, doc)
                     SELECT m.id, m.company_id, m.channel, m.direction, m.purpose, m.state, NULLIF(m.contact_id, '')::uuid, NULLIF(m.user_id, '')::uuid,
-                        m.to_address, NULLIF(m.provider, ''), NULLIF(m.provider_id, ''), m.created_at, CASE WHEN m.has_sent THEN m.sent_at END, m.doc::jsonb
+                        m.to_address, NULLIF(m.provider, ''), NULLIF(m.provider_id, ''), m.created_at, CASE WHEN m.has_sent THEN m.sent_at END, m.doc
                     FROM unnest($3::text[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
                                 $14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::bool[], $19::timestamptz[], $20::text[])
                         AS m(key, id, company_id, channel, direction, purpose, state, contact_id, user_id, to_address, provider, provider_id,
@@ -773,7 +774,7 @@ extension MessageStore {
         enum SaveMessages: PreparedSQL {
             static let sql = """
                 UPDATE messages m SET state = u.state, provider = CASE WHEN u.has_provider THEN u.provider END,
-                    provider_id = CASE WHEN u.has_provider THEN u.provider_id END, sent_at = CASE WHEN u.has_sent THEN u.sent_at END, doc = u.doc::jsonb
+                    provider_id = CASE WHEN u.has_provider THEN u.provider_id END, sent_at = CASE WHEN u.has_sent THEN u.sent_at END, doc = u.doc
                 FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::text[])
                     AS u(id, state, has_provider, provider, provider_id, has_sent, sent_at, doc)
                 WHERE m.id = u.id
