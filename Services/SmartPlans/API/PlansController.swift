@@ -194,19 +194,20 @@ struct PlansController {
             let identity = try context.requireIdentity()
             let plan = try await visiblePlan(context)
             let input = try await request.decodeJSON(as: PreviewInput.self, context: context)
-            let templates = TemplatePreviewController(client: client, logger: logger)
-            let contactValues = try await templates.values(for: input.contactId, identity: identity)
+            let merge = TemplatePreviewController(client: client, logger: logger)
+            let contactValues = try await merge.values(for: input.contactId, identity: identity)
             // SP-2: a step its role owns is sent from, and signed by, the role's agent, as when it runs.
-            let agents = try await client.withConnection { try await templates.agents(Array((plan.roles ?? [:]).values), on: $0) }
+            let agents = try await client.withConnection { try await merge.agents(Array((plan.roles ?? [:]).values), on: $0) }
             var items: [PreviewItem] = []
+            var templates = PlanRunner.Templates()
             for (at, action) in PlanRunner.preview(plan.steps, start: input.start ?? clock.now, durationDays: plan.durationDays,
                                                    heldTextMinutes: PlanRunner.heldTextMinutes(input.contactId)) {
                 let kind = plan.steps[action.step].kind
                 let values = plan.steps[action.step].role.flatMap { plan.roles?[$0] }.flatMap { agents[$0] }.map(contactValues.with(agent:)) ?? contactValues
-                func render(_ text: String) throws -> String { try TemplatePreviewController.parse(text, field: "step").render(values) }
+                func render(_ text: String) throws -> String { try templates.render(text, values) }
                 switch action {
                 case .email(let step, let subject, let body, let html):
-                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: values)
+                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: values, templates: &templates)
                     items.append(PreviewItem(at: at, step: step, kind: kind, subject: email.subject, body: email.body, html: email.html))
                 case .text(let step, let body):
                     items.append(PreviewItem(at: at, step: step, kind: kind, body: try render(body)))

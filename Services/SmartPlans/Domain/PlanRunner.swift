@@ -122,11 +122,34 @@ enum PlanRunner {
     /// An e-mail step as it leaves for one contact: the subject and text with the contact's values,
     /// and a design's HTML with them escaped (a name never becomes markup); without a text of its
     /// own, a design's plain text is read from its rendered HTML.
-    static func renderEmail(subject: String, body: String, html: String?, values: MergeValues) throws -> (subject: String, body: String, html: String?) {
-        func parse(_ text: String) throws -> MessageTemplate { try TemplatePreviewController.parse(text, field: "step") }
+    static func renderEmail(subject: String, body: String, html: String?, values: MergeValues,
+                            templates: inout Templates) throws -> (subject: String, body: String, html: String?) {
+        func parse(_ text: String) throws -> MessageTemplate { try templates.parse(text) }
         let renderedHTML = try html.map { try parse($0).render(MergeValues(values: values.values.mapValues(HTMLText.escape))) }
         let text = body.isEmpty ? renderedHTML.map(HTMLText.plainText) ?? "" : try parse(body).render(values)
         return (try parse(subject).render(values), text, renderedHTML)
+    }
+
+    static func renderEmail(subject: String, body: String, html: String?, values: MergeValues) throws -> (subject: String, body: String, html: String?) {
+        var templates = Templates()
+        return try renderEmail(subject: subject, body: body, html: html, values: values, templates: &templates)
+    }
+
+    /// A run's or a claim's step texts, each parsed once however many contacts it is rendered for
+    /// (parsing was most of rendering a step's e-mail).
+    struct Templates {
+        private var parsed: [String: MessageTemplate] = [:]
+
+        mutating func parse(_ text: String) throws -> MessageTemplate {
+            if let known = parsed[text] { return known }
+            let template = try TemplatePreviewController.parse(text, field: "step")
+            parsed[text] = template
+            return template
+        }
+
+        mutating func render(_ text: String, _ values: MergeValues) throws -> String {
+            try parse(text).render(values)
+        }
     }
 
     /// SP-1's preview: every action a plan makes for a contact enrolled at `start`, with when, over

@@ -313,6 +313,7 @@ struct PlanEngine: Sendable {
     /// batch beside them. Answers each run's outcomes and entries, in order.
     func act(_ runs: [Run]) async throws -> [(outcomes: [(outcome: String, detail: String?)], notes: [Note])] {
         var results = Array(repeating: (outcomes: [(outcome: String, detail: String?)](), notes: [Note]()), count: runs.count)
+        var templates = PlanRunner.Templates()
         for wave in 0..<(runs.map(\.step.actions.count).max() ?? 0) {
             let due = runs.indices.filter { wave < runs[$0].step.actions.count }
             var messages: [(run: Int, message: ContactMessage, key: String, channel: MessageChannel, what: String)] = []
@@ -323,7 +324,8 @@ struct PlanEngine: Sendable {
                 let key = Self.messageKey(enrollment: run.job.enrollmentId, seq: run.seq, step: action.step)
                 switch action {
                 case .email(_, let subject, let body, let html):
-                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: run.values(step: action.step))
+                    let email = try PlanRunner.renderEmail(subject: subject, body: body, html: html, values: run.values(step: action.step),
+                                                           templates: &templates)
                     var message = ContactMessage(channel: .email, contactId: run.contactId, subject: email.subject, body: email.body, reference: key,
                                                  window: nil)
                     message.html = email.html
@@ -332,7 +334,7 @@ struct PlanEngine: Sendable {
                     messages.append((index, message, key, .email, "the e-mail \"\(email.subject)\""))
                 case .text(_, let body):
                     // SP-5: a text only 10:00–19:00 Chicago.
-                    let message = ContactMessage(channel: .sms, contactId: run.contactId, subject: nil, body: try Self.render(body, run.values(step: action.step)),
+                    let message = ContactMessage(channel: .sms, contactId: run.contactId, subject: nil, body: try templates.render(body, run.values(step: action.step)),
                                                  reference: key, window: .daily("10:00", "19:00", timeZone: "America/Chicago"))
                     messages.append((index, message, key, .sms, "a text"))
                 case .task:
@@ -365,10 +367,6 @@ struct PlanEngine: Sendable {
             }
         }
         return results
-    }
-
-    static func render(_ text: String, _ values: MergeValues) throws -> String {
-        try TemplatePreviewController.parse(text, field: "step").render(values)
     }
 
     /// What a claim's runs record, written in a handful of statements for all of them.
@@ -445,12 +443,13 @@ struct PlanEngine: Sendable {
     /// a task at a time, so that each has its own outcome.
     private func makeTasks(_ steps: [(run: Run, action: PlanRunner.Action)]) async throws -> [StepResult] {
         var tasks: [(task: NewTask, what: String)] = []
+        var templates = PlanRunner.Templates()
         for (run, action) in steps {
             guard case .task(_, let kind, let title, let dueAt) = action else { continue }
             let step = run.plan.steps[action.step]
             let values = run.values(step: action.step)
-            tasks.append((NewTask(contactId: run.contactId, kind: kind, title: try Self.render(title, values),
-                                  description: try step.description.map { try Self.render($0, values) }, priority: step.priority, dueAt: dueAt,
+            tasks.append((NewTask(contactId: run.contactId, kind: kind, title: try templates.render(title, values),
+                                  description: try step.description.map { try templates.render($0, values) }, priority: step.priority, dueAt: dueAt,
                                   assigneeId: step.role.flatMap { run.plan.roles?[$0] } ?? run.agentId,
                                   id: UUID.derived(from: "smartplans-task:\(run.job.enrollmentId):\(run.seq):\(action.step)")),
                           kind == .call ? "call task" : kind == .text ? "text task" : "task"))
