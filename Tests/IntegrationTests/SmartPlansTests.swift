@@ -176,6 +176,44 @@ struct SmartPlansTests {
                 "\(timeline.text)")
     }
 
+    @Test("SP-10: contacts taken out of a plan in bulk, with a line per contact, get nothing more; the one left in goes on")
+    func bulkRemoval() async throws {
+        let brokerage = try await stack.newCompany()
+        #expect(try await stack.call(.PATCH, .contacts, "/v1/entities/\(brokerage.rootEntityId)", token: brokerage.adminToken,
+                                     json: Stack.json(["postalAddress": "4 Removal Road, Chicago, IL 60601"])).status == 200)
+        var ids: [String] = []
+        for first in ["Rae", "Rob", "Kit"] {
+            let created = try await stack.call(.POST, .contacts, "/v1/contacts", token: brokerage.adminToken, json: Stack.json([
+                "status": "active_lead", "firstName": first, "lastName": "Bulk", "emails": ["\(first.lowercased())-\(UUID().uuidString.prefix(6))@example.com"]]))
+            ids.append(try #require(created["id"]?.string, "\(created.text)"))
+        }
+        try await stack.waitUntilIdle()
+        let plan = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans", token: brokerage.adminToken, json: Stack.json([
+            "name": "Two notes", "durationDays": 10, "steps": [
+                ["kind": "email", "subject": "First, {contact.first.name}", "body": "One."], ["kind": "delay", "days": 1],
+                ["kind": "email", "subject": "Second, {contact.first.name}", "body": "Two."]]]))
+        let planId = try #require(plan["id"]?.string, "\(plan.text)")
+        _ = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: brokerage.adminToken, json: Stack.json(["contactIds": ids]))
+        try await stack.waitUntilIdle()
+        let stranger = UUID().uuidString
+        let report = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments/removals", token: brokerage.adminToken,
+                                          json: Stack.json(["contactIds": [ids[0], ids[1], stranger, ids[0]]]))
+        #expect(report["items"]?.array?.map { "\($0["contactId"]?.string ?? ""):\($0["outcome"]?.string ?? "")" }
+                == ["\(ids[0]):removed", "\(ids[1]):removed", "\(stranger):not_enrolled"], "\(report.text)")
+        let none = try await stack.call(.POST, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments/removals", token: brokerage.adminToken,
+                                           json: Stack.json(["contactIds": [String]()]))
+        #expect(none.status == 422 && none.errorField == "contactIds", "\(none.text)")
+        try await advance(seconds: 86_400 + 60)
+        for (index, id) in ids.enumerated() {
+            let subjects = (try await stack.call(.GET, .notifications, "/v1/messages?contactId=\(id)", token: brokerage.adminToken)["items"]?.array ?? [])
+                .compactMap { $0["subject"]?.string }
+            #expect(subjects.filter { $0.hasPrefix("Second") }.count == (index == 2 ? 1 : 0) && subjects.filter { $0.hasPrefix("First") }.count == 1,
+                    "\(index): \(subjects)")
+        }
+        let states = try await stack.call(.GET, .smartplans, "/v1/smartplans/plans/\(planId)/enrollments", token: brokerage.adminToken)["items"]?.array ?? []
+        #expect(states.filter { $0["state"]?.string == "removed" }.count == 2 && states.filter { $0["state"]?.string == "finished" }.count == 1, "\(states)")
+    }
+
     @Test("SP-7: an e-mail step that notifications refuses to send (no postal address for CAN-SPAM) is not retried: its failure goes on the timeline and the plan moves on to its text")
     func failedEmailMovesOn() async throws {
         let brokerage = try await stack.newCompany()

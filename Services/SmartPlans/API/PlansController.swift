@@ -48,6 +48,19 @@ struct PlansController {
 
     struct Activation: Decodable { var active: Bool }
 
+    /// SP-10's removal in bulk: each contact's line.
+    struct RemovalReport: ResponseEncodable {
+        enum Outcome: String, Codable, Sendable {
+            case removed
+            case notEnrolled = "not_enrolled"
+        }
+        struct Item: Codable, Sendable {
+            var contactId: UUID
+            var outcome: Outcome
+        }
+        var items: [Item]
+    }
+
     struct EnrollReport: ResponseEncodable {
         struct Item: Codable, Sendable {
             var contactId: UUID
@@ -178,6 +191,21 @@ struct PlansController {
                 """, logger: logger).collect().count == 1
             guard removed else { throw APIError.notFound("enrollment of \(contactId)") }
             return Response(status: .noContent)
+        }
+        // SP-10: many contacts out of the plan at once (a list cleaned up, a campaign's audience
+        // changed), in one statement, with a line per contact; nothing more is sent to them.
+        group.post("/v1/smartplans/plans/{id}/enrollments/removals") { request, context -> RemovalReport in
+            let plan = try await visiblePlan(context)
+            let input = try await request.decodeJSON(as: EnrollInput.self, context: context)
+            guard (1...10_000).contains(input.contactIds.count) else { throw APIError.validation("contactIds", "1 to 10,000 contacts a request") }
+            let removed = Set(try await client.query("""
+                UPDATE enrollments SET state = 'removed', next_at = NULL, reason = 'removed by hand'
+                WHERE plan_id = \(plan.id) AND contact_id = ANY(\(input.contactIds)) AND state IN ('active', 'paused') RETURNING contact_id
+                """, logger: logger).collect().map { try $0.decode(UUID.self) })
+            var seen: Set<UUID> = []
+            return RemovalReport(items: input.contactIds.filter { seen.insert($0).inserted }.map {
+                .init(contactId: $0, outcome: removed.contains($0) ? .removed : .notEnrolled)
+            })
         }
         group.get("/v1/smartplans/plans/{id}/enrollments") { _, context -> Enrollments in
             let plan = try await visiblePlan(context)
