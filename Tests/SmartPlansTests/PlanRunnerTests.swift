@@ -206,12 +206,13 @@ struct PlanRunnerTests {
     @Test("SP-1, SP-4: a design's HTML gets the contact's values escaped, its plain text is read from the rendered HTML, and a step's own text wins")
     func designRendering() throws {
         let values = MergeValues(values: [.contactFirstName: "Al <b>& Co"])
+        var templates = PlanRunner.Templates()
         let email = try PlanRunner.renderEmail(subject: "For {contact.first.name}", body: "", html: "<style>p{{color:red}}</style><p>Hi {contact.first.name}</p><br><a href=\"https://x.test/a?b=1&amp;c=2\">Listing</a>",
-                                               values: values)
+                                               values: values, templates: &templates)
         #expect(email.subject == "For Al <b>& Co")
         #expect(email.html == "<style>p{color:red}</style><p>Hi Al &lt;b&gt;&amp; Co</p><br><a href=\"https://x.test/a?b=1&amp;c=2\">Listing</a>")
         #expect(email.body == "Hi Al <b>& Co\n\n[https://x.test/a?b=1&c=2] Listing")
-        let own = try PlanRunner.renderEmail(subject: "S", body: "Text for {contact.first.name}", html: "<p>x</p>", values: values)
+        let own = try PlanRunner.renderEmail(subject: "S", body: "Text for {contact.first.name}", html: "<p>x</p>", values: values, templates: &templates)
         #expect(own.body == "Text for Al <b>& Co" && own.html == "<p>x</p>")
     }
 }

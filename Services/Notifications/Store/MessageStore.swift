@@ -644,9 +644,8 @@ struct MessageStore: Sendable {
     /// What a contact's timeline and the services that follow its messages hear of a change: a
     /// `MessageUpdated` around the message's document as stored (encoded once for the row and the
     /// event; a message was a third of notifications' CPU, encoded again for each).
-    private func updateEvent(_ message: Message, doc: String) -> OutgoingEvent {
-        outbox.envelope(EventType.messageUpdated, version: message.version, companyId: message.companyId, subjectId: message.id,
-                        dataJSON: "{\"message\":" + doc + "}")
+    private func updateEvent(_ message: Message, doc: String, type: String = EventType.messageUpdated) -> OutgoingEvent {
+        outbox.envelope(type, version: message.version, companyId: message.companyId, subjectId: message.id, dataJSON: "{\"message\":" + doc + "}")
     }
 
     /// What a contact's timeline hears of a new message: a held, suppressed or failed one, and an
@@ -667,8 +666,7 @@ struct MessageStore: Sendable {
         guard message.direction == .outbound, message.state == .failed || message.state == .suppressed,
               let requester = ServiceName(rawValue: message.requestedBy),
               Subscriptions.subscribers(of: EventType.messageFailed).contains(requester) else { return nil }
-        return outbox.envelope(EventType.messageFailed, version: message.version, companyId: message.companyId, subjectId: message.id,
-                               dataJSON: "{\"message\":" + doc + "}")
+        return updateEvent(message, doc: doc, type: EventType.messageFailed)
     }
 }
 

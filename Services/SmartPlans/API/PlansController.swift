@@ -185,11 +185,7 @@ struct PlansController {
         group.delete("/v1/smartplans/plans/{id}/enrollments/{contactId}") { _, context -> Response in
             let plan = try await visiblePlan(context)
             let contactId = try context.pathID("contactId")
-            let removed = try await client.query("""
-                UPDATE enrollments SET state = 'removed', next_at = NULL, reason = 'removed by hand'
-                WHERE plan_id = \(plan.id) AND contact_id = \(contactId) AND state IN ('active', 'paused') RETURNING id
-                """, logger: logger).collect().count == 1
-            guard removed else { throw APIError.notFound("enrollment of \(contactId)") }
+            guard try await remove([contactId], from: plan) == [contactId] else { throw APIError.notFound("enrollment of \(contactId)") }
             return Response(status: .noContent)
         }
         // SP-10: many contacts out of the plan at once (a list cleaned up, a campaign's audience
@@ -198,10 +194,7 @@ struct PlansController {
             let plan = try await visiblePlan(context)
             let input = try await request.decodeJSON(as: EnrollInput.self, context: context)
             guard (1...10_000).contains(input.contactIds.count) else { throw APIError.validation("contactIds", "1 to 10,000 contacts a request") }
-            let removed = Set(try await client.query("""
-                UPDATE enrollments SET state = 'removed', next_at = NULL, reason = 'removed by hand'
-                WHERE plan_id = \(plan.id) AND contact_id = ANY(\(input.contactIds)) AND state IN ('active', 'paused') RETURNING contact_id
-                """, logger: logger).collect().map { try $0.decode(UUID.self) })
+            let removed = try await remove(input.contactIds, from: plan)
             var seen: Set<UUID> = []
             return RemovalReport(items: input.contactIds.filter { seen.insert($0).inserted }.map {
                 .init(contactId: $0, outcome: removed.contains($0) ? .removed : .notEnrolled)
@@ -224,14 +217,14 @@ struct PlansController {
             let input = try await request.decodeJSON(as: PreviewInput.self, context: context)
             let merge = TemplatePreviewController(client: client, logger: logger)
             let contactValues = try await merge.values(for: input.contactId, identity: identity)
-            // SP-2: a step its role owns is sent from, and signed by, the role's agent, as when it runs.
+            // SP-2: a step its role owns speaks as the role's agent, as when it runs.
             let agents = try await client.withConnection { try await merge.agents(Array((plan.roles ?? [:]).values), on: $0) }
             var items: [PreviewItem] = []
             var templates = PlanRunner.Templates()
             for (at, action) in PlanRunner.preview(plan.steps, start: input.start ?? clock.now, durationDays: plan.durationDays,
                                                    heldTextMinutes: PlanRunner.heldTextMinutes(input.contactId)) {
                 let kind = plan.steps[action.step].kind
-                let values = plan.steps[action.step].role.flatMap { plan.roles?[$0] }.flatMap { agents[$0] }.map(contactValues.with(agent:)) ?? contactValues
+                let values = plan.values(forStep: action.step, contact: contactValues, agents: agents)
                 func render(_ text: String) throws -> String { try templates.render(text, values) }
                 switch action {
                 case .email(let step, let subject, let body, let html):
@@ -268,6 +261,15 @@ struct PlansController {
                         triggers: input.triggers?.isEmpty == false ? input.triggers : nil, createdAt: now, updatedAt: now)
         try await client.transaction(logger: logger) { try await store.insert(plan, on: $0) }
         return plan
+    }
+
+    /// SP-10: takes the contacts out of the plan (those still active or paused in it); answers
+    /// whom it took out. Their next runs find the enrollment removed and do nothing.
+    func remove(_ contactIds: [UUID], from plan: Plan) async throws -> Set<UUID> {
+        Set(try await client.query("""
+            UPDATE enrollments SET state = 'removed', next_at = NULL, reason = 'removed by hand'
+            WHERE plan_id = \(plan.id) AND contact_id = ANY(\(contactIds)) AND state IN ('active', 'paused') RETURNING contact_id
+            """, logger: logger).collect().map { try $0.decode(UUID.self) })
     }
 
     /// An add_to_plan step names a plan of the company that the saver can see, never the plan

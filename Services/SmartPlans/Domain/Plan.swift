@@ -108,6 +108,18 @@ struct Plan: Codable, Sendable, Hashable {
     var triggers: PlanTriggers?
     var createdAt: Date
     var updatedAt: Date
+
+    /// SP-2: the team's default agent for the role that owns a step, if one does.
+    func roleAgent(ofStep index: Int) -> UUID? {
+        steps[index].role.flatMap { roles?[$0] }
+    }
+
+    /// What a step's text is rendered with: a step its role owns speaks as the role's agent (the
+    /// `{agent.*}` fields are theirs), any other as the contact's agent — when it runs and in the preview.
+    func values(forStep index: Int, contact: MergeValues, agents: [UUID: MergeValues.AgentFacts]) -> MergeValues {
+        guard let agent = roleAgent(ofStep: index).flatMap({ agents[$0] }) else { return contact }
+        return contact.with(agent: agent)
+    }
 }
 
 enum PlanRules {

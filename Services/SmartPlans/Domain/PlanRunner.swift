@@ -130,11 +130,6 @@ enum PlanRunner {
         return (try parse(subject).render(values), text, renderedHTML)
     }
 
-    static func renderEmail(subject: String, body: String, html: String?, values: MergeValues) throws -> (subject: String, body: String, html: String?) {
-        var templates = Templates()
-        return try renderEmail(subject: subject, body: body, html: html, values: values, templates: &templates)
-    }
-
     /// A run's or a claim's step texts, each parsed once however many contacts it is rendered for
     /// (parsing was most of rendering a step's e-mail).
     struct Templates {

@@ -216,14 +216,11 @@ struct PlanEngine: Sendable {
         var step: PlanRunner.Advance
         var values: MergeValues
         var now: Date
-        /// A team plan's role agents (SP-2), for the steps its roles own.
-        var roleAgents: [String: MergeValues.AgentFacts] = [:]
+        /// The claim's role agents (SP-2), for the steps their roles own.
+        var agents: [UUID: MergeValues.AgentFacts] = [:]
 
-        /// What a step's text is rendered with: a team plan's step owned by a role is sent from,
-        /// and signed by, the role's agent; any other by the contact's.
         func values(step: Int) -> MergeValues {
-            guard let role = plan.steps[step].role, let agent = roleAgents[role] else { return values }
-            return values.with(agent: agent)
+            plan.values(forStep: step, contact: values, agents: agents)
         }
     }
 
@@ -284,14 +281,10 @@ struct PlanEngine: Sendable {
         let values = try await templates.values(for: runs.filter { !$0.run.step.actions.isEmpty }.map(\.run.contactId), on: connection)
         for index in runs.indices { runs[index].run.values = values[runs[index].run.contactId] ?? MergeValues() }
         // The role agents of the steps about to run, read once for the claim.
-        let roleAgentIds = runs.flatMap { entry in
-            entry.run.step.actions.compactMap { action in entry.run.plan.steps[action.step].role.flatMap { entry.run.plan.roles?[$0] } }
-        }
+        let roleAgentIds = runs.flatMap { entry in entry.run.step.actions.compactMap { entry.run.plan.roleAgent(ofStep: $0.step) } }
         if !roleAgentIds.isEmpty {
             let agents = try await templates.agents(roleAgentIds, on: connection)
-            for index in runs.indices {
-                runs[index].run.roleAgents = (runs[index].run.plan.roles ?? [:]).compactMapValues { agents[$0] }
-            }
+            for index in runs.indices { runs[index].run.agents = agents }
         }
         return runs
     }
@@ -450,7 +443,7 @@ struct PlanEngine: Sendable {
             let values = run.values(step: action.step)
             tasks.append((NewTask(contactId: run.contactId, kind: kind, title: try templates.render(title, values),
                                   description: try step.description.map { try templates.render($0, values) }, priority: step.priority, dueAt: dueAt,
-                                  assigneeId: step.role.flatMap { run.plan.roles?[$0] } ?? run.agentId,
+                                  assigneeId: run.plan.roleAgent(ofStep: action.step) ?? run.agentId,
                                   id: UUID.derived(from: "smartplans-task:\(run.job.enrollmentId):\(run.seq):\(action.step)")),
                           kind == .call ? "call task" : kind == .text ? "text task" : "task"))
         }
