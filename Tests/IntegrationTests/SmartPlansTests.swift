@@ -349,8 +349,15 @@ struct SmartPlansTests {
                 #expect((600..<1140).contains(minute), "SP-5: \(first)'s text sent at \(at)")
             }
         }
-        #expect((previews["Ada"] ?? []).first { $0["kind"]?.string == "text" }.flatMap { date($0["at"]) }.map { chicago.component(.hour, from: $0) } ?? 0 >= 10,
-                "the evening's first text is held for the next morning")
+        // SP-5: imported at 20:30, each contact's first text is held for the next morning, 10:00–14:00 Chicago; its e-mail went at once.
+        for (first, items) in previews {
+            let start = try #require(date(items.first?["at"]))
+            let held = try #require(items.first { $0["kind"]?.string == "text" }.flatMap { date($0["at"]) })
+            let nextDay = chicago.date(byAdding: .day, value: 1, to: chicago.startOfDay(for: start)) ?? start
+            #expect(items.first?["kind"]?.string == "email" && chicago.component(.hour, from: start) == 20
+                    && chicago.isDate(held, inSameDayAs: nextDay) && (10..<14).contains(chicago.component(.hour, from: held)),
+                    "\(first): enrolled \(start), first text \(held)")
+        }
         let calWant = expected("Cal", until: try #require(archivedAt)), calGot = try await actual(cal)
         #expect(calGot.messages.sorted() == calWant.messages.sorted() && calWant.messages.count < expected("Cal").messages.count,
                 "SP-11: Cal gets what was due before the archive and nothing after: \(calGot.messages.count) vs \(calWant.messages.count)")
