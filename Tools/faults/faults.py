@@ -334,6 +334,10 @@ def main():
     print(f"{'total':<32} {totals[0]:>8} {totals[1]:>8} {totals[2]:>7} {totals[3]:>5} {totals[4]:>10}")
     print(f"quiet after the load: {'yes' if quiet is not None else 'no'}; {stored} contacts stored, {steps} rotation steps")
     print("SIGTERM to exit: " + ", ".join(f"{svc} {value:.1f} s" if value is not None else f"{svc} never" for svc, value in shutdowns.items()))
+    # What broke each failed request, so a failure in a phase with no fault can be told apart.
+    for lead in load.leads:
+        if lead[2] == "failed":
+            print(f"failed: lead {lead[0]} ({lead[1]}, {lead[4]}): {lead[3]}")
     rejected = [lead for lead in load.leads if lead[2] == "rejected"]
     failed_checks += [f"lead {lead[0]} rejected: {lead[3]}" for lead in rejected[:5]]
     failed_checks += [f"lead {index} {verdict}: {why}" for index, (verdict, why) in sorted(verdicts.items())[:10]]
